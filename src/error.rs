@@ -1,0 +1,169 @@
+//! The crate's one error type.
+//!
+//! Every fallible operation in gumbelgrad returns [`Result<T>`](Result). Errors are
+//! detected as early as possible: a shape mismatch is found when the op is *recorded*
+//! on the tape (naming the op and both shapes), never later inside a backward pass.
+
+use crate::tensor::Shape;
+
+/// Everything that can go wrong in gumbelgrad.
+///
+/// The enum is `Clone` so that a tape can remember the first error it met and hand it
+/// back from every later call (see [`Tape`](crate::Tape)).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// Two operands of an op have shapes the op cannot combine.
+    #[error("shape mismatch in `{op}`: {left} and {right} ({reason})")]
+    ShapeMismatch {
+        /// The op being recorded, e.g. `"matmul"`.
+        op: String,
+        /// Shape of the first operand.
+        left: Shape,
+        /// Shape of the second operand.
+        right: Shape,
+        /// What the op needed, e.g. `"inner dimensions differ"`.
+        reason: String,
+    },
+
+    /// A buffer's length does not fit the shape asked for.
+    #[error("cannot build a {rows}x{cols} tensor from {len} elements")]
+    BadLength {
+        /// Rows asked for.
+        rows: usize,
+        /// Columns asked for.
+        cols: usize,
+        /// Elements supplied.
+        len: usize,
+    },
+
+    /// An argument is out of its domain (a group size that does not divide the columns,
+    /// a column range past the end, ...).
+    #[error("invalid argument to `{op}`: {message}")]
+    InvalidArgument {
+        /// The op or function that rejected the argument.
+        op: String,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// A temperature was zero, negative, NaN or infinite.
+    #[error("temperature must be finite and > 0, got {value} (in `{op}`)")]
+    InvalidTemperature {
+        /// Where the temperature was given.
+        op: String,
+        /// The rejected value.
+        value: f64,
+    },
+
+    /// An input contained NaN or infinity.
+    #[error("non-finite value in {what}")]
+    NonFiniteInput {
+        /// Which input.
+        what: String,
+    },
+
+    /// With the finite check on, an op produced NaN or infinity.
+    #[error("op `{op}` (node %{node}) produced a non-finite value in its {pass} pass")]
+    NonFinite {
+        /// Name of the offending op.
+        op: String,
+        /// Index of its node on the tape.
+        node: usize,
+        /// `"forward"` or `"backward"`.
+        pass: &'static str,
+    },
+
+    /// `backward` was called on something that is not a 1x1 scalar.
+    #[error("backward needs a 1x1 scalar loss, got {shape}")]
+    NotScalar {
+        /// Shape of the value passed to backward.
+        shape: Shape,
+    },
+
+    /// A `Var` from one tape was used on another.
+    #[error("a variable from another tape was passed to `{op}`")]
+    ForeignVar {
+        /// The op that received it.
+        op: String,
+    },
+
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's message.
+        message: String,
+    },
+
+    /// A data or checkpoint file was readable but its contents are wrong.
+    #[error("{path}: {message}")]
+    BadFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it (bad magic number, truncated, bad line, ...).
+        message: String,
+    },
+}
+
+/// `std::result::Result` with gumbelgrad's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Shorthand for [`Error::ShapeMismatch`].
+    pub fn shape_mismatch(
+        op: impl Into<String>,
+        left: Shape,
+        right: Shape,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::ShapeMismatch {
+            op: op.into(),
+            left,
+            right,
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub fn invalid_argument(op: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            op: op.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Io`] from a `std::io::Error`.
+    pub fn io(path: impl AsRef<std::path::Path>, source: &std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            message: source.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::BadFile`].
+    pub fn bad_file(path: impl AsRef<std::path::Path>, message: impl Into<String>) -> Self {
+        Error::BadFile {
+            path: path.as_ref().display().to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks that a temperature is finite and strictly positive.
+///
+/// ```
+/// assert!(gumbelgrad::check_temperature("gumbel_softmax", 0.5).is_ok());
+/// assert!(gumbelgrad::check_temperature("gumbel_softmax", 0.0).is_err());
+/// assert!(gumbelgrad::check_temperature("gumbel_softmax", f64::NAN).is_err());
+/// ```
+pub fn check_temperature(op: &str, temperature: f64) -> Result<()> {
+    if temperature.is_finite() && temperature > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidTemperature {
+            op: op.to_string(),
+            value: temperature,
+        })
+    }
+}

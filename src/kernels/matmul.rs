@@ -1,0 +1,93 @@
+//! Matrix products on row-major slices, with the transposed variants the backward
+//! pass needs, computed without materialising any transpose.
+
+use crate::float::Float;
+
+/// `c += op(a) * op(b)` where `op(a)` is `m x k` and `op(b)` is `k x n`, all row-major.
+///
+/// - `transpose_a = false`: `a` is stored `m x k`; `true`: `a` is stored `k x m`.
+/// - `transpose_b = false`: `b` is stored `k x n`; `true`: `b` is stored `n x k`.
+///
+/// The result is *added* into `c` (`m x n`), which is what both the forward pass (into
+/// a zeroed output) and the backward pass (accumulating gradients) want.
+///
+/// Each loop order keeps the innermost loop running along contiguous memory so the
+/// compiler can vectorise it.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<T: Float>(
+    transpose_a: bool,
+    transpose_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+) {
+    assert_eq!(a.len(), m * k, "gemm: a has the wrong length");
+    assert_eq!(b.len(), k * n, "gemm: b has the wrong length");
+    assert_eq!(c.len(), m * n, "gemm: c has the wrong length");
+    match (transpose_a, transpose_b) {
+        // c[i, :] += a[i, p] * b[p, :]
+        (false, false) => {
+            for (a_row, c_row) in a.chunks_exact(k.max(1)).zip(c.chunks_exact_mut(n.max(1))) {
+                for (&a_ip, b_row) in a_row.iter().zip(b.chunks_exact(n.max(1))) {
+                    axpy(a_ip, b_row, c_row);
+                }
+            }
+        }
+        // c[i, j] += dot(a[i, :], b[j, :])
+        (false, true) => {
+            for (a_row, c_row) in a.chunks_exact(k.max(1)).zip(c.chunks_exact_mut(n.max(1))) {
+                for (c_ij, b_row) in c_row.iter_mut().zip(b.chunks_exact(k.max(1))) {
+                    *c_ij += dot(a_row, b_row);
+                }
+            }
+        }
+        // c[i, :] += a[p, i] * b[p, :]
+        (true, false) => {
+            for (a_row, b_row) in a.chunks_exact(m.max(1)).zip(b.chunks_exact(n.max(1))) {
+                for (&a_pi, c_row) in a_row.iter().zip(c.chunks_exact_mut(n.max(1))) {
+                    axpy(a_pi, b_row, c_row);
+                }
+            }
+        }
+        // c[i, j] += sum_p a[p, i] * b[j, p]
+        (true, true) => {
+            for i in 0..m {
+                for j in 0..n {
+                    let mut sum = T::ZERO;
+                    for p in 0..k {
+                        sum += a[p * m + i] * b[j * k + p];
+                    }
+                    c[i * n + j] += sum;
+                }
+            }
+        }
+    }
+}
+
+/// `y += alpha * x`.
+#[inline]
+pub fn axpy<T: Float>(alpha: T, x: &[T], y: &mut [T]) {
+    for (y_i, &x_i) in y.iter_mut().zip(x) {
+        *y_i += alpha * x_i;
+    }
+}
+
+/// `sum_i x_i * y_i`, with four independent accumulators so the additions pipeline.
+#[inline]
+pub fn dot<T: Float>(x: &[T], y: &[T]) -> T {
+    let mut acc = [T::ZERO; 4];
+    let chunks = x.len() / 4;
+    for c in 0..chunks {
+        for lane in 0..4 {
+            acc[lane] += x[4 * c + lane] * y[4 * c + lane];
+        }
+    }
+    let mut sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for i in 4 * chunks..x.len().min(y.len()) {
+        sum += x[i] * y[i];
+    }
+    sum
+}

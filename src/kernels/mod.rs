@@ -1,0 +1,7 @@
+//! Kernels: raw loops over slices, the lowest layer of the crate.
+//!
+//! Nothing here knows about tensors or tapes; every function takes plain slices and
+//! dimensions. Keeping the loops here, away from the ops, lets them be optimised (and
+//! tested against plain scalar references) without touching the maths above.
+
+pub mod matmul;

@@ -1,0 +1,163 @@
+//! Matrix product, with transposed operands handled without copying.
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::kernels::matmul::gemm;
+use crate::op::{Op, expect_arity};
+use crate::tape::Var;
+use crate::tensor::{Shape, Tensor};
+
+/// `C = op(A) op(B)`, where `op` transposes its argument when the flag is set.
+///
+/// VJP of `C = A B` with upstream gradient `G`:
+/// `dA = G B^T`, `dB = A^T G`. With transposed operands the same identities hold
+/// after transposing: e.g. for `C = A B^T`, `dA = G B` and `dB = G^T A`. None of these
+/// transposes is materialised: the kernel reads the operands in the layout they have.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MatMul {
+    /// Use `A^T` instead of `A`.
+    pub transpose_a: bool,
+    /// Use `B^T` instead of `B`.
+    pub transpose_b: bool,
+}
+
+impl MatMul {
+    /// `(rows, cols)` of `op(X)` for a stored shape.
+    fn logical(shape: Shape, transpose: bool) -> (usize, usize) {
+        if transpose {
+            (shape.cols, shape.rows)
+        } else {
+            (shape.rows, shape.cols)
+        }
+    }
+}
+
+impl<T: Float> Op<T> for MatMul {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+    fn describe(&self) -> String {
+        match (self.transpose_a, self.transpose_b) {
+            (false, false) => "matmul".into(),
+            (true, false) => "matmul(A^T B)".into(),
+            (false, true) => "matmul(A B^T)".into(),
+            (true, true) => "matmul(A^T B^T)".into(),
+        }
+    }
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        expect_arity("matmul", inputs, 2)?;
+        let (m, k) = Self::logical(inputs[0], self.transpose_a);
+        let (k2, n) = Self::logical(inputs[1], self.transpose_b);
+        if k != k2 {
+            return Err(Error::shape_mismatch(
+                "matmul",
+                inputs[0],
+                inputs[1],
+                format!("inner dimensions differ ({k} vs {k2})"),
+            ));
+        }
+        Ok(Shape::new(m, n))
+    }
+    fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
+        let (a, b) = (inputs[0], inputs[1]);
+        let (m, k) = Self::logical(a.shape(), self.transpose_a);
+        let n = output.cols();
+        output.fill_zero();
+        gemm(
+            self.transpose_a,
+            self.transpose_b,
+            m,
+            n,
+            k,
+            a.as_slice(),
+            b.as_slice(),
+            output.as_mut_slice(),
+        );
+    }
+    fn backward(
+        &self,
+        inputs: &[&Tensor<T>],
+        _output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_inputs: &mut [Option<&mut Tensor<T>>],
+    ) {
+        let (a, b, g) = (inputs[0], inputs[1], grad_output);
+        let (m, k) = Self::logical(a.shape(), self.transpose_a);
+        let n = g.cols();
+        let (a, b, g) = (a.as_slice(), b.as_slice(), g.as_slice());
+        if let Some(grad_a) = grad_inputs[0].as_deref_mut() {
+            if self.transpose_a {
+                // A stored k x m: dA_stored = (G op(B)^T)^T = op(B) G^T, a k x m product.
+                gemm(self.transpose_b, true, k, m, n, b, g, grad_a.as_mut_slice());
+            } else {
+                // dA = G op(B)^T, an m x k product.
+                gemm(
+                    false,
+                    !self.transpose_b,
+                    m,
+                    k,
+                    n,
+                    g,
+                    b,
+                    grad_a.as_mut_slice(),
+                );
+            }
+        }
+        if let Some(grad_b) = grad_inputs[1].as_deref_mut() {
+            if self.transpose_b {
+                // B stored n x k: dB_stored = (op(A)^T G)^T = G^T op(A), an n x k product.
+                gemm(true, self.transpose_a, n, k, m, g, a, grad_b.as_mut_slice());
+            } else {
+                // dB = op(A)^T G, a k x n product.
+                gemm(
+                    !self.transpose_a,
+                    false,
+                    k,
+                    n,
+                    m,
+                    a,
+                    g,
+                    grad_b.as_mut_slice(),
+                );
+            }
+        }
+    }
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Matrix product `self * other`.
+    ///
+    /// ```
+    /// use gumbelgrad::{Tape, Tensor};
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.constant(&Tensor::from_vec(1, 2, vec![1.0, 2.0])?);
+    /// let b = tape.constant(&Tensor::from_vec(2, 1, vec![3.0, 4.0])?);
+    /// assert_eq!(a.matmul(b).scalar()?, 11.0);
+    /// # Ok::<(), gumbelgrad::Error>(())
+    /// ```
+    pub fn matmul(self, other: Var<'t, T>) -> Var<'t, T> {
+        self.tape().record(MatMul::default(), &[self, other])
+    }
+
+    /// `self * other^T` without copying `other`.
+    pub fn matmul_transposed(self, other: Var<'t, T>) -> Var<'t, T> {
+        self.tape().record(
+            MatMul {
+                transpose_a: false,
+                transpose_b: true,
+            },
+            &[self, other],
+        )
+    }
+
+    /// `self^T * other` without copying `self`.
+    pub fn transposed_matmul(self, other: Var<'t, T>) -> Var<'t, T> {
+        self.tape().record(
+            MatMul {
+                transpose_a: true,
+                transpose_b: false,
+            },
+            &[self, other],
+        )
+    }
+}
