@@ -384,7 +384,7 @@ impl<T: Float> Tensor<T> {
 
 /// Checks that `group_size` divides `shape.cols` and returns the number of groups per row.
 pub(crate) fn num_groups(shape: Shape, group_size: usize, op: &str) -> Result<usize> {
-    if group_size == 0 || shape.cols % group_size != 0 {
+    if group_size == 0 || !shape.cols.is_multiple_of(group_size) {
         return Err(Error::invalid_argument(
             op,
             format!(

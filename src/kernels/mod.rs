@@ -5,3 +5,4 @@
 //! tested against plain scalar references) without touching the maths above.
 
 pub mod matmul;
+pub mod softmax;

@@ -8,3 +8,4 @@
 pub mod arith;
 pub mod matmul;
 pub mod reduce;
+pub mod unary;
