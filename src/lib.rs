@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod estimators;
 pub mod float;
 pub mod gradcheck;
 pub mod kernels;
