@@ -32,6 +32,7 @@ pub mod error;
 pub mod estimators;
 pub mod float;
 pub mod gradcheck;
+pub mod io;
 pub mod kernels;
 pub mod nn;
 pub mod op;
