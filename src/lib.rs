@@ -28,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod error;
 pub mod estimators;
 pub mod float;
