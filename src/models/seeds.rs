@@ -1,7 +1,8 @@
 //! Deriving independent random streams from one seed.
 //!
-//! Training draws its noise from a generator seeded by `(seed, step)` and shuffles
-//! each epoch with a generator seeded by `(seed, epoch)`. Nothing random is carried
+//! Training draws its noise from a generator seeded by `(seed, step)` (and shuffles
+//! each epoch with one seeded by `(seed, epoch)`, in
+//! [`Minibatches::for_epoch`](crate::data::Minibatches::for_epoch)). Nothing random is carried
 //! from one step to the next, so a run resumed from a checkpoint (which stores the
 //! step) draws exactly the numbers the uninterrupted run would have drawn.
 
@@ -16,8 +17,6 @@ pub enum Stream {
     Init = 1,
     /// The noise of one training step.
     Step = 2,
-    /// The shuffle of one epoch.
-    Shuffle = 3,
     /// Evaluation.
     Eval = 4,
 }

@@ -1,7 +1,8 @@
 //! Training a [`CategoricalVae`]: the loop, the schedules, and checkpoints that resume
 //! bit for bit.
 //!
-//! One step: draw a minibatch (the epoch's shuffle comes from `(seed, epoch)`), set the
+//! One step: draw a minibatch (the epoch's shuffle comes from `(seed, epoch)`,
+//! see [`Minibatches::for_epoch`]), set the
 //! temperature and learning rate for this step from their schedules, record the
 //! negative ELBO on the tape with the chosen estimator (its noise comes from
 //! `(seed, step)`), backpropagate, and let Adam update the parameters. Because every
@@ -12,6 +13,7 @@ use std::path::Path;
 
 use rand::Rng;
 
+use crate::data::Minibatches;
 use crate::error::{Error, Result};
 use crate::estimators::{Estimator, TemperatureSchedule};
 use crate::float::Float;
@@ -195,13 +197,16 @@ impl<T: Float> Trainer<T> {
                 ),
             ));
         }
-        let order = shuffled(
+        let order = Minibatches::for_epoch(
             images.rows(),
-            &mut rng_for(self.config.seed, Stream::Shuffle, self.epoch),
-        );
+            self.config.batch_size,
+            true,
+            self.config.seed,
+            self.epoch,
+        )?;
         let mut total = 0.0;
         let mut temperature = self.temperature()?;
-        for batch in order.chunks_exact(self.config.batch_size) {
+        for batch in order.iter() {
             let report = self.step(images, batch)?;
             total += report.loss;
             temperature = report.temperature;
@@ -290,15 +295,6 @@ impl<T: Float> Trainer<T> {
         trainer.epoch = checkpoint.u64("epoch")?;
         Ok(trainer)
     }
-}
-
-/// A uniformly random permutation of `0..n` (Fisher-Yates).
-fn shuffled<R: Rng + ?Sized>(n: usize, rng: &mut R) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, rng.random_range(0..=i));
-    }
-    order
 }
 
 /// Copies the chosen rows into a batch; with `binarize`, each pixel becomes 1 with
