@@ -10,6 +10,10 @@
 
 use super::microkernel::Element;
 
+/// Depths packed together when packing needs a transpose: `STRIP x NR` destination
+/// values (at most 2 KB) stay in L1 while the source rows are read `STRIP` at a time.
+const STRIP: usize = 16;
+
 /// Packs rows `i0..i0+mc` and depths `p0..p0+kc` of `op(A)` (`op(A)` is `m x k`;
 /// `a` is stored `m x k`, or `k x m` when `transpose_a`) into `ceil(mc/mr)` panels
 /// of `kc x mr` values, `out[panel][p * mr + i] = op(A)[i0 + panel*mr + i, p0 + p]`.
@@ -42,16 +46,22 @@ pub(crate) fn pack_a<'o, E: Element>(
                 dst[rows..].fill(E::ZERO);
             }
         } else {
-            // a is m x k: read each row contiguously, scatter with stride mr.
-            for i in 0..rows {
-                let src = &a[(first_row + i) * k + p0..][..kc];
-                for (dst, &v) in panel.chunks_exact_mut(mr).zip(src) {
-                    dst[i] = v;
+            // a is m x k: a transpose. Read each row contiguously and scatter with
+            // stride mr, STRIP depths at a time so the scattered writes stay in a few
+            // cache lines instead of sweeping the whole panel once per row.
+            for (strip_index, strip) in panel.chunks_mut(STRIP * mr).enumerate() {
+                let p_start = p0 + strip_index * STRIP;
+                let depth = strip.len() / mr;
+                for i in 0..rows {
+                    let src = &a[(first_row + i) * k + p_start..][..depth];
+                    for (dst, &v) in strip.chunks_exact_mut(mr).zip(src) {
+                        dst[i] = v;
+                    }
                 }
-            }
-            if rows < mr {
-                for dst in panel.chunks_exact_mut(mr) {
-                    dst[rows..].fill(E::ZERO);
+                if rows < mr {
+                    for dst in strip.chunks_exact_mut(mr) {
+                        dst[rows..].fill(E::ZERO);
+                    }
                 }
             }
         }
@@ -84,16 +94,20 @@ pub(crate) fn pack_b<'o, E: Element>(
         let first_col = j0 + panel_index * nr;
         let cols = nr.min(j0 + nc - first_col);
         if transpose_b {
-            // b is n x k: row j of b holds column j of op(B), contiguous in p.
-            for j in 0..cols {
-                let src = &b[(first_col + j) * k + p0..][..kc];
-                for (dst, &v) in panel.chunks_exact_mut(nr).zip(src) {
-                    dst[j] = v;
+            // b is n x k: a transpose, done STRIP depths at a time as in `pack_a`.
+            for (strip_index, strip) in panel.chunks_mut(STRIP * nr).enumerate() {
+                let p_start = p0 + strip_index * STRIP;
+                let depth = strip.len() / nr;
+                for j in 0..cols {
+                    let src = &b[(first_col + j) * k + p_start..][..depth];
+                    for (dst, &v) in strip.chunks_exact_mut(nr).zip(src) {
+                        dst[j] = v;
+                    }
                 }
-            }
-            if cols < nr {
-                for dst in panel.chunks_exact_mut(nr) {
-                    dst[cols..].fill(E::ZERO);
+                if cols < nr {
+                    for dst in strip.chunks_exact_mut(nr) {
+                        dst[cols..].fill(E::ZERO);
+                    }
                 }
             }
         } else {
