@@ -152,7 +152,11 @@ fn check_thread_counts_bit_identical<T: Float>(dims: (bool, bool, usize, usize, 
     let b = random_vec::<T>(k * n, &mut rng);
     let c0 = random_vec::<T>(m * n, &mut rng);
     for isa in available_isas() {
-        let base = GemmConfig::current().with_isa(isa).unwrap();
+        // Every product splits, however small.
+        let base = GemmConfig::current()
+            .with_isa(isa)
+            .unwrap()
+            .with_min_work_per_thread(1);
         let mut one = c0.clone();
         gemm(&base.with_threads(1), ta, tb, m, n, k, &a, &b, &mut one);
         for threads in [2, 3] {

@@ -21,12 +21,18 @@
 //!   contains them) and portably. [`Isa::detect`] picks the best one the CPU has, once
 //!   per process; [`GemmConfig::with_isa`] forces another one (tests use it to run the
 //!   portable path on a machine with AVX-512).
-//! - **Threads.** The rows of `C` are cut into contiguous bands of whole `MR`-row
-//!   tiles, one band per thread ([`std::thread::scope`], the caller runs the first).
-//!   Each output value is computed by one thread with the same depth blocking and the
-//!   same order of additions as with one thread, so **the result is bit-identical for
-//!   every thread count**. The count comes from [`GemmConfig`], by default from the
-//!   setting [`set_num_threads`](super::set_num_threads) (1 unless set).
+//! - **Threads.** `C` is cut into one band per thread, bands of whole `NR`-column
+//!   panels when `n >= m` (each thread then packs only its part of the larger `B`),
+//!   else of whole `MR`-row panels; the bands run under [`std::thread::scope`], the
+//!   caller running the first. Each output value is computed by one thread with the
+//!   same depth blocking and the same order of additions as with one thread, so **the
+//!   result is bit-identical for every thread count**. The count comes from
+//!   [`GemmConfig`], by default from the setting
+//!   [`set_num_threads`](super::set_num_threads) (1 unless set); products too small to
+//!   pay for a thread start (see [`GemmConfig::with_min_work_per_thread`]) use fewer.
+//!   Threads are started per product, not pooled: a pool that lends borrowed slices to
+//!   long-lived threads needs `unsafe` lifetime tricks, which this crate keeps out of
+//!   everything but the SIMD kernels.
 //! - **Numerics.** With AVX2 or AVX-512 every product is one FMA; the two give identical
 //!   bits (same depth blocks, same order). The portable kernel rounds the multiply and
 //!   the add separately. All agree with the reference to within the usual dot-product
@@ -104,6 +110,7 @@ impl Isa {
 pub struct GemmConfig {
     isa: Isa,
     threads: usize,
+    min_work_per_thread: usize,
 }
 
 impl GemmConfig {
@@ -113,6 +120,7 @@ impl GemmConfig {
         GemmConfig {
             isa: Isa::detect(),
             threads: super::num_threads(),
+            min_work_per_thread: MIN_WORK_PER_THREAD,
         }
     }
 
@@ -128,6 +136,17 @@ impl GemmConfig {
     /// cannot run it.
     pub fn with_isa(self, isa: Isa) -> Option<Self> {
         isa.is_available().then_some(GemmConfig { isa, ..self })
+    }
+
+    /// Same configuration giving each thread at least `work` multiply-adds
+    /// (`m * n * k / threads`); the default is 2,000,000, below which starting a thread
+    /// costs more than it saves. Tests set 1 to make even tiny products use every
+    /// thread they can.
+    pub fn with_min_work_per_thread(self, work: usize) -> Self {
+        GemmConfig {
+            min_work_per_thread: work.max(1),
+            ..self
+        }
     }
 
     /// The instruction set used.
@@ -242,7 +261,7 @@ buffered!(f64, PACK_F64);
 macro_rules! dispatch_for {
     ($name:ident, $t:ty) => {
         fn $name(config: &GemmConfig, problem: Problem, a: &[$t], b: &[$t], c: &mut [$t]) {
-            let threads = config.threads;
+            let threads = (config.threads, config.min_work_per_thread);
             #[cfg(target_arch = "x86_64")]
             {
                 use microkernel::{Avx2, Avx512};
@@ -279,43 +298,86 @@ fn depth_block(k: usize) -> usize {
     k.div_ceil(k.div_ceil(kc_max))
 }
 
-/// Cuts the rows of `c` into one band of whole `MR`-row tiles per thread and runs the
-/// bands in parallel, the calling thread taking the first.
+/// Default for [`GemmConfig::with_min_work_per_thread`]: below this many multiply-adds
+/// per thread (~50 µs of work at full speed) another thread costs more to start
+/// (20-40 µs for a scoped spawn and join on the test machine) than it saves, so small
+/// products use fewer threads.
+const MIN_WORK_PER_THREAD: usize = 2_000_000;
+
+/// Splits `C` into one band per thread and runs the bands in parallel, the calling
+/// thread taking the first.
+///
+/// When `n >= m`, `op(B)` is the larger operand and the bands are ranges of whole
+/// `NR`-column panels: each thread packs only its own columns of `B` (and the whole,
+/// small `A`). Otherwise the bands are ranges of whole `MR`-row panels and each thread
+/// packs its rows of `A` and the whole, smaller `B`. Either way each value of `C` is
+/// computed by exactly one thread, exactly as with one thread.
 fn run_threads<E: Buffered, K: MicroKernel<E>>(
     kernel: K,
-    threads: usize,
+    (threads, min_work_per_thread): (usize, usize),
     problem: Problem,
     a: &[E],
     b: &[E],
     c: &mut [E],
 ) {
-    let Problem { m, n, .. } = problem;
-    let tiles = m.div_ceil(K::MR);
-    let bands = threads.clamp(1, tiles);
-    if bands == 1 {
-        run_band(kernel, problem, a, b, 0, c);
+    let Problem { m, n, k, .. } = problem;
+    let mut rows: Vec<&mut [E]> = c.chunks_mut(n).collect();
+    let max_bands = threads.min((m * n * k / min_work_per_thread).max(1));
+    if max_bands <= 1 {
+        run_band(kernel, problem, a, b, 0, 0, &mut rows);
         return;
     }
-    let rows_per_band = tiles.div_ceil(bands) * K::MR;
-    std::thread::scope(|scope| {
-        let mut chunks = c.chunks_mut(rows_per_band * n).enumerate();
-        let (_, first) = chunks.next().expect("m > 0");
-        for (band, chunk) in chunks {
-            scope.spawn(move || run_band(kernel, problem, a, b, band * rows_per_band, chunk));
+    if n >= m {
+        let panels = n.div_ceil(K::NR);
+        let band_width = panels.div_ceil(max_bands.min(panels)) * K::NR;
+        let bands = n.div_ceil(band_width);
+        // Cut every row of C into `bands` segments, segment t going to band t.
+        let mut segments: Vec<Vec<&mut [E]>> = (0..bands).map(|_| Vec::with_capacity(m)).collect();
+        for row in rows {
+            let mut rest = row;
+            for band in &mut segments {
+                let (head, tail) = rest.split_at_mut(band_width.min(rest.len()));
+                band.push(head);
+                rest = tail;
+            }
         }
-        run_band(kernel, problem, a, b, 0, first);
-    });
+        std::thread::scope(|scope| {
+            let mut bands = segments.iter_mut().enumerate();
+            let (_, first) = bands.next().expect("n > 0");
+            for (band, band_rows) in bands {
+                scope.spawn(move || {
+                    run_band(kernel, problem, a, b, 0, band * band_width, band_rows)
+                });
+            }
+            run_band(kernel, problem, a, b, 0, 0, first);
+        });
+    } else {
+        let panels = m.div_ceil(K::MR);
+        let band_height = panels.div_ceil(max_bands.min(panels)) * K::MR;
+        std::thread::scope(|scope| {
+            let mut bands = rows.chunks_mut(band_height).enumerate();
+            let (_, first) = bands.next().expect("m > 0");
+            for (band, band_rows) in bands {
+                scope.spawn(move || {
+                    run_band(kernel, problem, a, b, band * band_height, 0, band_rows)
+                });
+            }
+            run_band(kernel, problem, a, b, 0, 0, first);
+        });
+    }
 }
 
-/// The blocked product for the output rows `first_row .. first_row + c_band.len()/n`,
-/// `c_band` being those rows of `c`.
+/// The blocked product for one band of `C`: rows `first_row ..` (one per entry of
+/// `c_rows`) and columns `first_col ..` (as many as each `c_rows[i]` holds, which starts
+/// at column `first_col`).
 fn run_band<E: Buffered, K: MicroKernel<E>>(
     kernel: K,
     problem: Problem,
     a: &[E],
     b: &[E],
     first_row: usize,
-    c_band: &mut [E],
+    first_col: usize,
+    c_rows: &mut [&mut [E]],
 ) {
     let Problem {
         transpose_a,
@@ -324,16 +386,26 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
         n,
         k,
     } = problem;
-    let band_rows = c_band.len() / n;
+    let band_rows = c_rows.len();
+    let band_cols = c_rows.first().map_or(0, |row| row.len());
     let mc_block = (MC_TARGET / K::MR).max(1) * K::MR;
     let nc_block = ((B_BLOCK_BYTES / (KC * size_of::<E>())) / K::NR).max(1) * K::NR;
+    let kc_block = depth_block(k);
     E::with_pack_buffers(|a_buffer, b_buffer| {
-        let kc_block = depth_block(k);
-        for jc in (0..n).step_by(nc_block) {
-            let nc = nc_block.min(n - jc);
+        for jc in (0..band_cols).step_by(nc_block) {
+            let nc = nc_block.min(band_cols - jc);
             for pc in (0..k).step_by(kc_block) {
                 let kc = kc_block.min(k - pc);
-                let b_packed = pack_b(transpose_b, b, k, n, (pc, kc), (jc, nc), K::NR, b_buffer);
+                let b_packed = pack_b(
+                    transpose_b,
+                    b,
+                    k,
+                    n,
+                    (pc, kc),
+                    (first_col + jc, nc),
+                    K::NR,
+                    b_buffer,
+                );
                 for ic in (0..band_rows).step_by(mc_block) {
                     let mc = mc_block.min(band_rows - ic);
                     let a_packed = pack_a(
@@ -346,15 +418,7 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
                         K::MR,
                         a_buffer,
                     );
-                    kernel.run_block(
-                        kc,
-                        mc,
-                        nc,
-                        a_packed,
-                        b_packed,
-                        &mut c_band[ic * n + jc..],
-                        n,
-                    );
+                    kernel.run_block(kc, mc, nc, a_packed, b_packed, &mut c_rows[ic..ic + mc], jc);
                 }
             }
         }

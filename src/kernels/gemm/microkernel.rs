@@ -51,15 +51,15 @@ impl Element for f64 {
     }
 }
 
-/// One `MR x NR` tile: `c[i, j] += sum_{p < kc} a_panel[p, i] * b_panel[p, j]` for the
-/// first `rows x cols` entries (`c` has row stride `ldc`).
+/// One `MR x NR` tile: `c_rows[i][col0 + j] += sum_{p < kc} a_panel[p, i] * b_panel[p, j]`
+/// for the first `rows x cols` entries (`c_rows.len() >= rows`).
 #[inline(always)]
 fn tile<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
     kc: usize,
     a_panel: &[E],
     b_panel: &[E],
-    c: &mut [E],
-    ldc: usize,
+    c_rows: &mut [&mut [E]],
+    col0: usize,
     rows: usize,
     cols: usize,
 ) {
@@ -79,15 +79,15 @@ fn tile<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
         }
     }
     if rows == MR && cols == NR {
-        for (i, acc_row) in acc.iter().enumerate() {
-            let c_row = &mut c[i * ldc..i * ldc + NR];
+        for (acc_row, c_row) in acc.iter().zip(c_rows.iter_mut()) {
+            let c_row = &mut c_row[col0..col0 + NR];
             for (c_ij, &v) in c_row.iter_mut().zip(acc_row) {
                 *c_ij += v;
             }
         }
     } else {
-        for (i, acc_row) in acc.iter().enumerate().take(rows) {
-            let c_row = &mut c[i * ldc..i * ldc + cols];
+        for (acc_row, c_row) in acc.iter().zip(c_rows.iter_mut()).take(rows) {
+            let c_row = &mut c_row[col0..col0 + cols];
             for (c_ij, &v) in c_row.iter_mut().zip(acc_row) {
                 *c_ij += v;
             }
@@ -95,7 +95,8 @@ fn tile<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
     }
 }
 
-/// All tiles of one packed block: `c[0..mc, 0..nc] += A_block * B_block`.
+/// All tiles of one packed block: `c_rows[i][col0 + j] += (A_block * B_block)[i, j]` for
+/// `i < mc`, `j < nc` (`c_rows` holds the block's rows of `C`, any number of columns).
 ///
 /// The outer loop walks the `B` micro-panels and the inner loop the `A` micro-panels, so
 /// one `kc x NR` panel of `B` stays in the L1 cache while every panel of `A` (which sits
@@ -108,8 +109,8 @@ fn block<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
     nc: usize,
     a_packed: &[E],
     b_packed: &[E],
-    c: &mut [E],
-    ldc: usize,
+    c_rows: &mut [&mut [E]],
+    col0: usize,
 ) {
     for (jr, b_panel) in b_packed.chunks_exact(kc * NR).enumerate() {
         let j0 = jr * NR;
@@ -121,8 +122,8 @@ fn block<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
                 kc,
                 a_panel,
                 b_panel,
-                &mut c[i0 * ldc + j0..],
-                ldc,
+                &mut c_rows[i0..],
+                col0 + j0,
                 rows,
                 cols,
             );
@@ -136,7 +137,8 @@ pub(crate) trait MicroKernel<E: Element>: Copy + Send + Sync {
     const MR: usize;
     /// Columns of a register tile (the width of a `B` micro-panel).
     const NR: usize;
-    /// `c[0..mc, 0..nc] += A_block * B_block` on packed panels (see the module docs);
+    /// `c_rows[i][col0 + j] += (A_block * B_block)[i, j]` on packed panels (see the
+    /// module docs);
     /// `a_packed.len() == ceil(mc/MR)*MR*kc`, `b_packed.len() == ceil(nc/NR)*NR*kc`.
     #[allow(clippy::too_many_arguments)]
     fn run_block(
@@ -146,8 +148,8 @@ pub(crate) trait MicroKernel<E: Element>: Copy + Send + Sync {
         nc: usize,
         a_packed: &[E],
         b_packed: &[E],
-        c: &mut [E],
-        ldc: usize,
+        c_rows: &mut [&mut [E]],
+        col0: usize,
     );
 }
 
@@ -167,10 +169,10 @@ macro_rules! portable_kernel {
                 nc: usize,
                 a_packed: &[$t],
                 b_packed: &[$t],
-                c: &mut [$t],
-                ldc: usize,
+                c_rows: &mut [&mut [$t]],
+                col0: usize,
             ) {
-                block::<$t, $mr, $nr, false>(kc, mc, nc, a_packed, b_packed, c, ldc);
+                block::<$t, $mr, $nr, false>(kc, mc, nc, a_packed, b_packed, c_rows, col0);
             }
         }
     };
@@ -225,10 +227,10 @@ mod x86 {
                 nc: usize,
                 a_packed: &[$t],
                 b_packed: &[$t],
-                c: &mut [$t],
-                ldc: usize,
+                c_rows: &mut [&mut [$t]],
+                col0: usize,
             ) {
-                block::<$t, $mr, $nr, true>(kc, mc, nc, a_packed, b_packed, c, ldc);
+                block::<$t, $mr, $nr, true>(kc, mc, nc, a_packed, b_packed, c_rows, col0);
             }
 
             impl MicroKernel<$t> for $proof {
@@ -241,14 +243,14 @@ mod x86 {
                     nc: usize,
                     a_packed: &[$t],
                     b_packed: &[$t],
-                    c: &mut [$t],
-                    ldc: usize,
+                    c_rows: &mut [&mut [$t]],
+                    col0: usize,
                 ) {
                     // SAFETY: `self` is a value of the proof type, which only its
                     // `detect()` creates after checking at run time that the CPU has
                     // every feature `$func` is compiled for. The function itself is
                     // safe Rust (bounds-checked slices).
-                    unsafe { $func(kc, mc, nc, a_packed, b_packed, c, ldc) }
+                    unsafe { $func(kc, mc, nc, a_packed, b_packed, c_rows, col0) }
                 }
             }
         };

@@ -10,9 +10,12 @@
 
 use super::microkernel::Element;
 
-/// Depths packed together when packing needs a transpose: `STRIP x NR` destination
-/// values (at most 2 KB) stay in L1 while the source rows are read `STRIP` at a time.
-const STRIP: usize = 16;
+/// Depths packed together when packing needs a transpose: the `STRIP x NR`
+/// destination values (8 KB for f32 with NR = 32) stay in L1 while each source row is
+/// read `STRIP` values (four cache lines) at a time. Shorter strips mean too many
+/// interleaved read streams for the prefetchers (16 was twice as slow in the VAE step,
+/// where the weights come in cold), longer ones push the destination out of L1.
+const STRIP: usize = 64;
 
 /// Packs rows `i0..i0+mc` and depths `p0..p0+kc` of `op(A)` (`op(A)` is `m x k`;
 /// `a` is stored `m x k`, or `k x m` when `transpose_a`) into `ceil(mc/mr)` panels
