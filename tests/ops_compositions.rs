@@ -259,7 +259,7 @@ impl Dag {
 }
 
 proptest! {
-    #![proptest_config(config(400))]
+    #![proptest_config(config(1000))]
 
     /// The tape's gradient of a random composition matches finite differences.
     #[test]
