@@ -153,7 +153,8 @@ pub fn grouped_tensor(
     })
 }
 
-/// A non-empty range `start..end` with `end <= len` (for slicing).
+/// A non-empty range `start..end` with `end <= len` (for slicing); `len` must be at
+/// least 1.
 pub fn sub_range(len: usize) -> impl Strategy<Value = (usize, usize)> {
     (0..len.max(1)).prop_flat_map(move |start| (Just(start), start + 1..=len.max(start + 1)))
 }

@@ -7,6 +7,11 @@
 //! ends in a `tanh` or `sigmoid` squash, so every node stays in [-1, 1] and the whole
 //! function stays smooth and well-conditioned however the steps are stacked. The output
 //! is the sum of the nodes nobody consumed, so every step influences it.
+//!
+//! Left out on purpose: `relu` and `leaky_relu` (inside a composition nothing keeps
+//! their inputs away from the kink at 0; they are gradchecked alone, away from it), and
+//! `one_hot_argmax` and `detach`, whose tape gradient is zero by design while finite
+//! differences see the value change.
 
 use std::fmt::Write as _;
 
@@ -259,7 +264,7 @@ impl Dag {
 }
 
 proptest! {
-    #![proptest_config(config(400))]
+    #![proptest_config(config(1000))]
 
     /// The tape's gradient of a random composition matches finite differences.
     #[test]

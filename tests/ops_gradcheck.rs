@@ -18,7 +18,7 @@ use proptest::test_runner::TestRunner;
 const TOLERANCE: f64 = 1e-6;
 
 /// Random cases per op.
-const CASES: u32 = 128;
+const CASES: u32 = 256;
 
 fn check(kind: Kind) {
     assert!(kind.differentiable(), "{kind:?} is not differentiable");

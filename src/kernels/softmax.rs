@@ -24,14 +24,20 @@ pub fn softmax_groups<T: Float>(x: &[T], out: &mut [T], group_size: usize) {
 }
 
 /// `out_g = log_softmax(x_g) = x_g - logsumexp(x_g)` for every group.
+///
+/// Computed as `(x_i - m) - ln sum_j exp(x_j - m)` with `m = max x`, not as
+/// `x_i - logsumexp(x)`: with large logits (say `1e4` in f32) `logsumexp` itself is
+/// rounded to the coarse spacing of floats near `1e4`, while `x_i - m` is exact for
+/// the logits near the maximum, so the log-probabilities that matter stay accurate.
 pub fn log_softmax_groups<T: Float>(x: &[T], out: &mut [T], group_size: usize) {
     for (xs, ys) in x
         .chunks_exact(group_size)
         .zip(out.chunks_exact_mut(group_size))
     {
-        let lse = logsumexp(xs);
+        let max = xs.iter().fold(T::NEG_INFINITY, |m, &v| m.max(v));
+        let log_total = xs.iter().map(|&v| (v - max).exp()).sum::<T>().ln();
         for (y, &v) in ys.iter_mut().zip(xs) {
-            *y = v - lse;
+            *y = (v - max) - log_total;
         }
     }
 }
@@ -131,26 +137,29 @@ pub fn log_softmax_backward_groups<T: Float>(
     }
 }
 
-/// VJP of grouped logsumexp, accumulated: `grad_x_j += grad_y[g] * exp(x_j - y[g])`
-/// for every element `j` of group `g`, where `y[g] = logsumexp(x_g)`.
+/// VJP of grouped logsumexp, accumulated: `grad_x_j += grad_y[g] * softmax(x_g)_j` for
+/// every element `j` of group `g`.
 ///
-/// Derivation: `d logsumexp(x) / d x_j = exp(x_j) / sum_i exp(x_i) = softmax(x)_j`, and
-/// `exp(x_j - y)` is that softmax computed without overflow (`x_j <= y` always).
+/// Derivation: `d logsumexp(x) / d x_j = exp(x_j) / sum_i exp(x_i) = softmax(x)_j`.
+/// The softmax is recomputed from `x` (subtracting the maximum) rather than read off
+/// as `exp(x_j - logsumexp(x))`: with large logits the rounded `logsumexp` would make
+/// that difference, and so the probabilities, inaccurate (in f32, by ~1e-3 at `1e4`).
 pub fn logsumexp_backward_groups<T: Float>(
     x: &[T],
-    y: &[T],
     grad_y: &[T],
     grad_x: &mut [T],
     group_size: usize,
 ) {
-    for (((xs, &lse), &gy), gxs) in x
+    for ((xs, &gy), gxs) in x
         .chunks_exact(group_size)
-        .zip(y)
         .zip(grad_y)
         .zip(grad_x.chunks_exact_mut(group_size))
     {
+        let max = xs.iter().fold(T::NEG_INFINITY, |m, &v| m.max(v));
+        let total: T = xs.iter().map(|&v| (v - max).exp()).sum();
+        let scale = gy / total;
         for (gx, &xi) in gxs.iter_mut().zip(xs) {
-            *gx += gy * (xi - lse).exp();
+            *gx += scale * (xi - max).exp();
         }
     }
 }
@@ -216,10 +225,8 @@ mod tests {
             assert!((grad[j] - expected).abs() < 1e-14);
         }
 
-        let mut lse = [0.0];
-        logsumexp_groups(&x, &mut lse, 3);
         grad = [0.0; 3];
-        logsumexp_backward_groups(&x, &lse, &[0.6], &mut grad, 3);
+        logsumexp_backward_groups(&x, &[0.6], &mut grad, 3);
         for j in 0..3 {
             assert!((grad[j] - 0.6 * p[j]).abs() < 1e-14);
         }

@@ -110,7 +110,8 @@ impl<T: Float> Op<T> for LogSoftmax {
 /// `y_g = logsumexp(x_g) = ln sum_i exp(x_i)` for each group: `[B, N*K] -> [B, N]`.
 ///
 /// `d y_g / d x_j = softmax(x_g)_j = exp(x_j - y_g)`, so the VJP is
-/// `grad_x_j = grad_y_g * exp(x_j - y_g)`.
+/// `grad_x_j = grad_y_g * softmax(x_g)_j` (the softmax recomputed from `x`, which is
+/// more accurate than `exp(x_j - y_g)` when the logits are large).
 #[derive(Debug, Clone, Copy)]
 pub struct LogSumExp {
     /// Number of values `K` in each group.
@@ -135,14 +136,13 @@ impl<T: Float> Op<T> for LogSumExp {
     fn backward(
         &self,
         inputs: &[&Tensor<T>],
-        output: &Tensor<T>,
+        _output: &Tensor<T>,
         grad_output: &Tensor<T>,
         grad_inputs: &mut [Option<&mut Tensor<T>>],
     ) {
         if let Some(grad) = grad_inputs[0].as_deref_mut() {
             logsumexp_backward_groups(
                 inputs[0].as_slice(),
-                output.as_slice(),
                 grad_output.as_slice(),
                 grad.as_mut_slice(),
                 self.group_size,

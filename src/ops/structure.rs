@@ -256,7 +256,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// Columns `start..end` of every row: `[R, C] -> [R, end - start]`.
     ///
     /// An empty range or one past the last column is recorded as an
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    /// [`Error::InvalidArgument`].
     ///
     /// ```
     /// use gumbelgrad::{Tape, Tensor};
