@@ -21,7 +21,7 @@
 //! # Tensor names written by gumbelgrad
 //!
 //! Parameters are named after their place in the model, `"<module>.<layer>.<role>"`:
-//! an [`Mlp`](crate::nn::Mlp) called `encoder` has `encoder.0.weight`,
+//! an `nn::Mlp` called `encoder` has `encoder.0.weight`,
 //! `encoder.0.bias`, `encoder.1.weight`, ... A weight is stored `[in, out]` (gumbelgrad
 //! computes `x W`), the *transpose* of PyTorch's `nn.Linear.weight` `[out, in]`; a
 //! bias is `[1, out]` (PyTorch's is `[out]`: take `b[0]`). Checkpoints add optimizer
