@@ -35,6 +35,7 @@ pub mod float;
 pub mod gradcheck;
 pub mod io;
 pub mod kernels;
+pub mod models;
 pub mod nn;
 pub mod op;
 pub mod ops;

@@ -1,7 +1,16 @@
 //! Matrix products on row-major slices, with the transposed variants the backward
 //! pass needs, computed without materialising any transpose.
+//!
+//! [`gemm`] is what the ops call: it sends products big enough to pay for packing to
+//! the blocked SIMD kernel in [`kernels::gemm`](super::gemm) (with the thread count of
+//! [`set_num_threads`](super::set_num_threads)) and computes small ones with the plain
+//! loops of [`gemm_reference`], the scalar reference the fast kernel is tested against.
 
 use crate::float::Float;
+
+/// Products with fewer than this many multiply-adds (`m * n * k`) use the plain loops:
+/// below it, packing the operands costs more than the faster inner loop saves.
+pub const FAST_GEMM_MIN_WORK: usize = 4096;
 
 /// `c += op(a) * op(b)` where `op(a)` is `m x k` and `op(b)` is `k x n`, all row-major.
 ///
@@ -11,10 +20,42 @@ use crate::float::Float;
 /// The result is *added* into `c` (`m x n`), which is what both the forward pass (into
 /// a zeroed output) and the backward pass (accumulating gradients) want.
 ///
+/// Dispatches to [`kernels::gemm::gemm`](super::gemm::gemm) when
+/// `m * n * k >= FAST_GEMM_MIN_WORK`, else to [`gemm_reference`]. The results agree up
+/// to rounding; for a given shape, they never depend on the thread count.
+///
+/// ```
+/// // [1 2; 3 4] * [5 6; 7 8]
+/// let mut c = [0.0f64; 4];
+/// gumbelgrad::kernels::matmul::gemm(false, false, 2, 2, 2, &[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0], &mut c);
+/// assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<T: Float>(
+    transpose_a: bool,
+    transpose_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+) {
+    if m * n * k >= FAST_GEMM_MIN_WORK {
+        let config = super::gemm::GemmConfig::current();
+        super::gemm::gemm(&config, transpose_a, transpose_b, m, n, k, a, b, c);
+    } else {
+        gemm_reference(transpose_a, transpose_b, m, n, k, a, b, c);
+    }
+}
+
+/// The scalar reference: `c += op(a) * op(b)`, same arguments as [`gemm`], computed
+/// by plain loops (used for small products and as the oracle in tests).
+///
 /// Each loop order keeps the innermost loop running along contiguous memory so the
 /// compiler can vectorise it.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm<T: Float>(
+pub fn gemm_reference<T: Float>(
     transpose_a: bool,
     transpose_b: bool,
     m: usize,

@@ -4,5 +4,9 @@
 //! dimensions. Keeping the loops here, away from the ops, lets them be optimised (and
 //! tested against plain scalar references) without touching the maths above.
 
+pub mod gemm;
 pub mod matmul;
 pub mod softmax;
+pub mod threads;
+
+pub use threads::{num_threads, set_num_threads};

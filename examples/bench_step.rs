@@ -1,0 +1,175 @@
+//! Times training steps of the paper's categorical VAE (Jang, Gu & Poole 2017) at
+//! batch 100 on random binary data, the workload of `docs/performance.md`.
+//!
+//! ```text
+//! cargo run --release --example bench_step -- --threads 2 --steps 300
+//! ```
+//!
+//! Model (the same as `/work/shared/bench/torch_cat_vae.py`): encoder 784-512-256 (ReLU)
+//! -> 200 logits = 20 categorical variables x 10 classes; relaxed sample
+//! `y = softmax((logits + g) / tau)` per group of 10 with Gumbel noise `g` drawn outside
+//! the tape; decoder 200-256-512 (ReLU) -> 784 Bernoulli logits; loss = batch mean of
+//! [sum of BCE-with-logits over pixels + KL(q || uniform)]; Adam (lr 1e-3); f32.
+//! The temperature stays at 1 (the first 1000 steps of the paper's schedule).
+//!
+//! Options: `--threads N` (matrix-product threads, default 1), `--steps S` (timed steps,
+//! default 200), `--warmup W` (untimed steps first, default 20), `--seed X`.
+//! Prints the median, min and max milliseconds per step, the matrix-product GFLOP/s
+//! implied by the median, and as its last line `ms_per_step: X` (the median).
+
+use std::time::Instant;
+
+use gumbelgrad::kernels::{gemm::Isa, set_num_threads};
+use gumbelgrad::nn::{Activation, Mlp, Parameters};
+use gumbelgrad::optim::{Adam, Optimizer};
+use gumbelgrad::{Tape, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const BATCH: usize = 100;
+const PIXELS: usize = 784;
+const NUM_VARIABLES: usize = 20;
+const NUM_CLASSES: usize = 10;
+const LATENT: usize = NUM_VARIABLES * NUM_CLASSES;
+/// Random binary batches cycled through (enough that no batch repeats within a few steps).
+const NUM_BATCHES: usize = 16;
+
+struct Options {
+    threads: usize,
+    steps: usize,
+    warmup: usize,
+    seed: u64,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options {
+        threads: 1,
+        steps: 200,
+        warmup: 20,
+        seed: 0,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
+        match flag.as_str() {
+            "--threads" => options.threads = number(&value)?.max(1) as usize,
+            "--steps" => options.steps = number(&value)?.max(1) as usize,
+            "--warmup" => options.warmup = number(&value)? as usize,
+            "--seed" => options.seed = number(&value)?,
+            other => {
+                return Err(format!(
+                    "unknown option {other} (use --threads, --steps, --warmup, --seed)"
+                ));
+            }
+        }
+    }
+    Ok(options)
+}
+
+/// FLOPs of the matrix products of one step: forward, weight gradients, and input
+/// gradients for every layer but the first (the data needs none) — 620.13 M at batch 100.
+fn matmul_flops_per_step() -> f64 {
+    let layers = [
+        (784, 512),
+        (512, 256),
+        (256, 200),
+        (200, 256),
+        (256, 512),
+        (512, 784),
+    ];
+    let forward: f64 = layers
+        .iter()
+        .map(|&(i, o)| 2.0 * (BATCH * i * o) as f64)
+        .sum();
+    forward + forward + (forward - 2.0 * (BATCH * 784 * 512) as f64)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = parse_options()?;
+    set_num_threads(options.threads);
+    let mut rng = StdRng::seed_from_u64(options.seed);
+
+    let mut params = Parameters::<f32>::new();
+    let encoder = Mlp::new(
+        &mut params,
+        "encoder",
+        &[PIXELS, 512, 256, LATENT],
+        Activation::Relu,
+        &mut rng,
+    )?;
+    let decoder = Mlp::new(
+        &mut params,
+        "decoder",
+        &[LATENT, 256, 512, PIXELS],
+        Activation::Relu,
+        &mut rng,
+    )?;
+    let mut adam = Adam::new(1e-3);
+
+    let batches: Vec<Tensor<f32>> = (0..NUM_BATCHES)
+        .map(|_| {
+            let pixels = (0..BATCH * PIXELS)
+                .map(|_| if rng.random::<bool>() { 1.0 } else { 0.0 })
+                .collect();
+            Tensor::from_vec(BATCH, PIXELS, pixels)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut noise = Tensor::<f32>::zeros(BATCH, LATENT);
+    let temperature = 1.0f32;
+    let log_num_classes = (NUM_CLASSES as f32).ln();
+
+    let mut tape = Tape::<f32>::new();
+    let mut step_ms = Vec::with_capacity(options.steps);
+    let mut last_loss = f32::NAN;
+    for step in 0..options.warmup + options.steps {
+        let started = Instant::now();
+        // Gumbel noise g = -ln(-ln u), u ~ U(0, 1), drawn outside the tape.
+        for g in noise.as_mut_slice() {
+            let u: f32 = rng.random_range(f32::MIN_POSITIVE..1.0);
+            *g = -(-u.ln()).ln();
+        }
+        tape.clear();
+        let bound = params.bind(&tape);
+        let x = tape.constant(&batches[step % NUM_BATCHES]);
+        let logits = encoder.forward(&bound, x);
+        let sample = (logits + tape.constant(&noise))
+            .scale(1.0 / temperature)
+            .softmax(NUM_CLASSES);
+        let pixel_logits = decoder.forward(&bound, sample);
+        let reconstruction = pixel_logits.bce_with_logits(x).sum();
+        // KL(q || uniform) = sum q (log q + ln K), q = softmax(logits) per group.
+        let log_q = logits.log_softmax(NUM_CLASSES);
+        let kl = (log_q.exp() * log_q.add_scalar(log_num_classes)).sum();
+        let loss = (reconstruction + kl).scale(1.0 / BATCH as f32);
+        tape.backward(loss)?;
+        last_loss = loss.scalar()?;
+        let grads = bound.gradients();
+        adam.step(&mut params, &grads)?;
+        if step >= options.warmup {
+            step_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+
+    step_ms.sort_by(f64::total_cmp);
+    let median = step_ms[step_ms.len() / 2];
+    println!(
+        "categorical VAE step, batch {BATCH}, f32, {} thread(s), GEMM kernel {:?}, {} steps after {} warm-up",
+        options.threads,
+        Isa::detect(),
+        options.steps,
+        options.warmup
+    );
+    println!(
+        "median {median:.3} ms, min {:.3} ms, max {:.3} ms; final loss {last_loss:.2}",
+        step_ms[0],
+        step_ms[step_ms.len() - 1]
+    );
+    println!(
+        "matrix products: {:.1} MFLOP/step, {:.1} GFLOP/s at the median",
+        matmul_flops_per_step() / 1e6,
+        matmul_flops_per_step() / (median * 1e-3) / 1e9
+    );
+    println!("ms_per_step: {median:.3}");
+    Ok(())
+}

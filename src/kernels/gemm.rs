@@ -1,0 +1,426 @@
+//! Fast matrix product: cache blocking, packed panels, register-tiled SIMD micro-kernels
+//! chosen at run time, and a deterministic split across threads.
+//!
+//! Computes exactly what [`matmul::gemm_reference`](super::matmul::gemm_reference)
+//! computes, `c += op(a) * op(b)` on row-major slices, with the same arguments, but
+//! tens of times faster for the sizes of a neural network layer. The algorithm is the
+//! classic one of Goto and van de Geijn (also used by BLIS and OpenBLAS):
+//!
+//! ```text
+//! for each column block jc of C (nc columns, so a kc x nc block of B fits in L2)
+//!   for each depth block pc (kc values of the inner dimension)
+//!     pack op(B)[pc, jc] into kc x NR micro-panels                    (pack.rs)
+//!     for each row block ic of C (mc rows)
+//!       pack op(A)[ic, pc] into MR x kc micro-panels                  (pack.rs)
+//!       for each NR-wide panel of B, for each MR-high panel of A:
+//!         C[MR x NR tile] += A panel * B panel, in registers           (microkernel.rs)
+//! ```
+//!
+//! - **Instruction sets.** The micro-kernel is compiled three times: for AVX-512, for
+//!   AVX2+FMA (both through `#[target_feature]`, so a plain `cargo build --release`
+//!   contains them) and portably. [`Isa::detect`] picks the best one the CPU has, once
+//!   per process; [`GemmConfig::with_isa`] forces another one (tests use it to run the
+//!   portable path on a machine with AVX-512).
+//! - **Threads.** `C` is cut into one band per thread, bands of whole `NR`-column
+//!   panels when `n >= m` (each thread then packs only its part of the larger `B`),
+//!   else of whole `MR`-row panels; the bands run under [`std::thread::scope`], the
+//!   caller running the first. Each output value is computed by one thread with the
+//!   same depth blocking and the same order of additions as with one thread, so **the
+//!   result is bit-identical for every thread count**. The count comes from
+//!   [`GemmConfig`], by default from the setting
+//!   [`set_num_threads`](super::set_num_threads) (1 unless set); products too small to
+//!   pay for a thread start (see [`GemmConfig::with_min_work_per_thread`]) use fewer.
+//!   Threads are started per product, not pooled: a pool that lends borrowed slices to
+//!   long-lived threads needs `unsafe` lifetime tricks, which this crate keeps out of
+//!   everything but the SIMD kernels.
+//! - **Numerics.** With AVX2 or AVX-512 every product is one FMA; the two give identical
+//!   bits (same depth blocks, same order). The portable kernel rounds the multiply and
+//!   the add separately. All agree with the reference to within the usual dot-product
+//!   error bound `k * eps * sum |a||b|`.
+//!
+//! ```
+//! use gumbelgrad::kernels::gemm::{gemm, GemmConfig};
+//! // [1 2; 3 4] * [5 6; 7 8], added into zeros
+//! let (a, b) = ([1.0f32, 2.0, 3.0, 4.0], [5.0f32, 6.0, 7.0, 8.0]);
+//! let mut c = [0.0f32; 4];
+//! gemm(&GemmConfig::current(), false, false, 2, 2, 2, &a, &b, &mut c);
+//! assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+//! ```
+
+mod microkernel;
+mod pack;
+
+use std::any::TypeId;
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use crate::float::Float;
+use microkernel::{Element, MicroKernel, Portable};
+use pack::{pack_a, pack_b};
+
+/// Depth of a block: `kc` inner-dimension steps per pass over `C`. Every value of `C`
+/// gets one block-sum added per `KC` steps, so this constant is part of the result's
+/// rounding and is the same for every instruction set and thread count.
+const KC: usize = 384;
+/// Target rows of a packed `A` block (`~120 x 384` f32 = 180 KB, kept in L2).
+const MC_TARGET: usize = 120;
+/// Target bytes of a packed `B` block (half of a 1 MB L2).
+const B_BLOCK_BYTES: usize = 512 * 1024;
+
+/// An instruction set the micro-kernel is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Plain Rust, on any target.
+    Portable,
+    /// x86-64 AVX2 with FMA (16 registers of 256 bits).
+    Avx2,
+    /// x86-64 AVX-512F (32 registers of 512 bits).
+    Avx512,
+}
+
+impl Isa {
+    /// The best instruction set this CPU runs, detected once per process.
+    pub fn detect() -> Isa {
+        static DETECTED: OnceLock<Isa> = OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            [Isa::Avx512, Isa::Avx2]
+                .into_iter()
+                .find(|isa| isa.is_available())
+                .unwrap_or(Isa::Portable)
+        })
+    }
+
+    /// Whether this CPU can run this instruction set.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => microkernel::Avx2::detect().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => microkernel::Avx512::detect().is_some(),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+}
+
+/// How a product runs: which micro-kernel, how many threads. Never changes results
+/// beyond the rounding note in the module docs (threads never change them at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmConfig {
+    isa: Isa,
+    threads: usize,
+    min_work_per_thread: usize,
+}
+
+impl GemmConfig {
+    /// The detected instruction set and the process-wide thread setting
+    /// ([`num_threads`](super::num_threads)).
+    pub fn current() -> Self {
+        GemmConfig {
+            isa: Isa::detect(),
+            threads: super::num_threads(),
+            min_work_per_thread: MIN_WORK_PER_THREAD,
+        }
+    }
+
+    /// Same configuration with `threads` threads (at least 1).
+    pub fn with_threads(self, threads: usize) -> Self {
+        GemmConfig {
+            threads: threads.max(1),
+            ..self
+        }
+    }
+
+    /// Same configuration forced onto instruction set `isa`, or `None` if this CPU
+    /// cannot run it.
+    pub fn with_isa(self, isa: Isa) -> Option<Self> {
+        isa.is_available().then_some(GemmConfig { isa, ..self })
+    }
+
+    /// Same configuration giving each thread at least `work` multiply-adds
+    /// (`m * n * k / threads`); the default is 2,000,000, below which starting a thread
+    /// costs more than it saves. Tests set 1 to make even tiny products use every
+    /// thread they can.
+    pub fn with_min_work_per_thread(self, work: usize) -> Self {
+        GemmConfig {
+            min_work_per_thread: work.max(1),
+            ..self
+        }
+    }
+
+    /// The instruction set used.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// The number of threads used.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+/// `c += op(a) * op(b)`, `op(a)` `m x k`, `op(b)` `k x n`, all row-major; the same
+/// contract as [`matmul::gemm_reference`](super::matmul::gemm_reference)
+/// (`transpose_a`: `a` is stored `k x m`; `transpose_b`: `b` is stored `n x k`).
+///
+/// # Panics
+/// If a slice length does not match its dimensions (a caller bug: the ops check shapes
+/// before calling).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<T: Float>(
+    config: &GemmConfig,
+    transpose_a: bool,
+    transpose_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+) {
+    assert_eq!(a.len(), m * k, "gemm: a has the wrong length");
+    assert_eq!(b.len(), k * n, "gemm: b has the wrong length");
+    assert_eq!(c.len(), m * n, "gemm: c has the wrong length");
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let problem = Problem {
+        transpose_a,
+        transpose_b,
+        m,
+        n,
+        k,
+    };
+    if let (Some(a), Some(b), Some(c)) =
+        (cast::<T, f32>(a), cast::<T, f32>(b), cast_mut::<T, f32>(c))
+    {
+        dispatch_f32(config, problem, a, b, c);
+    } else if let (Some(a), Some(b), Some(c)) =
+        (cast::<T, f64>(a), cast::<T, f64>(b), cast_mut::<T, f64>(c))
+    {
+        dispatch_f64(config, problem, a, b, c);
+    } else {
+        super::matmul::gemm_reference(transpose_a, transpose_b, m, n, k, a, b, c);
+    }
+}
+
+/// `Some(s)` viewed as `&[U]` when `T` and `U` are the same type.
+fn cast<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
+    (TypeId::of::<T>() == TypeId::of::<U>()).then(|| {
+        // SAFETY: T and U have the same TypeId, so they are the same type: the
+        // pointer, length, alignment and lifetime of the slice are unchanged.
+        unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<U>(), s.len()) }
+    })
+}
+
+/// `Some(s)` viewed as `&mut [U]` when `T` and `U` are the same type.
+fn cast_mut<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> {
+    (TypeId::of::<T>() == TypeId::of::<U>()).then(|| {
+        // SAFETY: as in `cast`; the unique borrow of `s` moves into the result.
+        unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<U>(), s.len()) }
+    })
+}
+
+/// The dimensions and transpose flags of one product.
+#[derive(Debug, Clone, Copy)]
+struct Problem {
+    transpose_a: bool,
+    transpose_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+}
+
+/// Element types with thread-local packing buffers (reused across calls, so a steady
+/// stream of products allocates nothing on the calling thread).
+trait Buffered: Element {
+    fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R;
+}
+
+macro_rules! buffered {
+    ($t:ty, $name:ident) => {
+        thread_local! {
+            static $name: RefCell<(Vec<$t>, Vec<$t>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+        }
+        impl Buffered for $t {
+            fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R {
+                $name.with(|cell| {
+                    let (a, b) = &mut *cell.borrow_mut();
+                    f(a, b)
+                })
+            }
+        }
+    };
+}
+buffered!(f32, PACK_F32);
+buffered!(f64, PACK_F64);
+
+// Picks the micro-kernel for `config.isa` (falling back to the portable one if the
+// CPU lacks it, which `GemmConfig::with_isa` already prevents) and runs the product.
+macro_rules! dispatch_for {
+    ($name:ident, $t:ty) => {
+        fn $name(config: &GemmConfig, problem: Problem, a: &[$t], b: &[$t], c: &mut [$t]) {
+            let threads = (config.threads, config.min_work_per_thread);
+            #[cfg(target_arch = "x86_64")]
+            {
+                use microkernel::{Avx2, Avx512};
+                match config.isa {
+                    Isa::Avx512 => {
+                        if let Some(kernel) = Avx512::detect() {
+                            return run_threads(kernel, threads, problem, a, b, c);
+                        }
+                    }
+                    Isa::Avx2 => {
+                        if let Some(kernel) = Avx2::detect() {
+                            return run_threads(kernel, threads, problem, a, b, c);
+                        }
+                    }
+                    Isa::Portable => {}
+                }
+            }
+            run_threads(Portable, threads, problem, a, b, c)
+        }
+    };
+}
+dispatch_for!(dispatch_f32, f32);
+dispatch_for!(dispatch_f64, f64);
+
+/// The depth of the blocks for inner dimension `k`: `k` cut into `ceil(k / KC)` nearly
+/// equal blocks (784 -> 3 x 262, not 2 x 384 + 16, whose thin last block would cost a
+/// whole extra pass over `C` for little work). A function of `k` alone, so it is the
+/// same for every thread count and instruction set.
+fn depth_block(k: usize) -> usize {
+    let kc_max = std::env::var("GG_KC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(KC);
+    k.div_ceil(k.div_ceil(kc_max))
+}
+
+/// Default for [`GemmConfig::with_min_work_per_thread`]: below this many multiply-adds
+/// per thread (~50 µs of work at full speed) another thread costs more to start
+/// (20-40 µs for a scoped spawn and join on the test machine) than it saves, so small
+/// products use fewer threads.
+const MIN_WORK_PER_THREAD: usize = 2_000_000;
+
+/// Splits `C` into one band per thread and runs the bands in parallel, the calling
+/// thread taking the first.
+///
+/// When `n >= m`, `op(B)` is the larger operand and the bands are ranges of whole
+/// `NR`-column panels: each thread packs only its own columns of `B` (and the whole,
+/// small `A`). Otherwise the bands are ranges of whole `MR`-row panels and each thread
+/// packs its rows of `A` and the whole, smaller `B`. Either way each value of `C` is
+/// computed by exactly one thread, exactly as with one thread.
+fn run_threads<E: Buffered, K: MicroKernel<E>>(
+    kernel: K,
+    (threads, min_work_per_thread): (usize, usize),
+    problem: Problem,
+    a: &[E],
+    b: &[E],
+    c: &mut [E],
+) {
+    let Problem { m, n, k, .. } = problem;
+    let mut rows: Vec<&mut [E]> = c.chunks_mut(n).collect();
+    let max_bands = threads.min((m * n * k / min_work_per_thread).max(1));
+    if max_bands <= 1 {
+        run_band(kernel, problem, a, b, 0, 0, &mut rows);
+        return;
+    }
+    if n >= m {
+        let panels = n.div_ceil(K::NR);
+        let band_width = panels.div_ceil(max_bands.min(panels)) * K::NR;
+        let bands = n.div_ceil(band_width);
+        // Cut every row of C into `bands` segments, segment t going to band t.
+        let mut segments: Vec<Vec<&mut [E]>> = (0..bands).map(|_| Vec::with_capacity(m)).collect();
+        for row in rows {
+            let mut rest = row;
+            for band in &mut segments {
+                let (head, tail) = rest.split_at_mut(band_width.min(rest.len()));
+                band.push(head);
+                rest = tail;
+            }
+        }
+        std::thread::scope(|scope| {
+            let mut bands = segments.iter_mut().enumerate();
+            let (_, first) = bands.next().expect("n > 0");
+            for (band, band_rows) in bands {
+                scope.spawn(move || {
+                    run_band(kernel, problem, a, b, 0, band * band_width, band_rows)
+                });
+            }
+            run_band(kernel, problem, a, b, 0, 0, first);
+        });
+    } else {
+        let panels = m.div_ceil(K::MR);
+        let band_height = panels.div_ceil(max_bands.min(panels)) * K::MR;
+        std::thread::scope(|scope| {
+            let mut bands = rows.chunks_mut(band_height).enumerate();
+            let (_, first) = bands.next().expect("m > 0");
+            for (band, band_rows) in bands {
+                scope.spawn(move || {
+                    run_band(kernel, problem, a, b, band * band_height, 0, band_rows)
+                });
+            }
+            run_band(kernel, problem, a, b, 0, 0, first);
+        });
+    }
+}
+
+/// The blocked product for one band of `C`: rows `first_row ..` (one per entry of
+/// `c_rows`) and columns `first_col ..` (as many as each `c_rows[i]` holds, which starts
+/// at column `first_col`).
+fn run_band<E: Buffered, K: MicroKernel<E>>(
+    kernel: K,
+    problem: Problem,
+    a: &[E],
+    b: &[E],
+    first_row: usize,
+    first_col: usize,
+    c_rows: &mut [&mut [E]],
+) {
+    let Problem {
+        transpose_a,
+        transpose_b,
+        m,
+        n,
+        k,
+    } = problem;
+    let band_rows = c_rows.len();
+    let band_cols = c_rows.first().map_or(0, |row| row.len());
+    let mc_block = (MC_TARGET / K::MR).max(1) * K::MR;
+    let nc_block = ((B_BLOCK_BYTES / (KC * size_of::<E>())) / K::NR).max(1) * K::NR;
+    let kc_block = depth_block(k);
+    E::with_pack_buffers(|a_buffer, b_buffer| {
+        for jc in (0..band_cols).step_by(nc_block) {
+            let nc = nc_block.min(band_cols - jc);
+            for pc in (0..k).step_by(kc_block) {
+                let kc = kc_block.min(k - pc);
+                let b_packed = pack_b(
+                    transpose_b,
+                    b,
+                    k,
+                    n,
+                    (pc, kc),
+                    (first_col + jc, nc),
+                    K::NR,
+                    b_buffer,
+                );
+                for ic in (0..band_rows).step_by(mc_block) {
+                    let mc = mc_block.min(band_rows - ic);
+                    let a_packed = pack_a(
+                        transpose_a,
+                        a,
+                        m,
+                        k,
+                        (first_row + ic, mc),
+                        (pc, kc),
+                        K::MR,
+                        a_buffer,
+                    );
+                    kernel.run_block(kc, mc, nc, a_packed, b_packed, &mut c_rows[ic..ic + mc], jc);
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,262 @@
+//! Register-tiled micro-kernels: the only place where the floating-point work happens.
+//!
+//! # Layout they expect
+//!
+//! A *block* is `mc x nc` of the output with an inner depth `kc`. Its operands arrive
+//! packed (see [`super::pack`]):
+//!
+//! - `a_packed`: `ceil(mc / MR)` micro-panels, each `kc` columns of `MR` consecutive
+//!   values (`a_panel[p * MR + i] = op(A)[i, p]`), rows past `mc` zero;
+//! - `b_packed`: `ceil(nc / NR)` micro-panels, each `kc` rows of `NR` consecutive
+//!   values (`b_panel[p * NR + j] = op(B)[p, j]`), columns past `nc` zero.
+//!
+//! # Why the loop is shaped so
+//!
+//! For each step `p` of the inner dimension the tile loads one row of `NR` values of
+//! `B` (one or two SIMD registers), and for each of its `MR` rows broadcasts one value of
+//! `A` and does a fused multiply-add into that row's accumulators. The `MR x NR`
+//! accumulators stay in registers for the whole `kc` loop (the loop bounds are
+//! compile-time constants, so the compiler unrolls `i` and `j` completely and turns the
+//! array into registers), and memory is touched only once per `p`: both panels are read
+//! strictly sequentially. `MR x NR` is chosen so that the accumulators plus one row of
+//! `B` fill the register file (32 registers with AVX-512, 16 with AVX2) and there are
+//! enough independent FMA chains to hide the FMA latency.
+//!
+//! Each output value is `c += sum_p a[i, p] * b[p, j]`, accumulated from zero in
+//! increasing `p` by one FMA per step and added to `c` once per block: its rounding does
+//! not depend on which tile, thread or instruction set computed it, only on `kc`.
+//! (The portable kernel uses a separate multiply and add, as there is no fast fused one
+//! without the FMA instructions, so its last bits can differ.)
+
+use crate::float::Float;
+
+/// The element types the fast GEMM is compiled for (`f32`, `f64`).
+pub(crate) trait Element: Float {
+    /// `self * b + c` with a single rounding (compiles to one FMA instruction when the
+    /// `fma` target feature is enabled).
+    fn fused_mul_add(self, b: Self, c: Self) -> Self;
+}
+
+impl Element for f32 {
+    #[inline(always)]
+    fn fused_mul_add(self, b: Self, c: Self) -> Self {
+        self.mul_add(b, c)
+    }
+}
+
+impl Element for f64 {
+    #[inline(always)]
+    fn fused_mul_add(self, b: Self, c: Self) -> Self {
+        self.mul_add(b, c)
+    }
+}
+
+/// One `MR x NR` tile: `c_rows[i][col0 + j] += sum_{p < kc} a_panel[p, i] * b_panel[p, j]`
+/// for the first `rows x cols` entries (`c_rows.len() >= rows`).
+#[inline(always)]
+fn tile<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
+    kc: usize,
+    a_panel: &[E],
+    b_panel: &[E],
+    c_rows: &mut [&mut [E]],
+    col0: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let mut acc = [[E::ZERO; NR]; MR];
+    let (a_columns, _) = a_panel.as_chunks::<MR>();
+    let (b_rows, _) = b_panel.as_chunks::<NR>();
+    for (a_col, b_row) in a_columns[..kc].iter().zip(&b_rows[..kc]) {
+        for i in 0..MR {
+            let a_ip = a_col[i];
+            for j in 0..NR {
+                acc[i][j] = if FUSED {
+                    a_ip.fused_mul_add(b_row[j], acc[i][j])
+                } else {
+                    acc[i][j] + a_ip * b_row[j]
+                };
+            }
+        }
+    }
+    if rows == MR && cols == NR {
+        for (acc_row, c_row) in acc.iter().zip(c_rows.iter_mut()) {
+            let c_row = &mut c_row[col0..col0 + NR];
+            for (c_ij, &v) in c_row.iter_mut().zip(acc_row) {
+                *c_ij += v;
+            }
+        }
+    } else {
+        for (acc_row, c_row) in acc.iter().zip(c_rows.iter_mut()).take(rows) {
+            let c_row = &mut c_row[col0..col0 + cols];
+            for (c_ij, &v) in c_row.iter_mut().zip(acc_row) {
+                *c_ij += v;
+            }
+        }
+    }
+}
+
+/// All tiles of one packed block: `c_rows[i][col0 + j] += (A_block * B_block)[i, j]` for
+/// `i < mc`, `j < nc` (`c_rows` holds the block's rows of `C`, any number of columns).
+///
+/// The outer loop walks the `B` micro-panels and the inner loop the `A` micro-panels, so
+/// one `kc x NR` panel of `B` stays in the L1 cache while every panel of `A` (which sits
+/// in L2) streams past it.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn block<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
+    kc: usize,
+    mc: usize,
+    nc: usize,
+    a_packed: &[E],
+    b_packed: &[E],
+    c_rows: &mut [&mut [E]],
+    col0: usize,
+) {
+    for (jr, b_panel) in b_packed.chunks_exact(kc * NR).enumerate() {
+        let j0 = jr * NR;
+        let cols = NR.min(nc - j0);
+        for (ir, a_panel) in a_packed.chunks_exact(kc * MR).enumerate() {
+            let i0 = ir * MR;
+            let rows = MR.min(mc - i0);
+            tile::<E, MR, NR, FUSED>(
+                kc,
+                a_panel,
+                b_panel,
+                &mut c_rows[i0..],
+                col0 + j0,
+                rows,
+                cols,
+            );
+        }
+    }
+}
+
+/// A micro-kernel for element type `E`: its tile shape and its block routine.
+pub(crate) trait MicroKernel<E: Element>: Copy + Send + Sync {
+    /// Rows of a register tile (the height of an `A` micro-panel).
+    const MR: usize;
+    /// Columns of a register tile (the width of a `B` micro-panel).
+    const NR: usize;
+    /// `c_rows[i][col0 + j] += (A_block * B_block)[i, j]` on packed panels (see the
+    /// module docs);
+    /// `a_packed.len() == ceil(mc/MR)*MR*kc`, `b_packed.len() == ceil(nc/NR)*NR*kc`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_block(
+        self,
+        kc: usize,
+        mc: usize,
+        nc: usize,
+        a_packed: &[E],
+        b_packed: &[E],
+        c_rows: &mut [&mut [E]],
+        col0: usize,
+    );
+}
+
+/// The portable kernel: plain Rust, whatever the target (SSE2 on x86-64).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Portable;
+
+macro_rules! portable_kernel {
+    ($t:ty, $mr:literal, $nr:literal) => {
+        impl MicroKernel<$t> for Portable {
+            const MR: usize = $mr;
+            const NR: usize = $nr;
+            fn run_block(
+                self,
+                kc: usize,
+                mc: usize,
+                nc: usize,
+                a_packed: &[$t],
+                b_packed: &[$t],
+                c_rows: &mut [&mut [$t]],
+                col0: usize,
+            ) {
+                block::<$t, $mr, $nr, false>(kc, mc, nc, a_packed, b_packed, c_rows, col0);
+            }
+        }
+    };
+}
+portable_kernel!(f32, 4, 8);
+portable_kernel!(f64, 4, 4);
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{Avx2, Avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{MicroKernel, block};
+
+    /// Proof that the CPU has AVX2 and FMA: only [`Avx2::detect`] makes one.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Avx2(());
+
+    impl Avx2 {
+        /// `Some` if this CPU runs AVX2 and FMA instructions.
+        pub(crate) fn detect() -> Option<Self> {
+            (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+                .then_some(Avx2(()))
+        }
+    }
+
+    /// Proof that the CPU has AVX-512F (and FMA): only [`Avx512::detect`] makes one.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Avx512(());
+
+    impl Avx512 {
+        /// `Some` if this CPU runs AVX-512F and FMA instructions.
+        pub(crate) fn detect() -> Option<Self> {
+            (is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma"))
+            .then_some(Avx512(()))
+        }
+    }
+
+    // The same generic block, compiled four times with the instruction sets enabled.
+    // Tile shapes: AVX-512 has 32 vector registers of 16 f32 / 8 f64, so 12 rows x 2
+    // registers = 24 accumulators; AVX2 has 16 registers of 8 f32 / 4 f64, so
+    // 6 rows x 2 registers = 12 accumulators. Both leave registers for the row of B.
+    macro_rules! simd_kernel {
+        ($proof:ident, $features:literal, $func:ident, $t:ty, $mr:literal, $nr:literal) => {
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $features)]
+            fn $func(
+                kc: usize,
+                mc: usize,
+                nc: usize,
+                a_packed: &[$t],
+                b_packed: &[$t],
+                c_rows: &mut [&mut [$t]],
+                col0: usize,
+            ) {
+                block::<$t, $mr, $nr, true>(kc, mc, nc, a_packed, b_packed, c_rows, col0);
+            }
+
+            impl MicroKernel<$t> for $proof {
+                const MR: usize = $mr;
+                const NR: usize = $nr;
+                fn run_block(
+                    self,
+                    kc: usize,
+                    mc: usize,
+                    nc: usize,
+                    a_packed: &[$t],
+                    b_packed: &[$t],
+                    c_rows: &mut [&mut [$t]],
+                    col0: usize,
+                ) {
+                    // SAFETY: `self` is a value of the proof type, which only its
+                    // `detect()` creates after checking at run time that the CPU has
+                    // every feature `$func` is compiled for. The function itself is
+                    // safe Rust (bounds-checked slices).
+                    unsafe { $func(kc, mc, nc, a_packed, b_packed, c_rows, col0) }
+                }
+            }
+        };
+    }
+    simd_kernel!(Avx512, "avx512f,avx2,fma", block_avx512_f32, f32, 12, 32);
+    simd_kernel!(Avx512, "avx512f,avx2,fma", block_avx512_f64, f64, 12, 16);
+    simd_kernel!(Avx2, "avx2,fma", block_avx2_f32, f32, 6, 16);
+    simd_kernel!(Avx2, "avx2,fma", block_avx2_f64, f64, 6, 8);
+}

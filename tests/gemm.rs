@@ -1,0 +1,239 @@
+//! The fast GEMM (`kernels::gemm`) against the scalar reference (`gemm_reference`):
+//! every instruction set this CPU has (the portable one always), f32 and f64, all four
+//! transpose variants, awkward shapes; and bit-identical results for 1, 2 and 3 threads.
+
+use gumbelgrad::Float;
+use gumbelgrad::kernels::gemm::{GemmConfig, Isa, gemm};
+use gumbelgrad::kernels::matmul::{self, gemm_reference};
+use gumbelgrad::testing::config;
+use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The instruction sets this machine can run (always includes `Portable`).
+fn available_isas() -> Vec<Isa> {
+    [Isa::Portable, Isa::Avx2, Isa::Avx512]
+        .into_iter()
+        .filter(|isa| isa.is_available())
+        .collect()
+}
+
+fn random_vec<T: Float>(len: usize, rng: &mut StdRng) -> Vec<T> {
+    (0..len)
+        .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
+        .collect()
+}
+
+/// Asserts `got` equals `want` (both `c0 + op(a) op(b)` computed in type `T`) up to the
+/// dot-product rounding bound: each is within `(k + 1) eps (|c0| + sum_p |a||b|)` of the
+/// exact value, so they are within twice that of each other.
+#[allow(clippy::too_many_arguments)]
+fn assert_close<T: Float>(
+    what: &str,
+    (ta, tb, m, n, k): (bool, bool, usize, usize, usize),
+    a: &[T],
+    b: &[T],
+    c0: &[T],
+    got: &[T],
+    want: &[T],
+) {
+    let abs_a: Vec<T> = a.iter().map(|v| v.abs()).collect();
+    let abs_b: Vec<T> = b.iter().map(|v| v.abs()).collect();
+    let mut magnitude: Vec<T> = c0.iter().map(|v| v.abs()).collect();
+    gemm_reference(ta, tb, m, n, k, &abs_a, &abs_b, &mut magnitude);
+    let eps = T::EPSILON.to_f64();
+    for (index, ((&g, &w), &mag)) in got.iter().zip(want).zip(&magnitude).enumerate() {
+        let bound = 2.0 * (k as f64 + 2.0) * eps * mag.to_f64() * 1.01;
+        let diff = (g.to_f64() - w.to_f64()).abs();
+        assert!(
+            diff <= bound,
+            "{what} {} ta={ta} tb={tb} m={m} n={n} k={k}: c[{index}] = {g}, reference {w}, \
+             |diff| {diff:e} > bound {bound:e}",
+            T::NAME
+        );
+    }
+}
+
+fn check_against_reference<T: Float>(dims: (bool, bool, usize, usize, usize), seed: u64) {
+    let (ta, tb, m, n, k) = dims;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let a = random_vec::<T>(m * k, &mut rng);
+    let b = random_vec::<T>(k * n, &mut rng);
+    let c0 = random_vec::<T>(m * n, &mut rng);
+    let mut want = c0.clone();
+    gemm_reference(ta, tb, m, n, k, &a, &b, &mut want);
+    for isa in available_isas() {
+        let cfg = GemmConfig::current().with_threads(1).with_isa(isa).unwrap();
+        let mut got = c0.clone();
+        gemm(&cfg, ta, tb, m, n, k, &a, &b, &mut got);
+        assert_close(&format!("{isa:?}"), dims, &a, &b, &c0, &got, &want);
+    }
+    // The dispatching entry point the ops use (fast or plain depending on size).
+    let mut got = c0.clone();
+    matmul::gemm(ta, tb, m, n, k, &a, &b, &mut got);
+    assert_close("matmul::gemm", dims, &a, &b, &c0, &got, &want);
+}
+
+/// Dimensions that hit ragged edges of every tile shape (MR in 4, 6, 12; NR in 4..32).
+fn edge_dim() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        prop::sample::select(vec![1usize, 2, 5, 7, 11, 12, 13, 17, 31, 33, 63, 65, 100]),
+        1usize..=130,
+    ]
+}
+
+fn dims_strategy() -> impl Strategy<Value = (bool, bool, usize, usize, usize)> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        edge_dim(),
+        edge_dim(),
+        edge_dim(),
+    )
+}
+
+#[test]
+fn fast_gemm_matches_reference_on_random_shapes_f32() {
+    let mut runner = TestRunner::new(config(48));
+    runner
+        .run(&(dims_strategy(), any::<u64>()), |(dims, seed)| {
+            check_against_reference::<f32>(dims, seed);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn fast_gemm_matches_reference_on_random_shapes_f64() {
+    let mut runner = TestRunner::new(config(48));
+    runner
+        .run(&(dims_strategy(), any::<u64>()), |(dims, seed)| {
+            check_against_reference::<f64>(dims, seed);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Deep and wide products: several depth blocks (k > 384) and column blocks, all four
+/// transpose variants, plus the model's own shapes.
+#[test]
+fn fast_gemm_matches_reference_on_large_shapes() {
+    let shapes = [
+        (100, 512, 784),
+        (65, 700, 777),
+        (129, 33, 1000),
+        (7, 1100, 65),
+    ];
+    for (index, &(m, n, k)) in shapes.iter().enumerate() {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                check_against_reference::<f32>((ta, tb, m, n, k), index as u64);
+                check_against_reference::<f64>((ta, tb, m, n, k), 100 + index as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn empty_products_leave_c_alone() {
+    let cfg = GemmConfig::current();
+    let mut c = vec![3.0f32; 6];
+    gemm(&cfg, false, false, 2, 3, 0, &[], &[], &mut c);
+    assert_eq!(c, vec![3.0; 6]);
+    let mut empty: Vec<f64> = vec![];
+    gemm(&cfg, true, true, 0, 4, 5, &[], &[0.5; 20], &mut empty);
+}
+
+fn check_thread_counts_bit_identical<T: Float>(dims: (bool, bool, usize, usize, usize), seed: u64) {
+    let (ta, tb, m, n, k) = dims;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let a = random_vec::<T>(m * k, &mut rng);
+    let b = random_vec::<T>(k * n, &mut rng);
+    let c0 = random_vec::<T>(m * n, &mut rng);
+    for isa in available_isas() {
+        // Every product splits, however small.
+        let base = GemmConfig::current()
+            .with_isa(isa)
+            .unwrap()
+            .with_min_work_per_thread(1);
+        let mut one = c0.clone();
+        gemm(&base.with_threads(1), ta, tb, m, n, k, &a, &b, &mut one);
+        for threads in [2, 3] {
+            let mut many = c0.clone();
+            gemm(
+                &base.with_threads(threads),
+                ta,
+                tb,
+                m,
+                n,
+                k,
+                &a,
+                &b,
+                &mut many,
+            );
+            let same = one
+                .iter()
+                .zip(&many)
+                .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits());
+            assert!(
+                same,
+                "{isa:?} {} {dims:?}: {threads} threads differ from 1",
+                T::NAME
+            );
+        }
+    }
+}
+
+#[test]
+fn thread_count_does_not_change_a_single_bit() {
+    let mut runner = TestRunner::new(config(16));
+    let dims = (
+        any::<bool>(),
+        any::<bool>(),
+        1usize..=150,
+        1usize..=150,
+        1usize..=900,
+    );
+    runner
+        .run(&(dims, any::<u64>()), |(dims, seed)| {
+            check_thread_counts_bit_identical::<f32>(dims, seed);
+            check_thread_counts_bit_identical::<f64>(dims, seed);
+            Ok(())
+        })
+        .unwrap();
+    check_thread_counts_bit_identical::<f32>((false, false, 100, 512, 784), 1);
+    check_thread_counts_bit_identical::<f32>((true, false, 784, 512, 100), 2);
+}
+
+/// The AVX2 and AVX-512 kernels do the same FMAs in the same order, so they agree
+/// bit for bit (checked only where the CPU has both).
+#[test]
+fn avx2_and_avx512_agree_bit_for_bit() {
+    if !(Isa::Avx2.is_available() && Isa::Avx512.is_available()) {
+        eprintln!("skipped: this CPU lacks AVX2 or AVX-512");
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    for &(ta, tb, m, n, k) in &[
+        (false, false, 100, 200, 784),
+        (true, true, 37, 65, 401),
+        (true, false, 13, 130, 17),
+    ] {
+        let a = random_vec::<f32>(m * k, &mut rng);
+        let b = random_vec::<f32>(k * n, &mut rng);
+        let mut results = Vec::new();
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            let cfg = GemmConfig::current().with_threads(1).with_isa(isa).unwrap();
+            let mut c = vec![0.0f32; m * n];
+            gemm(&cfg, ta, tb, m, n, k, &a, &b, &mut c);
+            results.push(c);
+        }
+        assert!(
+            results[0]
+                .iter()
+                .zip(&results[1])
+                .all(|(x, y)| x.to_bits() == y.to_bits())
+        );
+    }
+}
