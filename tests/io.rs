@@ -441,3 +441,53 @@ fn progress_line_shows_position_and_message() {
     );
     assert!(line.ends_with("loss 1.0"));
 }
+
+/// Any set of tensors with any shapes (including empty ones) and any metadata reads
+/// back exactly, in f32 and f64.
+#[test]
+fn safetensors_round_trips_random_contents() {
+    use gumbelgrad::testing::config;
+    use proptest::prelude::*;
+    use proptest::test_runner::TestRunner;
+    let tensor = (0usize..4, 0usize..5).prop_flat_map(|(r, c)| {
+        proptest::collection::vec(-1e6f64..1e6, r * c)
+            .prop_map(move |data| Tensor::from_vec(r, c, data).unwrap())
+    });
+    let strategy = (
+        proptest::collection::vec(tensor, 0..5),
+        proptest::collection::btree_map("[a-z\"\\\\é ]{0,6}", "[ -~é\n]{0,8}", 0..3),
+    );
+    let mut runner = TestRunner::new(config(48));
+    runner
+        .run(&strategy, |(tensors, metadata)| {
+            let wide = SafetensorsFile::<f64> {
+                tensors: tensors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (format!("layer.{i}.weight"), t.clone()))
+                    .collect(),
+                metadata: metadata.clone(),
+            };
+            let bytes = wide.to_bytes().unwrap();
+            prop_assert_eq!(bytes.len() % 8, 0);
+            prop_assert_eq!(
+                &SafetensorsFile::<f64>::from_bytes(&bytes, "p").unwrap(),
+                &wide
+            );
+            let narrow = SafetensorsFile::<f32> {
+                tensors: wide
+                    .tensors
+                    .iter()
+                    .map(|(n, t)| (n.clone(), t.cast()))
+                    .collect(),
+                metadata,
+            };
+            let bytes = narrow.to_bytes().unwrap();
+            prop_assert_eq!(
+                &SafetensorsFile::<f32>::from_bytes(&bytes, "p").unwrap(),
+                &narrow
+            );
+            Ok(())
+        })
+        .unwrap();
+}
