@@ -51,3 +51,8 @@ pub use gradcheck::{GradcheckOptions, GradcheckReport, Mismatch, gradcheck};
 pub use op::Op;
 pub use tape::{Tape, Var};
 pub use tensor::{Shape, Tensor};
+
+/// The code blocks of README.md, compiled and run as doctests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
