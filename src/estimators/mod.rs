@@ -13,6 +13,8 @@
 //! | file | what |
 //! |---|---|
 //! | [`noise`] | Gumbel / logistic noise, Gumbel-max sampling, conditional noise |
+//! | [`conditional`] | conditional noise as differentiable ops (REBAR, RELAX) |
+//! | [`exact`] | exact expectations and gradients by enumeration (the test oracle) |
 //! | [`gumbel_softmax`](mod@gumbel_softmax) | Gumbel-Softmax, learnable-temperature and ExpConcrete ops |
 //! | [`straight_through`] | ST Gumbel-Softmax, ST categorical, ST argmax |
 //! | [`temperature`] | temperature schedules, learnable temperature |
@@ -43,11 +45,16 @@
 //! # Ok::<(), gumbelgrad::Error>(())
 //! ```
 
+pub mod conditional;
+pub mod exact;
 pub mod gumbel_softmax;
 pub mod noise;
 pub mod straight_through;
 pub mod temperature;
 
+pub use conditional::{
+    ConditionalGumbel, ConditionalLogistic, conditional_gumbel, conditional_logistic,
+};
 pub use gumbel_softmax::{
     ExpConcrete, GumbelSoftmax, GumbelSoftmaxEstimator, GumbelSoftmaxLearnedTemperature,
     exp_concrete, gumbel_softmax, gumbel_softmax_learned_temperature,
