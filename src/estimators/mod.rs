@@ -14,6 +14,7 @@
 //! |---|---|
 //! | [`noise`] | Gumbel / logistic noise, Gumbel-max sampling, conditional noise |
 //! | [`conditional`] | conditional noise as differentiable ops (REBAR, RELAX) |
+//! | [`density`] | Concrete (eq. 3), ExpConcrete and relaxed Bernoulli log-densities |
 //! | [`exact`] | exact expectations and gradients by enumeration (the test oracle) |
 //! | [`gumbel_softmax`](mod@gumbel_softmax) | Gumbel-Softmax, learnable-temperature and ExpConcrete ops |
 //! | [`straight_through`] | ST Gumbel-Softmax, ST categorical, ST argmax |
@@ -48,6 +49,7 @@
 
 pub mod bernoulli;
 pub mod conditional;
+pub mod density;
 pub mod exact;
 pub mod gumbel_softmax;
 pub mod noise;
