@@ -283,9 +283,8 @@ impl<T: Float> Op<T> for ExpConcrete<T> {
                 .zip(grad_output.as_slice().chunks_exact(k))
             {
                 let total: T = go.iter().copied().sum();
-                for i in 0..k {
-                    *gx.get_mut(i).expect("group") +=
-                        inverse_tau * (go[i] - log_y[i].exp() * total);
+                for ((gxi, &goi), &log_yi) in gx.iter_mut().zip(go).zip(log_y) {
+                    *gxi += inverse_tau * (goi - log_yi.exp() * total);
                 }
             }
         }
@@ -361,8 +360,9 @@ pub fn exp_concrete<'t, T: Float>(
 /// sample `y = softmax((logits + g)/tau)` and backpropagate through it.
 ///
 /// **Biased** for the discrete objective `E_z[f(z)]`: it is the exact gradient of the
-/// relaxed objective `E_g[f(y)]`, which differs from it unless `f` is linear in `z`.
-/// The bias shrinks as `tau -> 0` while the variance grows (roughly like `1/tau`).
+/// relaxed objective `E_g[f(y)]`, a different function of the logits (even for a
+/// linear `f`, since `E[y] != softmax(logits)` in general). The bias shrinks as
+/// `tau -> 0` while the variance grows.
 /// The cost sees a non-one-hot `y`, so `f` must accept points of the simplex.
 #[derive(Debug, Clone)]
 pub struct GumbelSoftmaxEstimator<T: Float> {

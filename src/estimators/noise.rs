@@ -32,7 +32,6 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::softmax::{argmax_groups, log_softmax_groups};
-use crate::ops::unary::sigmoid;
 use crate::tensor::Tensor;
 
 /// One draw of `u` from `[T::MIN_POSITIVE, 1)`: never 0 and never 1, in `T`'s own
@@ -187,7 +186,7 @@ pub fn sample_bernoulli<T: Float, R: Rng + ?Sized>(
 }
 
 /// `ln(e^a + e^b)` without overflow.
-fn log_add_exp(a: f64, b: f64) -> f64 {
+pub(crate) fn log_add_exp(a: f64, b: f64) -> f64 {
     let m = a.max(b);
     if m == f64::NEG_INFINITY {
         return m;
@@ -205,7 +204,7 @@ fn log_add_exp(a: f64, b: f64) -> f64 {
 ///
 /// evaluated in log space as `-logaddexp(ln(-ln v_i) - ln theta_i, ln(-ln v_b))`, so
 /// it stays finite even when `theta_i` underflows (logits of `-1e4`). The result
-/// always has its group maximum at `b`. See `ConditionalGumbel`
+/// always has its group maximum at `b`. See [`ConditionalGumbel`](super::ConditionalGumbel)
 /// for the same map as a differentiable tape op (REBAR differentiates through it).
 pub fn conditional_gumbel_from_uniform<T: Float>(
     logits: &Tensor<T>,
@@ -278,8 +277,9 @@ pub fn conditional_gumbel<T: Float, R: Rng + ?Sized>(
 ///
 /// With `theta = sigmoid(logit)` and a fresh `v ~ U(0,1)`:
 /// `v' = v (1 - theta)` if `b = 0`, `v' = v theta + (1 - theta)` if `b = 1`, and
-/// `z_tilde = logit + ln v' - ln(1 - v')` (RELAX paper, appendix). `1 - v'` is computed
-/// directly (`1 - v(1-theta)` or `theta (1 - v)`) so no cancellation occurs.
+/// `z_tilde = logit + ln v' - ln(1 - v')` (RELAX paper, appendix), evaluated in log
+/// space so no cancellation or underflow occurs. See
+/// [`ConditionalLogistic`](super::ConditionalLogistic) for the differentiable tape op.
 pub fn conditional_logistic_from_uniform<T: Float>(
     logits: &Tensor<T>,
     uniforms: &Tensor<T>,
@@ -305,24 +305,32 @@ pub fn conditional_logistic_from_uniform<T: Float>(
 }
 
 /// `z_tilde` for one unit; see [`conditional_logistic_from_uniform`].
-///
-/// In log space: with `ln theta = -softplus(-x)` and `ln(1-theta) = -softplus(x)`,
-/// - `b = 0`: `ln v' = ln v + ln(1-theta)`, `ln(1-v') = ln(1 - v (1-theta))`;
-/// - `b = 1`: `ln(1-v') = ln(1-v) + ln theta`, `ln v' = ln(1 - (1-v) theta)`.
 pub(crate) fn conditional_logistic_one(x: f64, v: f64, b: bool) -> f64 {
+    let (log_v1, log_one_minus_v1) = conditional_logistic_logs(x, v, b);
+    x + log_v1 - log_one_minus_v1
+}
+
+/// `(ln v', ln(1 - v'))` for [`conditional_logistic_one`], in log space with
+/// `ln theta = -softplus(-x)` and `ln(1 - theta) = -softplus(x)`:
+/// - `b = 0`: `v' = v (1-theta)`, `1 - v' = (1 - v) + v theta`;
+/// - `b = 1`: `v' = (1-theta) + v theta`, `1 - v' = theta (1 - v)`.
+///
+/// Every term is a sum of non-negative numbers (a `logaddexp`), so nothing cancels
+/// and nothing underflows even for logits of `+-1e4`.
+pub(crate) fn conditional_logistic_logs(x: f64, v: f64, b: bool) -> (f64, f64) {
     let log_theta = -crate::ops::unary::softplus(-x);
     let log_one_minus_theta = -crate::ops::unary::softplus(x);
-    let theta: f64 = sigmoid(x);
-    let (log_v1, log_one_minus_v1) = if b {
-        let log_one_minus = (-v).ln_1p() + log_theta;
-        let log_v1 = (-(1.0 - v) * theta).ln_1p();
-        (log_v1, log_one_minus)
+    if b {
+        (
+            log_add_exp(log_one_minus_theta, v.ln() + log_theta),
+            log_theta + (-v).ln_1p(),
+        )
     } else {
-        let log_v1 = v.ln() + log_one_minus_theta;
-        let log_one_minus = (-v * (1.0 - theta)).ln_1p();
-        (log_v1, log_one_minus)
-    };
-    x + log_v1 - log_one_minus_v1
+        (
+            v.ln() + log_one_minus_theta,
+            log_add_exp((-v).ln_1p(), v.ln() + log_theta),
+        )
+    }
 }
 
 /// Draws conditional logistic noise (see [`conditional_logistic_from_uniform`]) with
