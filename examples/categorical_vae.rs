@@ -286,7 +286,7 @@ fn run(args: &Args) -> Result<(), Error> {
     let relaxed = model.evaluate(
         &test.images,
         500,
-        EvalMode::Relaxed(trainer.temperature()?),
+        EvalMode::Relaxed(trainer.last_temperature()?),
         &mut eval_rng,
     )?;
     say(format!(
@@ -294,7 +294,7 @@ fn run(args: &Args) -> Result<(), Error> {
     ));
     say(format!(
         "test -ELBO, relaxed samples at tau {:.3} (the training objective): {relaxed:.3} nats",
-        trainer.temperature()?
+        trainer.last_temperature()?
     ));
     let iw_bound = if args.eval_samples > 1 {
         let bound = model.importance_weighted_bound(
@@ -395,8 +395,13 @@ fn draw_pictures(
         1,
     )?;
 
-    // Latent classes: row n starts from one random code and sweeps variable n over its K classes.
-    let base: Vec<usize> = (0..n).map(|_| rng.random_range(0..k)).collect();
+    // Latent classes: start from the most likely code of the first test image; row n
+    // sweeps variable n through its K classes, the others held fixed.
+    let base: Vec<usize> = logits
+        .row(0)
+        .chunks_exact(k)
+        .map(|group| (0..k).fold(0, |best, i| if group[i] > group[best] { i } else { best }))
+        .collect();
     let mut sweep = Vec::with_capacity(n * k * n * k);
     for variable in 0..n {
         for class in 0..k {

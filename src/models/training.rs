@@ -143,6 +143,11 @@ impl<T: Float> Trainer<T> {
         self.config.temperature.at(self.step)
     }
 
+    /// The temperature of the last step taken (of step 0 before any).
+    pub fn last_temperature(&self) -> Result<f64> {
+        self.config.temperature.at(self.step.saturating_sub(1))
+    }
+
     /// Number of full minibatches in an epoch over `images` (a last partial batch is
     /// dropped, as the reference implementations do).
     pub fn steps_per_epoch(&self, images: &Tensor<T>) -> u64 {
