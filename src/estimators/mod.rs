@@ -10,6 +10,8 @@
 //! All of them implement [`GradientEstimator`]; the [`Estimator`] enum picks one by
 //! value, so switching estimator in a model is changing one argument.
 
+pub mod score;
+
 use rand::RngCore;
 
 use crate::float::Float;

@@ -1,0 +1,252 @@
+//! The score-function family: estimators built on `f(z) d/d logits log q(z)`.
+//!
+//! The *score function* (REINFORCE, "likelihood ratio") identity
+//!
+//! ```text
+//! d/d logits E_{z~q}[f(z)] = E_{z~q}[ f(z) d/d logits log q(z) ]
+//! ```
+//!
+//! needs nothing from `f` but its value at a hard sample, so it is unbiased for any
+//! cost, differentiable or not. Its weakness is variance, and every estimator here is a
+//! different way of subtracting a *control variate* (a "baseline") `b` from `f`:
+//!
+//! | estimator | baseline | unbiased | file |
+//! |---|---|---|---|
+//! | [`Reinforce`] | none, moving average, NVIL's learned baseline, variance normalisation | yes | `reinforce.rs`, `baselines.rs` |
+//! | [`MuProp`] | first-order Taylor expansion of `f` at the mean `z_bar`, plus its analytic correction | yes | `muprop.rs` |
+//! | [`Darn`] | the same Taylor expansion without the correction | **no** | `darn.rs` |
+//! | [`Vimco`] | leave-one-out mean of `m` other samples | yes | `vimco.rs` |
+//! | [`Rebar`] | the Gumbel-Softmax relaxation `f(softmax(z / tau))` at conditionally re-sampled noise | yes | `rebar.rs` |
+//! | [`Relax`] | REBAR's control variate plus a learned surrogate network | yes | `relax.rs` |
+//!
+//! # Contract of the cost closure
+//! All estimators take the downstream cost as a closure `cost(sample) -> [rows, 1]`
+//! recorded on the same tape as the logits, exactly as
+//! [`GradientEstimator::estimate`] describes. The score-function estimators rely on two
+//! more properties, which any ordinary per-example loss has:
+//!
+//! 1. **Per example**: row `r` of the cost depends only on row `r` of the sample (no
+//!    batch norm, no mean over the batch inside the closure).
+//! 2. **Deterministic**: calling the closure twice at the same sample gives the same
+//!    value (draw any noise the cost needs once, outside the closure).
+//!
+//! The closure may be called at points that are not one-hot (MuProp and DARN at the
+//! mean `softmax(logits)`, REBAR and RELAX at relaxed samples), so it must accept any
+//! point of the simplex. MuProp, DARN, REBAR and RELAX differentiate the cost at those
+//! points *during* `estimate` by calling [`Tape::backward`](crate::Tape::backward) on an
+//! intermediate scalar; this discards gradients already on the tape (harmless, as one
+//! calls `estimate` before the final `backward`).
+//!
+//! # Bernoulli latents
+//! A Bernoulli variable `b ~ Bernoulli(sigmoid(phi))` is run here as a `K = 2`
+//! categorical with logits `[0, phi]`: `P(class 1) = e^phi / (1 + e^phi) = sigmoid(phi)`,
+//! the one-hot sample is `[1 - b, b]`, and the gradient for `phi` is the second logit's.
+//! For REBAR and RELAX the `K = 2` categorical relaxation `softmax((logits + g)/tau)` is
+//! the binary Concrete `sigmoid((phi + logistic noise)/tau)` in distribution, because the
+//! difference of two Gumbels is logistic; so nothing is lost.
+//!
+//! # Layout of a multi-sample batch (VIMCO)
+//! [`Vimco`] draws `m` samples per example and calls the cost once on a
+//! `[batch * m, N*K]` tensor laid out *example-major*: row `b * m + j` is sample `j`
+//! of example `b`.
+
+mod adam;
+mod baselines;
+mod darn;
+mod injected_gradient;
+mod mean_field;
+mod muprop;
+mod rebar;
+mod reinforce;
+mod relax;
+mod score_function;
+mod vimco;
+
+pub use baselines::{Baseline, LearnedBaseline, MovingAverage, VarianceNormaliser};
+pub use darn::{Darn, ExpansionPoint};
+pub use injected_gradient::{InjectedGradient, inject_gradient};
+pub use mean_field::{GroupSoftmax, softmax};
+pub use muprop::MuProp;
+
+pub use reinforce::Reinforce;
+
+pub use score_function::{LogProb, ScoreFunction, log_prob, score_function_term};
+pub use vimco::Vimco;
+
+use rand::{Rng, RngCore};
+
+use crate::error::Error;
+use crate::float::Float;
+use crate::op::Op;
+use crate::tape::Var;
+use crate::tensor::{Shape, Tensor};
+
+#[allow(unused_imports)]
+use super::GradientEstimator; // for the rustdoc link above
+
+use super::Estimate;
+
+/// A uniform draw from the open interval `(smallest positive normal f64, 1)`, so that
+/// `-ln(-ln u)` is always finite.
+///
+/// Private stand-in until the shared noise module (branch `est-relaxed`) is merged.
+pub(crate) fn open_uniform(rng: &mut dyn RngCore) -> f64 {
+    loop {
+        let u: f64 = rng.random::<f64>();
+        if u > 0.0 {
+            return u.max(f64::MIN_POSITIVE);
+        }
+    }
+}
+
+/// A standard Gumbel draw `g = -ln(-ln u)`.
+pub(crate) fn gumbel(rng: &mut dyn RngCore) -> f64 {
+    -(-open_uniform(rng).ln()).ln()
+}
+
+/// Softmax of each group of `group_size` values of a row-major slice, in `f64`.
+pub(crate) fn softmax_f64(values: &[f64], group_size: usize) -> Vec<f64> {
+    let mut out = vec![0.0; values.len()];
+    crate::kernels::softmax::softmax_groups(values, &mut out, group_size);
+    out
+}
+
+/// Draws one one-hot sample per group by Gumbel-max: `one_hot(argmax(logits + g))`.
+/// `repeats` independent samples are drawn for every row, laid out example-major
+/// (row `r * repeats + j`). Returns the samples as `f64` one-hots.
+pub(crate) fn sample_one_hot(
+    logits: &[f64],
+    cols: usize,
+    group_size: usize,
+    repeats: usize,
+    rng: &mut dyn RngCore,
+) -> Vec<f64> {
+    let rows = logits.len() / cols;
+    let mut out = vec![0.0; rows * repeats * cols];
+    for r in 0..rows {
+        let row = &logits[r * cols..(r + 1) * cols];
+        for j in 0..repeats {
+            let target = &mut out[(r * repeats + j) * cols..(r * repeats + j + 1) * cols];
+            for (xs, ys) in row
+                .chunks_exact(group_size)
+                .zip(target.chunks_exact_mut(group_size))
+            {
+                let mut best = 0;
+                let mut best_value = f64::NEG_INFINITY;
+                for (i, &x) in xs.iter().enumerate() {
+                    let v = x + gumbel(rng);
+                    if v > best_value {
+                        best_value = v;
+                        best = i;
+                    }
+                }
+                ys[best] = 1.0;
+            }
+        }
+    }
+    out
+}
+
+/// The logits as `f64`, after checking that `group_size` divides their columns.
+/// On failure the error is stored on the tape and `Err(poisoned estimate)` returned.
+pub(crate) fn read_logits<'t, T: Float>(
+    logits: Var<'t, T>,
+    group_size: usize,
+    estimator: &str,
+) -> Result<Tensor<f64>, Estimate<'t, T>> {
+    let value = match logits.value() {
+        Ok(value) => value,
+        Err(_) => return Err(poisoned_estimate(logits)),
+    };
+    if let Err(error) = value.num_groups(group_size) {
+        let bad = poison(logits, error_in(estimator, error));
+        return Err(poisoned_estimate(bad));
+    }
+    Ok(value.cast::<f64>())
+}
+
+fn error_in(estimator: &str, error: Error) -> Error {
+    match error {
+        Error::InvalidArgument { message, .. } => Error::invalid_argument(estimator, message),
+        other => other,
+    }
+}
+
+/// An estimate whose three parts are the given (poisoned) variable.
+pub(crate) fn poisoned_estimate<'t, T: Float>(var: Var<'t, T>) -> Estimate<'t, T> {
+    Estimate {
+        sample: var,
+        cost: var,
+        loss: var,
+    }
+}
+
+/// Checks that the cost closure returned `[rows, 1]`; if not, stores a shape-mismatch
+/// error (naming the estimator) on the tape and returns a poisoned variable.
+pub(crate) fn check_cost<'t, T: Float>(
+    cost: Var<'t, T>,
+    rows: usize,
+    estimator: &str,
+) -> Var<'t, T> {
+    if cost.is_poisoned() {
+        return cost;
+    }
+    let shape = cost.shape();
+    if shape != Shape::new(rows, 1) {
+        return poison(
+            cost,
+            Error::shape_mismatch(
+                estimator,
+                shape,
+                Shape::new(rows, 1),
+                "the cost closure must return one value per sample row, [rows, 1]",
+            ),
+        );
+    }
+    cost
+}
+
+/// Records an op that fails with `error`, so the error becomes the tape's sticky error.
+pub(crate) fn poison<'t, T: Float>(on: Var<'t, T>, error: Error) -> Var<'t, T> {
+    on.tape().record(Fail(error), &[on])
+}
+
+/// An op that always fails at record time with the error it holds (how estimators
+/// report a bad argument through the tape's sticky-error mechanism).
+#[derive(Debug)]
+struct Fail(Error);
+
+impl<T: Float> Op<T> for Fail {
+    fn name(&self) -> &'static str {
+        "fail"
+    }
+    fn output_shape(&self, _: &[Shape]) -> crate::error::Result<Shape> {
+        Err(self.0.clone())
+    }
+    fn forward(&self, _: &[&Tensor<T>], _: &mut Tensor<T>) {}
+    fn backward(
+        &self,
+        _: &[&Tensor<T>],
+        _: &Tensor<T>,
+        _: &Tensor<T>,
+        _: &mut [Option<&mut Tensor<T>>],
+    ) {
+    }
+}
+
+/// A `[rows, cols]` constant on `like`'s tape from `f64` data.
+pub(crate) fn constant_from<'t, T: Float>(
+    like: Var<'t, T>,
+    rows: usize,
+    cols: usize,
+    data: Vec<f64>,
+) -> Var<'t, T> {
+    let tensor = Tensor::from_vec(rows, cols, data).expect("length computed by caller");
+    like.tape().constant(&tensor.cast::<T>())
+}
+
+/// The values of a variable as `f64` (empty if the tape has failed).
+pub(crate) fn values_f64<T: Float>(var: Var<'_, T>) -> Vec<f64> {
+    var.with_value(|t| t.as_slice().iter().map(|x| x.to_f64()).collect())
+        .unwrap_or_default()
+}

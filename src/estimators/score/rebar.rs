@@ -1,0 +1,1 @@
+//! REBAR placeholder.
