@@ -6,8 +6,10 @@
 //! probability about 6e-5 per check).
 
 use gumbelgrad::estimators::GradientEstimator;
-use gumbelgrad::estimators::score::{self, Baseline, Reinforce};
-use gumbelgrad::{Tape, Tensor};
+use gumbelgrad::estimators::score::{
+    self, Baseline, Darn, ExpansionPoint, MuProp, Reinforce, Vimco,
+};
+use gumbelgrad::{Tape, Tensor, Var};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -32,13 +34,80 @@ fn sample_variance(values: &[f64]) -> f64 {
     values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
 }
 
+/// A problem with an exact answer: logits shared by every example, a cost, and the
+/// exact gradient of `E[f(z)]` with respect to the logits.
+trait Problem {
+    fn logits(&self) -> Vec<f64>;
+    fn group_size(&self) -> usize;
+    fn cost<'t>(&self, z: Var<'t, f64>) -> Var<'t, f64>;
+    fn exact(&self) -> Vec<f64>;
+}
+
+/// Per-example estimates of the logits' gradient (one vector per example) from `calls`
+/// calls of `batch` examples each; `scale` reads the factor that makes the call's
+/// estimate unbiased (NVIL's variance normaliser), 1 for the others.
+fn estimates<P: Problem, E: GradientEstimator<f64>>(
+    problem: &P,
+    estimator: &mut E,
+    calls: usize,
+    batch: usize,
+    seed: u64,
+    scale: impl Fn(&E) -> f64,
+) -> Vec<Vec<f64>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let row = problem.logits();
+    let cols = row.len();
+    let mut out = Vec::with_capacity(calls * batch);
+    for _ in 0..calls {
+        let tape = Tape::<f64>::new();
+        let logits = tape.variable(&Tensor::from_vec(batch, cols, row.repeat(batch)).unwrap());
+        let estimate = estimator.estimate(
+            logits,
+            problem.group_size(),
+            &mut |z| problem.cost(z),
+            &mut rng,
+        );
+        tape.backward(estimate.loss).unwrap();
+        // loss = mean over the batch, so each row's gradient is its estimate / batch.
+        let factor = scale(estimator) * batch as f64;
+        let grad = logits.grad().unwrap();
+        for r in 0..batch {
+            out.push(grad.row(r).iter().map(|g| g * factor).collect());
+        }
+    }
+    out
+}
+
+/// Coordinate `i` of every estimate.
+fn coordinate(values: &[Vec<f64>], i: usize) -> Vec<f64> {
+    values.iter().map(|v| v[i]).collect()
+}
+
 /// The REBAR/RELAX toy (paper-notes §4.4): `b ~ Bernoulli(sigmoid(phi))`, cost
 /// `(b - t)^2`. The Bernoulli is run as a K = 2 categorical with logits `[0, phi]`,
 /// whose one-hot sample is `[1 - b, b]`; the estimate for `phi` is the second logit's
-/// gradient.
+/// gradient (the first is its negative).
 struct Toy {
     phi: f64,
     target: f64,
+}
+
+impl Problem for Toy {
+    fn logits(&self) -> Vec<f64> {
+        vec![0.0, self.phi]
+    }
+    fn group_size(&self) -> usize {
+        2
+    }
+    fn cost<'t>(&self, z: Var<'t, f64>) -> Var<'t, f64> {
+        let pick = z
+            .tape()
+            .constant(&Tensor::from_vec(2, 1, vec![0.0, 1.0]).unwrap());
+        (z.matmul(pick) - self.target).square()
+    }
+    fn exact(&self) -> Vec<f64> {
+        vec![-self.exact_phi(), self.exact_phi()]
+    }
 }
 
 impl Toy {
@@ -46,14 +115,11 @@ impl Toy {
         sigmoid(self.phi)
     }
     /// dL/dphi = (1 - 2t) theta (1 - theta).
-    fn exact(&self) -> f64 {
+    fn exact_phi(&self) -> f64 {
         let theta = self.theta();
         (1.0 - 2.0 * self.target) * theta * (1.0 - theta)
     }
-
-    /// Per-example single-sample estimates of dL/dphi from `calls` calls of `batch`
-    /// examples each; `scale` reads the factor that makes the call's estimate unbiased
-    /// (NVIL's variance normaliser), 1 for the others.
+    /// Single-sample estimates of dL/dphi.
     fn estimates<E: GradientEstimator<f64>>(
         &self,
         estimator: &mut E,
@@ -62,30 +128,155 @@ impl Toy {
         seed: u64,
         scale: impl Fn(&E) -> f64,
     ) -> Vec<f64> {
+        let all = estimates(self, estimator, calls, batch, seed, scale);
+        for v in &all {
+            // The two logits' gradients are opposite: only their difference matters.
+            assert!((v[0] + v[1]).abs() < 1e-9, "{v:?}");
+        }
+        coordinate(&all, 1)
+    }
+}
+
+/// A categorical toy: `N` variables of `K` classes, fixed random logits, and the
+/// non-quadratic cost `f(z) = exp(<w, z>) + <u, z>^2` with fixed random `w`, `u`.
+/// The exact gradient enumerates all `K^N` configurations.
+struct Categorical {
+    classes: usize,
+    variables: usize,
+    logits: Vec<f64>,
+    w: Vec<f64>,
+    u: Vec<f64>,
+}
+
+impl Categorical {
+    fn new(classes: usize, variables: usize, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut out = Vec::with_capacity(calls * batch);
-        for _ in 0..calls {
-            let tape = Tape::<f64>::new();
-            let logits =
-                tape.variable(&Tensor::from_vec(batch, 2, [0.0, self.phi].repeat(batch)).unwrap());
-            let pick = tape.constant(&Tensor::from_vec(2, 1, vec![0.0, 1.0]).unwrap());
-            let target = self.target;
-            let estimate = estimator.estimate(
-                logits,
-                2,
-                &mut |z| (z.matmul(pick) - target).square(),
-                &mut rng,
-            );
-            tape.backward(estimate.loss).unwrap();
-            let factor = scale(estimator) * batch as f64;
-            let grad = logits.grad().unwrap();
-            for row in 0..batch {
-                // The two logits' gradients are opposite: only their difference matters.
-                assert!((grad.get(row, 0) + grad.get(row, 1)).abs() < 1e-9);
-                out.push(grad.get(row, 1) * factor);
+        let n = classes * variables;
+        let mut draw = |scale: f64| -> Vec<f64> {
+            Tensor::<f64>::random_uniform(1, n, -scale, scale, &mut rng)
+                .as_slice()
+                .to_vec()
+        };
+        Categorical {
+            classes,
+            variables,
+            logits: draw(1.5),
+            w: draw(0.8),
+            u: draw(1.0),
+        }
+    }
+
+    fn probabilities(&self) -> Vec<f64> {
+        let mut p = vec![0.0; self.logits.len()];
+        for (xs, ys) in self
+            .logits
+            .chunks(self.classes)
+            .zip(p.chunks_mut(self.classes))
+        {
+            let max = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let total: f64 = xs.iter().map(|x| (x - max).exp()).sum();
+            for (y, x) in ys.iter_mut().zip(xs) {
+                *y = (x - max).exp() / total;
             }
         }
-        out
+        p
+    }
+
+    fn f(&self, z: &[f64]) -> f64 {
+        let a: f64 = z.iter().zip(&self.w).map(|(z, w)| z * w).sum();
+        let b: f64 = z.iter().zip(&self.u).map(|(z, u)| z * u).sum();
+        a.exp() + b * b
+    }
+
+    /// f'(z) = w exp(<w,z>) + 2 u <u,z>.
+    fn f_prime(&self, z: &[f64]) -> Vec<f64> {
+        let a: f64 = z.iter().zip(&self.w).map(|(z, w)| z * w).sum();
+        let b: f64 = z.iter().zip(&self.u).map(|(z, u)| z * u).sum();
+        self.w
+            .iter()
+            .zip(&self.u)
+            .map(|(w, u)| w * a.exp() + 2.0 * u * b)
+            .collect()
+    }
+
+    /// DARN's bias at the mean: `-(d softmax / d logits)^T f'(z_bar)`.
+    fn darn_bias(&self) -> Vec<f64> {
+        let p = self.probabilities();
+        let slope = self.f_prime(&p);
+        let mut bias = vec![0.0; p.len()];
+        for ((ps, ss), bs) in p
+            .chunks(self.classes)
+            .zip(slope.chunks(self.classes))
+            .zip(bias.chunks_mut(self.classes))
+        {
+            let inner: f64 = ps.iter().zip(ss).map(|(p, s)| p * s).sum();
+            for ((b, p), s) in bs.iter_mut().zip(ps).zip(ss) {
+                *b = -p * (s - inner);
+            }
+        }
+        bias
+    }
+}
+
+impl Problem for Categorical {
+    fn logits(&self) -> Vec<f64> {
+        self.logits.clone()
+    }
+    fn group_size(&self) -> usize {
+        self.classes
+    }
+    fn cost<'t>(&self, z: Var<'t, f64>) -> Var<'t, f64> {
+        let n = self.w.len();
+        let w = z
+            .tape()
+            .constant(&Tensor::from_slice(n, 1, &self.w).unwrap());
+        let u = z
+            .tape()
+            .constant(&Tensor::from_slice(n, 1, &self.u).unwrap());
+        z.matmul(w).exp() + z.matmul(u).square()
+    }
+    /// `sum_z q(z) f(z) (z - p)` over all `K^N` one-hot configurations.
+    fn exact(&self) -> Vec<f64> {
+        let (k, n) = (self.classes, self.variables);
+        let p = self.probabilities();
+        let mut gradient = vec![0.0; k * n];
+        let mut z = vec![0.0; k * n];
+        for index in 0..k.pow(n as u32) {
+            z.iter_mut().for_each(|v| *v = 0.0);
+            let mut rest = index;
+            let mut q = 1.0;
+            for var in 0..n {
+                let class = rest % k;
+                rest /= k;
+                z[var * k + class] = 1.0;
+                q *= p[var * k + class];
+            }
+            let f = self.f(&z);
+            for i in 0..k * n {
+                gradient[i] += q * f * (z[i] - p[i]);
+            }
+        }
+        gradient
+    }
+}
+
+fn categoricals() -> Vec<Categorical> {
+    vec![
+        Categorical::new(3, 1, 11),
+        Categorical::new(4, 2, 12),
+        Categorical::new(10, 1, 13),
+        Categorical::new(3, 3, 14),
+    ]
+}
+
+/// Every coordinate within `Z` standard errors of `expected`.
+fn assert_agrees(name: &str, values: &[Vec<f64>], expected: &[f64]) {
+    for (i, &e) in expected.iter().enumerate() {
+        let (mean, se) = mean_and_se(&coordinate(values, i));
+        assert!(
+            (mean - e).abs() < Z * se.max(1e-12),
+            "{name}, coordinate {i}: mean {mean} vs expected {e}, standard error {se}"
+        );
     }
 }
 
@@ -120,12 +311,12 @@ fn toy_exact_values_match_the_notes() {
         phi: 0.0,
         target: 0.45,
     };
-    assert!((toy.exact() - 0.025).abs() < 1e-15);
+    assert!((toy.exact_phi() - 0.025).abs() < 1e-15);
     let toy = Toy {
         phi: 0.0,
         target: 0.499,
     };
-    assert!((toy.exact() - 0.0005).abs() < 1e-15);
+    assert!((toy.exact_phi() - 0.0005).abs() < 1e-15);
 }
 
 #[test]
@@ -136,20 +327,20 @@ fn reinforce_with_every_baseline_is_unbiased_on_the_toy() {
         assert_unbiased(
             "reinforce",
             &toy.estimates(&mut plain, 40, 500, seed, |_| 1.0),
-            toy.exact(),
+            toy.exact_phi(),
         );
         let mut ema = Reinforce::new(Baseline::MovingAverage { decay: 0.8 });
         assert_unbiased(
             "reinforce-ema",
             &toy.estimates(&mut ema, 40, 500, seed, |_| 1.0),
-            toy.exact(),
+            toy.exact_phi(),
         );
         let mut normalised =
             Reinforce::new(Baseline::MovingAverage { decay: 0.8 }).with_variance_normalisation(0.8);
         assert_unbiased(
             "reinforce-ema-normalised",
             &toy.estimates(&mut normalised, 40, 500, seed, Reinforce::last_scale),
-            toy.exact(),
+            toy.exact_phi(),
         );
         let mut learned = Reinforce::new(Baseline::Learned {
             decay: 0.8,
@@ -159,13 +350,13 @@ fn reinforce_with_every_baseline_is_unbiased_on_the_toy() {
         assert_unbiased(
             "reinforce-learned",
             &toy.estimates(&mut learned, 40, 500, seed, |_| 1.0),
-            toy.exact(),
+            toy.exact_phi(),
         );
         let mut nvil = Reinforce::nvil();
         assert_unbiased(
             "nvil",
             &toy.estimates(&mut nvil, 40, 500, seed, Reinforce::last_scale),
-            toy.exact(),
+            toy.exact_phi(),
         );
     }
 }
@@ -181,7 +372,7 @@ fn plain_reinforce_variance_matches_the_exact_variance() {
         let (theta, t) = (toy.theta(), toy.target);
         let second = theta * (1.0 - theta).powi(2) * (1.0 - t).powi(4)
             + (1.0 - theta) * theta.powi(2) * t.powi(4);
-        let mean = toy.exact();
+        let mean = toy.exact_phi();
         let variance = second - mean * mean;
         let (high, low) = ((1.0 - t).powi(2) * (1.0 - theta), -t * t * theta);
         let fourth = theta * (high - mean).powi(4) + (1.0 - theta) * (low - mean).powi(4);
@@ -308,4 +499,124 @@ fn bad_group_size_and_bad_cost_shape_are_typed_errors() {
         message.contains("[2, 3]") && message.contains("[2, 1]"),
         "{message}"
     );
+}
+
+#[test]
+fn categorical_enumeration_matches_finite_differences_of_the_expectation() {
+    // The oracle itself: d/d logits sum_z q(z) f(z) by central differences.
+    let problem = Categorical::new(4, 2, 12);
+    let exact = problem.exact();
+    let expectation = |logits: &[f64]| {
+        let shifted = Categorical {
+            logits: logits.to_vec(),
+            w: problem.w.clone(),
+            u: problem.u.clone(),
+            ..problem
+        };
+        let p = shifted.probabilities();
+        let (k, n) = (shifted.classes, shifted.variables);
+        let mut total = 0.0;
+        for index in 0..k.pow(n as u32) {
+            let mut z = vec![0.0; k * n];
+            let (mut rest, mut q) = (index, 1.0);
+            for var in 0..n {
+                z[var * k + rest % k] = 1.0;
+                q *= p[var * k + rest % k];
+                rest /= k;
+            }
+            total += q * shifted.f(&z);
+        }
+        total
+    };
+    for i in 0..exact.len() {
+        let h = 1e-5;
+        let mut plus = problem.logits.clone();
+        let mut minus = problem.logits.clone();
+        plus[i] += h;
+        minus[i] -= h;
+        let numeric = (expectation(&plus) - expectation(&minus)) / (2.0 * h);
+        assert!(
+            (numeric - exact[i]).abs() < 1e-7,
+            "{i}: {numeric} vs {}",
+            exact[i]
+        );
+    }
+}
+
+#[test]
+fn unbiased_estimators_agree_with_enumeration_on_categorical_toys() {
+    for (index, problem) in categoricals().iter().enumerate() {
+        let exact = problem.exact();
+        let seed = 300 + index as u64;
+        let values = estimates(
+            problem,
+            &mut Reinforce::new(Baseline::None),
+            20,
+            500,
+            seed,
+            |_| 1.0,
+        );
+        assert_agrees("reinforce", &values, &exact);
+        let values = estimates(
+            problem,
+            &mut Reinforce::nvil(),
+            20,
+            500,
+            seed,
+            Reinforce::last_scale,
+        );
+        assert_agrees("nvil", &values, &exact);
+        let values = estimates(problem, &mut MuProp::new(), 20, 500, seed, |_| 1.0);
+        assert_agrees("muprop", &values, &exact);
+        let values = estimates(problem, &mut Vimco::new(4), 10, 500, seed, |_| 1.0);
+        assert_agrees("vimco", &values, &exact);
+    }
+}
+
+/// DARN drops MuProp's correction term, so its mean is `exact + bias` with
+/// `bias = -(d softmax/d logits)^T f'(z_bar)`: it must match that, and be measurably
+/// away from the exact gradient.
+#[test]
+fn darn_is_measurably_biased_by_exactly_the_dropped_term() {
+    for (index, problem) in categoricals().iter().enumerate() {
+        let exact = problem.exact();
+        let bias = problem.darn_bias();
+        let values = estimates(
+            problem,
+            &mut Darn::new(ExpansionPoint::Mean),
+            20,
+            500,
+            400 + index as u64,
+            |_| 1.0,
+        );
+        let predicted: Vec<f64> = exact.iter().zip(&bias).map(|(e, b)| e + b).collect();
+        assert_agrees("darn (exact + bias)", &values, &predicted);
+        let worst = (0..exact.len())
+            .map(|i| {
+                let (mean, se) = mean_and_se(&coordinate(&values, i));
+                (mean - exact[i]).abs() / se
+            })
+            .fold(0.0, f64::max);
+        assert!(
+            worst > 2.0 * Z,
+            "DARN should be measurably biased; worst |mean - exact| / SE = {worst}"
+        );
+    }
+}
+
+#[test]
+fn muprop_vimco_are_unbiased_on_the_bernoulli_toy() {
+    for (index, toy) in toys().iter().enumerate() {
+        let seed = 500 + index as u64;
+        assert_unbiased(
+            "muprop",
+            &toy.estimates(&mut MuProp::new(), 40, 500, seed, |_| 1.0),
+            toy.exact_phi(),
+        );
+        assert_unbiased(
+            "vimco",
+            &toy.estimates(&mut Vimco::new(3), 20, 500, seed, |_| 1.0),
+            toy.exact_phi(),
+        );
+    }
 }
