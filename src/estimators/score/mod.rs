@@ -67,8 +67,10 @@ pub use darn::{Darn, ExpansionPoint};
 pub use injected_gradient::{InjectedGradient, inject_gradient};
 pub use mean_field::{GroupSoftmax, softmax};
 pub use muprop::MuProp;
+pub use rebar::{Rebar, conditional_relaxed_sample, relaxed_sample};
 
 pub use reinforce::Reinforce;
+pub use relax::{Relax, Surrogate};
 
 pub use score_function::{LogProb, ScoreFunction, log_prob, score_function_term};
 pub use vimco::Vimco;
