@@ -706,7 +706,7 @@ mod relaxation_nodes {
             temperature in 0.3f64..3.0,
         ) {
             let gumbel = noise.map(|u| -(-u.ln()).ln());
-            let report = gradcheck(&[logits.clone()], GradcheckOptions::default(), |tape, vars| {
+            let report = gradcheck(std::slice::from_ref(&logits), GradcheckOptions::default(), |tape, vars| {
                 score::relaxed_sample(vars[0], tape.constant(&gumbel), temperature, group)
             }).unwrap();
             prop_assert!(report.max_rel_error < 1e-7, "{report:?}");
