@@ -32,9 +32,12 @@ pub mod error;
 pub mod estimators;
 pub mod float;
 pub mod gradcheck;
+pub mod io;
 pub mod kernels;
+pub mod nn;
 pub mod op;
 pub mod ops;
+pub mod optim;
 pub mod tape;
 pub mod tensor;
 #[cfg(feature = "testing")]

@@ -109,3 +109,51 @@ pub fn tensor_pair(
         )
     })
 }
+
+/// Two shapes that broadcast together to a `[rows, cols]` result (rows and columns
+/// drawn from the ranges): each side is independently the full `[rows, cols]`, a
+/// `[1, cols]` row, a `[rows, 1]` column or a `[1, 1]` scalar.
+///
+/// ```
+/// use gumbelgrad::testing::{broadcast_shapes, config};
+/// use proptest::test_runner::TestRunner;
+/// let mut runner = TestRunner::new(config(32));
+/// runner.run(&broadcast_shapes(1..=8, 1..=8), |(left, right)| {
+///     assert!(left.rows == right.rows || left.rows == 1 || right.rows == 1);
+///     assert!(left.cols == right.cols || left.cols == 1 || right.cols == 1);
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub fn broadcast_shapes(
+    rows: RangeInclusive<usize>,
+    cols: RangeInclusive<usize>,
+) -> impl Strategy<Value = (Shape, Shape)> {
+    let form = |full: Shape, which: u8| match which {
+        0 => full,
+        1 => Shape::new(1, full.cols),
+        2 => Shape::new(full.rows, 1),
+        _ => Shape::SCALAR,
+    };
+    (shape(rows, cols), 0..4u8, 0..4u8)
+        .prop_map(move |(full, left, right)| (form(full, left), form(full, right)))
+}
+
+/// A `[rows, groups * group_size]` tensor with at most `max_cols` columns, together
+/// with its `group_size`, for grouped ops (softmax over categorical groups).
+pub fn grouped_tensor(
+    rows: RangeInclusive<usize>,
+    max_cols: usize,
+    values: Range<f64>,
+) -> impl Strategy<Value = (usize, Tensor<f64>)> {
+    grouped_shape(rows, max_cols).prop_flat_map(move |(r, group_size, groups)| {
+        (
+            Just(group_size),
+            tensor_of_shape(Shape::new(r, group_size * groups), values.clone()),
+        )
+    })
+}
+
+/// A non-empty range `start..end` with `end <= len` (for slicing).
+pub fn sub_range(len: usize) -> impl Strategy<Value = (usize, usize)> {
+    (0..len.max(1)).prop_flat_map(move |start| (Just(start), start + 1..=len.max(start + 1)))
+}

@@ -9,13 +9,71 @@
 //!
 //! All of them implement [`GradientEstimator`]; the [`Estimator`] enum picks one by
 //! value, so switching estimator in a model is changing one argument.
+//!
+//! | file | what |
+//! |---|---|
+//! | [`noise`] | Gumbel / logistic noise, Gumbel-max sampling, conditional noise |
+//! | [`conditional`] | conditional noise as differentiable ops (REBAR, RELAX) |
+//! | [`exact`] | exact expectations and gradients by enumeration (the test oracle) |
+//! | [`gumbel_softmax`](mod@gumbel_softmax) | Gumbel-Softmax, learnable-temperature and ExpConcrete ops |
+//! | [`straight_through`] | ST Gumbel-Softmax, ST categorical, ST argmax |
+//! | [`temperature`] | temperature schedules, learnable temperature |
+//!
+//! # The closure contract
+//! `cost` receives the latent sample `[batch, N*K]` (a `Var` on the same tape as the
+//! logits) and must return the per-example costs `[batch, 1]` built from it with tape
+//! ops (a decoder's negative log-likelihood, say). It may be called more than once by
+//! estimators that need the cost at several points, so it must not consume anything.
+//!
+//! ```
+//! use gumbelgrad::estimators::{Estimator, GradientEstimator};
+//! use gumbelgrad::{Tape, Tensor};
+//! use rand::SeedableRng;
+//!
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+//! let mut estimator = Estimator::<f64>::from_name("gumbel-softmax", 0.5)?;
+//! let tape = Tape::new();
+//! // a batch of 2 examples, one categorical variable with 3 classes each
+//! let logits = tape.variable(&Tensor::from_vec(2, 3, vec![0.0, 1.0, -1.0, 2.0, 0.0, 0.0])?);
+//! let target = tape.constant(&Tensor::from_vec(1, 3, vec![1.0, 2.0, 3.0])?);
+//! // f(z) = <z, target> per example: [batch, N*K] -> [batch, 1]. Written inline,
+//! // the closure's argument type (a `Var` of this tape) is inferred.
+//! let estimate = estimator.estimate(logits, 3, &mut |z| (z * target).sum_cols(), &mut rng);
+//! tape.backward(estimate.loss)?;
+//! let gradient = logits.grad().unwrap(); // the estimator's d E[f] / d logits
+//! assert_eq!(gradient.shape(), logits.shape());
+//! # Ok::<(), gumbelgrad::Error>(())
+//! ```
+
+pub mod conditional;
+pub mod exact;
+pub mod gumbel_softmax;
+pub mod noise;
+pub mod straight_through;
+pub mod temperature;
+
+pub use conditional::{
+    ConditionalGumbel, ConditionalLogistic, conditional_gumbel, conditional_logistic,
+};
+pub use gumbel_softmax::{
+    ExpConcrete, GumbelSoftmax, GumbelSoftmaxEstimator, GumbelSoftmaxLearnedTemperature,
+    exp_concrete, gumbel_softmax, gumbel_softmax_learned_temperature,
+};
+pub use straight_through::{
+    StArgmax, StCategorical, StGumbelSoftmax, StraightThroughEstimator, StraightThroughKind,
+    st_argmax, st_categorical, st_gumbel_softmax,
+};
+pub use temperature::{LearnableTemperature, TemperatureSchedule};
 
 pub mod score;
 
 use rand::RngCore;
 
+use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::tape::Var;
+use crate::op::Op;
+use crate::tape::{Tape, Var};
+use crate::tensor::{Shape, Tensor};
 
 /// What an estimator hands back to the model.
 #[derive(Debug, Clone, Copy)]
@@ -53,4 +111,274 @@ pub trait GradientEstimator<T: Float> {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T>;
+
+    /// For models that only want the sample: the latent (relaxed or straight-through)
+    /// whose backward pass carries this estimator's gradient, without a cost closure.
+    ///
+    /// Only estimators whose gradient flows *through the sample* (Gumbel-Softmax,
+    /// straight-through, relaxed Bernoulli) can do this. The default, used by the
+    /// score-function family (which needs the cost to form its gradient), records an
+    /// [`Error::InvalidArgument`] on the tape and returns a poisoned variable.
+    fn sample<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        rng: &mut dyn RngCore,
+    ) -> Var<'t, T> {
+        let _ = (group_size, rng);
+        fail(
+            logits.tape(),
+            Error::invalid_argument(
+                self.name(),
+                "this estimator needs the downstream cost; call `estimate` instead of `sample`",
+            ),
+        )
+    }
+}
+
+/// An op that never records: its `output_shape` returns the stored error, which the
+/// tape then keeps as its sticky first error.
+#[derive(Debug)]
+struct Reject {
+    error: Error,
+}
+
+impl<T: Float> Op<T> for Reject {
+    fn name(&self) -> &'static str {
+        "reject"
+    }
+    fn output_shape(&self, _inputs: &[Shape]) -> Result<Shape> {
+        Err(self.error.clone())
+    }
+    fn forward(&self, _inputs: &[&Tensor<T>], _output: &mut Tensor<T>) {}
+    fn backward(
+        &self,
+        _inputs: &[&Tensor<T>],
+        _output: &Tensor<T>,
+        _grad_output: &Tensor<T>,
+        _grad_inputs: &mut [Option<&mut Tensor<T>>],
+    ) {
+    }
+}
+
+/// Stores `error` on the tape (unless it already holds an earlier one) and returns a
+/// poisoned variable: how estimators report bad arguments through the sticky-error
+/// mechanism instead of panicking.
+pub(crate) fn fail<'t, T: Float>(tape: &'t Tape<T>, error: Error) -> Var<'t, T> {
+    tape.record(Reject { error }, &[])
+}
+
+/// Checks that two inputs have the same shape and that `group_size` divides its
+/// columns; returns that shape.
+pub(crate) fn same_shape_grouped(
+    op: &str,
+    logits: Shape,
+    noise: Shape,
+    group_size: usize,
+) -> Result<Shape> {
+    if logits != noise {
+        return Err(Error::shape_mismatch(
+            op,
+            logits,
+            noise,
+            "logits and noise must have the same shape",
+        ));
+    }
+    crate::tensor::num_groups(logits, group_size, op)?;
+    Ok(logits)
+}
+
+/// Evaluates `cost` at `sample`, checks it is `[batch, 1]`, and forms the
+/// [`Estimate`] with `loss = mean(cost)`: the whole estimator for the families whose
+/// gradient flows through the sample.
+pub(crate) fn relaxed_estimate<'t, T: Float>(
+    sample: Var<'t, T>,
+    cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+) -> Estimate<'t, T> {
+    let value = cost(sample);
+    let value = check_cost_shape(sample, value);
+    Estimate {
+        sample,
+        cost: value,
+        loss: value.mean(),
+    }
+}
+
+/// Returns `cost` if it is `[batch, 1]` for a `[batch, _]` sample; otherwise records a
+/// shape-mismatch error naming both shapes and returns a poisoned variable.
+pub fn check_cost_shape<'t, T: Float>(sample: Var<'t, T>, cost: Var<'t, T>) -> Var<'t, T> {
+    if sample.is_poisoned() || cost.is_poisoned() {
+        return cost;
+    }
+    let (s, c) = (sample.shape(), cost.shape());
+    if c.cols != 1 || c.rows != s.rows {
+        return fail(
+            cost.tape(),
+            Error::shape_mismatch(
+                "estimator cost",
+                s,
+                c,
+                "the cost closure must return one value per example, [batch, 1]",
+            ),
+        );
+    }
+    cost
+}
+
+/// Every estimator by value: switching estimator is changing this one argument.
+///
+/// Each variant wraps the struct that implements it (and keeps its state: the last
+/// noise, a temperature, a baseline...). Build variants with the constructors, which
+/// validate their parameters, or by name with [`Estimator::from_name`].
+///
+/// ```
+/// use gumbelgrad::estimators::{Estimator, GradientEstimator, TemperatureSchedule};
+/// use gumbelgrad::{Tape, Tensor};
+/// use rand::SeedableRng;
+///
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let schedule = TemperatureSchedule::exponential(1.0, 1e-4, 1000, 0.5)?;
+/// let mut estimator = Estimator::<f32>::st_gumbel_softmax(1.0)?;
+/// for step in 0..3 {
+///     estimator.set_temperature(schedule.at(step)?)?;
+///     let tape = Tape::new();
+///     let logits = tape.variable(&Tensor::zeros(4, 20)); // 4 examples, 2 x 10 classes
+///     let z = estimator.sample(logits, 10, &mut rng);
+///     // ST-GS samples are exactly one-hot: two ones per row
+///     assert_eq!(z.value()?.sum(), 8.0);
+/// }
+/// assert!(Estimator::<f32>::gumbel_softmax(-1.0).is_err());
+/// # Ok::<(), gumbelgrad::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub enum Estimator<T: Float> {
+    /// Gumbel-Softmax (relaxed sample, biased, §2.1).
+    GumbelSoftmax(GumbelSoftmaxEstimator<T>),
+    /// Straight-through Gumbel-Softmax (one-hot forward, GS backward, §2.2).
+    StGumbelSoftmax(StraightThroughEstimator<T>),
+    /// The paper's "ST": one-hot sample forward, `softmax(x/tau)` backward (§3.1).
+    StraightThrough(StraightThroughEstimator<T>),
+    /// Deterministic argmax forward, `softmax(x/tau)` backward.
+    StArgmax(StraightThroughEstimator<T>),
+    // ---- score-function family (est-score): Reinforce, Nvil, MuProp, Darn, Vimco,
+    // ---- Rebar, Relax variants go here, each wrapping its estimator struct.
+}
+
+/// The names [`Estimator::from_name`] accepts, in table order.
+pub const ESTIMATOR_NAMES: &[&str] = &["gumbel-softmax", "st-gumbel-softmax", "st", "st-argmax"];
+
+impl<T: Float> Estimator<T> {
+    /// Gumbel-Softmax at `temperature`.
+    pub fn gumbel_softmax(temperature: f64) -> Result<Self> {
+        Ok(Estimator::GumbelSoftmax(GumbelSoftmaxEstimator::new(
+            temperature,
+        )?))
+    }
+    /// Straight-through Gumbel-Softmax at `temperature`.
+    pub fn st_gumbel_softmax(temperature: f64) -> Result<Self> {
+        Ok(Estimator::StGumbelSoftmax(StraightThroughEstimator::new(
+            StraightThroughKind::GumbelSoftmax,
+            temperature,
+        )?))
+    }
+    /// The paper's straight-through ("ST"), backward through `softmax(x/temperature)`
+    /// (`temperature = 1` is the plain mean).
+    pub fn straight_through(temperature: f64) -> Result<Self> {
+        Ok(Estimator::StraightThrough(StraightThroughEstimator::new(
+            StraightThroughKind::Categorical,
+            temperature,
+        )?))
+    }
+    /// Straight-through argmax, backward through `softmax(x/temperature)`.
+    pub fn st_argmax(temperature: f64) -> Result<Self> {
+        Ok(Estimator::StArgmax(StraightThroughEstimator::new(
+            StraightThroughKind::Argmax,
+            temperature,
+        )?))
+    }
+
+    /// Builds an estimator from its name (as in tables and on command lines: see
+    /// [`ESTIMATOR_NAMES`]); `temperature` is used by the estimators that have one.
+    /// An unknown name is an [`Error::InvalidArgument`] listing the known ones.
+    pub fn from_name(name: &str, temperature: f64) -> Result<Self> {
+        match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "gumbel-softmax" | "gs" | "concrete" => Self::gumbel_softmax(temperature),
+            "st-gumbel-softmax" | "st-gs" => Self::st_gumbel_softmax(temperature),
+            "st" | "straight-through" => Self::straight_through(temperature),
+            "st-argmax" => Self::st_argmax(temperature),
+            other => Err(Error::invalid_argument(
+                "Estimator::from_name",
+                format!(
+                    "unknown estimator `{other}`; known: {}",
+                    ESTIMATOR_NAMES.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The temperature, for the estimators that have one.
+    pub fn temperature(&self) -> Option<f64> {
+        match self {
+            Estimator::GumbelSoftmax(e) => Some(e.temperature()),
+            Estimator::StGumbelSoftmax(e)
+            | Estimator::StraightThrough(e)
+            | Estimator::StArgmax(e) => Some(e.temperature()),
+        }
+    }
+
+    /// Sets the temperature (for schedules). Rejects `<= 0`, NaN and infinity with
+    /// [`Error::InvalidTemperature`]; estimators without a temperature ignore it.
+    pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        crate::error::check_temperature("Estimator::set_temperature", temperature)?;
+        match self {
+            Estimator::GumbelSoftmax(e) => e.set_temperature(temperature),
+            Estimator::StGumbelSoftmax(e)
+            | Estimator::StraightThrough(e)
+            | Estimator::StArgmax(e) => e.set_temperature(temperature),
+        }
+    }
+
+    fn inner(&mut self) -> &mut dyn GradientEstimator<T> {
+        match self {
+            Estimator::GumbelSoftmax(e) => e,
+            Estimator::StGumbelSoftmax(e)
+            | Estimator::StraightThrough(e)
+            | Estimator::StArgmax(e) => e,
+        }
+    }
+
+    fn inner_ref(&self) -> &dyn GradientEstimator<T> {
+        match self {
+            Estimator::GumbelSoftmax(e) => e,
+            Estimator::StGumbelSoftmax(e)
+            | Estimator::StraightThrough(e)
+            | Estimator::StArgmax(e) => e,
+        }
+    }
+}
+
+impl<T: Float> GradientEstimator<T> for Estimator<T> {
+    fn name(&self) -> &'static str {
+        self.inner_ref().name()
+    }
+    fn is_unbiased(&self) -> bool {
+        self.inner_ref().is_unbiased()
+    }
+    fn estimate<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        self.inner().estimate(logits, group_size, cost, rng)
+    }
+    fn sample<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        rng: &mut dyn RngCore,
+    ) -> Var<'t, T> {
+        self.inner().sample(logits, group_size, rng)
+    }
 }

@@ -99,3 +99,129 @@ pub fn one_hot_argmax_groups<T: Float>(x: &[T], out: &mut [T], group_size: usize
         ys[best] = T::ONE;
     }
 }
+
+/// `out[g] = logsumexp(x_g)` for every group `g`: `x` holds `out.len()` groups of
+/// `group_size` values.
+pub fn logsumexp_groups<T: Float>(x: &[T], out: &mut [T], group_size: usize) {
+    for (xs, y) in x.chunks_exact(group_size).zip(out.iter_mut()) {
+        *y = logsumexp(xs);
+    }
+}
+
+/// VJP of log-softmax, accumulated: `grad_x += grad_y - softmax(x) * sum(grad_y)` per
+/// group, reading `softmax(x) = exp(y)` from the saved output `y = log_softmax(x)`.
+///
+/// Derivation: `d y_i / d x_j = δ_ij - p_j` with `p = softmax(x)`, so
+/// `sum_i grad_y_i (δ_ij - p_j) = grad_y_j - p_j sum_i grad_y_i`.
+pub fn log_softmax_backward_groups<T: Float>(
+    y: &[T],
+    grad_y: &[T],
+    grad_x: &mut [T],
+    group_size: usize,
+) {
+    for ((ys, gys), gxs) in y
+        .chunks_exact(group_size)
+        .zip(grad_y.chunks_exact(group_size))
+        .zip(grad_x.chunks_exact_mut(group_size))
+    {
+        let total: T = gys.iter().copied().sum();
+        for ((gx, &yi), &gyi) in gxs.iter_mut().zip(ys).zip(gys) {
+            *gx += gyi - yi.exp() * total;
+        }
+    }
+}
+
+/// VJP of grouped logsumexp, accumulated: `grad_x_j += grad_y[g] * exp(x_j - y[g])`
+/// for every element `j` of group `g`, where `y[g] = logsumexp(x_g)`.
+///
+/// Derivation: `d logsumexp(x) / d x_j = exp(x_j) / sum_i exp(x_i) = softmax(x)_j`, and
+/// `exp(x_j - y)` is that softmax computed without overflow (`x_j <= y` always).
+pub fn logsumexp_backward_groups<T: Float>(
+    x: &[T],
+    y: &[T],
+    grad_y: &[T],
+    grad_x: &mut [T],
+    group_size: usize,
+) {
+    for (((xs, &lse), &gy), gxs) in x
+        .chunks_exact(group_size)
+        .zip(y)
+        .zip(grad_y)
+        .zip(grad_x.chunks_exact_mut(group_size))
+    {
+        for (gx, &xi) in gxs.iter_mut().zip(xs) {
+            *gx += gy * (xi - lse).exp();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain references, written the obvious way (fine for small, moderate inputs).
+    fn naive_softmax(x: &[f64]) -> Vec<f64> {
+        let total: f64 = x.iter().map(|v| v.exp()).sum();
+        x.iter().map(|v| v.exp() / total).collect()
+    }
+
+    #[test]
+    fn kernels_match_naive_references() {
+        let x = [0.3, -1.2, 2.0, 0.0, 0.5, -0.7];
+        let group_size = 3;
+        let mut soft = [0.0; 6];
+        softmax_groups(&x, &mut soft, group_size);
+        let mut log_soft = [0.0; 6];
+        log_softmax_groups(&x, &mut log_soft, group_size);
+        let mut lse = [0.0; 2];
+        logsumexp_groups(&x, &mut lse, group_size);
+        for g in 0..2 {
+            let group = &x[3 * g..3 * g + 3];
+            let expected = naive_softmax(group);
+            let expected_lse = group.iter().map(|v| v.exp()).sum::<f64>().ln();
+            assert!((lse[g] - expected_lse).abs() < 1e-14);
+            for i in 0..3 {
+                assert!((soft[3 * g + i] - expected[i]).abs() < 1e-14);
+                assert!((log_soft[3 * g + i] - expected[i].ln()).abs() < 1e-14);
+            }
+        }
+    }
+
+    #[test]
+    fn backward_kernels_match_the_jacobian() {
+        // Explicit Jacobians of one group: softmax J_ij = p_i (δ_ij - p_j),
+        // log-softmax J_ij = δ_ij - p_j, logsumexp J_j = p_j.
+        let x = [0.4, -0.9, 1.3];
+        let grad_y = [0.7, -0.2, 0.5];
+        let p = naive_softmax(&x);
+        let mut y = [0.0; 3];
+        let mut grad = [0.0; 3];
+
+        softmax_groups(&x, &mut y, 3);
+        softmax_backward_groups(&y, &grad_y, &mut grad, 3, 1.0);
+        for j in 0..3 {
+            let expected: f64 = (0..3)
+                .map(|i| grad_y[i] * p[i] * (f64::from(u8::from(i == j)) - p[j]))
+                .sum();
+            assert!((grad[j] - expected).abs() < 1e-14);
+        }
+
+        log_softmax_groups(&x, &mut y, 3);
+        grad = [0.0; 3];
+        log_softmax_backward_groups(&y, &grad_y, &mut grad, 3);
+        for j in 0..3 {
+            let expected: f64 = (0..3)
+                .map(|i| grad_y[i] * (f64::from(u8::from(i == j)) - p[j]))
+                .sum();
+            assert!((grad[j] - expected).abs() < 1e-14);
+        }
+
+        let mut lse = [0.0];
+        logsumexp_groups(&x, &mut lse, 3);
+        grad = [0.0; 3];
+        logsumexp_backward_groups(&x, &lse, &[0.6], &mut grad, 3);
+        for j in 0..3 {
+            assert!((grad[j] - 0.6 * p[j]).abs() < 1e-14);
+        }
+    }
+}

@@ -4,8 +4,23 @@
 //! its vector-Jacobian product side by side and the derivative in its doc comment. Each
 //! file also adds the matching methods to [`Var`](crate::Var) (`x.relu()`,
 //! `a.matmul(b)`, ...), so model code never names the structs.
+//!
+//! | file | ops |
+//! |---|---|
+//! | [`arith`] | `+ - * /` with broadcasting, negation, `scale`, `affine` |
+//! | [`matmul`] | `matmul`, `matmul_transposed`, `transposed_matmul` |
+//! | [`reduce`] | `sum`, `mean`, over everything, rows or columns |
+//! | [`unary`] | `relu`, `leaky_relu`, `sigmoid`, `tanh`, `exp`, `ln`, `softplus`, `square`, `sqrt`, `pow` |
+//! | [`softmax`] | grouped `softmax`, `log_softmax`, `logsumexp` |
+//! | [`loss`] | `bce_with_logits` |
+//! | [`structure`] | `slice_cols`, `concat_cols`, `slice_rows`, `concat_rows` |
+//! | [`argmax`] | `one_hot_argmax` (not differentiable) |
 
+pub mod argmax;
 pub mod arith;
+pub mod loss;
 pub mod matmul;
 pub mod reduce;
+pub mod softmax;
+pub mod structure;
 pub mod unary;

@@ -1,0 +1,45 @@
+//! The nonlinearities an [`Mlp`](super::Mlp) puts between its layers.
+
+use crate::float::Float;
+use crate::tape::Var;
+
+/// An elementwise nonlinearity, applied on the tape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// `max(0, x)`.
+    Relu,
+    /// `tanh(x)`.
+    Tanh,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `x` for `x > 0`, `slope * x` otherwise (PyTorch's default slope is 0.01).
+    LeakyRelu {
+        /// The slope on the negative side.
+        slope: f64,
+    },
+    /// `x`: no nonlinearity.
+    Identity,
+}
+
+impl Activation {
+    /// Applies the nonlinearity to `x`.
+    pub fn apply<'t, T: Float>(self, x: Var<'t, T>) -> Var<'t, T> {
+        match self {
+            Activation::Relu => x.relu(),
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => x.sigmoid(),
+            Activation::LeakyRelu { slope } => x.leaky_relu(T::from_f64(slope)),
+            Activation::Identity => x,
+        }
+    }
+
+    /// The initialisation suited to layers followed by this nonlinearity: He for the
+    /// rectifiers (they zero half their inputs, so weights need twice the variance),
+    /// Glorot for the others.
+    pub fn suggested_init(self) -> super::Init {
+        match self {
+            Activation::Relu | Activation::LeakyRelu { .. } => super::Init::HeUniform,
+            _ => super::Init::GlorotUniform,
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Adam (Kingma & Ba 2015) with bias correction and optional L2 weight decay.
+
+use crate::error::Result;
+use crate::float::Float;
+use crate::nn::{Gradients, Parameters};
+use crate::optim::{Optimizer, OptimizerState, check_hyper, export_slot, import_slot, zeros_like};
+use crate::tensor::Tensor;
+
+/// Adam: per-parameter step sizes from running averages of the gradient and of its
+/// square.
+///
+/// At step `t` (counting from 1), for every parameter `p` with gradient `g`:
+///
+/// ```text
+/// g  <- g + weight_decay * p                   (optional L2 penalty, as torch.optim.Adam)
+/// m  <- beta1 * m + (1 - beta1) * g            (first moment)
+/// v  <- beta2 * v + (1 - beta2) * g^2          (second moment)
+/// p  <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+/// ```
+///
+/// The factors `1 - beta^t` undo the bias of `m` and `v` towards their zero start
+/// (bias correction). The update is written exactly as PyTorch writes it, so both
+/// agree to rounding.
+///
+/// ```
+/// use gumbelgrad::nn::{Gradients, Parameters};
+/// use gumbelgrad::optim::{Adam, Optimizer};
+/// use gumbelgrad::Tensor;
+/// let mut params = Parameters::<f64>::new();
+/// let id = params.add("x", Tensor::scalar(1.0))?;
+/// let mut adam = Adam::new(0.1);
+/// adam.step(&mut params, &Gradients::from_tensors(vec![Tensor::scalar(0.5)]))?;
+/// // the first step of Adam moves every coordinate by about lr, against the gradient
+/// assert!((params.get(id).as_slice()[0] - 0.9).abs() < 1e-6);
+/// # Ok::<(), gumbelgrad::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adam<T: Float> {
+    learning_rate: f64,
+    beta1: f64,
+    beta2: f64,
+    epsilon: f64,
+    weight_decay: f64,
+    steps: u64,
+    first_moment: Vec<Tensor<T>>,
+    second_moment: Vec<Tensor<T>>,
+}
+
+impl<T: Float> Adam<T> {
+    /// Adam with the usual defaults: `beta1 = 0.9`, `beta2 = 0.999`, `eps = 1e-8`,
+    /// no weight decay.
+    pub fn new(learning_rate: f64) -> Self {
+        Adam {
+            learning_rate,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.0,
+            steps: 0,
+            first_moment: Vec::new(),
+            second_moment: Vec::new(),
+        }
+    }
+
+    /// Sets the decay rates of the two moving averages.
+    pub fn with_betas(mut self, beta1: f64, beta2: f64) -> Self {
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+
+    /// Sets `eps`, added to the denominator.
+    pub fn with_epsilon(mut self, epsilon: f64) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+
+    /// Sets the L2 weight decay (added to the gradient; 0 = none).
+    pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let op = "Adam";
+        check_hyper(
+            op,
+            "learning rate",
+            self.learning_rate,
+            self.learning_rate >= 0.0,
+        )?;
+        check_hyper(op, "beta1", self.beta1, (0.0..1.0).contains(&self.beta1))?;
+        check_hyper(op, "beta2", self.beta2, (0.0..1.0).contains(&self.beta2))?;
+        check_hyper(op, "epsilon", self.epsilon, self.epsilon > 0.0)?;
+        check_hyper(
+            op,
+            "weight decay",
+            self.weight_decay,
+            self.weight_decay >= 0.0,
+        )
+    }
+}
+
+impl<T: Float> Optimizer<T> for Adam<T> {
+    fn step(&mut self, params: &mut Parameters<T>, grads: &Gradients<T>) -> Result<()> {
+        self.validate()?;
+        grads.check_matches(params, "Adam::step")?;
+        if self.first_moment.len() != params.len() {
+            self.first_moment = zeros_like(params);
+            self.second_moment = zeros_like(params);
+        }
+        self.steps += 1;
+        let t = self.steps as i32;
+        let correction1 = 1.0 - self.beta1.powi(t);
+        let correction2 = 1.0 - self.beta2.powi(t);
+        let step_size = T::from_f64(self.learning_rate / correction1);
+        let sqrt_correction2 = T::from_f64(correction2.sqrt());
+        let (beta1, beta2) = (T::from_f64(self.beta1), T::from_f64(self.beta2));
+        let (one_minus_beta1, one_minus_beta2) =
+            (T::from_f64(1.0 - self.beta1), T::from_f64(1.0 - self.beta2));
+        let epsilon = T::from_f64(self.epsilon);
+        let weight_decay = T::from_f64(self.weight_decay);
+        let decay = self.weight_decay != 0.0;
+        for (((id, p), g), (m, v)) in params
+            .iter_mut()
+            .zip(grads.as_slice())
+            .zip(self.first_moment.iter_mut().zip(&mut self.second_moment))
+        {
+            let _ = id;
+            for (((p, &g), m), v) in p
+                .as_mut_slice()
+                .iter_mut()
+                .zip(g.as_slice())
+                .zip(m.as_mut_slice())
+                .zip(v.as_mut_slice())
+            {
+                let g = if decay { g + weight_decay * *p } else { g };
+                *m = beta1 * *m + one_minus_beta1 * g;
+                *v = beta2 * *v + one_minus_beta2 * g * g;
+                let denominator = v.sqrt() / sqrt_correction2 + epsilon;
+                *p -= step_size * *m / denominator;
+            }
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.learning_rate = learning_rate;
+    }
+
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn state(&self, params: &Parameters<T>) -> OptimizerState<T> {
+        let mut tensors = export_slot("adam.m", params, &self.first_moment);
+        tensors.extend(export_slot("adam.v", params, &self.second_moment));
+        OptimizerState {
+            steps: self.steps,
+            tensors,
+        }
+    }
+
+    fn load_state(&mut self, params: &Parameters<T>, state: &OptimizerState<T>) -> Result<()> {
+        let first = import_slot("adam.m", params, state)?;
+        let second = import_slot("adam.v", params, state)?;
+        self.first_moment = first;
+        self.second_moment = second;
+        self.steps = state.steps;
+        Ok(())
+    }
+}
