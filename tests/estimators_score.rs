@@ -5,10 +5,10 @@
 //! standard error: `|mean - exact| < 4 SE` (a fair estimator fails this with
 //! probability about 6e-5 per check).
 
-use gumbelgrad::estimators::GradientEstimator;
 use gumbelgrad::estimators::score::{
     self, Baseline, Darn, ExpansionPoint, MuProp, Rebar, Reinforce, Relax, Vimco,
 };
+use gumbelgrad::estimators::{GradientEstimator, exact};
 use gumbelgrad::{Tape, Tensor, Var};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -142,7 +142,6 @@ impl Toy {
 /// The exact gradient enumerates all `K^N` configurations.
 struct Categorical {
     classes: usize,
-    variables: usize,
     logits: Vec<f64>,
     w: Vec<f64>,
     u: Vec<f64>,
@@ -157,9 +156,9 @@ impl Categorical {
                 .as_slice()
                 .to_vec()
         };
+        let _ = variables;
         Categorical {
             classes,
-            variables,
             logits: draw(1.5),
             w: draw(0.8),
             u: draw(1.0),
@@ -235,28 +234,11 @@ impl Problem for Categorical {
             .constant(&Tensor::from_slice(n, 1, &self.u).unwrap());
         z.matmul(w).exp() + z.matmul(u).square()
     }
-    /// `sum_z q(z) f(z) (z - p)` over all `K^N` one-hot configurations.
+    /// By enumeration of all `K^N` configurations (`estimators::exact`).
     fn exact(&self) -> Vec<f64> {
-        let (k, n) = (self.classes, self.variables);
-        let p = self.probabilities();
-        let mut gradient = vec![0.0; k * n];
-        let mut z = vec![0.0; k * n];
-        for index in 0..k.pow(n as u32) {
-            z.iter_mut().for_each(|v| *v = 0.0);
-            let mut rest = index;
-            let mut q = 1.0;
-            for var in 0..n {
-                let class = rest % k;
-                rest /= k;
-                z[var * k + class] = 1.0;
-                q *= p[var * k + class];
-            }
-            let f = self.f(&z);
-            for i in 0..k * n {
-                gradient[i] += q * f * (z[i] - p[i]);
-            }
-        }
-        gradient
+        exact::categorical(&self.logits, self.classes, |z| self.f(z))
+            .unwrap()
+            .gradient
     }
 }
 
@@ -496,51 +478,9 @@ fn bad_group_size_and_bad_cost_shape_are_typed_errors() {
     assert!(estimate.loss.is_poisoned());
     let message = tape.error().unwrap().to_string();
     assert!(
-        message.contains("[2, 3]") && message.contains("[2, 1]"),
+        message.contains("estimator cost") && message.contains("[batch, 1]"),
         "{message}"
     );
-}
-
-#[test]
-fn categorical_enumeration_matches_finite_differences_of_the_expectation() {
-    // The oracle itself: d/d logits sum_z q(z) f(z) by central differences.
-    let problem = Categorical::new(4, 2, 12);
-    let exact = problem.exact();
-    let expectation = |logits: &[f64]| {
-        let shifted = Categorical {
-            logits: logits.to_vec(),
-            w: problem.w.clone(),
-            u: problem.u.clone(),
-            ..problem
-        };
-        let p = shifted.probabilities();
-        let (k, n) = (shifted.classes, shifted.variables);
-        let mut total = 0.0;
-        for index in 0..k.pow(n as u32) {
-            let mut z = vec![0.0; k * n];
-            let (mut rest, mut q) = (index, 1.0);
-            for var in 0..n {
-                z[var * k + rest % k] = 1.0;
-                q *= p[var * k + rest % k];
-                rest /= k;
-            }
-            total += q * shifted.f(&z);
-        }
-        total
-    };
-    for i in 0..exact.len() {
-        let h = 1e-5;
-        let mut plus = problem.logits.clone();
-        let mut minus = problem.logits.clone();
-        plus[i] += h;
-        minus[i] -= h;
-        let numeric = (expectation(&plus) - expectation(&minus)) / (2.0 * h);
-        assert!(
-            (numeric - exact[i]).abs() < 1e-7,
-            "{i}: {numeric} vs {}",
-            exact[i]
-        );
-    }
 }
 
 #[test]
@@ -688,49 +628,12 @@ fn rebar_tuning_lowers_its_variance() {
 
 mod relaxation_nodes {
     use super::*;
-    use gumbelgrad::testing::{config, grouped_shape, tensor_of_shape};
-    use gumbelgrad::{GradcheckOptions, Shape, gradcheck};
+    use gumbelgrad::Shape;
+    use gumbelgrad::testing::{config, tensor_of_shape};
     use proptest::prelude::*;
 
     proptest! {
         #![proptest_config(config(16))]
-
-        /// The relaxed sample and the conditional relaxed sample are deterministic given
-        /// their noise: gradcheck them in the logits.
-        #[test]
-        fn relaxed_samples_gradcheck(
-            (logits, noise, group, seed) in grouped_shape(1..=3, 4).prop_flat_map(|(rows, groups, k)| {
-                let shape = Shape::new(rows, groups * k.max(2));
-                (tensor_of_shape(shape, -2.0..2.0), tensor_of_shape(shape, 0.02..0.98), Just(k.max(2)), 0u64..1000)
-            }),
-            temperature in 0.3f64..3.0,
-        ) {
-            let gumbel = noise.map(|u| -(-u.ln()).ln());
-            let report = gradcheck(std::slice::from_ref(&logits), GradcheckOptions::default(), |tape, vars| {
-                score::relaxed_sample(vars[0], tape.constant(&gumbel), temperature, group)
-            }).unwrap();
-            prop_assert!(report.max_rel_error < 1e-7, "{report:?}");
-            // A one-hot sample: the argmax of logits + gumbel per group.
-            let mut sample = Tensor::zeros(logits.rows(), logits.cols());
-            let mut rng = StdRng::seed_from_u64(seed);
-            let uniforms = Tensor::<f64>::random_uniform(logits.rows(), logits.cols(), 0.05, 0.95, &mut rng);
-            for r in 0..logits.rows() {
-                for g in 0..logits.cols() / group {
-                    let best = (0..group)
-                        .max_by(|&a, &b| {
-                            let va = logits.get(r, g * group + a) + gumbel.get(r, g * group + a);
-                            let vb = logits.get(r, g * group + b) + gumbel.get(r, g * group + b);
-                            va.partial_cmp(&vb).unwrap()
-                        })
-                        .unwrap();
-                    sample.set(r, g * group + best, 1.0);
-                }
-            }
-            let report = gradcheck(&[logits], GradcheckOptions::default(), |_, vars| {
-                score::conditional_relaxed_sample(vars[0], &sample, &uniforms, temperature, group)
-            }).unwrap();
-            prop_assert!(report.max_rel_error < 1e-7, "{report:?}");
-        }
 
         /// The injected-gradient node hands its input exactly the given gradient.
         #[test]
@@ -808,4 +711,59 @@ fn tuned_relax_beats_reinforce_variance_on_the_hard_toy() {
         reinforce - tuned > Z * tuned_se,
         "relax {tuned} (SE {tuned_se}) vs reinforce {reinforce}"
     );
+}
+
+/// The score-function family through the `Estimator` enum: built by name, dispatched,
+/// honest about bias, and refusing `sample` (they need the cost).
+#[test]
+fn score_estimators_through_the_enum() {
+    use gumbelgrad::estimators::Estimator;
+    let mut rng = StdRng::seed_from_u64(21);
+    for (name, unbiased, calls_expected) in [
+        ("reinforce", true, 1),
+        ("reinforce-ema", true, 1),
+        ("nvil", true, 1),
+        ("muprop", true, 2),
+        ("darn", false, 2),
+        ("vimco", true, 1),
+        ("rebar", true, 7),
+        ("relax", true, 7),
+    ] {
+        let mut estimator = Estimator::<f64>::from_name(name, 0.5).unwrap();
+        assert_eq!(estimator.name(), name);
+        assert_eq!(estimator.is_unbiased(), unbiased, "{name}");
+        let tape = Tape::new();
+        let logits = tape.variable(&Tensor::random_normal(3, 8, 0.0, 1.0, &mut rng));
+        let target = tape.constant(&Tensor::random_normal(1, 8, 0.0, 1.0, &mut rng));
+        let mut calls = 0;
+        let estimate = estimator.estimate(
+            logits,
+            4,
+            &mut |z| {
+                calls += 1;
+                (z * target).sum_cols().square()
+            },
+            &mut rng,
+        );
+        assert_eq!(calls, calls_expected, "{name}");
+        assert!(
+            (estimate.loss.scalar().unwrap()
+                - estimate
+                    .cost
+                    .value()
+                    .unwrap()
+                    .as_slice()
+                    .iter()
+                    .sum::<f64>()
+                    / estimate.cost.shape().rows as f64)
+                .abs()
+                < 1e-12
+        );
+        tape.backward(estimate.loss).unwrap();
+        assert!(logits.grad().unwrap().all_finite());
+        let tape = Tape::new();
+        let z = estimator.sample(tape.variable(&Tensor::zeros(1, 4)), 4, &mut rng);
+        assert!(z.is_poisoned(), "{name}");
+    }
+    assert!(Estimator::<f64>::rebar(0.0).is_err());
 }

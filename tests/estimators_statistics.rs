@@ -349,11 +349,7 @@ fn score_function_mean_matches_the_exact_gradient() {
     let b = Tensor::<f64>::random_normal(1, k * n, 0.0, 0.7, &mut rng);
     let f = |z: &[f64]| toy_cost_plain(z, a.as_slice(), b.as_slice());
     let truth = exact::categorical(logits.as_slice(), k, f).unwrap();
-    let probs: Vec<f64> = logits
-        .as_slice()
-        .chunks(k)
-        .flat_map(softmax)
-        .collect();
+    let probs: Vec<f64> = logits.as_slice().chunks(k).flat_map(softmax).collect();
     let draws = 40_000;
     let mut sum = vec![0.0; k * n];
     let mut sum_sq = vec![0.0; k * n];

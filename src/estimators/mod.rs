@@ -260,12 +260,37 @@ pub enum Estimator<T: Float> {
     StraightThrough(StraightThroughEstimator<T>),
     /// Deterministic argmax forward, `softmax(x/tau)` backward.
     StArgmax(StraightThroughEstimator<T>),
-    // ---- score-function family (est-score): Reinforce, Nvil, MuProp, Darn, Vimco,
-    // ---- Rebar, Relax variants go here, each wrapping its estimator struct.
+    /// REINFORCE with a baseline (none, moving average, learned), unbiased (§3.2).
+    Reinforce(score::Reinforce),
+    /// NVIL: REINFORCE with moving average, learned baseline and variance normalisation.
+    Nvil(score::Reinforce),
+    /// MuProp: Taylor baseline at the mean with its analytic correction, unbiased.
+    MuProp(score::MuProp),
+    /// DARN: Taylor baseline without the correction, biased.
+    Darn(score::Darn),
+    /// VIMCO-style leave-one-out baselines over `m` samples per example, unbiased.
+    Vimco(score::Vimco),
+    /// REBAR: Gumbel-Softmax control variate with conditional noise, unbiased.
+    Rebar(score::Rebar),
+    /// RELAX: REBAR plus a learned surrogate network, unbiased.
+    Relax(score::Relax),
 }
 
 /// The names [`Estimator::from_name`] accepts, in table order.
-pub const ESTIMATOR_NAMES: &[&str] = &["gumbel-softmax", "st-gumbel-softmax", "st", "st-argmax"];
+pub const ESTIMATOR_NAMES: &[&str] = &[
+    "gumbel-softmax",
+    "st-gumbel-softmax",
+    "st",
+    "st-argmax",
+    "reinforce",
+    "reinforce-ema",
+    "nvil",
+    "muprop",
+    "darn",
+    "vimco",
+    "rebar",
+    "relax",
+];
 
 impl<T: Float> Estimator<T> {
     /// Gumbel-Softmax at `temperature`.
@@ -297,6 +322,36 @@ impl<T: Float> Estimator<T> {
         )?))
     }
 
+    /// REINFORCE with the given baseline.
+    pub fn reinforce(baseline: score::Baseline) -> Self {
+        Estimator::Reinforce(score::Reinforce::new(baseline))
+    }
+    /// NVIL with its defaults (see [`score::Reinforce::nvil`]).
+    pub fn nvil() -> Self {
+        Estimator::Nvil(score::Reinforce::nvil())
+    }
+    /// MuProp.
+    pub fn muprop() -> Self {
+        Estimator::MuProp(score::MuProp::new())
+    }
+    /// DARN expanding around the mean.
+    pub fn darn() -> Self {
+        Estimator::Darn(score::Darn::default())
+    }
+    /// VIMCO with `num_samples` samples per example (see [`score::Vimco`] for the
+    /// batch layout the cost then receives).
+    pub fn vimco(num_samples: usize) -> Self {
+        Estimator::Vimco(score::Vimco::new(num_samples))
+    }
+    /// REBAR starting at `eta = 1` and `temperature`, tuned by its variance.
+    pub fn rebar(temperature: f64) -> Result<Self> {
+        Ok(Estimator::Rebar(score::Rebar::new(1.0, temperature)?))
+    }
+    /// RELAX starting at `eta = 1` and `temperature`, with a 10-unit surrogate.
+    pub fn relax(temperature: f64) -> Result<Self> {
+        Ok(Estimator::Relax(score::Relax::new(1.0, temperature, 10)?))
+    }
+
     /// Builds an estimator from its name (as in tables and on command lines: see
     /// [`ESTIMATOR_NAMES`]); `temperature` is used by the estimators that have one.
     /// An unknown name is an [`Error::InvalidArgument`] listing the known ones.
@@ -306,6 +361,16 @@ impl<T: Float> Estimator<T> {
             "st-gumbel-softmax" | "st-gs" => Self::st_gumbel_softmax(temperature),
             "st" | "straight-through" => Self::straight_through(temperature),
             "st-argmax" => Self::st_argmax(temperature),
+            "reinforce" | "sf" | "score-function" => Ok(Self::reinforce(score::Baseline::None)),
+            "reinforce-ema" => Ok(Self::reinforce(score::Baseline::MovingAverage {
+                decay: 0.8,
+            })),
+            "nvil" => Ok(Self::nvil()),
+            "muprop" => Ok(Self::muprop()),
+            "darn" => Ok(Self::darn()),
+            "vimco" => Ok(Self::vimco(4)),
+            "rebar" => Self::rebar(temperature),
+            "relax" => Self::relax(temperature),
             other => Err(Error::invalid_argument(
                 "Estimator::from_name",
                 format!(
@@ -323,6 +388,13 @@ impl<T: Float> Estimator<T> {
             Estimator::StGumbelSoftmax(e)
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => Some(e.temperature()),
+            Estimator::Rebar(e) => Some(e.temperature()),
+            Estimator::Relax(e) => Some(e.temperature()),
+            Estimator::Reinforce(_)
+            | Estimator::Nvil(_)
+            | Estimator::MuProp(_)
+            | Estimator::Darn(_)
+            | Estimator::Vimco(_) => None,
         }
     }
 
@@ -335,6 +407,13 @@ impl<T: Float> Estimator<T> {
             Estimator::StGumbelSoftmax(e)
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => e.set_temperature(temperature),
+            Estimator::Rebar(e) => e.set_temperature(temperature),
+            Estimator::Relax(e) => e.set_temperature(temperature),
+            Estimator::Reinforce(_)
+            | Estimator::Nvil(_)
+            | Estimator::MuProp(_)
+            | Estimator::Darn(_)
+            | Estimator::Vimco(_) => Ok(()),
         }
     }
 
@@ -344,6 +423,12 @@ impl<T: Float> Estimator<T> {
             Estimator::StGumbelSoftmax(e)
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => e,
+            Estimator::Reinforce(e) | Estimator::Nvil(e) => e,
+            Estimator::MuProp(e) => e,
+            Estimator::Darn(e) => e,
+            Estimator::Vimco(e) => e,
+            Estimator::Rebar(e) => e,
+            Estimator::Relax(e) => e,
         }
     }
 
@@ -353,6 +438,12 @@ impl<T: Float> Estimator<T> {
             Estimator::StGumbelSoftmax(e)
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => e,
+            Estimator::Reinforce(e) | Estimator::Nvil(e) => e,
+            Estimator::MuProp(e) => e,
+            Estimator::Darn(e) => e,
+            Estimator::Vimco(e) => e,
+            Estimator::Rebar(e) => e,
+            Estimator::Relax(e) => e,
         }
     }
 }

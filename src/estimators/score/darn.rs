@@ -75,7 +75,7 @@ impl<T: Float> GradientEstimator<T> for Darn {
             ExpansionPoint::Mean => softmax_f64(values.as_slice(), group_size),
             ExpansionPoint::Uniform => vec![1.0 / group_size as f64; values.len()],
         };
-        let parts = match taylor_parts(logits, &values, point, group_size, cost, rng, "darn") {
+        let parts = match taylor_parts(logits, &values, point, group_size, cost, rng) {
             Ok(parts) => parts,
             Err(poisoned) => return poisoned,
         };

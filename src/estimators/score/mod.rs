@@ -54,7 +54,6 @@ mod adam;
 mod baselines;
 mod darn;
 mod injected_gradient;
-mod mean_field;
 mod muprop;
 mod rebar;
 mod reinforce;
@@ -65,9 +64,8 @@ mod vimco;
 pub use baselines::{Baseline, LearnedBaseline, MovingAverage, VarianceNormaliser};
 pub use darn::{Darn, ExpansionPoint};
 pub use injected_gradient::{InjectedGradient, inject_gradient};
-pub use mean_field::{GroupSoftmax, softmax};
 pub use muprop::MuProp;
-pub use rebar::{Rebar, conditional_relaxed_sample, relaxed_sample};
+pub use rebar::Rebar;
 
 pub use reinforce::Reinforce;
 pub use relax::{Relax, Surrogate};
@@ -75,36 +73,18 @@ pub use relax::{Relax, Surrogate};
 pub use score_function::{LogProb, ScoreFunction, log_prob, score_function_term};
 pub use vimco::Vimco;
 
-use rand::{Rng, RngCore};
+use rand::RngCore;
 
+use super::{fail, noise};
 use crate::error::Error;
 use crate::float::Float;
-use crate::op::Op;
 use crate::tape::Var;
-use crate::tensor::{Shape, Tensor};
+use crate::tensor::Tensor;
 
 #[allow(unused_imports)]
 use super::GradientEstimator; // for the rustdoc link above
 
 use super::Estimate;
-
-/// A uniform draw from the open interval `(smallest positive normal f64, 1)`, so that
-/// `-ln(-ln u)` is always finite.
-///
-/// Private stand-in until the shared noise module (branch `est-relaxed`) is merged.
-pub(crate) fn open_uniform(rng: &mut dyn RngCore) -> f64 {
-    loop {
-        let u: f64 = rng.random::<f64>();
-        if u > 0.0 {
-            return u.max(f64::MIN_POSITIVE);
-        }
-    }
-}
-
-/// A standard Gumbel draw `g = -ln(-ln u)`.
-pub(crate) fn gumbel(rng: &mut dyn RngCore) -> f64 {
-    -(-open_uniform(rng).ln()).ln()
-}
 
 /// Softmax of each group of `group_size` values of a row-major slice, in `f64`.
 pub(crate) fn softmax_f64(values: &[f64], group_size: usize) -> Vec<f64> {
@@ -113,40 +93,25 @@ pub(crate) fn softmax_f64(values: &[f64], group_size: usize) -> Vec<f64> {
     out
 }
 
-/// Draws one one-hot sample per group by Gumbel-max: `one_hot(argmax(logits + g))`.
-/// `repeats` independent samples are drawn for every row, laid out example-major
-/// (row `r * repeats + j`). Returns the samples as `f64` one-hots.
+/// Draws `repeats` one-hot samples per row by Gumbel-max
+/// ([`noise::sample_categorical`]), laid out example-major (row `r * repeats + j`).
 pub(crate) fn sample_one_hot(
-    logits: &[f64],
-    cols: usize,
+    values: &Tensor<f64>,
     group_size: usize,
     repeats: usize,
     rng: &mut dyn RngCore,
-) -> Vec<f64> {
-    let rows = logits.len() / cols;
-    let mut out = vec![0.0; rows * repeats * cols];
+) -> Tensor<f64> {
+    let (rows, cols) = (values.rows(), values.cols());
+    let mut repeated = Vec::with_capacity(rows * repeats * cols);
     for r in 0..rows {
-        let row = &logits[r * cols..(r + 1) * cols];
-        for j in 0..repeats {
-            let target = &mut out[(r * repeats + j) * cols..(r * repeats + j + 1) * cols];
-            for (xs, ys) in row
-                .chunks_exact(group_size)
-                .zip(target.chunks_exact_mut(group_size))
-            {
-                let mut best = 0;
-                let mut best_value = f64::NEG_INFINITY;
-                for (i, &x) in xs.iter().enumerate() {
-                    let v = x + gumbel(rng);
-                    if v > best_value {
-                        best_value = v;
-                        best = i;
-                    }
-                }
-                ys[best] = 1.0;
-            }
+        for _ in 0..repeats {
+            repeated.extend_from_slice(values.row(r));
         }
     }
-    out
+    let repeated = Tensor::from_vec(rows * repeats, cols, repeated).expect("sizes");
+    noise::sample_categorical(&repeated, group_size, rng)
+        .expect("group size checked by read_logits")
+        .one_hot
 }
 
 /// The logits as `f64`, after checking that `group_size` divides their columns.
@@ -161,7 +126,7 @@ pub(crate) fn read_logits<'t, T: Float>(
         Err(_) => return Err(poisoned_estimate(logits)),
     };
     if let Err(error) = value.num_groups(group_size) {
-        let bad = poison(logits, error_in(estimator, error));
+        let bad = fail(logits.tape(), error_in(estimator, error));
         return Err(poisoned_estimate(bad));
     }
     Ok(value.cast::<f64>())
@@ -180,59 +145,6 @@ pub(crate) fn poisoned_estimate<'t, T: Float>(var: Var<'t, T>) -> Estimate<'t, T
         sample: var,
         cost: var,
         loss: var,
-    }
-}
-
-/// Checks that the cost closure returned `[rows, 1]`; if not, stores a shape-mismatch
-/// error (naming the estimator) on the tape and returns a poisoned variable.
-pub(crate) fn check_cost<'t, T: Float>(
-    cost: Var<'t, T>,
-    rows: usize,
-    estimator: &str,
-) -> Var<'t, T> {
-    if cost.is_poisoned() {
-        return cost;
-    }
-    let shape = cost.shape();
-    if shape != Shape::new(rows, 1) {
-        return poison(
-            cost,
-            Error::shape_mismatch(
-                estimator,
-                shape,
-                Shape::new(rows, 1),
-                "the cost closure must return one value per sample row, [rows, 1]",
-            ),
-        );
-    }
-    cost
-}
-
-/// Records an op that fails with `error`, so the error becomes the tape's sticky error.
-pub(crate) fn poison<'t, T: Float>(on: Var<'t, T>, error: Error) -> Var<'t, T> {
-    on.tape().record(Fail(error), &[on])
-}
-
-/// An op that always fails at record time with the error it holds (how estimators
-/// report a bad argument through the tape's sticky-error mechanism).
-#[derive(Debug)]
-struct Fail(Error);
-
-impl<T: Float> Op<T> for Fail {
-    fn name(&self) -> &'static str {
-        "fail"
-    }
-    fn output_shape(&self, _: &[Shape]) -> crate::error::Result<Shape> {
-        Err(self.0.clone())
-    }
-    fn forward(&self, _: &[&Tensor<T>], _: &mut Tensor<T>) {}
-    fn backward(
-        &self,
-        _: &[&Tensor<T>],
-        _: &Tensor<T>,
-        _: &Tensor<T>,
-        _: &mut [Option<&mut Tensor<T>>],
-    ) {
     }
 }
 

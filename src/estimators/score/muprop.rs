@@ -23,12 +23,11 @@
 
 use rand::RngCore;
 
-use super::mean_field::softmax;
 use super::{
-    check_cost, constant_from, poisoned_estimate, read_logits, sample_one_hot, score_function_term,
+    constant_from, poisoned_estimate, read_logits, sample_one_hot, score_function_term,
     softmax_f64, values_f64,
 };
-use crate::estimators::{Estimate, GradientEstimator};
+use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -80,19 +79,18 @@ pub(crate) fn taylor_parts<'t, T: Float>(
     group_size: usize,
     cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
     rng: &mut dyn RngCore,
-    name: &str,
 ) -> Result<TaylorParts<'t, T>, Estimate<'t, T>> {
     let tape = logits.tape();
     let (rows, cols) = (values.rows(), values.cols());
-    let sample_values = sample_one_hot(values.as_slice(), cols, group_size, 1, rng);
+    let sample_values = sample_one_hot(values, group_size, 1, rng).into_vec();
     let sample = constant_from(logits, rows, cols, sample_values.clone());
-    let cost_at_sample = check_cost(cost(sample), rows, name);
+    let cost_at_sample = check_cost_shape(sample, cost(sample));
 
     let point = Tensor::from_vec(rows, cols, expansion.clone())
         .expect("sizes")
         .cast::<T>();
     let point = tape.variable(&point);
-    let cost_at_point = check_cost(cost(point), rows, name);
+    let cost_at_point = check_cost_shape(point, cost(point));
     // f'(z_bar) for every row at once: the cost is per example, so d sum_r f_r / d z_bar
     // has f_r'(z_bar_r) in row r. (An error here is already on the tape.)
     let _ = tape.backward(cost_at_point.sum());
@@ -156,13 +154,13 @@ impl<T: Float> GradientEstimator<T> for MuProp {
             Err(poisoned) => return poisoned,
         };
         let mean = softmax_f64(values.as_slice(), group_size);
-        let parts = match taylor_parts(logits, &values, mean, group_size, cost, rng, "muprop") {
+        let parts = match taylor_parts(logits, &values, mean, group_size, cost, rng) {
             Ok(parts) => parts,
             Err(poisoned) => return poisoned,
         };
         let term = score_function_term(logits, parts.sample, parts.signal, group_size);
         // mu_b = f'(z_bar) d z_bar / d logits, as a zero-valued term.
-        let linear = (parts.slope * softmax(logits, group_size)).sum_cols();
+        let linear = (parts.slope * logits.softmax(group_size)).sum_cols();
         let correction = linear - linear.detach();
         Estimate {
             sample: parts.sample,

@@ -19,11 +19,12 @@
 //! relaxation is exact but its reparameterised gradient explodes, at large `tau` it is
 //! smooth but a poor baseline — hence tuning.
 //!
-//! # Conditional noise (paper-notes §4.3)
+//! # Conditional noise (paper-notes §4.3; [`noise`] and [`conditional_gumbel`])
 //! Given `b` and fresh uniforms `v`: `z~_b = -ln(-ln v_b)` (the maximum of Gumbels with
 //! log-probabilities summing to 0 is a standard Gumbel, independent of the argmax) and,
 //! for `i != b`, `z~_i = -ln(-ln(v_i) / p_i - ln v_b)` (a Gumbel with location `ln p_i`
-//! truncated below `z~_b`). Only the `i != b` entries depend on the logits.
+//! truncated below `z~_b`). Only the `i != b` entries depend on the logits. The relaxed
+//! samples are [`gumbel_softmax`]`(logits, g, tau)` and `gumbel_softmax(z~, 0, tau)`.
 //!
 //! A Bernoulli unit is the `K = 2` case (logits `[0, phi]`): the two-class relaxation
 //! `softmax((logits + g) / tau)` equals the binary Concrete `sigmoid((phi + L) / tau)`
@@ -49,78 +50,43 @@ use rand::RngCore;
 
 use super::adam::Adam;
 use super::injected_gradient::inject_gradient;
-use super::mean_field::softmax;
-use super::{
-    check_cost, constant_from, open_uniform, poisoned_estimate, read_logits, softmax_f64,
-    values_f64,
-};
+use super::{constant_from, poisoned_estimate, read_logits, softmax_f64, values_f64};
 use crate::error::{Result, check_temperature};
-use crate::estimators::{Estimate, GradientEstimator};
+use crate::estimators::{
+    Estimate, GradientEstimator, check_cost_shape, conditional_gumbel, gumbel_softmax, noise,
+};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
-/// The relaxed sample `softmax((logits + gumbel) / temperature)` per group.
-///
-/// Deterministic given the noise `gumbel` (same shape as the logits), so it is
-/// gradient-checkable; `d/d logits` is the tempered softmax Jacobian `(diag(s) - s s^T)/tau`.
-pub fn relaxed_sample<'t, T: Float>(
-    logits: Var<'t, T>,
-    gumbel: Var<'t, T>,
-    temperature: T,
-    group_size: usize,
-) -> Var<'t, T> {
-    softmax((logits + gumbel) * (T::ONE / temperature), group_size)
-}
-
-/// The relaxed sample at REBAR's conditional noise: `softmax(z~ / temperature)` with
-/// `z~_b = -ln(-ln v_b)` and `z~_i = -ln(-ln(v_i) / p_i - ln v_b)` for `i != b`,
-/// `p = softmax(logits)`, `b` the class marked in the one-hot `sample`.
-///
-/// Built from differentiable ops on the logits (`p` enters through `ln(A / p + C)`
-/// with the constants `A_i = -ln v_i` off the sampled class, 0 on it, and `C = -ln v_b`),
-/// so its gradient is exact and it can be gradient-checked with the noise held fixed.
-/// `uniforms` must lie in `(0, 1)`.
-pub fn conditional_relaxed_sample<'t, T: Float>(
-    logits: Var<'t, T>,
-    sample: &Tensor<f64>,
-    uniforms: &Tensor<f64>,
-    temperature: T,
-    group_size: usize,
-) -> Var<'t, T> {
-    let (a, c) = conditional_constants(sample.as_slice(), uniforms.as_slice(), group_size);
-    let (rows, cols) = (sample.rows(), sample.cols());
-    let a = constant_from(logits, rows, cols, a);
-    let c = constant_from(logits, rows, cols, c);
-    let probabilities = softmax(logits, group_size);
-    let z_tilde = -((a / probabilities + c).ln());
-    softmax(z_tilde * (T::ONE / temperature), group_size)
-}
-
-/// `A_i = -ln v_i` (0 on the sampled class) and `C = -ln v_b` repeated over the group.
-pub(crate) fn conditional_constants(
+/// `d z~_i / d ln p_i` for the conditional noise of every element: with
+/// `E_i = -ln v_i`, `z~_i = -ln(E_i / p_i + E_b) = -logaddexp(ln E_i - ln p_i, ln E_b)`,
+/// so the slope is `sigmoid(ln E_i - ln p_i - ln E_b)` off the sampled class and 0 on
+/// it (computed in log space, finite even when `p_i` underflows).
+pub(crate) fn conditional_slopes(
+    values: &[f64],
     sample: &[f64],
     uniforms: &[f64],
     group_size: usize,
-) -> (Vec<f64>, Vec<f64>) {
-    let mut a = vec![0.0; sample.len()];
-    let mut c = vec![0.0; sample.len()];
-    for ((zs, vs), (as_, cs)) in sample
-        .chunks_exact(group_size)
+) -> Vec<f64> {
+    let mut log_p = vec![0.0; values.len()];
+    crate::kernels::softmax::log_softmax_groups(values, &mut log_p, group_size);
+    let mut out = vec![0.0; values.len()];
+    for (((os, ls), zs), vs) in out
+        .chunks_exact_mut(group_size)
+        .zip(log_p.chunks_exact(group_size))
+        .zip(sample.chunks_exact(group_size))
         .zip(uniforms.chunks_exact(group_size))
-        .zip(
-            a.chunks_exact_mut(group_size)
-                .zip(c.chunks_exact_mut(group_size)),
-        )
     {
         let b = zs.iter().position(|&z| z > 0.5).unwrap_or(0);
-        let top = -vs[b].ln();
+        let log_top = (-vs[b].ln()).ln();
         for i in 0..group_size {
-            as_[i] = if i == b { 0.0 } else { -vs[i].ln() };
-            cs[i] = top;
+            if i != b {
+                os[i] = crate::ops::unary::sigmoid((-vs[i].ln()).ln() - ls[i] - log_top);
+            }
         }
     }
-    (a, c)
+    out
 }
 
 /// The noise of one REBAR/RELAX call, in `f64`.
@@ -137,36 +103,19 @@ pub(crate) struct Draw {
 }
 
 impl Draw {
+    /// Gumbel-max sample and fresh conditional uniforms, from [`noise`].
     pub(crate) fn new(values: &Tensor<f64>, group_size: usize, rng: &mut dyn RngCore) -> Self {
         let (rows, cols) = (values.rows(), values.cols());
-        let gumbel: Vec<f64> = (0..rows * cols)
-            .map(|_| -(-open_uniform(rng).ln()).ln())
-            .collect();
-        let mut sample = vec![0.0; rows * cols];
-        for ((xs, gs), ys) in values
-            .as_slice()
-            .chunks_exact(group_size)
-            .zip(gumbel.chunks_exact(group_size))
-            .zip(sample.chunks_exact_mut(group_size))
-        {
-            let mut best = 0;
-            for i in 1..group_size {
-                if xs[i] + gs[i] > xs[best] + gs[best] {
-                    best = i;
-                }
-            }
-            ys[best] = 1.0;
-        }
-        let uniforms = (0..rows * cols)
-            .map(|_| open_uniform(rng).min(1.0 - f64::EPSILON))
-            .collect();
+        let drawn = noise::sample_categorical(values, group_size, rng)
+            .expect("group size checked by read_logits");
+        let uniforms = noise::uniform::<f64, _>(rows, cols, rng);
         Draw {
             rows,
             cols,
             probabilities: softmax_f64(values.as_slice(), group_size),
-            gumbel,
-            sample,
-            uniforms,
+            gumbel: drawn.noise.into_vec(),
+            sample: drawn.one_hot.into_vec(),
+            uniforms: uniforms.into_vec(),
         }
     }
 
@@ -210,30 +159,25 @@ pub(crate) fn rebar_pass<'t, T: Float>(
     group_size: usize,
     temperatures: &[f64],
     cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
-    name: &str,
+    _name: &str,
 ) -> std::result::Result<RebarPass<'t, T>, Estimate<'t, T>> {
     let tape = logits.tape();
     let (rows, cols) = (draw.rows, draw.cols);
     let sample = constant_from(logits, rows, cols, draw.sample.clone());
-    let cost_value = check_cost(cost(sample), rows, name);
+    let cost_value = check_cost_shape(sample, cost(sample));
     let gumbel = constant_from(logits, rows, cols, draw.gumbel.clone());
-    let sample_tensor = Tensor::from_vec(rows, cols, draw.sample.clone()).expect("sizes");
-    let uniforms = Tensor::from_vec(rows, cols, draw.uniforms.clone()).expect("sizes");
+    let uniforms = constant_from(logits, rows, cols, draw.uniforms.clone());
+    let no_noise = constant_from(logits, rows, cols, vec![0.0; rows * cols]);
     let copy = values.cast::<T>();
     let mut total: Option<Var<'t, T>> = None;
     let mut parts = Vec::with_capacity(temperatures.len());
     for &temperature in temperatures {
         let leaf = tape.variable(&copy);
-        let relaxed = relaxed_sample(leaf, gumbel, T::from_f64(temperature), group_size);
-        let relaxed_tilde = conditional_relaxed_sample(
-            leaf,
-            &sample_tensor,
-            &uniforms,
-            T::from_f64(temperature),
-            group_size,
-        );
-        let f = check_cost(cost(relaxed), rows, name);
-        let f_tilde = check_cost(cost(relaxed_tilde), rows, name);
+        let relaxed = gumbel_softmax(leaf, gumbel, temperature, group_size);
+        let z_tilde = conditional_gumbel(leaf, uniforms, sample, group_size);
+        let relaxed_tilde = gumbel_softmax(z_tilde, no_noise, temperature, group_size);
+        let f = check_cost_shape(relaxed, cost(relaxed));
+        let f_tilde = check_cost_shape(relaxed_tilde, cost(relaxed_tilde));
         let difference = (f - f_tilde).sum();
         total = Some(match total {
             Some(t) => t + difference,
@@ -359,6 +303,14 @@ impl Rebar {
     /// The current control-variate scale `eta`.
     pub fn eta(&self) -> f64 {
         self.params[0]
+    }
+
+    /// Restarts the temperature at `temperature` (tuning continues from there).
+    /// Rejects `<= 0`, NaN and infinity.
+    pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        check_temperature("set_temperature", temperature)?;
+        self.params[1] = temperature.ln();
+        Ok(())
     }
 
     /// The current relaxation temperature `tau`.

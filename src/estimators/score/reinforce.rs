@@ -22,10 +22,8 @@
 use rand::RngCore;
 
 use super::baselines::{Baseline, LearnedBaseline, MovingAverage, VarianceNormaliser};
-use super::{
-    check_cost, constant_from, read_logits, sample_one_hot, score_function_term, values_f64,
-};
-use crate::estimators::{Estimate, GradientEstimator};
+use super::{constant_from, read_logits, sample_one_hot, score_function_term, values_f64};
+use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
 use crate::float::Float;
 use crate::tape::Var;
 
@@ -142,9 +140,9 @@ impl<T: Float> GradientEstimator<T> for Reinforce {
             Err(poisoned) => return poisoned,
         };
         let (rows, cols) = (values.rows(), values.cols());
-        let sample = sample_one_hot(values.as_slice(), cols, group_size, 1, rng);
+        let sample = sample_one_hot(&values, group_size, 1, rng).into_vec();
         let sample = constant_from(logits, rows, cols, sample);
-        let cost_value = check_cost(cost(sample), rows, name);
+        let cost_value = check_cost_shape(sample, cost(sample));
         let costs = values_f64(cost_value);
         if costs.len() != rows {
             return super::poisoned_estimate(cost_value);

@@ -40,7 +40,7 @@ use rand::RngCore;
 use super::adam::Adam;
 use super::injected_gradient::inject_gradient;
 use super::rebar::{
-    Draw, LOG_TEMPERATURE_RANGE, LOG_TEMPERATURE_STEP, Relaxed, conditional_constants, mean_square,
+    Draw, LOG_TEMPERATURE_RANGE, LOG_TEMPERATURE_STEP, Relaxed, conditional_slopes, mean_square,
     rebar_parts, rebar_pass,
 };
 use super::{constant_from, read_logits};
@@ -194,58 +194,54 @@ fn tempered_softmax_product(s: &[f64], v: &[f64], temperature: f64, group_size: 
     out
 }
 
-/// One row's conditional relaxation `s~(logits) = softmax(z~(p(logits)) / tau)` and its
-/// Jacobian products. `z~_i = -ln(a_i / p_i + c_i)`, so
-/// `d z~_i / d p_i = (a_i / p_i^2) / (a_i / p_i + c_i)` (zero on the sampled class).
+/// One row's conditional relaxation `s~(logits) = softmax(z~(ln p(logits)) / tau)` and
+/// its Jacobian products. `z~_i` depends only on `ln p_i`, with slope
+/// `d z~_i / d ln p_i` from `conditional_slopes` (zero on the sampled class), and
+/// `d ln p / d logits = I - 1 p^T` per group.
 struct ConditionalRow<'a> {
     relaxed: &'a [f64],
     probabilities: &'a [f64],
-    slope: Vec<f64>,
+    slope: &'a [f64],
     temperature: f64,
     group_size: usize,
 }
 
-impl<'a> ConditionalRow<'a> {
-    fn new(
-        relaxed: &'a [f64],
-        probabilities: &'a [f64],
-        a: &[f64],
-        c: &[f64],
-        temperature: f64,
-        group_size: usize,
-    ) -> Self {
-        let slope = a
-            .iter()
-            .zip(c)
-            .zip(probabilities)
-            .map(|((&a, &c), &p)| {
-                if a == 0.0 {
-                    0.0
-                } else {
-                    (a / (p * p)) / (a / p + c)
-                }
-            })
-            .collect();
-        ConditionalRow {
-            relaxed,
-            probabilities,
-            slope,
-            temperature,
-            group_size,
-        }
-    }
-
+impl ConditionalRow<'_> {
     /// `J^T v` with respect to the logits.
     fn vjp(&self, v: &[f64]) -> Vec<f64> {
         let w = tempered_softmax_product(self.relaxed, v, self.temperature, self.group_size);
-        let by_p: Vec<f64> = w.iter().zip(&self.slope).map(|(w, d)| w * d).collect();
-        tempered_softmax_product(self.probabilities, &by_p, 1.0, self.group_size)
+        let by_log_p: Vec<f64> = w.iter().zip(self.slope).map(|(w, d)| w * d).collect();
+        let mut out = by_log_p.clone();
+        for (os, (gs, ps)) in out.chunks_exact_mut(self.group_size).zip(
+            by_log_p
+                .chunks_exact(self.group_size)
+                .zip(self.probabilities.chunks_exact(self.group_size)),
+        ) {
+            let total: f64 = gs.iter().sum();
+            for (o, p) in os.iter_mut().zip(ps) {
+                *o -= p * total;
+            }
+        }
+        out
     }
 
     /// `J v` with respect to the logits.
     fn jvp(&self, v: &[f64]) -> Vec<f64> {
-        let dp = tempered_softmax_product(self.probabilities, v, 1.0, self.group_size);
-        let dz: Vec<f64> = dp.iter().zip(&self.slope).map(|(x, d)| x * d).collect();
+        let mut dz = vec![0.0; v.len()];
+        for ((ds, vs), (ps, ss)) in dz
+            .chunks_exact_mut(self.group_size)
+            .zip(v.chunks_exact(self.group_size))
+            .zip(
+                self.probabilities
+                    .chunks_exact(self.group_size)
+                    .zip(self.slope.chunks_exact(self.group_size)),
+            )
+        {
+            let mean: f64 = vs.iter().zip(ps).map(|(v, p)| v * p).sum();
+            for ((d, v), s) in ds.iter_mut().zip(vs).zip(ss) {
+                *d = s * (v - mean);
+            }
+        }
         tempered_softmax_product(self.relaxed, &dz, self.temperature, self.group_size)
     }
 }
@@ -309,6 +305,14 @@ impl Relax {
         self.scalars[0]
     }
 
+    /// Restarts the temperature at `temperature` (tuning continues from there).
+    /// Rejects `<= 0`, NaN and infinity.
+    pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        check_temperature("set_temperature", temperature)?;
+        self.scalars[1] = temperature.ln();
+        Ok(())
+    }
+
     /// The current temperature.
     pub fn temperature(&self) -> f64 {
         self.scalars[1].exp()
@@ -330,8 +334,7 @@ fn learned_term(
     surrogate: &Surrogate,
     draw: &Draw,
     relaxed: &Relaxed,
-    a: &[f64],
-    c: &[f64],
+    slopes: &[f64],
     score: &[f64],
     group_size: usize,
 ) -> LearnedTerm {
@@ -341,14 +344,13 @@ fn learned_term(
         let range = r * cols..(r + 1) * cols;
         let s = &relaxed.relaxed[range.clone()];
         let s_tilde = &relaxed.relaxed_tilde[range.clone()];
-        let conditional = ConditionalRow::new(
-            s_tilde,
-            &draw.probabilities[range.clone()],
-            &a[range.clone()],
-            &c[range.clone()],
-            relaxed.temperature,
+        let conditional = ConditionalRow {
+            relaxed: s_tilde,
+            probabilities: &draw.probabilities[range.clone()],
+            slope: &slopes[range.clone()],
+            temperature: relaxed.temperature,
             group_size,
-        );
+        };
         let through_z = tempered_softmax_product(
             s,
             &surrogate.input_gradient(s),
@@ -371,8 +373,7 @@ fn surrogate_variance_gradient(
     surrogate: &Surrogate,
     draw: &Draw,
     relaxed: &Relaxed,
-    a: &[f64],
-    c: &[f64],
+    slopes: &[f64],
     score: &[f64],
     g: &[f64],
     group_size: usize,
@@ -384,14 +385,13 @@ fn surrogate_variance_gradient(
         let big_g = &g[range.clone()];
         let s = &relaxed.relaxed[range.clone()];
         let s_tilde = &relaxed.relaxed_tilde[range.clone()];
-        let conditional = ConditionalRow::new(
-            s_tilde,
-            &draw.probabilities[range.clone()],
-            &a[range.clone()],
-            &c[range.clone()],
-            relaxed.temperature,
+        let conditional = ConditionalRow {
+            relaxed: s_tilde,
+            probabilities: &draw.probabilities[range.clone()],
+            slope: &slopes[range.clone()],
+            temperature: relaxed.temperature,
             group_size,
-        );
+        };
         let u = tempered_softmax_product(s, big_g, relaxed.temperature, group_size);
         let u_tilde = conditional.jvp(big_g);
         let along_score: f64 = big_g.iter().zip(&score[range]).map(|(x, q)| x * q).sum();
@@ -455,10 +455,11 @@ impl<T: Float> GradientEstimator<T> for Relax {
         };
         let surrogate = self.surrogate.as_ref().expect("created above");
         let score = draw.score();
-        let (a, c) = conditional_constants(&draw.sample, &draw.uniforms, group_size);
+        let slopes =
+            conditional_slopes(values.as_slice(), &draw.sample, &draw.uniforms, group_size);
         let total = |relaxed: &Relaxed| -> (Vec<f64>, Vec<f64>) {
             let (g_a, g_c) = rebar_parts(&pass.cost_values, &score, relaxed, cols);
-            let learned = learned_term(surrogate, &draw, relaxed, &a, &c, &score, group_size);
+            let learned = learned_term(surrogate, &draw, relaxed, &slopes, &score, group_size);
             let g = g_a
                 .iter()
                 .zip(&g_c)
@@ -478,7 +479,7 @@ impl<T: Float> GradientEstimator<T> for Relax {
                 - mean_square(&total(&pass.relaxed[2]).0, rows))
                 / (2.0 * LOG_TEMPERATURE_STEP);
             let d_phi = surrogate_variance_gradient(
-                surrogate, &draw, relaxed, &a, &c, &score, &g, group_size,
+                surrogate, &draw, relaxed, &slopes, &score, &g, group_size,
             );
             grads[2..].copy_from_slice(&d_phi);
             let mut params: Vec<f64> = self.scalars.to_vec();
@@ -510,6 +511,7 @@ impl<T: Float> GradientEstimator<T> for Relax {
 mod tests {
     //! The hand-written derivatives against central finite differences.
     use super::*;
+    use crate::estimators::noise;
     use crate::estimators::score::softmax_f64;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
@@ -532,8 +534,8 @@ mod tests {
     struct Fixture {
         logits: Vec<f64>,
         draw: Draw,
-        a: Vec<f64>,
-        c: Vec<f64>,
+        slopes: Vec<f64>,
+        classes: Vec<usize>,
         temperature: f64,
     }
 
@@ -543,12 +545,17 @@ mod tests {
             let logits = uniform(&mut rng, COLS, -1.5, 1.5);
             let values = Tensor::from_vec(1, COLS, logits.clone()).unwrap();
             let draw = Draw::new(&values, K, &mut rng);
-            let (a, c) = conditional_constants(&draw.sample, &draw.uniforms, K);
+            let slopes = conditional_slopes(&logits, &draw.sample, &draw.uniforms, K);
+            let classes = draw
+                .sample
+                .chunks(K)
+                .map(|g| g.iter().position(|&x| x > 0.5).unwrap())
+                .collect();
             Fixture {
                 logits,
                 draw,
-                a,
-                c,
+                slopes,
+                classes,
                 temperature: 0.7,
             }
         }
@@ -561,10 +568,11 @@ mod tests {
             softmax_f64(&x, K)
         }
         fn relaxed_tilde(&self, logits: &[f64]) -> Vec<f64> {
-            let p = softmax_f64(logits, K);
-            let z: Vec<f64> = (0..COLS)
-                .map(|i| -(self.a[i] / p[i] + self.c[i]).ln() / self.temperature)
-                .collect();
+            // The shared noise module's conditional Gumbel map, at perturbed logits.
+            let l = Tensor::from_slice(1, COLS, logits).unwrap();
+            let v = Tensor::from_slice(1, COLS, &self.draw.uniforms).unwrap();
+            let z = noise::conditional_gumbel_from_uniform(&l, &v, &self.classes, K).unwrap();
+            let z: Vec<f64> = z.as_slice().iter().map(|z| z / self.temperature).collect();
             softmax_f64(&z, K)
         }
         fn relaxed_struct(&self) -> Relaxed {
@@ -583,14 +591,13 @@ mod tests {
         for seed in 0..5 {
             let fx = Fixture::new(seed);
             let s_tilde = fx.relaxed_tilde(&fx.logits);
-            let row = ConditionalRow::new(
-                &s_tilde,
-                &fx.draw.probabilities,
-                &fx.a,
-                &fx.c,
-                fx.temperature,
-                K,
-            );
+            let row = ConditionalRow {
+                relaxed: &s_tilde,
+                probabilities: &fx.draw.probabilities,
+                slope: &fx.slopes,
+                temperature: fx.temperature,
+                group_size: K,
+            };
             let mut rng = StdRng::seed_from_u64(100 + seed);
             let v = uniform(&mut rng, COLS, -1.0, 1.0);
             let vjp = row.vjp(&v);
@@ -686,7 +693,7 @@ mod tests {
             let score = fx.draw.score();
             let mut rng = StdRng::seed_from_u64(50 + seed);
             let net = Surrogate::new(COLS, 4, &mut rng);
-            let term = learned_term(&net, &fx.draw, &relaxed, &fx.a, &fx.c, &score, K).gradient;
+            let term = learned_term(&net, &fx.draw, &relaxed, &fx.slopes, &score, K).gradient;
             let r_tilde = net.value(&relaxed.relaxed_tilde);
             for i in 0..COLS {
                 let numeric = central(
@@ -706,12 +713,12 @@ mod tests {
             }
             let fixed = uniform(&mut rng, COLS, -0.5, 0.5);
             let variance = |n: &Surrogate| -> f64 {
-                let t = learned_term(n, &fx.draw, &relaxed, &fx.a, &fx.c, &score, K).gradient;
+                let t = learned_term(n, &fx.draw, &relaxed, &fx.slopes, &score, K).gradient;
                 t.iter().zip(&fixed).map(|(a, b)| (a + b) * (a + b)).sum()
             };
             let g: Vec<f64> = term.iter().zip(&fixed).map(|(a, b)| a + b).collect();
             let analytic =
-                surrogate_variance_gradient(&net, &fx.draw, &relaxed, &fx.a, &fx.c, &score, &g, K);
+                surrogate_variance_gradient(&net, &fx.draw, &relaxed, &fx.slopes, &score, &g, K);
             for k in 0..net.parameters().len() {
                 let numeric = central(
                     |x| {

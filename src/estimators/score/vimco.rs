@@ -28,10 +28,9 @@
 use rand::RngCore;
 
 use super::{
-    check_cost, constant_from, poisoned_estimate, read_logits, sample_one_hot, score_function_term,
-    values_f64,
+    constant_from, poisoned_estimate, read_logits, sample_one_hot, score_function_term, values_f64,
 };
-use crate::estimators::{Estimate, GradientEstimator};
+use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
 use crate::float::Float;
 use crate::tape::Var;
 
@@ -90,9 +89,9 @@ impl<T: Float> GradientEstimator<T> for Vimco {
         };
         let m = self.num_samples.max(2);
         let (rows, cols) = (values.rows(), values.cols());
-        let samples = sample_one_hot(values.as_slice(), cols, group_size, m, rng);
+        let samples = sample_one_hot(&values, group_size, m, rng).into_vec();
         let sample = constant_from(logits, rows * m, cols, samples);
-        let cost_value = check_cost(cost(sample), rows * m, "vimco");
+        let cost_value = check_cost_shape(sample, cost(sample));
         let costs = values_f64(cost_value);
         if costs.len() != rows * m {
             return poisoned_estimate(cost_value);
