@@ -310,6 +310,9 @@ fn temperature_sweep(problem: &Problem) -> gumbelgrad::Result<[Vec<SweepPoint>; 
     Ok(out)
 }
 
+/// A polyline to draw: colour index, points, dashed.
+type Line = (usize, Vec<(f64, f64)>, bool);
+
 /// Two log-log panels (bias, variance) against the temperature, as SVG written by hand.
 fn sweep_svg(problem: &str, sweep: &[Vec<SweepPoint>; 2]) -> String {
     const W: f64 = 900.0;
@@ -393,7 +396,7 @@ fn sweep_svg(problem: &str, sweep: &[Vec<SweepPoint>; 2]) -> String {
             );
             e += 1;
         }
-        let mut lines: Vec<(usize, Vec<(f64, f64)>, bool)> = sweep
+        let mut lines: Vec<Line> = sweep
             .iter()
             .enumerate()
             .map(|(family, points)| {
@@ -511,7 +514,7 @@ fn run() -> gumbelgrad::Result<()> {
         }
     }
 
-    let problems = vec![
+    let problems = [
         Problem::toy(0.45),
         Problem::toy(0.499),
         Problem::categorical(4, 2, 12)?,
