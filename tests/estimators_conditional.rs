@@ -113,7 +113,28 @@ fn conditional_noise_is_finite_at_extreme_logits() {
         let (z, _) = noise::conditional_gumbel(&logits, &[b], 3, &mut rng).unwrap();
         assert!(z.all_finite(), "b={b}: {z:?}");
     }
+    // the ops' gradients too, for every sampled class
+    for b in 0..3 {
+        let tape = gumbelgrad::Tape::<f64>::new();
+        tape.set_finite_check(true);
+        let x = tape.variable(&logits);
+        let v = tape.constant(&noise::uniform(1, 3, &mut rng));
+        let one_hot = tape.constant(&noise::one_hot(1, &[b], 3).unwrap());
+        let z = conditional_gumbel(x, v, one_hot, 3);
+        tape.backward((z * z).sum()).unwrap();
+        assert!(x.grad().unwrap().all_finite(), "b={b}");
+    }
     let logits = Tensor::<f64>::from_vec(1, 2, vec![1e4, -1e4]).unwrap();
+    for sample in [[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]] {
+        let tape = gumbelgrad::Tape::<f64>::new();
+        tape.set_finite_check(true);
+        let x = tape.variable(&logits);
+        let v = tape.constant(&noise::uniform(1, 2, &mut rng));
+        let b = tape.constant(&Tensor::from_vec(1, 2, sample.to_vec()).unwrap());
+        let z = conditional_logistic(x, v, b);
+        tape.backward((z * z).sum()).unwrap();
+        assert!(x.grad().unwrap().all_finite(), "{sample:?}");
+    }
     for sample in [[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]] {
         let sample = Tensor::from_vec(1, 2, sample.to_vec()).unwrap();
         let (z, _) = noise::conditional_logistic(&logits, &sample, &mut rng).unwrap();

@@ -263,6 +263,8 @@ fn gumbel_softmax_bias_shrinks_and_variance_grows_as_temperature_falls() {
             toy_cost_plain(z, a.as_slice(), b.as_slice())
         })
         .unwrap();
+        let norm = truth.gradient.iter().map(|g| g * g).sum::<f64>().sqrt();
+        eprintln!("K={k} N={n}: |exact gradient| = {norm:.4}");
         let mut summaries = Vec::new();
         for &tau in &taus {
             let mut estimator = Estimator::gumbel_softmax(tau).unwrap();
@@ -372,5 +374,58 @@ fn score_function_mean_matches_the_exact_gradient() {
             "{i}: {mean} vs exact {} (se {se})",
             truth.gradient[i]
         );
+    }
+}
+
+/// The straight-through family on the toy: every member's mean gradient sits outside
+/// its own error bars around the exact gradient (biased, as theory says), and
+/// ST-argmax, having no noise, gives the same estimate every time.
+#[test]
+fn straight_through_family_is_biased_on_the_toy() {
+    let (k, n) = (5, 2);
+    let mut rng = StdRng::seed_from_u64(502); // the (5, 2) case of the GS test
+    let logits = Tensor::<f64>::random_normal(1, k * n, 0.0, 1.0, &mut rng);
+    let a = Tensor::<f64>::random_normal(1, k * n, 0.0, 1.0, &mut rng);
+    let b = Tensor::<f64>::random_normal(1, k * n, 0.0, 0.7, &mut rng);
+    let truth = exact::categorical(logits.as_slice(), k, |z| {
+        toy_cost_plain(z, a.as_slice(), b.as_slice())
+    })
+    .unwrap();
+    for tau in [0.5, 1.0] {
+        for mut estimator in [
+            Estimator::st_gumbel_softmax(tau).unwrap(),
+            Estimator::straight_through(tau).unwrap(),
+            Estimator::st_argmax(tau).unwrap(),
+        ] {
+            let (grads, _) = single_sample_gradients(
+                &mut estimator,
+                logits.as_slice(),
+                k,
+                &a,
+                &b,
+                100_000,
+                &mut rng,
+            );
+            let s = summarise(&grads, &truth.gradient);
+            eprintln!(
+                "K={k} N={n} {} tau={tau}: bias {:.4} (se {:.4}), variance {:.4} (se {:.4})",
+                estimator.name(),
+                s.bias,
+                s.bias_se,
+                s.variance,
+                s.variance_se
+            );
+            assert!(
+                s.bias > 4.0 * s.bias_se,
+                "{} at tau {tau}: bias {} within 4 se {}",
+                estimator.name(),
+                s.bias,
+                s.bias_se
+            );
+            if estimator.name() == "st-argmax" {
+                // every single-sample estimate is bit-identical
+                assert!((1..grads.rows()).all(|r| grads.row(r) == grads.row(0)));
+            }
+        }
     }
 }

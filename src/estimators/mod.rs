@@ -14,9 +14,11 @@
 //! |---|---|
 //! | [`noise`] | Gumbel / logistic noise, Gumbel-max sampling, conditional noise |
 //! | [`conditional`] | conditional noise as differentiable ops (REBAR, RELAX) |
+//! | [`density`] | Concrete (eq. 3), ExpConcrete and relaxed Bernoulli log-densities |
 //! | [`exact`] | exact expectations and gradients by enumeration (the test oracle) |
 //! | [`gumbel_softmax`](mod@gumbel_softmax) | Gumbel-Softmax, learnable-temperature and ExpConcrete ops |
 //! | [`straight_through`] | ST Gumbel-Softmax, ST categorical, ST argmax |
+//! | [`bernoulli`] | relaxed Bernoulli, ST Bernoulli, slope-annealed ST |
 //! | [`temperature`] | temperature schedules, learnable temperature |
 //!
 //! # The closure contract
@@ -45,13 +47,19 @@
 //! # Ok::<(), gumbelgrad::Error>(())
 //! ```
 
+pub mod bernoulli;
 pub mod conditional;
+pub mod density;
 pub mod exact;
 pub mod gumbel_softmax;
 pub mod noise;
 pub mod straight_through;
 pub mod temperature;
 
+pub use bernoulli::{
+    BernoulliEstimator, BernoulliKind, RelaxedBernoulli, SlopeAnnealedSt, StBernoulli,
+    relaxed_bernoulli, slope_annealed_st, st_bernoulli,
+};
 pub use conditional::{
     ConditionalGumbel, ConditionalLogistic, conditional_gumbel, conditional_logistic,
 };
@@ -260,6 +268,12 @@ pub enum Estimator<T: Float> {
     StraightThrough(StraightThroughEstimator<T>),
     /// Deterministic argmax forward, `softmax(x/tau)` backward.
     StArgmax(StraightThroughEstimator<T>),
+    /// Relaxed Bernoulli / binary Concrete (binary units, `group_size = 1`).
+    RelaxedBernoulli(BernoulliEstimator<T>),
+    /// Straight-through Bernoulli (binary units, `group_size = 1`).
+    StBernoulli(BernoulliEstimator<T>),
+    /// Slope-annealed straight-through, Chung et al. 2016 (binary units).
+    SlopeAnnealedSt(BernoulliEstimator<T>),
     /// REINFORCE with a baseline (none, moving average, learned), unbiased (§3.2).
     Reinforce(score::Reinforce),
     /// NVIL: REINFORCE with moving average, learned baseline and variance normalisation.
@@ -282,6 +296,9 @@ pub const ESTIMATOR_NAMES: &[&str] = &[
     "st-gumbel-softmax",
     "st",
     "st-argmax",
+    "relaxed-bernoulli",
+    "st-bernoulli",
+    "slope-annealed-st",
     "reinforce",
     "reinforce-ema",
     "nvil",
@@ -322,6 +339,26 @@ impl<T: Float> Estimator<T> {
         )?))
     }
 
+    /// Relaxed Bernoulli (binary Concrete) at `temperature`.
+    pub fn relaxed_bernoulli(temperature: f64) -> Result<Self> {
+        Ok(Estimator::RelaxedBernoulli(BernoulliEstimator::new(
+            BernoulliKind::Relaxed { temperature },
+        )?))
+    }
+    /// Straight-through Bernoulli.
+    pub fn st_bernoulli() -> Result<Self> {
+        Ok(Estimator::StBernoulli(BernoulliEstimator::new(
+            BernoulliKind::StraightThrough,
+        )?))
+    }
+    /// Slope-annealed straight-through at `slope` (raise it during training, e.g. with
+    /// [`Estimator::set_temperature`], which sets `slope = 1/temperature`).
+    pub fn slope_annealed_st(slope: f64) -> Result<Self> {
+        Ok(Estimator::SlopeAnnealedSt(BernoulliEstimator::new(
+            BernoulliKind::SlopeAnnealed { slope },
+        )?))
+    }
+
     /// REINFORCE with the given baseline.
     pub fn reinforce(baseline: score::Baseline) -> Self {
         Estimator::Reinforce(score::Reinforce::new(baseline))
@@ -353,7 +390,8 @@ impl<T: Float> Estimator<T> {
     }
 
     /// Builds an estimator from its name (as in tables and on command lines: see
-    /// [`ESTIMATOR_NAMES`]); `temperature` is used by the estimators that have one.
+    /// [`ESTIMATOR_NAMES`]); `temperature` is used by the estimators that have one
+    /// (slope-annealed ST starts at `slope = 1/temperature`).
     /// An unknown name is an [`Error::InvalidArgument`] listing the known ones.
     pub fn from_name(name: &str, temperature: f64) -> Result<Self> {
         match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
@@ -361,6 +399,12 @@ impl<T: Float> Estimator<T> {
             "st-gumbel-softmax" | "st-gs" => Self::st_gumbel_softmax(temperature),
             "st" | "straight-through" => Self::straight_through(temperature),
             "st-argmax" => Self::st_argmax(temperature),
+            "relaxed-bernoulli" | "binary-concrete" => Self::relaxed_bernoulli(temperature),
+            "st-bernoulli" => Self::st_bernoulli(),
+            "slope-annealed-st" | "annealed-st" => {
+                crate::error::check_temperature("Estimator::from_name", temperature)?;
+                Self::slope_annealed_st(1.0 / temperature)
+            }
             "reinforce" | "sf" | "score-function" => Ok(Self::reinforce(score::Baseline::None)),
             "reinforce-ema" => Ok(Self::reinforce(score::Baseline::MovingAverage {
                 decay: 0.8,
@@ -388,6 +432,9 @@ impl<T: Float> Estimator<T> {
             Estimator::StGumbelSoftmax(e)
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => Some(e.temperature()),
+            Estimator::RelaxedBernoulli(e)
+            | Estimator::StBernoulli(e)
+            | Estimator::SlopeAnnealedSt(e) => e.temperature(),
             Estimator::Rebar(e) => Some(e.temperature()),
             Estimator::Relax(e) => Some(e.temperature()),
             Estimator::Reinforce(_)
@@ -407,6 +454,9 @@ impl<T: Float> Estimator<T> {
             Estimator::StGumbelSoftmax(e)
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => e.set_temperature(temperature),
+            Estimator::RelaxedBernoulli(e)
+            | Estimator::StBernoulli(e)
+            | Estimator::SlopeAnnealedSt(e) => e.set_temperature(temperature),
             Estimator::Rebar(e) => e.set_temperature(temperature),
             Estimator::Relax(e) => e.set_temperature(temperature),
             Estimator::Reinforce(_)
@@ -423,6 +473,9 @@ impl<T: Float> Estimator<T> {
             Estimator::StGumbelSoftmax(e)
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => e,
+            Estimator::RelaxedBernoulli(e)
+            | Estimator::StBernoulli(e)
+            | Estimator::SlopeAnnealedSt(e) => e,
             Estimator::Reinforce(e) | Estimator::Nvil(e) => e,
             Estimator::MuProp(e) => e,
             Estimator::Darn(e) => e,
@@ -438,6 +491,9 @@ impl<T: Float> Estimator<T> {
             Estimator::StGumbelSoftmax(e)
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => e,
+            Estimator::RelaxedBernoulli(e)
+            | Estimator::StBernoulli(e)
+            | Estimator::SlopeAnnealedSt(e) => e,
             Estimator::Reinforce(e) | Estimator::Nvil(e) => e,
             Estimator::MuProp(e) => e,
             Estimator::Darn(e) => e,

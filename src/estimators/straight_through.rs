@@ -19,6 +19,25 @@
 //! the forward. Their gradients are not finite-difference checkable (the forward is
 //! piecewise constant); instead the tests check that their backward equals the
 //! gradient of the gradient-checked soft op it imitates.
+//!
+//! ```
+//! use gumbelgrad::estimators::{noise, st_gumbel_softmax};
+//! use gumbelgrad::{Tape, Tensor};
+//! use rand::SeedableRng;
+//!
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+//! let tape = Tape::<f32>::new();
+//! let logits = tape.variable(&Tensor::from_vec(1, 4, vec![0.5, 1.5, -1.0, 0.0])?);
+//! let g = tape.constant(&noise::gumbel(1, 4, &mut rng));
+//! let z = st_gumbel_softmax(logits, g, 0.5, 4);
+//! let value = z.value()?;
+//! assert_eq!(value.sum(), 1.0); // exactly one 1, the rest exactly 0
+//! assert!(value.as_slice().iter().all(|&v| v == 0.0 || v == 1.0));
+//! let weights = tape.constant(&Tensor::from_vec(1, 4, vec![1.0, 2.0, 3.0, 4.0])?);
+//! tape.backward((z * weights).sum())?; // the Gumbel-Softmax gradient flows back
+//! assert!(logits.grad().unwrap().as_slice().iter().any(|&d| d != 0.0));
+//! # Ok::<(), gumbelgrad::Error>(())
+//! ```
 
 use rand::RngCore;
 

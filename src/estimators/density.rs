@@ -1,0 +1,233 @@
+//! Log-densities of the relaxed distributions: Concrete / Gumbel-Softmax (eq. 3 of the
+//! paper), its log-space form ExpConcrete, and the relaxed Bernoulli.
+//!
+//! These are densities of the *relaxed* samples (points of the simplex, or of `(0, 1)`),
+//! with respect to Lebesgue measure; they can exceed 1. A relaxed objective with a KL
+//! term estimated by Monte Carlo (`log q(y) - log p(y)`) needs them. (What is the
+//! log-probability of a *straight-through* sample? No density exists for the one-hot
+//! output itself; libraries like Pyro return the relaxed density of the soft sample
+//! behind it, which is [`concrete_log_density`] of that soft sample. Nothing here
+//! pretends otherwise.)
+//!
+//! With logits `x` (unnormalised: every formula is unchanged by adding a constant to a
+//! group's logits), temperature `tau` and `K` classes per group:
+//!
+//! - **Concrete (eq. 3)**, `y` on the simplex:
+//!   `p(y) = Gamma(K) tau^(K-1) (sum_i e^(x_i) y_i^(-tau))^(-K) prod_i e^(x_i) y_i^(-tau-1)`,
+//!   `ln p(y) = ln Gamma(K) + (K-1) ln tau + sum_i (x_i - (tau+1) ln y_i) - K LSE_i(x_i - tau ln y_i)`.
+//! - **ExpConcrete**, `s = ln y`:
+//!   `ln p(s) = ln Gamma(K) + (K-1) ln tau + sum_i log_softmax(x - tau s)_i`,
+//!   and `ln p_Concrete(y) = ln p_ExpConcrete(ln y) - sum_i ln y_i` (change of variables).
+//! - **Relaxed Bernoulli**, `y = sigmoid(z)` with `z = (x + logistic)/tau`:
+//!   `ln p(z) = ln tau + d - 2 softplus(d)`, `d = x - tau z`, and
+//!   `ln p(y) = ln p(logit y) - ln y - ln(1 - y)`.
+//!
+//! The plain functions return one log-density per group (`[rows, N]`), computed in
+//! `f64` whatever `T` is. [`exp_concrete_log_density_var`] is the tape version.
+//!
+//! ```
+//! use gumbelgrad::estimators::density::concrete_log_density;
+//! use gumbelgrad::Tensor;
+//!
+//! // K = 2, equal logits, tau = 1: y_1 = sigmoid(g_1 - g_2) is uniform on (0, 1),
+//! // so the density is 1 everywhere.
+//! let logits = Tensor::<f64>::from_vec(1, 2, vec![0.3, 0.3])?;
+//! let y = Tensor::from_vec(1, 2, vec![0.2, 0.8])?;
+//! let log_p = concrete_log_density(&y, &logits, 1.0, 2)?;
+//! assert!(log_p.get(0, 0).abs() < 1e-14);
+//! # Ok::<(), gumbelgrad::Error>(())
+//! ```
+
+use crate::error::{Error, Result, check_temperature};
+use crate::float::Float;
+use crate::kernels::softmax::logsumexp;
+use crate::ops::unary::softplus;
+use crate::tape::Var;
+use crate::tensor::{Tensor, num_groups};
+
+/// `ln Gamma(k) = ln((k-1)!)` for a whole number of classes.
+pub fn ln_gamma_of_classes(classes: usize) -> f64 {
+    (2..classes).map(|j| (j as f64).ln()).sum()
+}
+
+fn check_inputs<T: Float>(
+    op: &str,
+    sample: &Tensor<T>,
+    logits: &Tensor<T>,
+    temperature: f64,
+    group_size: usize,
+) -> Result<usize> {
+    check_temperature(op, temperature)?;
+    if sample.shape() != logits.shape() {
+        return Err(Error::shape_mismatch(
+            op,
+            sample.shape(),
+            logits.shape(),
+            "sample and logits must have the same shape",
+        ));
+    }
+    logits.check_finite(&format!("{op} logits"))?;
+    num_groups(logits.shape(), group_size, op)
+}
+
+/// Per-group ExpConcrete log-density of `log_sample = ln y` (see the module docs).
+/// Returns `[rows, N]`. `log_sample` must be finite.
+pub fn exp_concrete_log_density<T: Float>(
+    log_sample: &Tensor<T>,
+    logits: &Tensor<T>,
+    temperature: f64,
+    group_size: usize,
+) -> Result<Tensor<T>> {
+    let op = "exp_concrete_log_density";
+    let groups = check_inputs(op, log_sample, logits, temperature, group_size)?;
+    log_sample.check_finite(&format!("{op} sample"))?;
+    let constant = ln_gamma_of_classes(group_size) + (group_size as f64 - 1.0) * temperature.ln();
+    let mut out = Tensor::zeros(logits.rows(), groups);
+    let mut a = vec![0.0f64; group_size];
+    for ((o, s), x) in out
+        .as_mut_slice()
+        .iter_mut()
+        .zip(log_sample.as_slice().chunks_exact(group_size))
+        .zip(logits.as_slice().chunks_exact(group_size))
+    {
+        for i in 0..group_size {
+            a[i] = x[i].to_f64() - temperature * s[i].to_f64();
+        }
+        // sum_i log_softmax(a)_i = sum_i a_i - K LSE(a)
+        let lse = logsumexp(&a);
+        let total: f64 = a.iter().map(|&ai| ai - lse).sum();
+        *o = T::from_f64(constant + total);
+    }
+    Ok(out)
+}
+
+/// Per-group Concrete / Gumbel-Softmax log-density of a simplex point `y` (eq. 3).
+/// Returns `[rows, N]`. Every `y_i` must be `> 0` (the density lives on the open
+/// simplex); otherwise an [`Error::InvalidArgument`].
+pub fn concrete_log_density<T: Float>(
+    sample: &Tensor<T>,
+    logits: &Tensor<T>,
+    temperature: f64,
+    group_size: usize,
+) -> Result<Tensor<T>> {
+    let op = "concrete_log_density";
+    let groups = check_inputs(op, sample, logits, temperature, group_size)?;
+    if let Some(bad) = sample
+        .as_slice()
+        .iter()
+        .find(|y| !(y.to_f64() > 0.0 && y.is_finite()))
+    {
+        return Err(Error::invalid_argument(
+            op,
+            format!("sample values must be finite and > 0, got {bad}"),
+        ));
+    }
+    let constant = ln_gamma_of_classes(group_size) + (group_size as f64 - 1.0) * temperature.ln();
+    let k = group_size as f64;
+    let mut out = Tensor::zeros(logits.rows(), groups);
+    let mut a = vec![0.0f64; group_size];
+    for ((o, y), x) in out
+        .as_mut_slice()
+        .iter_mut()
+        .zip(sample.as_slice().chunks_exact(group_size))
+        .zip(logits.as_slice().chunks_exact(group_size))
+    {
+        let mut linear = 0.0;
+        for i in 0..group_size {
+            let (xi, ln_y) = (x[i].to_f64(), y[i].to_f64().ln());
+            linear += xi - (temperature + 1.0) * ln_y;
+            a[i] = xi - temperature * ln_y;
+        }
+        *o = T::from_f64(constant + linear - k * logsumexp(&a));
+    }
+    Ok(out)
+}
+
+/// Log-density of the logit-space relaxed Bernoulli sample `z = (x + l)/tau`
+/// (`l` logistic): `ln tau + d - 2 softplus(d)`, `d = x - tau z`, elementwise.
+pub fn logit_relaxed_bernoulli_log_density<T: Float>(
+    logit_sample: &Tensor<T>,
+    logits: &Tensor<T>,
+    temperature: f64,
+) -> Result<Tensor<T>> {
+    let op = "logit_relaxed_bernoulli_log_density";
+    check_inputs(op, logit_sample, logits, temperature, 1)?;
+    logit_sample.check_finite(&format!("{op} sample"))?;
+    Ok(Tensor::from_vec(
+        logits.rows(),
+        logits.cols(),
+        logit_sample
+            .as_slice()
+            .iter()
+            .zip(logits.as_slice())
+            .map(|(&z, &x)| {
+                let d = x.to_f64() - temperature * z.to_f64();
+                T::from_f64(temperature.ln() + d - 2.0 * softplus(d))
+            })
+            .collect(),
+    )
+    .expect("same shape"))
+}
+
+/// Log-density of the relaxed Bernoulli sample `y = sigmoid((x + l)/tau)` in `(0, 1)`,
+/// elementwise: the logit-space density at `ln y - ln(1-y)` minus `ln y + ln(1 - y)`.
+/// Every `y` must lie strictly inside `(0, 1)`.
+pub fn relaxed_bernoulli_log_density<T: Float>(
+    sample: &Tensor<T>,
+    logits: &Tensor<T>,
+    temperature: f64,
+) -> Result<Tensor<T>> {
+    let op = "relaxed_bernoulli_log_density";
+    check_inputs(op, sample, logits, temperature, 1)?;
+    if let Some(bad) = sample
+        .as_slice()
+        .iter()
+        .find(|y| !(y.to_f64() > 0.0 && y.to_f64() < 1.0))
+    {
+        return Err(Error::invalid_argument(
+            op,
+            format!("sample values must lie in (0, 1), got {bad}"),
+        ));
+    }
+    Ok(Tensor::from_vec(
+        logits.rows(),
+        logits.cols(),
+        sample
+            .as_slice()
+            .iter()
+            .zip(logits.as_slice())
+            .map(|(&y, &x)| {
+                let y = y.to_f64();
+                let (ln_y, ln_1my) = (y.ln(), (-y).ln_1p());
+                let d = x.to_f64() - temperature * (ln_y - ln_1my);
+                T::from_f64(temperature.ln() + d - 2.0 * softplus(d) - ln_y - ln_1my)
+            })
+            .collect(),
+    )
+    .expect("same shape"))
+}
+
+/// The ExpConcrete log-density on the tape, summed over the `N` groups of each row:
+/// `[rows, 1]`, differentiable in the logits and in the log-sample.
+///
+/// `N (ln Gamma(K) + (K-1) ln tau) + sum_groups sum_i log_softmax(x - tau s)_i`.
+/// Use it for a Monte Carlo relaxed KL, `ln q(s) - ln p(s)` at an
+/// [`exp_concrete`](super::exp_concrete) sample `s`.
+pub fn exp_concrete_log_density_var<'t, T: Float>(
+    log_sample: Var<'t, T>,
+    logits: Var<'t, T>,
+    temperature: f64,
+    group_size: usize,
+) -> Var<'t, T> {
+    let op = "exp_concrete_log_density_var";
+    if let Err(error) = check_temperature(op, temperature) {
+        return super::fail(logits.tape(), error);
+    }
+    let groups = logits.shape().cols.checked_div(group_size).unwrap_or(0);
+    let constant = groups as f64
+        * (ln_gamma_of_classes(group_size) + (group_size as f64 - 1.0) * temperature.ln());
+    (logits - log_sample * T::from_f64(temperature))
+        .log_softmax(group_size)
+        .sum_cols()
+        + T::from_f64(constant)
+}
