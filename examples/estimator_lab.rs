@@ -15,6 +15,10 @@
 //!   non-quadratic cost `exp(<w, z>) + <u, z>^2`; the exact gradient enumerates all
 //!   `K^N` configurations (`estimators::exact`). The table reports the logit with the
 //!   largest exact gradient; the unbiasedness check uses every logit.
+//! - `binary units N=4`: independent Bernoulli units (`group_size = 1`, samples of zeros
+//!   and ones) with the same kind of cost, exact by enumeration of the `2^4`
+//!   configurations; here the relaxations are the Bernoulli ones (relaxed Bernoulli,
+//!   ST Bernoulli, slope-annealed ST).
 //!
 //! Each estimator gives `calls x batch` single-sample estimates (VIMCO: one estimate per
 //! example from its `m = 4` samples). `std` is the standard deviation of single
@@ -50,6 +54,8 @@ struct Problem {
 }
 
 enum Cost {
+    /// `exp(<w, b>) + <u, b>^2` on binary units `b`.
+    Binary { w: Vec<f64>, u: Vec<f64> },
     /// `(z_1 - target)^2` on a 2-class one-hot `[1 - b, b]`.
     Toy { target: f64 },
     /// `exp(<w, z>) + <u, z>^2`.
@@ -98,6 +104,34 @@ impl Problem {
         })
     }
 
+    /// Independent Bernoulli units (`group_size = 1`), exact by `exact::bernoulli`.
+    fn binary(units: usize, seed: u64) -> gumbelgrad::Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut draw = |scale: f64| {
+            Tensor::<f64>::random_uniform(1, units, -scale, scale, &mut rng)
+                .as_slice()
+                .to_vec()
+        };
+        let (logits, w, u) = (draw(1.5), draw(0.8), draw(1.0));
+        let f = |b: &[f64]| {
+            let a: f64 = b.iter().zip(&w).map(|(b, w)| b * w).sum();
+            let c: f64 = b.iter().zip(&u).map(|(b, u)| b * u).sum();
+            a.exp() + c * c
+        };
+        let exact = exact::bernoulli(&logits, f)?.gradient;
+        let report = (0..units)
+            .max_by(|&i, &j| exact[i].abs().total_cmp(&exact[j].abs()))
+            .unwrap_or(0);
+        Ok(Problem {
+            name: format!("binary units N={units}"),
+            logits,
+            group_size: 1,
+            cost: Cost::Binary { w, u },
+            exact,
+            report,
+        })
+    }
+
     fn cost<'t>(&self, z: Var<'t, f64>) -> Var<'t, f64> {
         let tape = z.tape();
         match &self.cost {
@@ -105,7 +139,7 @@ impl Problem {
                 let pick = tape.constant(&Tensor::from_vec(2, 1, vec![0.0, 1.0]).expect("2x1"));
                 (z.matmul(pick) - *target).square()
             }
-            Cost::Smooth { w, u } => {
+            Cost::Smooth { w, u } | Cost::Binary { w, u } => {
                 let n = w.len();
                 let w = tape.constant(&Tensor::from_slice(n, 1, w).expect("n x 1"));
                 let u = tape.constant(&Tensor::from_slice(n, 1, u).expect("n x 1"));
@@ -188,8 +222,9 @@ fn measure(
     })
 }
 
-/// The estimators of the table: a label and a fresh estimator.
-fn roster() -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
+/// The estimators of the table: a label and a fresh estimator. Binary units
+/// (`group_size = 1`) get the Bernoulli relaxations instead of the categorical ones.
+fn roster(binary: bool) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
     let mut list = vec![
         (
             "reinforce".to_string(),
@@ -206,6 +241,20 @@ fn roster() -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
         ("relax".to_string(), Estimator::relax(0.5)?),
         ("darn".to_string(), Estimator::darn()),
     ];
+    if binary {
+        for tau in [0.1, 0.5, 1.0, 2.0] {
+            list.push((
+                format!("relaxed-bernoulli(tau={tau})"),
+                Estimator::relaxed_bernoulli(tau)?,
+            ));
+        }
+        list.push(("st-bernoulli".to_string(), Estimator::st_bernoulli()?));
+        list.push((
+            "slope-annealed-st(slope=1)".to_string(),
+            Estimator::slope_annealed_st(1.0)?,
+        ));
+        return Ok(list);
+    }
     for tau in [0.1, 0.5, 1.0, 2.0] {
         list.push((
             format!("gumbel-softmax(tau={tau})"),
@@ -519,10 +568,12 @@ fn run() -> gumbelgrad::Result<()> {
         Problem::toy(0.499),
         Problem::categorical(4, 2, 12)?,
         Problem::categorical(10, 3, 15)?,
+        Problem::binary(4, 16)?,
     ];
     let mut rows = Vec::new();
     for (p, problem) in problems.iter().enumerate() {
-        for (e, (label, mut estimator)) in roster()?.into_iter().enumerate() {
+        for (e, (label, mut estimator)) in roster(problem.group_size == 1)?.into_iter().enumerate()
+        {
             let m = measure(
                 problem,
                 &mut estimator,

@@ -67,6 +67,11 @@ impl<T: Float> GradientEstimator<T> for Darn {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
+        if group_size == 1 {
+            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
+                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
+            });
+        }
         let values = match read_logits(logits, group_size, "darn") {
             Ok(values) => values,
             Err(poisoned) => return poisoned,

@@ -38,9 +38,14 @@
 //! calls `estimate` before the final `backward`).
 //!
 //! # Bernoulli latents
-//! A Bernoulli variable `b ~ Bernoulli(sigmoid(phi))` is run here as a `K = 2`
-//! categorical with logits `[0, phi]`: `P(class 1) = e^phi / (1 + e^phi) = sigmoid(phi)`,
-//! the one-hot sample is `[1 - b, b]`, and the gradient for `phi` is the second logit's.
+//! A Bernoulli variable `b ~ Bernoulli(sigmoid(phi))` is a `K = 2` categorical with
+//! logits `[0, phi]`: `P(class 1) = e^phi / (1 + e^phi) = sigmoid(phi)`, the one-hot
+//! sample is `[1 - b, b]`, and the gradient for `phi` is the second logit's. Every
+//! estimator here accepts **`group_size = 1`** (the crate's convention for independent
+//! binary units, `logits [batch, N]`, samples of zeros and ones) and runs exactly this:
+//! the logits are spread to `[0, phi_n]` pairs by a constant matrix product on the tape,
+//! the two-class estimator runs, and the cost and the returned sample see only the
+//! `b` column of each pair, so the gradient flows back to `phi` through the product.
 //! For REBAR and RELAX the `K = 2` categorical relaxation `softmax((logits + g)/tau)` is
 //! the binary Concrete `sigmoid((phi + logistic noise)/tau)` in distribution, because the
 //! difference of two Gumbels is logistic; so nothing is lost.
@@ -112,6 +117,42 @@ pub(crate) fn sample_one_hot(
     noise::sample_categorical(&repeated, group_size, rng)
         .expect("group size checked by read_logits")
         .one_hot
+}
+
+/// Runs a categorical estimator on binary units (`group_size = 1`, `logits [B, N]`):
+/// the pairs `[0, phi_n]` are `logits.matmul(spread)` with the constant `spread [N, 2N]`
+/// (`spread[n, 2n+1] = 1`), the cost and the returned sample see `z.matmul(pick)` with
+/// `pick [2N, N]` (`pick[2n+1, n] = 1`), i.e. the `b` entry of each one-hot pair.
+pub(crate) fn bernoulli_as_categorical<'t, T: Float>(
+    logits: Var<'t, T>,
+    cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+    rng: &mut dyn RngCore,
+    categorical: impl FnOnce(
+        Var<'t, T>,
+        &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        &mut dyn RngCore,
+    ) -> Estimate<'t, T>,
+) -> Estimate<'t, T> {
+    if logits.is_poisoned() {
+        return poisoned_estimate(logits);
+    }
+    let n = logits.shape().cols;
+    let mut spread = vec![0.0; n * 2 * n];
+    let mut pick = vec![0.0; 2 * n * n];
+    for i in 0..n {
+        spread[i * 2 * n + 2 * i + 1] = 1.0;
+        pick[(2 * i + 1) * n + i] = 1.0;
+    }
+    let spread = constant_from(logits, n, 2 * n, spread);
+    let pick = constant_from(logits, 2 * n, n, pick);
+    let pairs = logits.matmul(spread);
+    let mut on_bits = |z: Var<'t, T>| cost(z.matmul(pick));
+    let inner = categorical(pairs, &mut on_bits, rng);
+    Estimate {
+        sample: inner.sample.matmul(pick),
+        cost: inner.cost,
+        loss: inner.loss,
+    }
 }
 
 /// The logits as `f64`, after checking that `group_size` divides their columns.

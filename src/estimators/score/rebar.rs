@@ -335,6 +335,11 @@ impl<T: Float> GradientEstimator<T> for Rebar {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
+        if group_size == 1 {
+            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
+                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
+            });
+        }
         let values = match read_logits(logits, group_size, "rebar") {
             Ok(values) => values,
             Err(poisoned) => return poisoned,

@@ -83,6 +83,11 @@ impl<T: Float> GradientEstimator<T> for Vimco {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
+        if group_size == 1 {
+            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
+                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
+            });
+        }
         let values = match read_logits(logits, group_size, "vimco") {
             Ok(values) => values,
             Err(poisoned) => return poisoned,
