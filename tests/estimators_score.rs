@@ -888,3 +888,59 @@ fn every_score_estimator_handles_binary_units() {
         "DARN(1/2) worst |mean - exact| / SE = {worst}"
     );
 }
+
+/// Logits of +-1e4, in f32 and f64: finite samples, costs and gradients for every
+/// score estimator, categorical and binary.
+#[test]
+fn extreme_logits_stay_finite_in_f32_and_f64() {
+    use gumbelgrad::Float;
+    use gumbelgrad::estimators::Estimator;
+    fn run<T: Float>(name: &str, group_size: usize) {
+        let mut rng = StdRng::seed_from_u64(77);
+        let mut estimator = Estimator::<T>::from_name(name, 0.5).unwrap();
+        let tape = Tape::<T>::new();
+        let values: Vec<T> = [1e4, -1e4, 0.0, -1e4, 1e4, 3.0]
+            .iter()
+            .map(|&x| T::from_f64(x))
+            .collect();
+        let logits = tape.variable(&Tensor::from_vec(2, 3, values).unwrap());
+        let weights: Vec<T> = [0.5, -1.0, 2.0].iter().map(|&x| T::from_f64(x)).collect();
+        let weights = tape.constant(&Tensor::from_vec(3, 1, weights).unwrap());
+        let estimate = estimator.estimate(
+            logits,
+            group_size,
+            &mut |z| z.matmul(weights).exp(),
+            &mut rng,
+        );
+        tape.backward(estimate.loss).unwrap();
+        assert!(
+            estimate.sample.value().unwrap().all_finite(),
+            "{name} {}",
+            T::NAME
+        );
+        assert!(
+            estimate.loss.value().unwrap().all_finite(),
+            "{name} {}",
+            T::NAME
+        );
+        assert!(
+            logits.grad().unwrap().all_finite(),
+            "{name} {} gradient",
+            T::NAME
+        );
+    }
+    for name in [
+        "reinforce",
+        "nvil",
+        "muprop",
+        "darn",
+        "vimco",
+        "rebar",
+        "relax",
+    ] {
+        for group_size in [3, 1] {
+            run::<f64>(name, group_size);
+            run::<f32>(name, group_size);
+        }
+    }
+}
