@@ -283,9 +283,8 @@ impl<T: Float> Op<T> for ExpConcrete<T> {
                 .zip(grad_output.as_slice().chunks_exact(k))
             {
                 let total: T = go.iter().copied().sum();
-                for i in 0..k {
-                    *gx.get_mut(i).expect("group") +=
-                        inverse_tau * (go[i] - log_y[i].exp() * total);
+                for ((gxi, &goi), &log_yi) in gx.iter_mut().zip(go).zip(log_y) {
+                    *gxi += inverse_tau * (goi - log_yi.exp() * total);
                 }
             }
         }
