@@ -944,3 +944,61 @@ fn extreme_logits_stay_finite_in_f32_and_f64() {
         }
     }
 }
+
+/// VIMCO on the m-sample bound `E[-log (1/m) sum_j exp(-(b_j - a)^2)]` of the Bernoulli
+/// toy (m = 3, logits `[0, phi]`): both the logit gradient (score part with
+/// leave-one-out baselines) and the gradient in the cost's own parameter `a` (the
+/// importance-weighted pathwise part) agree with enumeration of all 2^3 sample triples.
+#[test]
+fn vimco_bound_is_unbiased_for_the_multi_sample_bound() {
+    let (phi, a, m) = (0.4f64, 0.45f64, 3usize);
+    let theta = sigmoid(phi);
+    let (mut exact_phi, mut exact_a) = (0.0, 0.0);
+    for bits in 0..(1usize << m) {
+        let b: Vec<f64> = (0..m).map(|j| ((bits >> j) & 1) as f64).collect();
+        let p: f64 = b
+            .iter()
+            .map(|&x| if x == 1.0 { theta } else { 1.0 - theta })
+            .product();
+        let w: Vec<f64> = b.iter().map(|x| -(x - a).powi(2)).collect();
+        let total: f64 = w.iter().map(|x| x.exp()).sum();
+        let bound = -(total / m as f64).ln();
+        exact_phi += p * bound * b.iter().map(|x| x - theta).sum::<f64>();
+        exact_a += p * w
+            .iter()
+            .zip(&b)
+            .map(|(w, x)| w.exp() / total * 2.0 * (a - x))
+            .sum::<f64>();
+    }
+    let mut rng = StdRng::seed_from_u64(1400);
+    let mut estimator = Vimco::log_mean_exp(m);
+    let (mut by_phi, mut by_a) = (Vec::new(), Vec::new());
+    let batch = 200;
+    for _ in 0..50 {
+        let tape = Tape::<f64>::new();
+        let logits = tape.variable(&Tensor::from_vec(batch, 2, [0.0, phi].repeat(batch)).unwrap());
+        // One copy of `a` per example so its per-example gradient can be read off.
+        let a_var = tape.variable(&Tensor::full(batch, 1, a));
+        let mut select = Tensor::zeros(batch * m, batch);
+        for r in 0..batch * m {
+            select.set(r, r / m, 1.0);
+        }
+        let select = tape.constant(&select);
+        let pick = tape.constant(&Tensor::from_vec(2, 1, vec![0.0, 1.0]).unwrap());
+        let estimate = estimator.estimate(
+            logits,
+            2,
+            &mut |z| (z.matmul(pick) - select.matmul(a_var)).square(),
+            &mut rng,
+        );
+        assert_eq!(estimate.cost.shape(), gumbelgrad::Shape::new(batch, 1));
+        tape.backward(estimate.loss).unwrap();
+        let (gl, ga) = (logits.grad().unwrap(), a_var.grad().unwrap());
+        for r in 0..batch {
+            by_phi.push(gl.get(r, 1) * batch as f64);
+            by_a.push(ga.get(r, 0) * batch as f64);
+        }
+    }
+    assert_unbiased("vimco-bound (phi)", &by_phi, exact_phi);
+    assert_unbiased("vimco-bound (a)", &by_a, exact_a);
+}

@@ -76,7 +76,7 @@ pub use reinforce::Reinforce;
 pub use relax::{Relax, Surrogate};
 
 pub use score_function::{LogProb, ScoreFunction, log_prob, score_function_term};
-pub use vimco::Vimco;
+pub use vimco::{Vimco, VimcoObjective};
 
 use rand::RngCore;
 
