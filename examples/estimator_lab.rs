@@ -19,6 +19,9 @@
 //!   and ones) with the same kind of cost, exact by enumeration of the `2^4`
 //!   configurations; here the relaxations are the Bernoulli ones (relaxed Bernoulli,
 //!   ST Bernoulli, slope-annealed ST).
+//! - `bernoulli bound m=4 t=0.45`: VIMCO's own objective, the 4-sample bound
+//!   `E[-log (1/4) sum_j exp(-(b_j - t)^2)]` of the toy, exact by enumerating the `2^4`
+//!   sample tuples; only `vimco-bound` runs on it.
 //!
 //! Each estimator gives `calls x batch` single-sample estimates (VIMCO: one estimate per
 //! example from its `m = 4` samples). `std` is the standard deviation of single
@@ -51,6 +54,19 @@ struct Problem {
     exact: Vec<f64>,
     /// The logit reported in the table.
     report: usize,
+    /// Which estimators the problem is for.
+    kind: Kind,
+}
+
+/// Which roster a problem gets.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// `E[f]` over categorical groups: everything but the Bernoulli relaxations.
+    Categorical,
+    /// `E[f]` over binary units: everything but the categorical relaxations.
+    Binary,
+    /// The `m`-sample bound: VIMCO on the bound only.
+    Bound,
 }
 
 enum Cost {
@@ -73,6 +89,32 @@ impl Problem {
             cost: Cost::Toy { target },
             exact: vec![-d, d],
             report: 1,
+            kind: Kind::Categorical,
+        }
+    }
+
+    /// The toy's `m`-sample bound `E[-log (1/m) sum_j exp(-(b_j - t)^2)]` at `phi = 0`,
+    /// exact by enumerating all `2^m` sample tuples.
+    fn toy_bound(target: f64, m: usize) -> Self {
+        let theta: f64 = 0.5;
+        let mut d = 0.0;
+        for bits in 0..(1usize << m) {
+            let b: Vec<f64> = (0..m).map(|j| ((bits >> j) & 1) as f64).collect();
+            let p: f64 = b
+                .iter()
+                .map(|&x| if x == 1.0 { theta } else { 1.0 - theta })
+                .product();
+            let mean: f64 = b.iter().map(|x| (-(x - target).powi(2)).exp()).sum::<f64>() / m as f64;
+            d += p * (-mean.ln()) * b.iter().map(|x| x - theta).sum::<f64>();
+        }
+        Problem {
+            name: format!("bernoulli bound m={m} t={target}"),
+            logits: vec![0.0, 0.0],
+            group_size: 2,
+            cost: Cost::Toy { target },
+            exact: vec![-d, d],
+            report: 1,
+            kind: Kind::Bound,
         }
     }
 
@@ -101,6 +143,7 @@ impl Problem {
             cost: Cost::Smooth { w, u },
             exact,
             report,
+            kind: Kind::Categorical,
         })
     }
 
@@ -129,6 +172,7 @@ impl Problem {
             cost: Cost::Binary { w, u },
             exact,
             report,
+            kind: Kind::Binary,
         })
     }
 
@@ -224,7 +268,14 @@ fn measure(
 
 /// The estimators of the table: a label and a fresh estimator. Binary units
 /// (`group_size = 1`) get the Bernoulli relaxations instead of the categorical ones.
-fn roster(binary: bool) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
+fn roster(kind: Kind) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
+    if kind == Kind::Bound {
+        return Ok(vec![(
+            "vimco-bound(m=4)".to_string(),
+            Estimator::from_name("vimco-bound", 1.0)?,
+        )]);
+    }
+    let binary = kind == Kind::Binary;
     let mut list = vec![
         (
             "reinforce".to_string(),
@@ -569,11 +620,11 @@ fn run() -> gumbelgrad::Result<()> {
         Problem::categorical(4, 2, 12)?,
         Problem::categorical(10, 3, 15)?,
         Problem::binary(4, 16)?,
+        Problem::toy_bound(0.45, 4),
     ];
     let mut rows = Vec::new();
     for (p, problem) in problems.iter().enumerate() {
-        for (e, (label, mut estimator)) in roster(problem.group_size == 1)?.into_iter().enumerate()
-        {
+        for (e, (label, mut estimator)) in roster(problem.kind)?.into_iter().enumerate() {
             let m = measure(
                 problem,
                 &mut estimator,

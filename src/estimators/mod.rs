@@ -282,7 +282,8 @@ pub enum Estimator<T: Float> {
     MuProp(score::MuProp),
     /// DARN: Taylor baseline without the correction, biased.
     Darn(score::Darn),
-    /// VIMCO-style leave-one-out baselines over `m` samples per example, unbiased.
+    /// VIMCO-style leave-one-out baselines over `m` samples per example, unbiased (for
+    /// `E[f]`, or for the `m`-sample bound with [`score::VimcoObjective::LogMeanExp`]).
     Vimco(score::Vimco),
     /// REBAR: Gumbel-Softmax control variate with conditional noise, unbiased.
     Rebar(score::Rebar),
@@ -305,6 +306,7 @@ pub const ESTIMATOR_NAMES: &[&str] = &[
     "muprop",
     "darn",
     "vimco",
+    "vimco-bound",
     "rebar",
     "relax",
 ];
@@ -413,6 +415,7 @@ impl<T: Float> Estimator<T> {
             "muprop" => Ok(Self::muprop()),
             "darn" => Ok(Self::darn()),
             "vimco" => Ok(Self::vimco(4)),
+            "vimco-bound" => Ok(Estimator::Vimco(score::Vimco::log_mean_exp(4))),
             "rebar" => Self::rebar(temperature),
             "relax" => Self::relax(temperature),
             other => Err(Error::invalid_argument(
