@@ -726,6 +726,7 @@ fn score_estimators_through_the_enum() {
         ("muprop", true, 2),
         ("darn", false, 2),
         ("vimco", true, 1),
+        ("vimco-bound", true, 1),
         ("rebar", true, 7),
         ("relax", true, 7),
     ] {
