@@ -73,6 +73,8 @@ pub use straight_through::{
 };
 pub use temperature::{LearnableTemperature, TemperatureSchedule};
 
+pub mod score;
+
 use rand::RngCore;
 
 use crate::error::{Error, Result};
@@ -272,8 +274,21 @@ pub enum Estimator<T: Float> {
     StBernoulli(BernoulliEstimator<T>),
     /// Slope-annealed straight-through, Chung et al. 2016 (binary units).
     SlopeAnnealedSt(BernoulliEstimator<T>),
-    // ---- score-function family (est-score): Reinforce, Nvil, MuProp, Darn, Vimco,
-    // ---- Rebar, Relax variants go here, each wrapping its estimator struct.
+    /// REINFORCE with a baseline (none, moving average, learned), unbiased (§3.2).
+    Reinforce(score::Reinforce),
+    /// NVIL: REINFORCE with moving average, learned baseline and variance normalisation.
+    Nvil(score::Reinforce),
+    /// MuProp: Taylor baseline at the mean with its analytic correction, unbiased.
+    MuProp(score::MuProp),
+    /// DARN: Taylor baseline without the correction, biased.
+    Darn(score::Darn),
+    /// VIMCO-style leave-one-out baselines over `m` samples per example, unbiased (for
+    /// `E[f]`, or for the `m`-sample bound with [`score::VimcoObjective::LogMeanExp`]).
+    Vimco(score::Vimco),
+    /// REBAR: Gumbel-Softmax control variate with conditional noise, unbiased.
+    Rebar(score::Rebar),
+    /// RELAX: REBAR plus a learned surrogate network, unbiased.
+    Relax(score::Relax),
 }
 
 /// The names [`Estimator::from_name`] accepts, in table order.
@@ -285,6 +300,15 @@ pub const ESTIMATOR_NAMES: &[&str] = &[
     "relaxed-bernoulli",
     "st-bernoulli",
     "slope-annealed-st",
+    "reinforce",
+    "reinforce-ema",
+    "nvil",
+    "muprop",
+    "darn",
+    "vimco",
+    "vimco-bound",
+    "rebar",
+    "relax",
 ];
 
 impl<T: Float> Estimator<T> {
@@ -337,6 +361,36 @@ impl<T: Float> Estimator<T> {
         )?))
     }
 
+    /// REINFORCE with the given baseline.
+    pub fn reinforce(baseline: score::Baseline) -> Self {
+        Estimator::Reinforce(score::Reinforce::new(baseline))
+    }
+    /// NVIL with its defaults (see [`score::Reinforce::nvil`]).
+    pub fn nvil() -> Self {
+        Estimator::Nvil(score::Reinforce::nvil())
+    }
+    /// MuProp.
+    pub fn muprop() -> Self {
+        Estimator::MuProp(score::MuProp::new())
+    }
+    /// DARN expanding around the mean.
+    pub fn darn() -> Self {
+        Estimator::Darn(score::Darn::default())
+    }
+    /// VIMCO with `num_samples` samples per example (see [`score::Vimco`] for the
+    /// batch layout the cost then receives).
+    pub fn vimco(num_samples: usize) -> Self {
+        Estimator::Vimco(score::Vimco::new(num_samples))
+    }
+    /// REBAR starting at `eta = 1` and `temperature`, tuned by its variance.
+    pub fn rebar(temperature: f64) -> Result<Self> {
+        Ok(Estimator::Rebar(score::Rebar::new(1.0, temperature)?))
+    }
+    /// RELAX starting at `eta = 1` and `temperature`, with a 10-unit surrogate.
+    pub fn relax(temperature: f64) -> Result<Self> {
+        Ok(Estimator::Relax(score::Relax::new(1.0, temperature, 10)?))
+    }
+
     /// Builds an estimator from its name (as in tables and on command lines: see
     /// [`ESTIMATOR_NAMES`]); `temperature` is used by the estimators that have one
     /// (slope-annealed ST starts at `slope = 1/temperature`).
@@ -353,6 +407,17 @@ impl<T: Float> Estimator<T> {
                 crate::error::check_temperature("Estimator::from_name", temperature)?;
                 Self::slope_annealed_st(1.0 / temperature)
             }
+            "reinforce" | "sf" | "score-function" => Ok(Self::reinforce(score::Baseline::None)),
+            "reinforce-ema" => Ok(Self::reinforce(score::Baseline::MovingAverage {
+                decay: 0.8,
+            })),
+            "nvil" => Ok(Self::nvil()),
+            "muprop" => Ok(Self::muprop()),
+            "darn" => Ok(Self::darn()),
+            "vimco" => Ok(Self::vimco(4)),
+            "vimco-bound" => Ok(Estimator::Vimco(score::Vimco::log_mean_exp(4))),
+            "rebar" => Self::rebar(temperature),
+            "relax" => Self::relax(temperature),
             other => Err(Error::invalid_argument(
                 "Estimator::from_name",
                 format!(
@@ -373,6 +438,13 @@ impl<T: Float> Estimator<T> {
             Estimator::RelaxedBernoulli(e)
             | Estimator::StBernoulli(e)
             | Estimator::SlopeAnnealedSt(e) => e.temperature(),
+            Estimator::Rebar(e) => Some(e.temperature()),
+            Estimator::Relax(e) => Some(e.temperature()),
+            Estimator::Reinforce(_)
+            | Estimator::Nvil(_)
+            | Estimator::MuProp(_)
+            | Estimator::Darn(_)
+            | Estimator::Vimco(_) => None,
         }
     }
 
@@ -388,6 +460,13 @@ impl<T: Float> Estimator<T> {
             Estimator::RelaxedBernoulli(e)
             | Estimator::StBernoulli(e)
             | Estimator::SlopeAnnealedSt(e) => e.set_temperature(temperature),
+            Estimator::Rebar(e) => e.set_temperature(temperature),
+            Estimator::Relax(e) => e.set_temperature(temperature),
+            Estimator::Reinforce(_)
+            | Estimator::Nvil(_)
+            | Estimator::MuProp(_)
+            | Estimator::Darn(_)
+            | Estimator::Vimco(_) => Ok(()),
         }
     }
 
@@ -400,6 +479,12 @@ impl<T: Float> Estimator<T> {
             Estimator::RelaxedBernoulli(e)
             | Estimator::StBernoulli(e)
             | Estimator::SlopeAnnealedSt(e) => e,
+            Estimator::Reinforce(e) | Estimator::Nvil(e) => e,
+            Estimator::MuProp(e) => e,
+            Estimator::Darn(e) => e,
+            Estimator::Vimco(e) => e,
+            Estimator::Rebar(e) => e,
+            Estimator::Relax(e) => e,
         }
     }
 
@@ -412,6 +497,12 @@ impl<T: Float> Estimator<T> {
             Estimator::RelaxedBernoulli(e)
             | Estimator::StBernoulli(e)
             | Estimator::SlopeAnnealedSt(e) => e,
+            Estimator::Reinforce(e) | Estimator::Nvil(e) => e,
+            Estimator::MuProp(e) => e,
+            Estimator::Darn(e) => e,
+            Estimator::Vimco(e) => e,
+            Estimator::Rebar(e) => e,
+            Estimator::Relax(e) => e,
         }
     }
 }

@@ -1,0 +1,202 @@
+//! Baselines for the score-function estimator, and NVIL's variance normalisation.
+//!
+//! Subtracting a baseline `b` from the cost leaves REINFORCE unbiased as long as `b`
+//! does not depend on the sample `z` it multiplies:
+//! `E[b d log q(z)] = b d/d logits sum_z q(z) = b d/d logits 1 = 0`. All three
+//! baselines here are computed *before* the current sample's cost is seen (from past
+//! costs and from the logits), and updated only afterwards, so they keep the estimator
+//! exactly unbiased at every step. A good baseline is close to `E[f(z)]`, which
+//! shrinks the learning signal `f(z) - b` and with it the variance.
+//!
+//! Constants follow NVIL (Mnih and Gregor, 2014, appendix) as implemented in
+//! beam2d/sbn: decay `alpha = 0.8`.
+
+use rand::RngCore;
+
+use super::adam::Adam;
+use crate::tape::Tape;
+use crate::tensor::Tensor;
+
+/// Which baseline a [`Reinforce`](super::Reinforce) estimator subtracts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Baseline {
+    /// Plain REINFORCE: the signal is the cost itself.
+    None,
+    /// An exponential moving average of past mean costs: `c <- decay c + (1 - decay) mean(f)`.
+    MovingAverage {
+        /// Weight on the old value (NVIL: 0.8).
+        decay: f64,
+    },
+    /// NVIL's baseline: a moving average `c` plus a learned input-dependent network
+    /// `b_psi` fitted to the centred cost `f - c`.
+    Learned {
+        /// Decay of the moving average (NVIL: 0.8).
+        decay: f64,
+        /// Hidden units of the one-hidden-layer tanh network.
+        hidden: usize,
+        /// Adam learning rate for the network.
+        learning_rate: f64,
+    },
+}
+
+/// An exponential moving average `c <- decay c + (1 - decay) x`, starting at 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MovingAverage {
+    /// Weight on the old value.
+    pub decay: f64,
+    /// The current average.
+    pub value: f64,
+}
+
+impl MovingAverage {
+    /// A moving average with the given decay, starting at 0.
+    pub fn new(decay: f64) -> Self {
+        MovingAverage { decay, value: 0.0 }
+    }
+
+    /// `c <- c + (1 - decay)(x - c)`.
+    pub fn update(&mut self, x: f64) {
+        if x.is_finite() {
+            self.value += (1.0 - self.decay) * (x - self.value);
+        }
+    }
+}
+
+/// NVIL's variance normalisation: divide the learning signal by `max(1, sqrt(v))`,
+/// with `v` a moving average of the signal's second moment.
+///
+/// `v <- v + (1 - decay)(mean_r signal_r^2 - v)`, where `signal = f - c - b_psi` is the
+/// centred signal *before* scaling. (beam2d/sbn averages the batch variance; the mean
+/// square about the baseline is used here so that a batch of one example works too.)
+/// The scale is fixed before the current sample is seen, so the estimator stays an
+/// unbiased estimate of `gradient / scale`: a per-step learning-rate change that keeps
+/// the step size steady when the cost's scale drifts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VarianceNormaliser {
+    /// Moving average of the squared signal.
+    pub variance: MovingAverage,
+}
+
+impl VarianceNormaliser {
+    /// A normaliser with the given decay (NVIL: 0.8), starting at `v = 0` (scale 1).
+    pub fn new(decay: f64) -> Self {
+        VarianceNormaliser {
+            variance: MovingAverage::new(decay),
+        }
+    }
+
+    /// The current divisor `max(1, sqrt(v))`.
+    pub fn scale(&self) -> f64 {
+        self.variance.value.max(0.0).sqrt().max(1.0)
+    }
+}
+
+/// NVIL's input-dependent baseline `b_psi(x)`: `w2 . tanh(W1 x + b1) + b2`.
+///
+/// The estimator sees only the logits, not the model's input, so the network's input
+/// `x` is the **detached logits** of the example: they are a function of the input (the
+/// encoder's output), which is all an input-dependent baseline needs, and detaching them
+/// keeps the baseline independent of the sample and out of the model's gradient.
+/// The network is fitted by one Adam step per call on `mean_r (f_r - c - b_psi(x_r))^2`
+/// on its own private tape, *after* its prediction has been used.
+#[derive(Debug, Clone)]
+pub struct LearnedBaseline {
+    hidden: usize,
+    learning_rate: f64,
+    input_dim: usize,
+    /// `W1 [D, H]`, `b1 [H]`, `w2 [H]`, `b2`, flattened; empty until first use.
+    params: Vec<f64>,
+    adam: Option<Adam>,
+}
+
+impl LearnedBaseline {
+    /// A network with `hidden` tanh units trained by Adam at `learning_rate`.
+    pub fn new(hidden: usize, learning_rate: f64) -> Self {
+        LearnedBaseline {
+            hidden: hidden.max(1),
+            learning_rate,
+            input_dim: 0,
+            params: Vec::new(),
+            adam: None,
+        }
+    }
+
+    /// The current parameters, flattened as `W1, b1, w2, b2` (empty before first use).
+    pub fn parameters(&self) -> &[f64] {
+        &self.params
+    }
+
+    fn ensure_initialised(&mut self, input_dim: usize, rng: &mut dyn RngCore) {
+        if self.input_dim == input_dim && !self.params.is_empty() {
+            return;
+        }
+        let h = self.hidden;
+        let bound = 1.0 / (input_dim as f64).sqrt();
+        let w1 = Tensor::<f64>::random_uniform(input_dim, h, -bound, bound, rng);
+        let w2 = Tensor::<f64>::random_uniform(h, 1, -0.1, 0.1, rng);
+        self.input_dim = input_dim;
+        self.params = w1.as_slice().to_vec();
+        self.params.extend(std::iter::repeat_n(0.0, h));
+        self.params.extend_from_slice(w2.as_slice());
+        self.params.push(0.0);
+        self.adam = Some(Adam::new(self.learning_rate, self.params.len()));
+    }
+
+    /// Splits the flat parameters into tensors `W1 [D,H], b1 [1,H], w2 [H,1], b2 [1,1]`.
+    fn tensors(&self) -> [Tensor<f64>; 4] {
+        let (d, h) = (self.input_dim, self.hidden);
+        let p = &self.params;
+        [
+            Tensor::from_slice(d, h, &p[..d * h]).expect("sizes"),
+            Tensor::from_slice(1, h, &p[d * h..d * h + h]).expect("sizes"),
+            Tensor::from_slice(h, 1, &p[d * h + h..d * h + 2 * h]).expect("sizes"),
+            Tensor::from_slice(1, 1, &p[d * h + 2 * h..]).expect("sizes"),
+        ]
+    }
+
+    /// Predicts `b_psi(x_r)` for each row of `inputs [rows, D]`, then (if `targets` is
+    /// given) takes one Adam step on `mean_r (targets_r - b_psi(x_r))^2`. Returns the
+    /// predictions made *before* the step.
+    pub fn predict_and_fit(
+        &mut self,
+        inputs: &Tensor<f64>,
+        targets: Option<&[f64]>,
+        rng: &mut dyn RngCore,
+    ) -> Vec<f64> {
+        self.ensure_initialised(inputs.cols(), rng);
+        let tape = Tape::<f64>::new();
+        let [w1, b1, w2, b2] = self.tensors();
+        let (w1, b1, w2, b2) = (
+            tape.variable(&w1),
+            tape.variable(&b1),
+            tape.variable(&w2),
+            tape.variable(&b2),
+        );
+        let x = tape.constant(inputs);
+        let prediction = (x.matmul(w1) + b1).tanh().matmul(w2) + b2;
+        let predicted: Vec<f64> = prediction
+            .with_value(|t| t.as_slice().to_vec())
+            .unwrap_or_else(|_| vec![0.0; inputs.rows()]);
+        let Some(targets) = targets else {
+            return predicted;
+        };
+        let Ok(target) = Tensor::from_slice(inputs.rows(), 1, targets) else {
+            return predicted;
+        };
+        let target = tape.constant(&target);
+        let loss = (prediction - target).square().mean();
+        if tape.backward(loss).is_ok() {
+            let mut grads = Vec::with_capacity(self.params.len());
+            for v in [w1, b1, w2, b2] {
+                match v.grad() {
+                    Some(g) => grads.extend_from_slice(g.as_slice()),
+                    None => grads.extend(std::iter::repeat_n(0.0, v.shape().len())),
+                }
+            }
+            if let Some(adam) = &mut self.adam {
+                adam.step(&mut self.params, &grads);
+            }
+        }
+        predicted
+    }
+}

@@ -1,0 +1,94 @@
+//! DARN's estimator (Gregor et al., 2014, as described in Jang et al. §3.2): MuProp's
+//! Taylor baseline *without* the correction term. **Biased.**
+//!
+//! ```text
+//! g = (f(z) - f(z_bar) - <f'(z_bar), z - z_bar>) d log q(z)
+//! ```
+//!
+//! The baseline `b(z) = f(z_bar) + <f'(z_bar), z - z_bar>` depends on the sample `z`, so
+//! subtracting it changes the expectation by `-E[b(z) d log q(z)] = -<f'(z_bar), d E[z] / d logits>`,
+//! which DARN drops (MuProp adds it back). The bias is therefore exactly
+//! `-(d z_mean / d logits)^T f'(z_bar)`: zero only when `f'(z_bar)` is orthogonal to every
+//! direction the mean can move in. The variance is MuProp's score term alone, so it is
+//! the lowest of the family on smooth costs — the usual bias/variance trade.
+//!
+//! The expansion point is chosen by [`ExpansionPoint`]: the paper's `z_bar = 1/2` for
+//! Bernoulli units generalises to the uniform point `1/K`; the mean `softmax(logits)`
+//! is MuProp's point.
+
+use rand::RngCore;
+
+use super::muprop::taylor_parts;
+use super::{read_logits, score_function_term, softmax_f64};
+use crate::estimators::{Estimate, GradientEstimator};
+use crate::float::Float;
+use crate::tape::Var;
+
+/// Where DARN expands the cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpansionPoint {
+    /// The mean of the sample, `softmax(logits)` (as MuProp).
+    #[default]
+    Mean,
+    /// The centre of the simplex, `1/K` in every class (the paper's `1/2` for Bernoulli).
+    Uniform,
+}
+
+/// The biased DARN estimator: see the module documentation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Darn {
+    /// Where the cost is expanded.
+    pub expansion: ExpansionPoint,
+}
+
+impl Darn {
+    /// DARN expanding around the given point.
+    pub fn new(expansion: ExpansionPoint) -> Self {
+        Darn { expansion }
+    }
+}
+
+impl<T: Float> GradientEstimator<T> for Darn {
+    fn name(&self) -> &'static str {
+        match self.expansion {
+            ExpansionPoint::Mean => "darn",
+            ExpansionPoint::Uniform => "darn-uniform",
+        }
+    }
+
+    fn is_unbiased(&self) -> bool {
+        false
+    }
+
+    fn estimate<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        if group_size == 1 {
+            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
+                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
+            });
+        }
+        let values = match read_logits(logits, group_size, "darn") {
+            Ok(values) => values,
+            Err(poisoned) => return poisoned,
+        };
+        let point = match self.expansion {
+            ExpansionPoint::Mean => softmax_f64(values.as_slice(), group_size),
+            ExpansionPoint::Uniform => vec![1.0 / group_size as f64; values.len()],
+        };
+        let parts = match taylor_parts(logits, &values, point, group_size, cost, rng) {
+            Ok(parts) => parts,
+            Err(poisoned) => return poisoned,
+        };
+        let term = score_function_term(logits, parts.sample, parts.signal, group_size);
+        Estimate {
+            sample: parts.sample,
+            cost: parts.cost,
+            loss: (parts.cost + term).mean(),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! MuProp (Gu, Levine, Sutskever and Mnih, ICLR 2016): a first-order Taylor baseline
+//! around the mean-field point, with its analytic correction.
+//!
+//! Let `z_bar = E[z] = softmax(logits)` (per group) and expand the cost to first order:
+//! `b(z) = f(z_bar) + <f'(z_bar), z - z_bar>`. Subtracting it inside the score term and
+//! adding back its exact expectation,
+//!
+//! ```text
+//! g = (f(z) - f(z_bar) - <f'(z_bar), z - z_bar>) d log q(z)   +   f'(z_bar) d z_bar / d logits
+//!     \_____________ score term, small when f is smooth ____/     \___ mu_b: analytic ___/
+//! ```
+//!
+//! is **unbiased**: `E[b(z) d log q(z)] = <f'(z_bar), d E[z] / d logits>` because `b` is
+//! linear in `z` and `E[z] = z_bar` (the `f(z_bar) - <f', z_bar>` part is a constant
+//! baseline with zero mean). The variance is that of REINFORCE with the residual
+//! `f(z) - b(z)` in place of `f(z)`: small for nearly linear costs.
+//!
+//! Cost: the closure is called twice, at the sample and at `z_bar`; `f'(z_bar)` is read
+//! off by a backward pass from `sum_r f_r(z_bar_r)` to a leaf copy of `z_bar` (rows
+//! are separate because the cost is per example), and `mu_b` enters the loss as the
+//! zero-valued term `<f'(z_bar), z_bar(logits)> - stop_gradient(same)`, whose gradient
+//! is `f'(z_bar) d z_bar / d logits` (backpropagated through [`softmax`](super::softmax)).
+
+use rand::RngCore;
+
+use super::{
+    constant_from, poisoned_estimate, read_logits, sample_one_hot, score_function_term,
+    softmax_f64, values_f64,
+};
+use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
+use crate::float::Float;
+use crate::tape::Var;
+use crate::tensor::Tensor;
+
+/// The unbiased MuProp estimator. See the module documentation for the formula.
+///
+/// ```
+/// use gumbelgrad::{Tape, Tensor};
+/// use gumbelgrad::estimators::GradientEstimator;
+/// use gumbelgrad::estimators::score::MuProp;
+/// use rand::SeedableRng;
+///
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+/// let tape = Tape::<f64>::new();
+/// let logits = tape.variable(&Tensor::from_vec(1, 3, vec![0.2, -0.4, 1.0])?);
+/// let weights = tape.constant(&Tensor::from_vec(3, 1, vec![1.0, -1.0, 0.5])?);
+/// // The cost is called at the one-hot sample and at the mean softmax(logits).
+/// let estimate = MuProp::new().estimate(logits, 3, &mut |z| z.matmul(weights).exp(), &mut rng);
+/// tape.backward(estimate.loss)?;
+/// assert!(logits.grad().is_some());
+/// # Ok::<(), gumbelgrad::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MuProp;
+
+impl MuProp {
+    /// MuProp (no state).
+    pub fn new() -> Self {
+        MuProp
+    }
+}
+
+/// What the Taylor-baseline estimators share: the sample, its cost, and the learning
+/// signal `f(z) - f(z_bar) - <f'(z_bar), z - z_bar>` around the expansion point
+/// `z_bar`, plus `f'(z_bar)` itself.
+pub(crate) struct TaylorParts<'t, T: Float> {
+    pub(crate) sample: Var<'t, T>,
+    pub(crate) cost: Var<'t, T>,
+    pub(crate) signal: Var<'t, T>,
+    pub(crate) slope: Var<'t, T>,
+}
+
+/// Samples, evaluates the cost at the sample and at `expansion` (a `[rows, cols]`
+/// point), differentiates it there, and builds the Taylor-residual signal.
+pub(crate) fn taylor_parts<'t, T: Float>(
+    logits: Var<'t, T>,
+    values: &Tensor<f64>,
+    expansion: Vec<f64>,
+    group_size: usize,
+    cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+    rng: &mut dyn RngCore,
+) -> Result<TaylorParts<'t, T>, Estimate<'t, T>> {
+    let tape = logits.tape();
+    let (rows, cols) = (values.rows(), values.cols());
+    let sample_values = sample_one_hot(values, group_size, 1, rng).into_vec();
+    let sample = constant_from(logits, rows, cols, sample_values.clone());
+    let cost_at_sample = check_cost_shape(sample, cost(sample));
+
+    let point = Tensor::from_vec(rows, cols, expansion.clone())
+        .expect("sizes")
+        .cast::<T>();
+    let point = tape.variable(&point);
+    let cost_at_point = check_cost_shape(point, cost(point));
+    // f'(z_bar) for every row at once: the cost is per example, so d sum_r f_r / d z_bar
+    // has f_r'(z_bar_r) in row r. (An error here is already on the tape.)
+    let _ = tape.backward(cost_at_point.sum());
+    let slope = point
+        .grad()
+        .map(|g| {
+            g.as_slice()
+                .iter()
+                .map(|x| x.to_f64())
+                .collect::<Vec<f64>>()
+        })
+        .unwrap_or_else(|| vec![0.0; rows * cols]);
+
+    let f_sample = values_f64(cost_at_sample);
+    let f_point = values_f64(cost_at_point);
+    if f_sample.len() != rows || f_point.len() != rows || tape.check().is_err() {
+        return Err(poisoned_estimate(if cost_at_sample.is_poisoned() {
+            cost_at_sample
+        } else {
+            cost_at_point
+        }));
+    }
+    let signal: Vec<f64> = (0..rows)
+        .map(|r| {
+            let range = r * cols..(r + 1) * cols;
+            let linear: f64 = slope[range.clone()]
+                .iter()
+                .zip(&sample_values[range.clone()])
+                .zip(&expansion[range])
+                .map(|((s, z), p)| s * (z - p))
+                .sum();
+            f_sample[r] - f_point[r] - linear
+        })
+        .collect();
+    Ok(TaylorParts {
+        sample,
+        cost: cost_at_sample,
+        signal: constant_from(logits, rows, 1, signal),
+        slope: constant_from(logits, rows, cols, slope),
+    })
+}
+
+impl<T: Float> GradientEstimator<T> for MuProp {
+    fn name(&self) -> &'static str {
+        "muprop"
+    }
+
+    fn is_unbiased(&self) -> bool {
+        true
+    }
+
+    fn estimate<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        if group_size == 1 {
+            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
+                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
+            });
+        }
+        let values = match read_logits(logits, group_size, "muprop") {
+            Ok(values) => values,
+            Err(poisoned) => return poisoned,
+        };
+        let mean = softmax_f64(values.as_slice(), group_size);
+        let parts = match taylor_parts(logits, &values, mean, group_size, cost, rng) {
+            Ok(parts) => parts,
+            Err(poisoned) => return poisoned,
+        };
+        let term = score_function_term(logits, parts.sample, parts.signal, group_size);
+        // mu_b = f'(z_bar) d z_bar / d logits, as a zero-valued term.
+        let linear = (parts.slope * logits.softmax(group_size)).sum_cols();
+        let correction = linear - linear.detach();
+        Estimate {
+            sample: parts.sample,
+            cost: parts.cost,
+            loss: (parts.cost + term + correction).mean(),
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! REBAR (Tucker, Mnih, Maddison, Lawson and Sohl-Dickstein, NeurIPS 2017): the
+//! Gumbel-Softmax relaxation as a control variate, with conditionally re-sampled noise.
+//!
+//! Write the categorical sample through its Gumbel-max noise: `z = log p + g`,
+//! `b = one_hot(argmax z)`, with `p = softmax(logits)`. Draw a second noise `z~` from
+//! the conditional law `p(z | b)` (below). With the relaxed sample
+//! `sigma(z) = softmax(z / tau)` at temperature `tau` and a scale `eta`, REBAR is
+//!
+//! ```text
+//! g = [f(b) - eta f(sigma(z~))] d log p(b) + eta d f(sigma(z)) - eta d f(sigma(z~))
+//! ```
+//!
+//! (all `d` with respect to the logits; the last two are *reparameterised* gradients
+//! through the relaxation, `z~` depending on the logits through `p`). **Unbiased for any
+//! `eta`, `tau`**: `E[d f(sigma(z))] = d E[f(sigma(z))] = E[f(sigma(z~)) d log p(b)] + E[d f(sigma(z~))]`
+//! (split `E_z = E_b E_{z|b}` and differentiate), so the last three terms have mean
+//! zero. Variance: the score term now carries `f(b) - eta f(sigma(z~))`, and `z~` shares
+//! `b` with `z`, so when the relaxation tracks `f` well it is small; at `tau -> 0` the
+//! relaxation is exact but its reparameterised gradient explodes, at large `tau` it is
+//! smooth but a poor baseline — hence tuning.
+//!
+//! # Conditional noise (paper-notes §4.3; [`noise`] and [`conditional_gumbel`])
+//! Given `b` and fresh uniforms `v`: `z~_b = -ln(-ln v_b)` (the maximum of Gumbels with
+//! log-probabilities summing to 0 is a standard Gumbel, independent of the argmax) and,
+//! for `i != b`, `z~_i = -ln(-ln(v_i) / p_i - ln v_b)` (a Gumbel with location `ln p_i`
+//! truncated below `z~_b`). Only the `i != b` entries depend on the logits. The relaxed
+//! samples are [`gumbel_softmax`]`(logits, g, tau)` and `gumbel_softmax(z~, 0, tau)`.
+//!
+//! A Bernoulli unit is the `K = 2` case (logits `[0, phi]`): the two-class relaxation
+//! `softmax((logits + g) / tau)` equals the binary Concrete `sigmoid((phi + L) / tau)`
+//! with `L` logistic, and the conditional noise above reduces to the Bernoulli one.
+//!
+//! # Tuning `eta` and `tau` by the variance
+//! Because the mean of `g` does not depend on `(eta, tau)`, minimising the variance is
+//! minimising `V = E[|g|^2]`. Our tape has no double-backward, so:
+//! - `g` is *linear* in `eta`: `g = g_a + eta g_c`, hence `dV/d eta = E[2 g . g_c]`,
+//!   exact, from quantities we already have;
+//! - for `rho = ln tau`, `dV/d rho` is a central difference
+//!   `(V(rho + h) - V(rho - h)) / 2h` (`h = 0.01`) under **common random numbers**: the
+//!   same `g`, `b`, `v` at both temperatures, so the difference measures the effect of
+//!   the temperature, not of the noise. Both are averaged over the batch and used in one
+//!   Adam step *after* the estimate was formed, so every step stays unbiased.
+//!
+//! This costs `1 + 2 x (1 or 3)` cost evaluations per call (hard sample; relaxed and
+//! conditional relaxed samples at `tau`, and at `tau e^{+-h}` when tuning) and one extra
+//! backward pass, and the per-example estimate reaches the logits' upstream network
+//! through an [`InjectedGradient`](super::InjectedGradient) node.
+
+use rand::RngCore;
+
+use super::adam::Adam;
+use super::injected_gradient::inject_gradient;
+use super::{constant_from, poisoned_estimate, read_logits, softmax_f64, values_f64};
+use crate::error::{Result, check_temperature};
+use crate::estimators::{
+    Estimate, GradientEstimator, check_cost_shape, conditional_gumbel, gumbel_softmax, noise,
+};
+use crate::float::Float;
+use crate::tape::Var;
+use crate::tensor::Tensor;
+
+/// `d z~_i / d ln p_i` for the conditional noise of every element: with
+/// `E_i = -ln v_i`, `z~_i = -ln(E_i / p_i + E_b) = -logaddexp(ln E_i - ln p_i, ln E_b)`,
+/// so the slope is `sigmoid(ln E_i - ln p_i - ln E_b)` off the sampled class and 0 on
+/// it (computed in log space, finite even when `p_i` underflows).
+pub(crate) fn conditional_slopes(
+    values: &[f64],
+    sample: &[f64],
+    uniforms: &[f64],
+    group_size: usize,
+) -> Vec<f64> {
+    let mut log_p = vec![0.0; values.len()];
+    crate::kernels::softmax::log_softmax_groups(values, &mut log_p, group_size);
+    let mut out = vec![0.0; values.len()];
+    for (((os, ls), zs), vs) in out
+        .chunks_exact_mut(group_size)
+        .zip(log_p.chunks_exact(group_size))
+        .zip(sample.chunks_exact(group_size))
+        .zip(uniforms.chunks_exact(group_size))
+    {
+        let b = zs.iter().position(|&z| z > 0.5).unwrap_or(0);
+        let log_top = (-vs[b].ln()).ln();
+        for i in 0..group_size {
+            if i != b {
+                os[i] = crate::ops::unary::sigmoid((-vs[i].ln()).ln() - ls[i] - log_top);
+            }
+        }
+    }
+    out
+}
+
+/// The noise of one REBAR/RELAX call, in `f64`.
+pub(crate) struct Draw {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    /// `p = softmax(logits)`.
+    pub(crate) probabilities: Vec<f64>,
+    pub(crate) gumbel: Vec<f64>,
+    /// The one-hot `b = one_hot(argmax(logits + gumbel))`.
+    pub(crate) sample: Vec<f64>,
+    /// Fresh uniforms for the conditional noise.
+    pub(crate) uniforms: Vec<f64>,
+}
+
+impl Draw {
+    /// Gumbel-max sample and fresh conditional uniforms, from [`noise`].
+    pub(crate) fn new(values: &Tensor<f64>, group_size: usize, rng: &mut dyn RngCore) -> Self {
+        let (rows, cols) = (values.rows(), values.cols());
+        let drawn = noise::sample_categorical(values, group_size, rng)
+            .expect("group size checked by read_logits");
+        let uniforms = noise::uniform::<f64, _>(rows, cols, rng);
+        Draw {
+            rows,
+            cols,
+            probabilities: softmax_f64(values.as_slice(), group_size),
+            gumbel: drawn.noise.into_vec(),
+            sample: drawn.one_hot.into_vec(),
+            uniforms: uniforms.into_vec(),
+        }
+    }
+
+    /// The score `d log p(b) / d logits = b - p`.
+    pub(crate) fn score(&self) -> Vec<f64> {
+        self.sample
+            .iter()
+            .zip(&self.probabilities)
+            .map(|(b, p)| b - p)
+            .collect()
+    }
+}
+
+/// The relaxed quantities at one temperature.
+pub(crate) struct Relaxed {
+    pub(crate) temperature: f64,
+    /// `d/d logits [f(sigma(z)) - f(sigma(z~))]`, per row, `[rows * cols]`.
+    pub(crate) gradient: Vec<f64>,
+    /// `f(sigma(z~))` per row.
+    pub(crate) cost_tilde: Vec<f64>,
+    /// `sigma(z)` and `sigma(z~)`, `[rows * cols]`.
+    pub(crate) relaxed: Vec<f64>,
+    pub(crate) relaxed_tilde: Vec<f64>,
+}
+
+/// The hard sample's cost and the relaxed evaluations at each temperature.
+pub(crate) struct RebarPass<'t, T: Float> {
+    pub(crate) sample: Var<'t, T>,
+    pub(crate) cost: Var<'t, T>,
+    pub(crate) cost_values: Vec<f64>,
+    pub(crate) relaxed: Vec<Relaxed>,
+}
+
+/// Evaluates the cost at the hard sample and, for every temperature, at `sigma(z)` and
+/// `sigma(z~)` built on a fresh leaf copy of the logits; one backward pass from the sum
+/// of all relaxed costs gives every per-row gradient (rows and copies are separate).
+pub(crate) fn rebar_pass<'t, T: Float>(
+    logits: Var<'t, T>,
+    values: &Tensor<f64>,
+    draw: &Draw,
+    group_size: usize,
+    temperatures: &[f64],
+    cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+    _name: &str,
+) -> std::result::Result<RebarPass<'t, T>, Estimate<'t, T>> {
+    let tape = logits.tape();
+    let (rows, cols) = (draw.rows, draw.cols);
+    let sample = constant_from(logits, rows, cols, draw.sample.clone());
+    let cost_value = check_cost_shape(sample, cost(sample));
+    let gumbel = constant_from(logits, rows, cols, draw.gumbel.clone());
+    let uniforms = constant_from(logits, rows, cols, draw.uniforms.clone());
+    let no_noise = constant_from(logits, rows, cols, vec![0.0; rows * cols]);
+    let copy = values.cast::<T>();
+    let mut total: Option<Var<'t, T>> = None;
+    let mut parts = Vec::with_capacity(temperatures.len());
+    for &temperature in temperatures {
+        let leaf = tape.variable(&copy);
+        let relaxed = gumbel_softmax(leaf, gumbel, temperature, group_size);
+        let z_tilde = conditional_gumbel(leaf, uniforms, sample, group_size);
+        let relaxed_tilde = gumbel_softmax(z_tilde, no_noise, temperature, group_size);
+        let f = check_cost_shape(relaxed, cost(relaxed));
+        let f_tilde = check_cost_shape(relaxed_tilde, cost(relaxed_tilde));
+        let difference = (f - f_tilde).sum();
+        total = Some(match total {
+            Some(t) => t + difference,
+            None => difference,
+        });
+        parts.push((temperature, leaf, relaxed, relaxed_tilde, f_tilde));
+    }
+    if let Some(total) = total {
+        let _ = tape.backward(total);
+    }
+    let cost_values = values_f64(cost_value);
+    if tape.check().is_err() || cost_values.len() != rows {
+        return Err(poisoned_estimate(cost_value));
+    }
+    let relaxed = parts
+        .into_iter()
+        .map(
+            |(temperature, leaf, relaxed, relaxed_tilde, f_tilde)| Relaxed {
+                temperature,
+                gradient: leaf
+                    .grad()
+                    .map(|g| g.as_slice().iter().map(|x| x.to_f64()).collect())
+                    .unwrap_or_else(|| vec![0.0; rows * cols]),
+                cost_tilde: values_f64(f_tilde),
+                relaxed: values_f64(relaxed),
+                relaxed_tilde: values_f64(relaxed_tilde),
+            },
+        )
+        .collect();
+    Ok(RebarPass {
+        sample,
+        cost: cost_value,
+        cost_values,
+        relaxed,
+    })
+}
+
+/// REBAR's per-row parts: `g = g_a + eta g_c` with `g_a = f(b) (b - p)` and
+/// `g_c = -f(sigma(z~)) (b - p) + d[f(sigma(z)) - f(sigma(z~))]`.
+pub(crate) fn rebar_parts(
+    pass_costs: &[f64],
+    score: &[f64],
+    relaxed: &Relaxed,
+    cols: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut g_a = vec![0.0; score.len()];
+    let mut g_c = vec![0.0; score.len()];
+    for (r, &f) in pass_costs.iter().enumerate() {
+        for i in r * cols..(r + 1) * cols {
+            g_a[i] = f * score[i];
+            g_c[i] = -relaxed.cost_tilde[r] * score[i] + relaxed.gradient[i];
+        }
+    }
+    (g_a, g_c)
+}
+
+/// `mean over rows of |g_r|^2`.
+pub(crate) fn mean_square(g: &[f64], rows: usize) -> f64 {
+    g.iter().map(|x| x * x).sum::<f64>() / rows as f64
+}
+
+/// The temperatures to evaluate: `tau`, and `tau e^{+-h}` when tuning.
+pub(crate) const LOG_TEMPERATURE_STEP: f64 = 0.01;
+
+/// Bounds on `ln tau` while tuning (`tau` in `[0.01, 100]`).
+pub(crate) const LOG_TEMPERATURE_RANGE: (f64, f64) = (-4.6, 4.6);
+
+/// REBAR with its own `eta` and temperature, optionally tuned to minimise the variance.
+///
+/// # The cost closure
+/// Called `1 + 2 x (1 or 3)` times per call, at the hard sample and at relaxed points of
+/// the simplex; it must be per example and deterministic (see the [module
+/// docs](super)). Runnable example on the Bernoulli toy `E[(b - 0.45)^2]`:
+///
+/// ```
+/// use gumbelgrad::{Tape, Tensor};
+/// use gumbelgrad::estimators::GradientEstimator;
+/// use gumbelgrad::estimators::score::Rebar;
+/// use rand::SeedableRng;
+///
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+/// let mut rebar = Rebar::new(1.0, 0.5)?; // eta = 1, tau = 0.5, tuned as it goes
+/// let mut estimates = Vec::new();
+/// for _ in 0..20 {
+///     let tape = Tape::<f64>::new();
+///     // 50 examples, each a Bernoulli(sigmoid(0)) as a 2-class categorical [0, phi].
+///     let logits = tape.variable(&Tensor::from_vec(50, 2, [0.0, 0.0].repeat(50))?);
+///     let pick = tape.constant(&Tensor::from_vec(2, 1, vec![0.0, 1.0])?);
+///     let estimate = rebar.estimate(logits, 2, &mut |z| (z.matmul(pick) - 0.45).square(), &mut rng);
+///     tape.backward(estimate.loss)?;
+///     // The loss is a batch mean: each example's estimate of dL/dphi is 50 x its row.
+///     estimates.extend(logits.grad().unwrap().as_slice().chunks(2).map(|g| 50.0 * g[1]));
+/// }
+/// let n = estimates.len() as f64;
+/// let mean = estimates.iter().sum::<f64>() / n;
+/// let se = (estimates.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
+/// assert!((mean - 0.025).abs() < 4.0 * se, "{mean} +- {se}"); // exact: (1 - 2t)/4
+/// # Ok::<(), gumbelgrad::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rebar {
+    /// `[eta, ln tau]`.
+    params: [f64; 2],
+    tune: bool,
+    adam: Adam,
+}
+
+impl Rebar {
+    /// REBAR with scale `eta` and temperature `temperature`, tuned by Adam (learning
+    /// rate 0.01) on the variance. Errors on an invalid temperature.
+    pub fn new(eta: f64, temperature: f64) -> Result<Self> {
+        check_temperature("Rebar::new", temperature)?;
+        Ok(Rebar {
+            params: [eta, temperature.ln()],
+            tune: true,
+            adam: Adam::new(0.01, 2),
+        })
+    }
+
+    /// Turns variance tuning of `eta` and the temperature on or off.
+    pub fn with_tuning(mut self, tune: bool) -> Self {
+        self.tune = tune;
+        self
+    }
+
+    /// The current control-variate scale `eta`.
+    pub fn eta(&self) -> f64 {
+        self.params[0]
+    }
+
+    /// Restarts the temperature at `temperature` (tuning continues from there).
+    /// Rejects `<= 0`, NaN and infinity.
+    pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        check_temperature("set_temperature", temperature)?;
+        self.params[1] = temperature.ln();
+        Ok(())
+    }
+
+    /// The current relaxation temperature `tau`.
+    pub fn temperature(&self) -> f64 {
+        self.params[1].exp()
+    }
+}
+
+impl<T: Float> GradientEstimator<T> for Rebar {
+    fn name(&self) -> &'static str {
+        "rebar"
+    }
+
+    fn is_unbiased(&self) -> bool {
+        true
+    }
+
+    fn estimate<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        if group_size == 1 {
+            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
+                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
+            });
+        }
+        let values = match read_logits(logits, group_size, "rebar") {
+            Ok(values) => values,
+            Err(poisoned) => return poisoned,
+        };
+        let draw = Draw::new(&values, group_size, rng);
+        let (eta, log_tau) = (self.params[0], self.params[1]);
+        let mut temperatures = vec![log_tau.exp()];
+        if self.tune {
+            temperatures.push((log_tau + LOG_TEMPERATURE_STEP).exp());
+            temperatures.push((log_tau - LOG_TEMPERATURE_STEP).exp());
+        }
+        let pass = match rebar_pass(
+            logits,
+            &values,
+            &draw,
+            group_size,
+            &temperatures,
+            cost,
+            "rebar",
+        ) {
+            Ok(pass) => pass,
+            Err(poisoned) => return poisoned,
+        };
+        let score = draw.score();
+        let (g_a, g_c) = rebar_parts(&pass.cost_values, &score, &pass.relaxed[0], draw.cols);
+        let g: Vec<f64> = g_a.iter().zip(&g_c).map(|(a, c)| a + eta * c).collect();
+
+        if self.tune {
+            let rows = draw.rows;
+            let d_eta = 2.0 * g.iter().zip(&g_c).map(|(x, c)| x * c).sum::<f64>() / rows as f64;
+            let at = |relaxed: &Relaxed| {
+                let (a, c) = rebar_parts(&pass.cost_values, &score, relaxed, draw.cols);
+                let g: Vec<f64> = a.iter().zip(&c).map(|(a, c)| a + eta * c).collect();
+                mean_square(&g, rows)
+            };
+            let d_log_tau =
+                (at(&pass.relaxed[1]) - at(&pass.relaxed[2])) / (2.0 * LOG_TEMPERATURE_STEP);
+            self.adam.step(&mut self.params, &[d_eta, d_log_tau]);
+            self.params[1] = self.params[1].clamp(LOG_TEMPERATURE_RANGE.0, LOG_TEMPERATURE_RANGE.1);
+        }
+
+        let gradient = constant_from(logits, draw.rows, draw.cols, g);
+        let injected = inject_gradient(logits, gradient);
+        Estimate {
+            sample: pass.sample,
+            cost: pass.cost,
+            loss: (pass.cost + injected).mean(),
+        }
+    }
+}

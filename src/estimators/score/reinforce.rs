@@ -1,0 +1,184 @@
+//! REINFORCE (the score-function estimator) with baselines; NVIL.
+//!
+//! For a hard sample `z ~ q(z) = Categorical(softmax(logits))` and per-example cost `f`:
+//!
+//! ```text
+//! g = (f(z) - c - b_psi(x)) / s * d log q(z) / d logits,     d log q(z)/d logits = z - softmax(logits)
+//! ```
+//!
+//! with `c` a moving average of past costs, `b_psi` NVIL's learned baseline and `s`
+//! NVIL's variance normaliser (each optional, see [`Baseline`] and
+//! [`VarianceNormaliser`]). Unbiased: none of `c`, `b_psi`, `s` depends on the current
+//! sample (see `baselines.rs`); with normalisation it is unbiased for `gradient / s`.
+//! Variance: large, roughly `E[(f - b)^2] E[|z - p|^2]`, so it grows with the spread
+//! of the cost and with the number of latent variables; a baseline close to `E[f]`
+//! removes most of it.
+//!
+//! On the tape: the cost is evaluated at the one-hot sample (a constant), so the
+//! decoder gets its ordinary gradient at the sample; the logits get the score term from
+//! the zero-valued [`ScoreFunction`](super::ScoreFunction) node, and
+//! `loss = mean_r (f_r + score_term_r)` has value `mean(cost)`.
+
+use rand::RngCore;
+
+use super::baselines::{Baseline, LearnedBaseline, MovingAverage, VarianceNormaliser};
+use super::{constant_from, read_logits, sample_one_hot, score_function_term, values_f64};
+use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
+use crate::float::Float;
+use crate::tape::Var;
+
+/// The score-function estimator with an optional baseline and variance normalisation.
+///
+/// ```
+/// use gumbelgrad::{Tape, Tensor};
+/// use gumbelgrad::estimators::GradientEstimator;
+/// use gumbelgrad::estimators::score::{Baseline, Reinforce};
+/// use rand::SeedableRng;
+///
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+/// let mut estimator = Reinforce::new(Baseline::MovingAverage { decay: 0.8 });
+/// let tape = Tape::<f64>::new();
+/// // Two examples, one categorical variable with 3 classes each.
+/// let logits = tape.variable(&Tensor::from_vec(2, 3, vec![0.0, 1.0, -1.0, 0.5, 0.5, 0.5])?);
+/// let weights = tape.constant(&Tensor::from_vec(3, 1, vec![1.0, 2.0, 3.0])?);
+/// let estimate = estimator.estimate(logits, 3, &mut |z| z.matmul(weights).square(), &mut rng);
+/// tape.backward(estimate.loss)?;
+/// let gradient = logits.grad().unwrap(); // one single-sample estimate per example, / 2
+/// assert_eq!(gradient.shape(), gumbelgrad::Shape::new(2, 3));
+/// # Ok::<(), gumbelgrad::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reinforce {
+    moving_average: Option<MovingAverage>,
+    learned: Option<LearnedBaseline>,
+    normaliser: Option<VarianceNormaliser>,
+    last_scale: f64,
+}
+
+impl Reinforce {
+    /// REINFORCE with the given baseline and no variance normalisation.
+    pub fn new(baseline: Baseline) -> Self {
+        let (moving_average, learned) = match baseline {
+            Baseline::None => (None, None),
+            Baseline::MovingAverage { decay } => (Some(MovingAverage::new(decay)), None),
+            Baseline::Learned {
+                decay,
+                hidden,
+                learning_rate,
+            } => (
+                Some(MovingAverage::new(decay)),
+                Some(LearnedBaseline::new(hidden, learning_rate)),
+            ),
+        };
+        Reinforce {
+            moving_average,
+            learned,
+            normaliser: None,
+            last_scale: 1.0,
+        }
+    }
+
+    /// NVIL (Mnih and Gregor, 2014): moving average and learned baseline (16 tanh units,
+    /// Adam at 0.01), with variance normalisation; all decays `alpha = 0.8`.
+    pub fn nvil() -> Self {
+        Reinforce::new(Baseline::Learned {
+            decay: 0.8,
+            hidden: 16,
+            learning_rate: 0.01,
+        })
+        .with_variance_normalisation(0.8)
+    }
+
+    /// Adds NVIL's variance normalisation with the given decay.
+    pub fn with_variance_normalisation(mut self, decay: f64) -> Self {
+        self.normaliser = Some(VarianceNormaliser::new(decay));
+        self
+    }
+
+    /// The divisor `max(1, sqrt(v))` used in the last call (1 without normalisation):
+    /// the last estimate times this is unbiased for the true gradient.
+    pub fn last_scale(&self) -> f64 {
+        self.last_scale
+    }
+
+    /// The moving-average baseline's current value, if there is one.
+    pub fn moving_average(&self) -> Option<f64> {
+        self.moving_average.map(|m| m.value)
+    }
+}
+
+impl<T: Float> GradientEstimator<T> for Reinforce {
+    fn name(&self) -> &'static str {
+        match (
+            self.moving_average.is_some(),
+            self.learned.is_some(),
+            self.normaliser.is_some(),
+        ) {
+            (_, true, true) => "nvil",
+            (_, true, false) => "reinforce-learned",
+            (true, false, false) => "reinforce-ema",
+            (true, false, true) => "reinforce-ema-normalised",
+            (false, false, false) => "reinforce",
+            (false, false, true) => "reinforce-normalised",
+        }
+    }
+
+    fn is_unbiased(&self) -> bool {
+        true
+    }
+
+    fn estimate<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        if group_size == 1 {
+            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
+                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
+            });
+        }
+        let name = <Self as GradientEstimator<T>>::name(self);
+        let values = match read_logits(logits, group_size, name) {
+            Ok(values) => values,
+            Err(poisoned) => return poisoned,
+        };
+        let (rows, cols) = (values.rows(), values.cols());
+        let sample = sample_one_hot(&values, group_size, 1, rng).into_vec();
+        let sample = constant_from(logits, rows, cols, sample);
+        let cost_value = check_cost_shape(sample, cost(sample));
+        let costs = values_f64(cost_value);
+        if costs.len() != rows {
+            return super::poisoned_estimate(cost_value);
+        }
+
+        // Baselines, all fixed before this sample's cost is used to update them.
+        let average = self.moving_average.map_or(0.0, |m| m.value);
+        let centred: Vec<f64> = costs.iter().map(|f| f - average).collect();
+        let learned = match &mut self.learned {
+            Some(net) => net.predict_and_fit(&values, Some(&centred), rng),
+            None => vec![0.0; rows],
+        };
+        let scale = self.normaliser.map_or(1.0, |n| n.scale());
+        self.last_scale = scale;
+        let raw: Vec<f64> = centred.iter().zip(&learned).map(|(c, b)| c - b).collect();
+        let signal: Vec<f64> = raw.iter().map(|s| s / scale).collect();
+
+        if let Some(m) = &mut self.moving_average {
+            m.update(costs.iter().sum::<f64>() / rows as f64);
+        }
+        if let Some(n) = &mut self.normaliser {
+            n.variance
+                .update(raw.iter().map(|s| s * s).sum::<f64>() / rows as f64);
+        }
+
+        let signal = constant_from(logits, rows, 1, signal);
+        let term = score_function_term(logits, sample, signal, group_size);
+        Estimate {
+            sample,
+            cost: cost_value,
+            loss: (cost_value + term).mean(),
+        }
+    }
+}
