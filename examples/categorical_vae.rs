@@ -19,12 +19,13 @@ use gumbelgrad::data::{
 use gumbelgrad::estimators::{ESTIMATOR_NAMES, TemperatureSchedule};
 use gumbelgrad::io::{LinePlot, ProgressBar, Series, save_image_grid, write_atomic};
 use gumbelgrad::models::seeds::{Stream, rng_for};
-use gumbelgrad::models::{CategoricalVae, EvalMode, TrainConfig, Trainer, VaeConfig};
+use gumbelgrad::models::{DiscreteVae, EvalMode, Latent, TrainConfig, Trainer, VaeConfig};
 use gumbelgrad::optim::LearningRateSchedule;
 use gumbelgrad::{Error, Tape, Tensor};
 
 const HELP: &str = "\
-Train a categorical VAE (20 variables x 10 classes) with a discrete-latent gradient estimator.
+Train a categorical VAE (20 variables x 10 classes; or a Bernoulli VAE) with a discrete-latent
+gradient estimator.
 
 USAGE: cargo run --release --example categorical_vae -- [OPTIONS]
 
@@ -34,7 +35,10 @@ DATA (default: 20,000 + 2,000 synthetic binary digits drawn by the crate)
   --binarized-mnist DIR   statically binarised MNIST (binarized_mnist_{train,test}.amat[.gz])
 
 TRAINING
-  --estimator NAME        gradient estimator (default gumbel-softmax); one of: {names}
+  --estimator NAME        gradient estimator (default gumbel-softmax, or relaxed-bernoulli with
+                          --bernoulli); one of: {names}
+  --bernoulli UNITS       train the Bernoulli VAE with UNITS binary latents (the paper: 200)
+                          instead of the categorical one (20 variables x 10 classes)
   --epochs N              passes over the training set (default 8; 10 on MNIST)
   --batch-size N          examples per step (default 100)
   --lr RATE               Adam learning rate (default 1e-3)
@@ -57,7 +61,8 @@ OUTPUT
 struct Args {
     mnist: Option<PathBuf>,
     binarized_mnist: Option<PathBuf>,
-    estimator: String,
+    estimator: Option<String>,
+    bernoulli: Option<usize>,
     epochs: Option<u64>,
     batch_size: usize,
     learning_rate: f64,
@@ -77,7 +82,8 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         mnist: None,
         binarized_mnist: None,
-        estimator: "gumbel-softmax".into(),
+        estimator: None,
+        bernoulli: None,
         epochs: None,
         batch_size: 100,
         learning_rate: 1e-3,
@@ -104,7 +110,8 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--json" => args.json = true,
             "--mnist" => args.mnist = Some(value(&flag)?.into()),
             "--binarized-mnist" => args.binarized_mnist = Some(value(&flag)?.into()),
-            "--estimator" => args.estimator = value(&flag)?,
+            "--estimator" => args.estimator = Some(value(&flag)?),
+            "--bernoulli" => args.bernoulli = Some(number(&flag, value(&flag)?)?),
             "--epochs" => args.epochs = Some(number(&flag, value(&flag)?)?),
             "--batch-size" => args.batch_size = number(&flag, value(&flag)?)?,
             "--lr" => args.learning_rate = number(&flag, value(&flag)?)?,
@@ -183,7 +190,14 @@ fn run(args: &Args) -> Result<(), Error> {
     let (train, test, dynamic_binarization, data_name) = load_data(args)?;
     let on_mnist = args.mnist.is_some() || args.binarized_mnist.is_some();
     let epochs = args.epochs.unwrap_or(if on_mnist { 10 } else { 8 });
-    let model_config = VaeConfig::default();
+    let (model_config, default_estimator) = match args.bernoulli {
+        Some(units) => (VaeConfig::bernoulli(units), "relaxed-bernoulli"),
+        None => (VaeConfig::default(), "gumbel-softmax"),
+    };
+    let estimator = args
+        .estimator
+        .clone()
+        .unwrap_or(default_estimator.to_string());
     let config = TrainConfig {
         batch_size: args.batch_size,
         learning_rate: LearningRateSchedule::Constant(args.learning_rate),
@@ -193,7 +207,7 @@ fn run(args: &Args) -> Result<(), Error> {
             args.anneal_every,
             args.tau_min,
         )?,
-        estimator: args.estimator.clone(),
+        estimator: estimator.clone(),
         dynamic_binarization,
         seed: args.seed,
     };
@@ -213,7 +227,7 @@ fn run(args: &Args) -> Result<(), Error> {
         "data: {data_name}, {} train / {} test images; estimator {}; {epochs} epochs of {} steps; {} thread(s)",
         train.len(),
         test.len(),
-        args.estimator,
+        estimator,
         trainer.steps_per_epoch(&train.images),
         args.threads
     ));
@@ -290,7 +304,7 @@ fn run(args: &Args) -> Result<(), Error> {
         &mut eval_rng,
     )?;
     say(format!(
-        "test -ELBO, hard one-hot samples (the discrete model's bound): {hard:.3} nats"
+        "test -ELBO, hard samples (the discrete model's bound): {hard:.3} nats"
     ));
     say(format!(
         "test -ELBO, relaxed samples at tau {:.3} (the training objective): {relaxed:.3} nats",
@@ -338,7 +352,7 @@ fn trainer_epoch_label(step: u64, steps_per_epoch: u64) -> u64 {
 
 /// Decoded pixel probabilities for a batch of latent codes.
 fn decode_probabilities(
-    model: &CategoricalVae<f32>,
+    model: &DiscreteVae<f32>,
     codes: &Tensor<f32>,
 ) -> Result<Tensor<f32>, Error> {
     let tape = Tape::new();
@@ -349,26 +363,36 @@ fn decode_probabilities(
         .value()
 }
 
-/// One-hot code of per-variable classes.
-fn code(classes: &[usize], num_classes: usize) -> Vec<f32> {
-    let mut out = vec![0.0; classes.len() * num_classes];
-    for (variable, &class) in classes.iter().enumerate() {
-        out[variable * num_classes + class] = 1.0;
+/// The most likely code under `q(z|x)` for the first row of `logits`: the one-hot
+/// argmax of each variable, or each unit on when its logit is positive.
+fn most_likely_code(logits: &Tensor<f32>, latent: Latent) -> Vec<f32> {
+    let row = logits.row(0);
+    match latent {
+        Latent::Categorical { classes, .. } => row
+            .chunks_exact(classes)
+            .flat_map(|group| {
+                let best =
+                    (0..classes).fold(0, |best, i| if group[i] > group[best] { i } else { best });
+                (0..classes).map(move |i| if i == best { 1.0 } else { 0.0 })
+            })
+            .collect(),
+        Latent::Bernoulli { .. } => row
+            .iter()
+            .map(|&x| if x > 0.0 { 1.0 } else { 0.0 })
+            .collect(),
     }
-    out
 }
 
 fn draw_pictures(
-    model: &CategoricalVae<f32>,
+    model: &DiscreteVae<f32>,
     test: &Dataset,
     out: &Path,
     losses: Vec<f64>,
     test_curve: Vec<(f64, f64)>,
     seed: u64,
 ) -> Result<(), Error> {
-    use rand::Rng;
     let config = model.config();
-    let (n, k) = (config.num_latents, config.num_classes);
+    let width = config.latent_dim();
     let mut rng = rng_for(seed, Stream::Eval, 7);
 
     // Reconstructions: pairs of columns, a test image then its decoding from a hard sample.
@@ -379,8 +403,8 @@ fn draw_pictures(
         &test.images.as_slice()[..count * config.input_dim],
     )?;
     let logits = model.logits_of(&originals, count)?;
-    let sample = gumbelgrad::estimators::noise::sample_categorical(&logits, k, &mut rng)?;
-    let decoded = decode_probabilities(model, &sample.one_hot)?;
+    let (sample, _) = model.sample_hard(&logits, &mut rng)?;
+    let decoded = decode_probabilities(model, &sample)?;
     let mut pairs = Vec::with_capacity(2 * count * config.input_dim);
     for row in 0..count {
         pairs.extend_from_slice(originals.row(row));
@@ -395,38 +419,43 @@ fn draw_pictures(
         1,
     )?;
 
-    // Latent classes: start from the most likely code of the first test image; row n
-    // sweeps variable n through its K classes, the others held fixed.
-    let base: Vec<usize> = logits
-        .row(0)
-        .chunks_exact(k)
-        .map(|group| (0..k).fold(0, |best, i| if group[i] > group[best] { i } else { best }))
-        .collect();
-    let mut sweep = Vec::with_capacity(n * k * n * k);
-    for variable in 0..n {
-        for class in 0..k {
-            let mut classes = base.clone();
-            classes[variable] = class;
-            sweep.extend(code(&classes, k));
+    // Latent classes: start from the most likely code of the first test image; each row
+    // sweeps one latent variable through its values (K classes, or off/on for a binary
+    // unit, the first 20 units), the others held fixed.
+    let base = most_likely_code(&logits, config.latent);
+    let (rows, values) = match config.latent {
+        Latent::Categorical { variables, classes } => (variables, classes),
+        Latent::Bernoulli { units } => (units.min(20), 2),
+    };
+    let mut sweep = Vec::with_capacity(rows * values * width);
+    for variable in 0..rows {
+        for value in 0..values {
+            let mut code = base.clone();
+            match config.latent {
+                Latent::Categorical { classes, .. } => {
+                    let group = &mut code[variable * classes..(variable + 1) * classes];
+                    group.iter_mut().for_each(|x| *x = 0.0);
+                    group[value] = 1.0;
+                }
+                Latent::Bernoulli { .. } => code[variable] = value as f32,
+            }
+            sweep.extend(code);
         }
     }
-    let images = decode_probabilities(model, &Tensor::from_vec(n * k, n * k, sweep)?)?;
+    let images = decode_probabilities(model, &Tensor::from_vec(rows * values, width, sweep)?)?;
     save_image_grid(
         out.join("latent_classes.png"),
         &images,
         test.height,
         test.width,
-        k,
+        values,
         1,
     )?;
 
-    // Samples from the prior: every variable uniform over its classes.
-    let mut prior = Vec::with_capacity(100 * n * k);
-    for _ in 0..100 {
-        let classes: Vec<usize> = (0..n).map(|_| rng.random_range(0..k)).collect();
-        prior.extend(code(&classes, k));
-    }
-    let images = decode_probabilities(model, &Tensor::from_vec(100, n * k, prior)?)?;
+    // Samples from the uniform prior.
+    let prior_logits = Tensor::zeros(100, width);
+    let (codes, _) = model.sample_hard(&prior_logits, &mut rng)?;
+    let images = decode_probabilities(model, &codes)?;
     save_image_grid(
         out.join("samples.png"),
         &images,

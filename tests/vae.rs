@@ -2,7 +2,7 @@
 //! differences, bit-identical resume.
 
 use gumbelgrad::estimators::{Estimator, TemperatureSchedule};
-use gumbelgrad::models::{CategoricalVae, TrainConfig, Trainer, VaeConfig};
+use gumbelgrad::models::{DiscreteVae, Latent, TrainConfig, Trainer, VaeConfig};
 use gumbelgrad::optim::LearningRateSchedule;
 use gumbelgrad::{GradcheckOptions, Tape, Tensor, gradcheck};
 use rand::SeedableRng;
@@ -11,8 +11,10 @@ use rand::rngs::StdRng;
 fn small_config() -> VaeConfig {
     VaeConfig {
         input_dim: 12,
-        num_latents: 2,
-        num_classes: 3,
+        latent: Latent::Categorical {
+            variables: 2,
+            classes: 3,
+        },
         encoder_hidden: vec![6],
         decoder_hidden: vec![5],
     }
@@ -25,47 +27,118 @@ fn binary_images(rows: usize, cols: usize, seed: u64) -> Tensor<f32> {
         .map(|p| if p > 0.5 { 1.0 } else { 0.0 })
 }
 
+/// Per-variable probability tables of one row of logits: softmax of each group, or
+/// `[1 - sigmoid(x), sigmoid(x)]` for a binary unit.
+fn probability_tables(latent: Latent, row: &[f64]) -> Vec<Vec<f64>> {
+    match latent {
+        Latent::Categorical { classes, .. } => row
+            .chunks(classes)
+            .map(|g| {
+                let total: f64 = g.iter().map(|x| x.exp()).sum();
+                g.iter().map(|x| x.exp() / total).collect()
+            })
+            .collect(),
+        Latent::Bernoulli { .. } => row
+            .iter()
+            .map(|x| {
+                let on = 1.0 / (1.0 + (-x).exp());
+                vec![1.0 - on, on]
+            })
+            .collect(),
+    }
+}
+
 #[test]
 fn analytic_kl_equals_enumeration() {
-    for (num_latents, num_classes) in [(1, 2), (2, 3), (3, 4)] {
+    let latents = [
+        Latent::Categorical {
+            variables: 1,
+            classes: 2,
+        },
+        Latent::Categorical {
+            variables: 2,
+            classes: 3,
+        },
+        Latent::Categorical {
+            variables: 3,
+            classes: 4,
+        },
+        Latent::Bernoulli { units: 1 },
+        Latent::Bernoulli { units: 5 },
+    ];
+    for latent in latents {
         let config = VaeConfig {
-            num_latents,
-            num_classes,
+            latent,
             ..small_config()
         };
         let mut rng = StdRng::seed_from_u64(3);
-        let model = CategoricalVae::<f64>::new(config, &mut rng).unwrap();
-        let logits = Tensor::<f64>::random_normal(2, num_latents * num_classes, 0.0, 2.0, &mut rng);
+        let model = DiscreteVae::<f64>::new(config, &mut rng).unwrap();
+        let logits = Tensor::<f64>::random_normal(2, latent.width(), 0.0, 2.0, &mut rng);
         let tape = Tape::new();
         let kl = model.kl_to_uniform(tape.constant(&logits)).value().unwrap();
         for row in 0..2 {
-            // KL(q || p) = sum over all K^N configurations z of q(z) (log q(z) - log p(z)).
-            let probs: Vec<Vec<f64>> = logits
-                .row(row)
-                .chunks(num_classes)
-                .map(|g| {
-                    let total: f64 = g.iter().map(|x| x.exp()).sum();
-                    g.iter().map(|x| x.exp() / total).collect()
-                })
-                .collect();
-            let configurations = num_classes.pow(num_latents as u32);
-            let log_prior = -(num_latents as f64) * (num_classes as f64).ln();
+            // KL(q || p) = sum over every configuration z of q(z) (log q(z) - log p(z)).
+            let tables = probability_tables(latent, logits.row(row));
+            let values = tables[0].len();
+            let configurations = values.pow(tables.len() as u32);
             let mut exact = 0.0;
             for mut index in 0..configurations {
                 let mut q = 1.0;
-                for probs in &probs {
-                    q *= probs[index % num_classes];
-                    index /= num_classes;
+                for table in &tables {
+                    q *= table[index % values];
+                    index /= values;
                 }
-                exact += q * (q.ln() - log_prior);
+                exact += q * (q.ln() - latent.log_prior());
             }
             assert!(
                 (kl.get(row, 0) - exact).abs() < 1e-12,
-                "{} vs {exact}",
+                "{latent:?}: {} vs {exact}",
                 kl.get(row, 0)
             );
         }
     }
+}
+
+#[test]
+fn bernoulli_vae_gradients_match_finite_differences() {
+    let config = VaeConfig {
+        latent: Latent::Bernoulli { units: 4 },
+        ..small_config()
+    };
+    let model = DiscreteVae::<f64>::new(config.clone(), &mut StdRng::seed_from_u64(5)).unwrap();
+    let images =
+        Tensor::<f64>::random_uniform(3, config.input_dim, 0.1, 0.9, &mut StdRng::seed_from_u64(6));
+    let inputs: Vec<Tensor<f64>> = model.parameters().iter().map(|(_, t)| t.clone()).collect();
+    let report = gradcheck(&inputs, GradcheckOptions::default(), |tape, vars| {
+        let params = gumbelgrad::nn::BoundParameters::from_vars(vars.to_vec());
+        let x = tape.constant(&images);
+        let mut estimator = Estimator::relaxed_bernoulli(0.7).unwrap();
+        model
+            .negative_elbo(&params, x, &mut estimator, &mut StdRng::seed_from_u64(9))
+            .loss
+    })
+    .unwrap();
+    assert!(report.max_rel_error < 1e-6, "{report}");
+}
+
+#[test]
+fn estimators_must_fit_the_latent_layer() {
+    let bernoulli = VaeConfig {
+        latent: Latent::Bernoulli { units: 4 },
+        ..small_config()
+    };
+    let config = TrainConfig {
+        estimator: "gumbel-softmax".into(),
+        ..train_config()
+    };
+    let error = Trainer::<f32>::new(bernoulli.clone(), config).unwrap_err();
+    assert!(error.to_string().contains("does not fit"), "{error}");
+    let config = TrainConfig {
+        estimator: "relaxed-bernoulli".into(),
+        ..train_config()
+    };
+    assert!(Trainer::<f32>::new(small_config(), config.clone()).is_err());
+    assert!(Trainer::<f32>::new(bernoulli, config).is_ok());
 }
 
 #[test]
@@ -74,7 +147,7 @@ fn negative_elbo_gradients_match_finite_differences() {
     // the Gumbel-Softmax negative ELBO is a smooth function of the encoder's input and
     // of every parameter; check the gradient of the input pixels and of a weight.
     let config = small_config();
-    let model = CategoricalVae::<f64>::new(config.clone(), &mut StdRng::seed_from_u64(5)).unwrap();
+    let model = DiscreteVae::<f64>::new(config.clone(), &mut StdRng::seed_from_u64(5)).unwrap();
     let images =
         Tensor::<f64>::random_uniform(3, config.input_dim, 0.1, 0.9, &mut StdRng::seed_from_u64(6));
     let weight_names: Vec<String> = model.parameters().names().map(str::to_string).collect();
@@ -97,8 +170,23 @@ fn negative_elbo_gradients_match_finite_differences() {
 
 #[test]
 fn importance_weighted_bound_is_tighter_than_the_elbo() {
-    let config = small_config();
-    let model = CategoricalVae::<f64>::new(config.clone(), &mut StdRng::seed_from_u64(1)).unwrap();
+    for latent in [
+        Latent::Categorical {
+            variables: 2,
+            classes: 3,
+        },
+        Latent::Bernoulli { units: 3 },
+    ] {
+        iw_bound_between_exact_and_elbo(latent);
+    }
+}
+
+fn iw_bound_between_exact_and_elbo(latent: Latent) {
+    let config = VaeConfig {
+        latent,
+        ..small_config()
+    };
+    let model = DiscreteVae::<f64>::new(config.clone(), &mut StdRng::seed_from_u64(1)).unwrap();
     let images = binary_images(40, config.input_dim, 2).cast::<f64>();
     let mut rng = StdRng::seed_from_u64(3);
     let elbo = model
@@ -107,15 +195,27 @@ fn importance_weighted_bound_is_tighter_than_the_elbo() {
     let bound = model
         .importance_weighted_bound(&images, 200, 64, &mut rng)
         .unwrap();
-    // Exact -log p(x) by enumerating the 3^2 latent configurations.
-    // The decoder's likelihood under a uniform prior over the 9 configurations.
+    // Exact -log p(x) = -log sum_z p(x|z) p(z), enumerating every latent configuration.
+    let codes: Vec<Vec<f64>> = match latent {
+        Latent::Categorical { variables, classes } => (0..classes.pow(variables as u32))
+            .map(|mut index| {
+                let mut code = vec![0.0; variables * classes];
+                for variable in 0..variables {
+                    code[variable * classes + index % classes] = 1.0;
+                    index /= classes;
+                }
+                code
+            })
+            .collect(),
+        Latent::Bernoulli { units } => (0..1usize << units)
+            .map(|bits| (0..units).map(|u| ((bits >> u) & 1) as f64).collect())
+            .collect(),
+    };
     let mut exact = 0.0;
     for row in 0..images.rows() {
         let mut log_terms = Vec::new();
-        for index in 0..9 {
-            let mut z = Tensor::<f64>::zeros(1, 6);
-            z.set(0, index % 3, 1.0);
-            z.set(0, 3 + index / 3, 1.0);
+        for code in &codes {
+            let z = Tensor::<f64>::from_slice(1, latent.width(), code).unwrap();
             let tape = Tape::new();
             let params = model.parameters().bind(&tape);
             let x_row =
@@ -124,22 +224,22 @@ fn importance_weighted_bound_is_tighter_than_the_elbo() {
                 .reconstruction_cost(&params, tape.constant(&z), x_row)
                 .scalar()
                 .unwrap();
-            log_terms.push(-cost - (9.0f64).ln());
+            log_terms.push(-cost + latent.log_prior());
         }
         exact -= gumbelgrad::kernels::softmax::logsumexp(&log_terms);
     }
     exact /= images.rows() as f64;
     assert!(
         bound >= exact - 1e-9,
-        "bound {bound} below the exact -log p(x) {exact}"
+        "{latent:?}: bound {bound} below the exact -log p(x) {exact}"
     );
     assert!(
         bound < elbo,
-        "IW bound {bound} not tighter than the ELBO {elbo}"
+        "{latent:?}: IW bound {bound} not tighter than the ELBO {elbo}"
     );
     assert!(
         bound - exact < 0.1 * (elbo - exact),
-        "bound {bound}, exact {exact}, elbo {elbo}"
+        "{latent:?}: bound {bound}, exact {exact}, elbo {elbo}"
     );
 }
 

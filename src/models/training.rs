@@ -1,4 +1,4 @@
-//! Training a [`CategoricalVae`]: the loop, the schedules, and checkpoints that resume
+//! Training a [`DiscreteVae`]: the loop, the schedules, and checkpoints that resume
 //! bit for bit.
 //!
 //! One step: draw a minibatch (the epoch's shuffle comes from `(seed, epoch)`,
@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::estimators::{Estimator, TemperatureSchedule};
 use crate::float::Float;
 use crate::io::Checkpoint;
-use crate::models::categorical_vae::{CategoricalVae, VaeConfig};
+use crate::models::discrete_vae::{DiscreteVae, VaeConfig};
 use crate::models::seeds::{Stream, rng_for};
 use crate::optim::{Adam, LearningRateSchedule, Optimizer, OptimizerState};
 use crate::tape::Tape;
@@ -87,7 +87,7 @@ pub struct EpochReport {
 /// A model, its optimiser and estimator, and the counters of a run.
 #[derive(Debug)]
 pub struct Trainer<T: Float> {
-    model: CategoricalVae<T>,
+    model: DiscreteVae<T>,
     optimizer: Adam<T>,
     estimator: Estimator<T>,
     config: TrainConfig,
@@ -99,8 +99,9 @@ pub struct Trainer<T: Float> {
 impl<T: Float> Trainer<T> {
     /// A fresh run: the model is initialised from `(config.seed, Init)`.
     pub fn new(model_config: VaeConfig, config: TrainConfig) -> Result<Self> {
-        let model = CategoricalVae::new(model_config, &mut rng_for(config.seed, Stream::Init, 0))?;
+        let model = DiscreteVae::new(model_config, &mut rng_for(config.seed, Stream::Init, 0))?;
         let estimator = Estimator::from_name(&config.estimator, config.temperature.at(0)?)?;
+        model.check_estimator(&estimator)?;
         if config.batch_size == 0 {
             return Err(Error::invalid_argument(
                 "Trainer::new",
@@ -119,7 +120,7 @@ impl<T: Float> Trainer<T> {
     }
 
     /// The model being trained.
-    pub fn model(&self) -> &CategoricalVae<T> {
+    pub fn model(&self) -> &DiscreteVae<T> {
         &self.model
     }
 

@@ -1,6 +1,7 @@
-//! The categorical VAE of Jang, Gu and Poole (§4.2): `N` categorical latent variables
-//! of `K` classes each, an MLP encoder giving their logits, and an MLP decoder giving
-//! Bernoulli logits for the pixels.
+//! The VAEs of Jang, Gu and Poole (§4.2) with a discrete latent layer: `N` categorical
+//! variables of `K` classes each (the categorical VAE, 20 x 10 in the paper) or `N`
+//! binary units (the Bernoulli VAE, 200 units), an MLP encoder giving their logits, and an
+//! MLP decoder giving Bernoulli logits for the pixels.
 //!
 //! For an image `x` the encoder gives `q(z|x) = prod_n Categorical(softmax(logits_n))`;
 //! the prior `p(z)` is uniform over the `K^N` configurations. The negative evidence
@@ -11,32 +12,81 @@
 //!          = E_{z~q}[ sum_pixels BCE(decoder(z), x) ] + sum_n sum_k q_nk (log q_nk + log K)
 //! ```
 //!
+//! (for binary units, `KL = sum_n q_n log q_n + (1 - q_n) log(1 - q_n) + log 2`).
+//!
 //! The KL term has a closed form and is differentiated exactly. The expectation is
-//! where the estimator comes in: [`CategoricalVae::negative_elbo`] hands the
+//! where the estimator comes in: [`DiscreteVae::negative_elbo`] hands the
 //! reconstruction cost to any [`GradientEstimator`] as a closure, so the same model
 //! trains with Gumbel-Softmax, straight-through or a score-function estimator.
 
 use rand::{Rng, RngCore};
 
 use crate::error::{Error, Result};
-use crate::estimators::noise::sample_categorical;
+use crate::estimators::bernoulli::relaxed_bernoulli;
+use crate::estimators::noise::{sample_bernoulli, sample_categorical};
 use crate::estimators::{Estimator, GradientEstimator, gumbel_softmax, noise};
 use crate::float::Float;
 use crate::kernels::softmax::logsumexp;
 use crate::nn::{Activation, BoundParameters, Mlp, Parameters};
+use crate::ops::unary::softplus;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
-/// Sizes of a categorical VAE. The default is the paper's: 784 pixels, 20 variables of
-/// 10 classes, encoder 784-512-256-200, decoder 200-256-512-784, ReLU.
+/// The discrete latent layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latent {
+    /// `variables` categorical variables of `classes` classes each, one-hot coded in
+    /// consecutive groups of `classes` columns.
+    Categorical {
+        /// Number of variables, `N`.
+        variables: usize,
+        /// Classes per variable, `K` (at least 2).
+        classes: usize,
+    },
+    /// `units` binary variables, one logit (and one 0/1 column) each.
+    Bernoulli {
+        /// Number of units.
+        units: usize,
+    },
+}
+
+impl Latent {
+    /// Width of the latent code: `N * K`, or the number of units.
+    pub fn width(&self) -> usize {
+        match *self {
+            Latent::Categorical { variables, classes } => variables * classes,
+            Latent::Bernoulli { units } => units,
+        }
+    }
+
+    /// The group size estimators are called with: `K`, or 1 for binary units (the
+    /// crate's convention for Bernoulli latents).
+    pub fn group_size(&self) -> usize {
+        match *self {
+            Latent::Categorical { classes, .. } => classes,
+            Latent::Bernoulli { .. } => 1,
+        }
+    }
+
+    /// `log p(z)` of every code under the uniform prior: `-N log K`, or `-N log 2`.
+    pub fn log_prior(&self) -> f64 {
+        match *self {
+            Latent::Categorical { variables, classes } => {
+                -(variables as f64) * (classes as f64).ln()
+            }
+            Latent::Bernoulli { units } => -(units as f64) * std::f64::consts::LN_2,
+        }
+    }
+}
+
+/// Sizes of a discrete VAE. The default is the paper's categorical VAE: 784 pixels, 20
+/// variables of 10 classes, encoder 784-512-256-200, decoder 200-256-512-784, ReLU.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VaeConfig {
     /// Pixels per image.
     pub input_dim: usize,
-    /// Number of categorical latent variables, `N`.
-    pub num_latents: usize,
-    /// Classes per variable, `K`.
-    pub num_classes: usize,
+    /// The latent layer.
+    pub latent: Latent,
     /// Hidden layer sizes of the encoder.
     pub encoder_hidden: Vec<usize>,
     /// Hidden layer sizes of the decoder.
@@ -45,20 +95,33 @@ pub struct VaeConfig {
 
 impl Default for VaeConfig {
     fn default() -> Self {
-        VaeConfig {
-            input_dim: 784,
-            num_latents: 20,
-            num_classes: 10,
-            encoder_hidden: vec![512, 256],
-            decoder_hidden: vec![256, 512],
-        }
+        VaeConfig::categorical(20, 10)
     }
 }
 
 impl VaeConfig {
-    /// Width of the latent code, `N * K`.
+    /// The paper's categorical VAE with `variables x classes` latents (784 pixels,
+    /// hidden layers 512-256 and 256-512).
+    pub fn categorical(variables: usize, classes: usize) -> Self {
+        VaeConfig {
+            input_dim: 784,
+            latent: Latent::Categorical { variables, classes },
+            encoder_hidden: vec![512, 256],
+            decoder_hidden: vec![256, 512],
+        }
+    }
+
+    /// The Bernoulli VAE with `units` binary latents (the paper uses 200), same MLPs.
+    pub fn bernoulli(units: usize) -> Self {
+        VaeConfig {
+            latent: Latent::Bernoulli { units },
+            ..VaeConfig::categorical(1, 2)
+        }
+    }
+
+    /// Width of the latent code.
     pub fn latent_dim(&self) -> usize {
-        self.num_latents * self.num_classes
+        self.latent.width()
     }
 }
 
@@ -73,39 +136,43 @@ pub struct VaeTerms<'t, T: Float> {
     pub kl: Var<'t, T>,
     /// The latent sample the decoder saw.
     pub sample: Var<'t, T>,
-    /// The encoder's logits, `[batch, N*K]`.
+    /// The encoder's logits, `[batch, latent width]`.
     pub logits: Var<'t, T>,
 }
 
 /// How to draw the latent when evaluating the bound.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum EvalMode {
-    /// A one-hot sample from the categorical `q(z|x)`: the true single-sample ELBO of
-    /// the discrete model (what the paper reports).
+    /// A discrete sample from `q(z|x)` (one-hot, or 0/1 units): the true single-sample
+    /// ELBO of the discrete model (what the paper reports).
     Hard,
-    /// A relaxed Gumbel-Softmax sample at this temperature: the objective as trained,
-    /// which is *not* a bound on the discrete model's likelihood.
+    /// A relaxed sample (Gumbel-Softmax, or binary Concrete for units) at this
+    /// temperature: the objective as trained, not a bound on the discrete model.
     Relaxed(f64),
 }
 
-/// A categorical VAE: its sizes, its parameters and the two MLPs.
+/// A VAE with a discrete latent layer: its sizes, its parameters and the two MLPs.
 #[derive(Debug, Clone)]
-pub struct CategoricalVae<T: Float> {
+pub struct DiscreteVae<T: Float> {
     config: VaeConfig,
     params: Parameters<T>,
     encoder: Mlp,
     decoder: Mlp,
 }
 
-impl<T: Float> CategoricalVae<T> {
+impl<T: Float> DiscreteVae<T> {
     /// Builds the model with freshly initialised weights (parameters named
     /// `encoder.{layer}.{weight,bias}` and `decoder.{layer}.{weight,bias}`).
     pub fn new<R: Rng + ?Sized>(config: VaeConfig, rng: &mut R) -> Result<Self> {
-        if config.num_latents == 0 || config.num_classes < 2 || config.input_dim == 0 {
+        let bad_latent = match config.latent {
+            Latent::Categorical { variables, classes } => variables == 0 || classes < 2,
+            Latent::Bernoulli { units } => units == 0,
+        };
+        if bad_latent || config.input_dim == 0 {
             return Err(Error::invalid_argument(
-                "CategoricalVae::new",
+                "DiscreteVae::new",
                 format!(
-                    "need at least one latent of at least 2 classes and a non-empty input; got {config:?}"
+                    "need at least one latent (categorical ones of at least 2 classes) and a non-empty input; got {config:?}"
                 ),
             ));
         }
@@ -118,7 +185,7 @@ impl<T: Float> CategoricalVae<T> {
         sizes.extend(&config.decoder_hidden);
         sizes.push(config.input_dim);
         let decoder = Mlp::new(&mut params, "decoder", &sizes, Activation::Relu, rng)?;
-        Ok(CategoricalVae {
+        Ok(DiscreteVae {
             config,
             params,
             encoder,
@@ -141,12 +208,12 @@ impl<T: Float> CategoricalVae<T> {
         &mut self.params
     }
 
-    /// Encoder: images `[batch, D]` to latent logits `[batch, N*K]`.
+    /// Encoder: images `[batch, D]` to latent logits `[batch, latent width]`.
     pub fn encode<'t>(&self, params: &BoundParameters<'t, T>, images: Var<'t, T>) -> Var<'t, T> {
         self.encoder.forward(params, images)
     }
 
-    /// Decoder: latent codes `[batch, N*K]` to pixel logits `[batch, D]`.
+    /// Decoder: latent codes `[batch, latent width]` to pixel logits `[batch, D]`.
     pub fn decode<'t>(&self, params: &BoundParameters<'t, T>, latent: Var<'t, T>) -> Var<'t, T> {
         self.decoder.forward(params, latent)
     }
@@ -163,14 +230,62 @@ impl<T: Float> CategoricalVae<T> {
             .sum_cols()
     }
 
-    /// `KL(q || uniform) = sum_n sum_k q_nk (log q_nk + log K)` per example, `[batch, 1]`,
-    /// computed exactly from the logits.
+    /// `KL(q || uniform prior)` per example, `[batch, 1]`, computed exactly from the
+    /// logits: `sum_n sum_k q_nk (log q_nk + log K)` for categorical variables,
+    /// `sum_n q_n log q_n + (1 - q_n) log(1 - q_n) + log 2` for binary units (with
+    /// `log q = -softplus(-x)` and `log(1 - q) = -softplus(x)`, stable for any logit).
     pub fn kl_to_uniform<'t>(&self, logits: Var<'t, T>) -> Var<'t, T> {
-        let classes = self.config.num_classes;
-        let log_q = logits.log_softmax(classes);
-        let q = logits.softmax(classes);
-        let log_classes = T::from_f64((classes as f64).ln());
-        (q * (log_q + log_classes)).sum_cols()
+        match self.config.latent {
+            Latent::Categorical { classes, .. } => {
+                let log_q = logits.log_softmax(classes);
+                let q = logits.softmax(classes);
+                let log_classes = T::from_f64((classes as f64).ln());
+                (q * (log_q + log_classes)).sum_cols()
+            }
+            Latent::Bernoulli { .. } => {
+                let q = logits.sigmoid();
+                let log_q = -(-logits).softplus();
+                let log_not_q = -logits.softplus();
+                let log_two = T::from_f64(std::f64::consts::LN_2);
+                (q * log_q + q.affine(-T::ONE, T::ONE) * log_not_q + log_two).sum_cols()
+            }
+        }
+    }
+
+    /// Checks that `estimator` suits this latent layer: the binary-unit estimators
+    /// (relaxed Bernoulli, ST Bernoulli, slope-annealed ST) need Bernoulli latents and
+    /// the categorical relaxations (Gumbel-Softmax, ST-GS, ST, ST-argmax) categorical
+    /// ones; the score-function family works with both.
+    pub fn check_estimator(&self, estimator: &Estimator<T>) -> Result<()> {
+        let for_units = matches!(
+            estimator,
+            Estimator::RelaxedBernoulli(_)
+                | Estimator::StBernoulli(_)
+                | Estimator::SlopeAnnealedSt(_)
+        );
+        let for_categories = matches!(
+            estimator,
+            Estimator::GumbelSoftmax(_)
+                | Estimator::StGumbelSoftmax(_)
+                | Estimator::StraightThrough(_)
+                | Estimator::StArgmax(_)
+        );
+        let fits = match self.config.latent {
+            Latent::Categorical { .. } => !for_units,
+            Latent::Bernoulli { .. } => !for_categories,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(Error::invalid_argument(
+                "DiscreteVae",
+                format!(
+                    "estimator `{}` does not fit {:?} latents (binary units take relaxed-bernoulli, st-bernoulli, slope-annealed-st or a score-function estimator)",
+                    estimator.name(),
+                    self.config.latent
+                ),
+            ))
+        }
     }
 
     /// The negative ELBO of a batch, with the reconstruction term's gradient given by
@@ -178,14 +293,14 @@ impl<T: Float> CategoricalVae<T> {
     ///
     /// ```
     /// use gumbelgrad::estimators::Estimator;
-    /// use gumbelgrad::models::{CategoricalVae, VaeConfig};
+    /// use gumbelgrad::models::{DiscreteVae, Latent, VaeConfig};
     /// use gumbelgrad::{Tape, Tensor};
     /// use rand::SeedableRng;
     ///
     /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    /// let config = VaeConfig { input_dim: 16, num_latents: 2, num_classes: 3,
+    /// let config = VaeConfig { input_dim: 16, latent: Latent::Categorical { variables: 2, classes: 3 },
     ///                          encoder_hidden: vec![8], decoder_hidden: vec![8] };
-    /// let model = CategoricalVae::<f32>::new(config, &mut rng)?;
+    /// let model = DiscreteVae::<f32>::new(config, &mut rng)?;
     /// let mut estimator = Estimator::gumbel_softmax(1.0)?; // or any other estimator
     /// let tape = Tape::new();
     /// let params = model.parameters().bind(&tape);
@@ -206,7 +321,7 @@ impl<T: Float> CategoricalVae<T> {
         let logits = self.encode(params, images);
         let estimate = estimator.estimate(
             logits,
-            self.config.num_classes,
+            self.config.latent.group_size(),
             &mut |latent| self.reconstruction_cost(params, latent, images),
             rng,
         );
@@ -229,8 +344,7 @@ impl<T: Float> CategoricalVae<T> {
         mode: EvalMode,
         rng: &mut R,
     ) -> Result<f64> {
-        self.check_images(images, "CategoricalVae::evaluate")?;
-        let classes = self.config.num_classes;
+        self.check_images(images, "DiscreteVae::evaluate")?;
         let mut tape = Tape::new();
         let mut total = 0.0;
         for start in (0..images.rows()).step_by(batch_size.max(1)) {
@@ -239,15 +353,16 @@ impl<T: Float> CategoricalVae<T> {
             let params = self.params.bind(&tape);
             let x = tape.constant(&batch);
             let logits = self.encode(&params, x);
-            let latent = match mode {
-                EvalMode::Hard => {
-                    let sample = sample_categorical(&logits.value()?, classes, rng)?;
-                    tape.constant(&sample.one_hot)
-                }
-                EvalMode::Relaxed(temperature) => {
-                    let shape = logits.shape();
+            let shape = logits.shape();
+            let latent = match (mode, self.config.latent) {
+                (EvalMode::Hard, _) => tape.constant(&self.sample_hard(&logits.value()?, rng)?.0),
+                (EvalMode::Relaxed(temperature), Latent::Categorical { classes, .. }) => {
                     let noise = tape.constant(&noise::gumbel(shape.rows, shape.cols, rng));
                     gumbel_softmax(logits, noise, temperature, classes)
+                }
+                (EvalMode::Relaxed(temperature), Latent::Bernoulli { .. }) => {
+                    let noise = tape.constant(&noise::logistic(shape.rows, shape.cols, rng));
+                    relaxed_bernoulli(logits, noise, temperature)
                 }
             };
             let per_example =
@@ -271,18 +386,15 @@ impl<T: Float> CategoricalVae<T> {
         batch_size: usize,
         rng: &mut R,
     ) -> Result<f64> {
-        self.check_images(images, "CategoricalVae::importance_weighted_bound")?;
+        self.check_images(images, "DiscreteVae::importance_weighted_bound")?;
         if samples == 0 {
             return Err(Error::invalid_argument(
-                "CategoricalVae::importance_weighted_bound",
+                "DiscreteVae::importance_weighted_bound",
                 "need at least one sample",
             ));
         }
-        let classes = self.config.num_classes;
-        let latents = self.config.num_latents;
-        let log_prior = -(latents as f64) * (classes as f64).ln();
+        let log_prior = self.config.latent.log_prior();
         let logits = self.logits_of(images, batch_size)?;
-        let log_q_table = log_softmax_table(&logits, classes);
         let (dim, width) = (self.config.input_dim, logits.cols());
 
         // Every (image, sample) pair is one row of a decoder pass; passes hold
@@ -301,21 +413,14 @@ impl<T: Float> CategoricalVae<T> {
             }
             let x_rows = Tensor::from_vec(end - start, dim, x_rows)?;
             let logit_rows = Tensor::from_vec(end - start, width, logit_rows)?;
-            let sample = sample_categorical(&logit_rows, classes, rng)?;
+            let (sample, log_q) = self.sample_hard(&logit_rows, rng)?;
             tape.clear();
             let params = self.params.bind(&tape);
             let x = tape.constant(&x_rows);
-            let z = tape.constant(&sample.one_hot);
+            let z = tape.constant(&sample);
             let cost = self.reconstruction_cost(&params, z, x).value()?;
             for (offset, pair) in (start..end).enumerate() {
-                let image = pair / samples;
-                let log_q: f64 = (0..latents)
-                    .map(|g| {
-                        let class = sample.classes[offset * latents + g];
-                        log_q_table[image * width + g * classes + class]
-                    })
-                    .sum();
-                log_weights[pair] = -cost.get(offset, 0).to_f64() + log_prior - log_q;
+                log_weights[pair] = -cost.get(offset, 0).to_f64() + log_prior - log_q[offset];
             }
         }
         let total: f64 = log_weights
@@ -338,6 +443,57 @@ impl<T: Float> CategoricalVae<T> {
                 .with_value(|logits| out.extend_from_slice(logits.as_slice()))?;
         }
         Tensor::from_vec(images.rows(), self.config.latent_dim(), out)
+    }
+
+    /// A discrete sample from `q(z|logits)` for every row, with its `log q(z)` (in f64):
+    /// one-hot by Gumbel-max for categorical latents, 0/1 units for Bernoulli ones.
+    pub fn sample_hard<R: Rng + ?Sized>(
+        &self,
+        logits: &Tensor<T>,
+        rng: &mut R,
+    ) -> Result<(Tensor<T>, Vec<f64>)> {
+        let width = logits.cols();
+        match self.config.latent {
+            Latent::Categorical { classes, .. } => {
+                let sample = sample_categorical(logits, classes, rng)?;
+                let log_q_table = log_softmax_table(logits, classes);
+                let log_q = (0..logits.rows())
+                    .map(|row| {
+                        let chosen = sample.one_hot.row(row);
+                        let table = &log_q_table[row * width..(row + 1) * width];
+                        chosen
+                            .iter()
+                            .zip(table)
+                            .filter(|(z, _)| z.to_f64() == 1.0)
+                            .map(|(_, l)| l)
+                            .sum()
+                    })
+                    .collect();
+                Ok((sample.one_hot, log_q))
+            }
+            Latent::Bernoulli { .. } => {
+                let (sample, _noise) = sample_bernoulli(logits, rng);
+                let log_q = (0..logits.rows())
+                    .map(|row| {
+                        logits
+                            .row(row)
+                            .iter()
+                            .zip(sample.row(row))
+                            .map(|(&x, &z)| {
+                                // log sigmoid(x) for z = 1, log sigmoid(-x) for z = 0
+                                let signed = if z.to_f64() == 1.0 {
+                                    x.to_f64()
+                                } else {
+                                    -x.to_f64()
+                                };
+                                -softplus(-signed)
+                            })
+                            .sum()
+                    })
+                    .collect();
+                Ok((sample, log_q))
+            }
+        }
     }
 
     fn check_images(&self, images: &Tensor<T>, op: &str) -> Result<()> {
