@@ -349,3 +349,52 @@ fn loss_falls_on_the_built_in_digits() {
         "loss went from {first:.1} to {last:.1}"
     );
 }
+
+#[test]
+fn every_estimator_trains_both_vaes() {
+    // One switch of the estimator argument is all a model needs: every estimator the
+    // enum knows runs a step of the VAE whose latents it fits, with a finite loss and
+    // a gradient reaching the encoder (through the sample or through the score).
+    let images = binary_images(8, 12, 7);
+    let mut ran = std::collections::BTreeSet::new();
+    for latent in [
+        Latent::Categorical {
+            variables: 2,
+            classes: 3,
+        },
+        Latent::Bernoulli { units: 4 },
+    ] {
+        let config = VaeConfig {
+            latent,
+            ..small_config()
+        };
+        let model = DiscreteVae::<f32>::new(config, &mut StdRng::seed_from_u64(1)).unwrap();
+        for name in gumbelgrad::estimators::ESTIMATOR_NAMES {
+            let mut estimator = Estimator::<f32>::from_name(name, 0.8).unwrap();
+            if model.check_estimator(&estimator).is_err() {
+                continue;
+            }
+            let tape = Tape::new();
+            let params = model.parameters().bind(&tape);
+            let x = tape.constant(&images);
+            let terms =
+                model.negative_elbo(&params, x, &mut estimator, &mut StdRng::seed_from_u64(2));
+            tape.backward(terms.loss)
+                .unwrap_or_else(|e| panic!("{name} on {latent:?}: {e}"));
+            let loss = terms.loss.scalar().unwrap();
+            assert!(loss.is_finite(), "{name} on {latent:?}: loss {loss}");
+            let grads = params.gradients();
+            let encoder_norm: f32 = grads.as_slice()[0].as_slice().iter().map(|g| g * g).sum();
+            ran.insert(*name);
+            assert!(
+                encoder_norm.is_finite() && encoder_norm > 0.0,
+                "{name} on {latent:?}: encoder gradient {encoder_norm}"
+            );
+        }
+    }
+    assert_eq!(
+        ran.len(),
+        gumbelgrad::estimators::ESTIMATOR_NAMES.len(),
+        "ran {ran:?}"
+    );
+}

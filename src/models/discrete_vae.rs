@@ -322,7 +322,10 @@ impl<T: Float> DiscreteVae<T> {
         let estimate = estimator.estimate(
             logits,
             self.config.latent.group_size(),
-            &mut |latent| self.reconstruction_cost(params, latent, images),
+            &mut |latent| {
+                let targets = repeat_for_samples(images, latent.shape().rows);
+                self.reconstruction_cost(params, latent, targets)
+            },
             rng,
         );
         let kl = self.kl_to_uniform(logits);
@@ -509,6 +512,24 @@ impl<T: Float> DiscreteVae<T> {
         }
         images.check_finite("images")
     }
+}
+
+/// The images a latent batch of `latent_rows` rows is decoded against. Multi-sample
+/// estimators (VIMCO) hand the cost `m` samples per example, example-major (row
+/// `b * m + j` is sample `j` of example `b`); each image is then repeated `m` times by a
+/// constant 0/1 selection matrix. Any other row count is left for the cost's own shape
+/// check to report.
+fn repeat_for_samples<'t, T: Float>(images: Var<'t, T>, latent_rows: usize) -> Var<'t, T> {
+    let batch = images.shape().rows;
+    if batch == 0 || latent_rows == batch || !latent_rows.is_multiple_of(batch) {
+        return images;
+    }
+    let samples = latent_rows / batch;
+    let mut selection = Tensor::zeros(latent_rows, batch);
+    for row in 0..latent_rows {
+        selection.set(row, row / samples, T::ONE);
+    }
+    images.tape().constant(&selection).matmul(images)
 }
 
 /// `log softmax` of every group, in f64.
