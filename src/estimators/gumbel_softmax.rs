@@ -430,8 +430,15 @@ impl<T: Float> GradientEstimator<T> for GumbelSoftmaxEstimator<T> {
         group_size: usize,
         rng: &mut dyn RngCore,
     ) -> Var<'t, T> {
+        // Draw into the buffer kept from the last call (no allocation once warm).
         let shape = logits.shape();
-        let noise = super::noise::gumbel(shape.rows, shape.cols, rng);
-        self.sample_with_noise(logits, group_size, &noise)
+        let mut noise = match self.last_noise.take() {
+            Some(buffer) if buffer.shape() == shape => buffer,
+            _ => Tensor::zeros(shape.rows, shape.cols),
+        };
+        super::noise::fill_gumbel(&mut noise, rng);
+        let g = logits.tape().constant(&noise);
+        self.last_noise = Some(noise);
+        gumbel_softmax(logits, g, self.temperature, group_size)
     }
 }

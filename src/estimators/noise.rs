@@ -69,14 +69,28 @@ pub fn uniform<T: Float, R: Rng + ?Sized>(rows: usize, cols: usize, rng: &mut R)
 
 /// A `rows x cols` tensor of i.i.d. Gumbel(0, 1) noise, `g = -ln(-ln u)`.
 pub fn gumbel<T: Float, R: Rng + ?Sized>(rows: usize, cols: usize, rng: &mut R) -> Tensor<T> {
-    uniform::<T, R>(rows, cols, rng).map(gumbel_from_uniform)
+    let data = (0..rows * cols)
+        .map(|_| gumbel_from_uniform(uniform_open(rng)))
+        .collect();
+    Tensor::from_vec(rows, cols, data).expect("length matches")
+}
+
+/// Overwrites every element of `noise` with fresh Gumbel(0, 1) noise: the same numbers
+/// [`gumbel`] would draw from `rng`, without allocating.
+pub fn fill_gumbel<T: Float, R: Rng + ?Sized>(noise: &mut Tensor<T>, rng: &mut R) {
+    for g in noise.as_mut_slice() {
+        *g = gumbel_from_uniform(uniform_open(rng));
+    }
 }
 
 /// A `rows x cols` tensor of i.i.d. Logistic(0, 1) noise, `l = ln u - ln(1 - u)`:
 /// the noise of the binary Concrete / relaxed Bernoulli, where
 /// `1[logit + l > 0] ~ Bernoulli(sigmoid(logit))`.
 pub fn logistic<T: Float, R: Rng + ?Sized>(rows: usize, cols: usize, rng: &mut R) -> Tensor<T> {
-    uniform::<T, R>(rows, cols, rng).map(logistic_from_uniform)
+    let data = (0..rows * cols)
+        .map(|_| logistic_from_uniform(uniform_open(rng)))
+        .collect();
+    Tensor::from_vec(rows, cols, data).expect("length matches")
 }
 
 fn same_shape<T: Float>(op: &str, a: &Tensor<T>, b: &Tensor<T>) -> Result<()> {

@@ -20,6 +20,7 @@ use crate::float::Float;
 use crate::io::Checkpoint;
 use crate::models::discrete_vae::{DiscreteVae, VaeConfig};
 use crate::models::seeds::{Stream, rng_for};
+use crate::nn::Gradients;
 use crate::optim::{Adam, LearningRateSchedule, Optimizer, OptimizerState};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
@@ -93,7 +94,10 @@ pub struct Trainer<T: Float> {
     config: TrainConfig,
     step: u64,
     epoch: u64,
+    // Buffers reused from step to step, so a warm training loop barely allocates.
     tape: Tape<T>,
+    batch: Tensor<T>,
+    grads: Gradients<T>,
 }
 
 impl<T: Float> Trainer<T> {
@@ -116,6 +120,8 @@ impl<T: Float> Trainer<T> {
             step: 0,
             epoch: 0,
             tape: Tape::new(),
+            batch: Tensor::zeros(0, 0),
+            grads: Gradients::from_tensors(Vec::new()),
         })
     }
 
@@ -162,20 +168,27 @@ impl<T: Float> Trainer<T> {
         self.estimator.set_temperature(temperature)?;
         self.optimizer.set_learning_rate(learning_rate);
         let mut rng = rng_for(self.config.seed, Stream::Step, self.step);
-        let batch = gather_rows(images, rows, self.config.dynamic_binarization, &mut rng)?;
+        gather_rows(
+            images,
+            rows,
+            self.config.dynamic_binarization,
+            &mut rng,
+            &mut self.batch,
+        )?;
 
         self.tape.clear();
         let tape = &self.tape;
         let params = self.model.parameters().bind(tape);
-        let x = tape.constant(&batch);
+        let x = tape.constant(&self.batch);
         let terms = self
             .model
             .negative_elbo(&params, x, &mut self.estimator, &mut rng);
         tape.backward(terms.loss)?;
-        let loss = terms.loss.scalar()?.to_f64();
-        let grads = params.gradients();
+        let loss = terms.loss.with_value(|v| v.as_slice()[0].to_f64())?;
+        params.gradients_into(&mut self.grads);
         drop(params);
-        self.optimizer.step(self.model.parameters_mut(), &grads)?;
+        self.optimizer
+            .step(self.model.parameters_mut(), &self.grads)?;
         self.step += 1;
         Ok(StepReport {
             step: self.step,
@@ -303,15 +316,17 @@ impl<T: Float> Trainer<T> {
     }
 }
 
-/// Copies the chosen rows into a batch; with `binarize`, each pixel becomes 1 with
-/// probability equal to its grey level.
+/// Copies the chosen rows into `batch` (reusing its buffer); with `binarize`, each
+/// pixel becomes 1 with probability equal to its grey level.
 fn gather_rows<T: Float, R: Rng + ?Sized>(
     images: &Tensor<T>,
     rows: &[usize],
     binarize: bool,
     rng: &mut R,
-) -> Result<Tensor<T>> {
-    let mut data = Vec::with_capacity(rows.len() * images.cols());
+    batch: &mut Tensor<T>,
+) -> Result<()> {
+    let mut data = std::mem::replace(batch, Tensor::zeros(0, 0)).into_vec();
+    data.clear();
     for &row in rows {
         data.extend_from_slice(images.row(row));
     }
@@ -324,5 +339,6 @@ fn gather_rows<T: Float, R: Rng + ?Sized>(
             };
         }
     }
-    Tensor::from_vec(rows.len(), images.cols(), data)
+    *batch = Tensor::from_vec(rows.len(), images.cols(), data)?;
+    Ok(())
 }

@@ -188,6 +188,28 @@ impl<'t, T: Float> BoundParameters<'t, T> {
             .collect();
         Gradients { grads }
     }
+
+    /// Like [`BoundParameters::gradients`], but copies into `grads`, reusing its
+    /// buffers when they already have the right shapes (so a training loop that keeps
+    /// one `Gradients` allocates nothing here after its first step).
+    pub fn gradients_into(&self, grads: &mut Gradients<T>) {
+        let fits = grads.grads.len() == self.vars.len()
+            && grads
+                .grads
+                .iter()
+                .zip(&self.vars)
+                .all(|(g, v)| g.shape() == v.shape());
+        if !fits {
+            *grads = self.gradients();
+            return;
+        }
+        for (grad, var) in grads.grads.iter_mut().zip(&self.vars) {
+            let copied = var.with_grad(|g| grad.as_mut_slice().copy_from_slice(g.as_slice()));
+            if copied.is_none() {
+                grad.fill_zero();
+            }
+        }
+    }
 }
 
 /// One gradient tensor per parameter, in the order of the [`Parameters`] store.
