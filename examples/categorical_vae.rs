@@ -363,26 +363,6 @@ fn decode_probabilities(
         .value()
 }
 
-/// The most likely code under `q(z|x)` for the first row of `logits`: the one-hot
-/// argmax of each variable, or each unit on when its logit is positive.
-fn most_likely_code(logits: &Tensor<f32>, latent: Latent) -> Vec<f32> {
-    let row = logits.row(0);
-    match latent {
-        Latent::Categorical { classes, .. } => row
-            .chunks_exact(classes)
-            .flat_map(|group| {
-                let best =
-                    (0..classes).fold(0, |best, i| if group[i] > group[best] { i } else { best });
-                (0..classes).map(move |i| if i == best { 1.0 } else { 0.0 })
-            })
-            .collect(),
-        Latent::Bernoulli { .. } => row
-            .iter()
-            .map(|&x| if x > 0.0 { 1.0 } else { 0.0 })
-            .collect(),
-    }
-}
-
 fn draw_pictures(
     model: &DiscreteVae<f32>,
     test: &Dataset,
@@ -419,18 +399,19 @@ fn draw_pictures(
         1,
     )?;
 
-    // Latent classes: start from the most likely code of the first test image; each row
-    // sweeps one latent variable through its values (K classes, or off/on for a binary
-    // unit, the first 20 units), the others held fixed.
-    let base = most_likely_code(&logits, config.latent);
+    // Latent classes: each row starts from its own code drawn from the prior and sweeps
+    // one latent variable through its values (row n: variable n through its K classes,
+    // or, for binary units, unit n off and on, the first 20 units), the others held
+    // fixed: what changing one discrete variable does to a digit.
     let (rows, values) = match config.latent {
         Latent::Categorical { variables, classes } => (variables, classes),
         Latent::Bernoulli { units } => (units.min(20), 2),
     };
+    let (bases, _) = model.sample_hard(&Tensor::zeros(rows, width), &mut rng)?;
     let mut sweep = Vec::with_capacity(rows * values * width);
     for variable in 0..rows {
         for value in 0..values {
-            let mut code = base.clone();
+            let mut code = bases.row(variable).to_vec();
             match config.latent {
                 Latent::Categorical { classes, .. } => {
                     let group = &mut code[variable * classes..(variable + 1) * classes];
