@@ -13,7 +13,7 @@
 //! The temperature stays at 1 (the first 1000 steps of the paper's schedule).
 //!
 //! Options: `--threads N` (matrix-product threads, default 1), `--steps S` (timed steps,
-//! default 200), `--warmup W` (untimed steps first, default 20), `--seed X`.
+//! default 200), `--warmup W` (untimed steps first, default 50), `--seed X`.
 //! Prints the median, min and max milliseconds per step, the matrix-product GFLOP/s
 //! implied by the median, and as its last line `ms_per_step: X` (the median).
 
@@ -45,7 +45,7 @@ fn parse_options() -> Result<Options, String> {
     let mut options = Options {
         threads: 1,
         steps: 200,
-        warmup: 20,
+        warmup: 50,
         seed: 0,
     };
     let mut args = std::env::args().skip(1);

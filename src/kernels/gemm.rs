@@ -232,22 +232,33 @@ struct Problem {
     k: usize,
 }
 
-/// Element types with thread-local packing buffers (reused across calls, so a steady
-/// stream of products allocates nothing on the calling thread).
+/// The packing buffers of one band: packed `A` block, packed `B` block.
+type PackBuffers<E> = (Vec<E>, Vec<E>);
+
+/// Element types with packing buffers kept in a thread-local of the *calling* thread,
+/// one pair per band, lent to the band threads for the duration of a product. Reused
+/// across calls, so a steady stream of products allocates (and page-faults) nothing,
+/// even though the band threads themselves are new each time.
 trait Buffered: Element {
-    fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R;
+    fn with_pack_buffers<R>(bands: usize, f: impl FnOnce(&mut [PackBuffers<Self>]) -> R) -> R;
 }
 
 macro_rules! buffered {
     ($t:ty, $name:ident) => {
         thread_local! {
-            static $name: RefCell<(Vec<$t>, Vec<$t>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+            static $name: RefCell<Vec<PackBuffers<$t>>> = const { RefCell::new(Vec::new()) };
         }
         impl Buffered for $t {
-            fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R {
+            fn with_pack_buffers<R>(
+                bands: usize,
+                f: impl FnOnce(&mut [PackBuffers<Self>]) -> R,
+            ) -> R {
                 $name.with(|cell| {
-                    let (a, b) = &mut *cell.borrow_mut();
-                    f(a, b)
+                    let buffers = &mut *cell.borrow_mut();
+                    if buffers.len() < bands {
+                        buffers.resize_with(bands, Default::default);
+                    }
+                    f(&mut buffers[..bands])
                 })
             }
         }
@@ -324,7 +335,9 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
     let mut rows: Vec<&mut [E]> = c.chunks_mut(n).collect();
     let max_bands = threads.min((m * n * k / min_work_per_thread).max(1));
     if max_bands <= 1 {
-        run_band(kernel, problem, a, b, 0, 0, &mut rows);
+        E::with_pack_buffers(1, |buffers| {
+            run_band(kernel, problem, a, b, (0, 0), &mut rows, &mut buffers[0]);
+        });
         return;
     }
     if n >= m {
@@ -341,43 +354,54 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
                 rest = tail;
             }
         }
-        std::thread::scope(|scope| {
-            let mut bands = segments.iter_mut().enumerate();
-            let (_, first) = bands.next().expect("n > 0");
-            for (band, band_rows) in bands {
-                scope.spawn(move || {
-                    run_band(kernel, problem, a, b, 0, band * band_width, band_rows)
-                });
-            }
-            run_band(kernel, problem, a, b, 0, 0, first);
+        E::with_pack_buffers(bands, |buffers| {
+            std::thread::scope(|scope| {
+                let mut work = segments.iter_mut().zip(buffers.iter_mut()).enumerate();
+                let (_, (first_rows, first_buffers)) = work.next().expect("n > 0");
+                for (band, (band_rows, band_buffers)) in work {
+                    let corner = (0, band * band_width);
+                    scope.spawn(move || {
+                        run_band(kernel, problem, a, b, corner, band_rows, band_buffers)
+                    });
+                }
+                run_band(kernel, problem, a, b, (0, 0), first_rows, first_buffers);
+            });
         });
     } else {
         let panels = m.div_ceil(K::MR);
         let band_height = panels.div_ceil(max_bands.min(panels)) * K::MR;
-        std::thread::scope(|scope| {
-            let mut bands = rows.chunks_mut(band_height).enumerate();
-            let (_, first) = bands.next().expect("m > 0");
-            for (band, band_rows) in bands {
-                scope.spawn(move || {
-                    run_band(kernel, problem, a, b, band * band_height, 0, band_rows)
-                });
-            }
-            run_band(kernel, problem, a, b, 0, 0, first);
+        let bands = m.div_ceil(band_height);
+        E::with_pack_buffers(bands, |buffers| {
+            std::thread::scope(|scope| {
+                let mut work = rows
+                    .chunks_mut(band_height)
+                    .zip(buffers.iter_mut())
+                    .enumerate();
+                let (_, (first_rows, first_buffers)) = work.next().expect("m > 0");
+                for (band, (band_rows, band_buffers)) in work {
+                    let corner = (band * band_height, 0);
+                    scope.spawn(move || {
+                        run_band(kernel, problem, a, b, corner, band_rows, band_buffers)
+                    });
+                }
+                run_band(kernel, problem, a, b, (0, 0), first_rows, first_buffers);
+            });
         });
     }
 }
 
-/// The blocked product for one band of `C`: rows `first_row ..` (one per entry of
-/// `c_rows`) and columns `first_col ..` (as many as each `c_rows[i]` holds, which starts
-/// at column `first_col`).
+/// The blocked product for one band of `C` whose top-left corner is
+/// `(first_row, first_col)`: rows `first_row ..` (one per entry of `c_rows`) and columns
+/// `first_col ..` (as many as each `c_rows[i]` holds, which starts at column
+/// `first_col`), packing into `buffers`.
 fn run_band<E: Buffered, K: MicroKernel<E>>(
     kernel: K,
     problem: Problem,
     a: &[E],
     b: &[E],
-    first_row: usize,
-    first_col: usize,
+    (first_row, first_col): (usize, usize),
     c_rows: &mut [&mut [E]],
+    (a_buffer, b_buffer): &mut PackBuffers<E>,
 ) {
     let Problem {
         transpose_a,
@@ -391,36 +415,34 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
     let mc_block = (MC_TARGET / K::MR).max(1) * K::MR;
     let nc_block = ((B_BLOCK_BYTES / (KC * size_of::<E>())) / K::NR).max(1) * K::NR;
     let kc_block = depth_block(k);
-    E::with_pack_buffers(|a_buffer, b_buffer| {
-        for jc in (0..band_cols).step_by(nc_block) {
-            let nc = nc_block.min(band_cols - jc);
-            for pc in (0..k).step_by(kc_block) {
-                let kc = kc_block.min(k - pc);
-                let b_packed = pack_b(
-                    transpose_b,
-                    b,
+    for jc in (0..band_cols).step_by(nc_block) {
+        let nc = nc_block.min(band_cols - jc);
+        for pc in (0..k).step_by(kc_block) {
+            let kc = kc_block.min(k - pc);
+            let b_packed = pack_b(
+                transpose_b,
+                b,
+                k,
+                n,
+                (pc, kc),
+                (first_col + jc, nc),
+                K::NR,
+                b_buffer,
+            );
+            for ic in (0..band_rows).step_by(mc_block) {
+                let mc = mc_block.min(band_rows - ic);
+                let a_packed = pack_a(
+                    transpose_a,
+                    a,
+                    m,
                     k,
-                    n,
+                    (first_row + ic, mc),
                     (pc, kc),
-                    (first_col + jc, nc),
-                    K::NR,
-                    b_buffer,
+                    K::MR,
+                    a_buffer,
                 );
-                for ic in (0..band_rows).step_by(mc_block) {
-                    let mc = mc_block.min(band_rows - ic);
-                    let a_packed = pack_a(
-                        transpose_a,
-                        a,
-                        m,
-                        k,
-                        (first_row + ic, mc),
-                        (pc, kc),
-                        K::MR,
-                        a_buffer,
-                    );
-                    kernel.run_block(kc, mc, nc, a_packed, b_packed, &mut c_rows[ic..ic + mc], jc);
-                }
+                kernel.run_block(kc, mc, nc, a_packed, b_packed, &mut c_rows[ic..ic + mc], jc);
             }
         }
-    });
+    }
 }
