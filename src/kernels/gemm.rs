@@ -420,25 +420,25 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
         for pc in (0..k).step_by(kc_block) {
             let kc = kc_block.min(k - pc);
             let b_packed = pack_b(
+                kernel,
                 transpose_b,
                 b,
                 k,
                 n,
                 (pc, kc),
                 (first_col + jc, nc),
-                K::NR,
                 b_buffer,
             );
             for ic in (0..band_rows).step_by(mc_block) {
                 let mc = mc_block.min(band_rows - ic);
                 let a_packed = pack_a(
+                    kernel,
                     transpose_a,
                     a,
                     m,
                     k,
                     (first_row + ic, mc),
                     (pc, kc),
-                    K::MR,
                     a_buffer,
                 );
                 kernel.run_block(kc, mc, nc, a_packed, b_packed, &mut c_rows[ic..ic + mc], jc);
