@@ -413,8 +413,11 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
     let band_rows = c_rows.len();
     let band_cols = c_rows.first().map_or(0, |row| row.len());
     let mc_block = (MC_TARGET / K::MR).max(1) * K::MR;
-    let nc_block = ((B_BLOCK_BYTES / (KC * size_of::<E>())) / K::NR).max(1) * K::NR;
     let kc_block = depth_block(k);
+    // As many columns as keep a kc x nc block of B within B_BLOCK_BYTES, using the
+    // actual depth: a shallow product (k = 100) takes all its columns in one block and
+    // so packs A once.
+    let nc_block = ((B_BLOCK_BYTES / (kc_block * size_of::<E>())) / K::NR).max(1) * K::NR;
     for jc in (0..band_cols).step_by(nc_block) {
         let nc = nc_block.min(band_cols - jc);
         for pc in (0..k).step_by(kc_block) {
