@@ -21,13 +21,15 @@
 //!   contains them) and portably. [`Isa::detect`] picks the best one the CPU has, once
 //!   per process; [`GemmConfig::with_isa`] forces another one (tests use it to run the
 //!   portable path on a machine with AVX-512).
-//! - **Threads.** `C` is cut into one band per thread, bands of whole `NR`-column
-//!   panels when `n >= m` (each thread then packs only its part of the larger `B`),
-//!   else of whole `MR`-row panels; the bands run under [`std::thread::scope`], the
-//!   caller running the first. Each output value is computed by one thread with the
-//!   same depth blocking and the same order of additions as with one thread, so **the
-//!   result is bit-identical for every thread count**. The count comes from
-//!   [`GemmConfig`], by default from the setting
+//! - **Threads.** `C` is cut into bands, about three per thread: bands of whole
+//!   `NR`-column panels when `n >= m` (each band then packs only its part of the
+//!   larger `B`), else of whole `MR`-row panels. The calling thread and `threads - 1`
+//!   helpers started with [`std::thread::scope`] take bands from a shared queue until
+//!   it is empty, so a thread that gets a core late (the machine may be shared) does
+//!   less. Each output value is computed inside one band by one thread, with the same
+//!   depth blocking and the same order of additions as with one thread, so **the
+//!   result is bit-identical for every thread count** (and whoever took which band).
+//!   The count comes from [`GemmConfig`], by default from the setting
 //!   [`set_num_threads`](super::set_num_threads) (1 unless set); products too small to
 //!   pay for a thread start (see [`GemmConfig::with_min_work_per_thread`]) use fewer.
 //!   Threads are started per product, not pooled: a pool that lends borrowed slices to
@@ -52,7 +54,7 @@ mod pack;
 
 use std::any::TypeId;
 use std::cell::RefCell;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::float::Float;
 use microkernel::{Element, MicroKernel, Portable};
@@ -315,14 +317,24 @@ fn depth_block(k: usize) -> usize {
 /// products use fewer threads.
 const MIN_WORK_PER_THREAD: usize = 2_000_000;
 
-/// Splits `C` into one band per thread and runs the bands in parallel, the calling
-/// thread taking the first.
+/// A band of `C`: its top-left corner `(row, column)` and its rows, each slice
+/// starting at the band's first column.
+type Band<'c, E> = ((usize, usize), Vec<&'c mut [E]>);
+
+/// Bands handed out per thread: more, smaller bands let a thread that got a core
+/// sooner (the machine is often shared) take over work from one that got it later.
+const BANDS_PER_THREAD: usize = 3;
+
+/// Splits `C` into bands and runs them on `threads` threads (the calling thread and
+/// `threads - 1` scoped helpers), each thread taking the next band from a shared queue
+/// until none is left.
 ///
 /// When `n >= m`, `op(B)` is the larger operand and the bands are ranges of whole
-/// `NR`-column panels: each thread packs only its own columns of `B` (and the whole,
-/// small `A`). Otherwise the bands are ranges of whole `MR`-row panels and each thread
-/// packs its rows of `A` and the whole, smaller `B`. Either way each value of `C` is
-/// computed by exactly one thread, exactly as with one thread.
+/// `NR`-column panels: each band packs only its own columns of `B` (and the small `A`).
+/// Otherwise the bands are ranges of whole `MR`-row panels and each packs its rows of
+/// `A` and the smaller `B`. Which thread takes which band depends on timing, but each
+/// value of `C` is computed inside one band, by one thread, with exactly the operations
+/// of the one-thread case, so the result does not depend on it.
 fn run_threads<E: Buffered, K: MicroKernel<E>>(
     kernel: K,
     (threads, min_work_per_thread): (usize, usize),
@@ -333,61 +345,67 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
 ) {
     let Problem { m, n, k, .. } = problem;
     let mut rows: Vec<&mut [E]> = c.chunks_mut(n).collect();
-    let max_bands = threads.min((m * n * k / min_work_per_thread).max(1));
-    if max_bands <= 1 {
+    let threads = threads.min((m * n * k / min_work_per_thread).max(1));
+    if threads <= 1 {
         E::with_pack_buffers(1, |buffers| {
             run_band(kernel, problem, a, b, (0, 0), &mut rows, &mut buffers[0]);
         });
         return;
     }
-    if n >= m {
-        let panels = n.div_ceil(K::NR);
-        let band_width = panels.div_ceil(max_bands.min(panels)) * K::NR;
-        let bands = n.div_ceil(band_width);
-        // Cut every row of C into `bands` segments, segment t going to band t.
-        let mut segments: Vec<Vec<&mut [E]>> = (0..bands).map(|_| Vec::with_capacity(m)).collect();
+    let split_columns = n >= m;
+    let (length, panel) = if split_columns {
+        (n, K::NR)
+    } else {
+        (m, K::MR)
+    };
+    let panels = length.div_ceil(panel);
+    let band_size = panels.div_ceil((threads * BANDS_PER_THREAD).min(panels)) * panel;
+    let bands: Vec<Band<'_, E>> = if split_columns {
+        let count = n.div_ceil(band_size);
+        let mut bands: Vec<_> = (0..count)
+            .map(|band| ((0, band * band_size), Vec::with_capacity(m)))
+            .collect();
         for row in rows {
             let mut rest = row;
-            for band in &mut segments {
-                let (head, tail) = rest.split_at_mut(band_width.min(rest.len()));
-                band.push(head);
+            for (_, band_rows) in &mut bands {
+                let (head, tail) = rest.split_at_mut(band_size.min(rest.len()));
+                band_rows.push(head);
                 rest = tail;
             }
         }
-        E::with_pack_buffers(bands, |buffers| {
-            std::thread::scope(|scope| {
-                let mut work = segments.iter_mut().zip(buffers.iter_mut()).enumerate();
-                let (_, (first_rows, first_buffers)) = work.next().expect("n > 0");
-                for (band, (band_rows, band_buffers)) in work {
-                    let corner = (0, band * band_width);
-                    scope.spawn(move || {
-                        run_band(kernel, problem, a, b, corner, band_rows, band_buffers)
-                    });
-                }
-                run_band(kernel, problem, a, b, (0, 0), first_rows, first_buffers);
-            });
-        });
+        bands
     } else {
-        let panels = m.div_ceil(K::MR);
-        let band_height = panels.div_ceil(max_bands.min(panels)) * K::MR;
-        let bands = m.div_ceil(band_height);
-        E::with_pack_buffers(bands, |buffers| {
-            std::thread::scope(|scope| {
-                let mut work = rows
-                    .chunks_mut(band_height)
-                    .zip(buffers.iter_mut())
-                    .enumerate();
-                let (_, (first_rows, first_buffers)) = work.next().expect("m > 0");
-                for (band, (band_rows, band_buffers)) in work {
-                    let corner = (band * band_height, 0);
-                    scope.spawn(move || {
-                        run_band(kernel, problem, a, b, corner, band_rows, band_buffers)
-                    });
-                }
-                run_band(kernel, problem, a, b, (0, 0), first_rows, first_buffers);
-            });
+        let mut bands = Vec::with_capacity(m.div_ceil(band_size));
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let tail = rest.split_off(band_size.min(rest.len()));
+            bands.push(((m - rest.len() - tail.len(), 0), rest));
+            rest = tail;
+        }
+        bands
+    };
+    let queue = Mutex::new(bands.into_iter());
+    let work = |buffers: &mut PackBuffers<E>| {
+        loop {
+            let next = queue
+                .lock()
+                .expect("no thread panics holding the queue")
+                .next();
+            let Some((corner, mut band_rows)) = next else {
+                break;
+            };
+            run_band(kernel, problem, a, b, corner, &mut band_rows, buffers);
+        }
+    };
+    E::with_pack_buffers(threads, |buffers| {
+        std::thread::scope(|scope| {
+            let (first, helpers) = buffers.split_first_mut().expect("threads >= 2");
+            for helper_buffers in helpers {
+                scope.spawn(|| work(helper_buffers));
+            }
+            work(first);
         });
-    }
+    });
 }
 
 /// The blocked product for one band of `C` whose top-left corner is
