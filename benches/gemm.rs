@@ -127,3 +127,14 @@ fn reference_loops(bencher: Bencher, name: &str) {
         .counter(ItemsCount::new(2 * m * n * k))
         .bench_local(|| gemm_reference(ta, tb, m, n, k, black_box(&a), black_box(&b), &mut c));
 }
+
+/// What one extra GEMM thread costs to start and join (`std::thread::scope` spawning
+/// an empty closure): the fixed price a product pays per helper thread. On a busy
+/// machine the mean is far above the median (the join waits until the helper got a
+/// core at all), which is why small products stay single-threaded.
+#[divan::bench(sample_count = 500)]
+fn scoped_thread_start_and_join() {
+    std::thread::scope(|scope| {
+        scope.spawn(|| black_box(1));
+    });
+}

@@ -13,12 +13,15 @@
 //! The temperature stays at 1 (the first 1000 steps of the paper's schedule).
 //!
 //! Options: `--threads N` (matrix-product threads, default 1), `--steps S` (timed steps,
-//! default 200), `--warmup W` (untimed steps first, default 20), `--seed X`.
+//! default 200), `--warmup W` (untimed steps first, default 50), `--seed X`.
 //! Prints the median, min and max milliseconds per step, the matrix-product GFLOP/s
-//! implied by the median, and as its last line `ms_per_step: X` (the median).
+//! implied by the median, the median time of the step's 17 matrix products run alone
+//! (same kernel, same threads: how much of the step is GEMM), and as its last line
+//! `ms_per_step: X` (the median step).
 
 use std::time::Instant;
 
+use gumbelgrad::kernels::matmul::gemm;
 use gumbelgrad::kernels::{gemm::Isa, set_num_threads};
 use gumbelgrad::nn::{Activation, Mlp, Parameters};
 use gumbelgrad::optim::{Adam, Optimizer};
@@ -45,7 +48,7 @@ fn parse_options() -> Result<Options, String> {
     let mut options = Options {
         threads: 1,
         steps: 200,
-        warmup: 20,
+        warmup: 50,
         seed: 0,
     };
     let mut args = std::env::args().skip(1);
@@ -83,6 +86,50 @@ fn matmul_flops_per_step() -> f64 {
         .map(|&(i, o)| 2.0 * (BATCH * i * o) as f64)
         .sum();
     forward + forward + (forward - 2.0 * (BATCH * 784 * 512) as f64)
+}
+
+/// The 17 matrix products of one step, `(transpose_a, transpose_b, m, n, k)` as the
+/// matmul op issues them: forward `x W`, weight gradients `x^T G`, and input gradients
+/// `G W^T` for every layer but the first.
+fn step_products() -> Vec<(bool, bool, usize, usize, usize)> {
+    let layers = [
+        (784, 512),
+        (512, 256),
+        (256, 200),
+        (200, 256),
+        (256, 512),
+        (512, 784),
+    ];
+    let forward = layers.iter().map(|&(i, o)| (false, false, BATCH, o, i));
+    let weight_grads = layers.iter().map(|&(i, o)| (true, false, i, o, BATCH));
+    let input_grads = layers[1..].iter().map(|&(i, o)| (false, true, BATCH, i, o));
+    forward.chain(weight_grads).chain(input_grads).collect()
+}
+
+/// Median milliseconds of running just the step's matrix products (through the same
+/// `kernels::matmul::gemm` the ops call, same thread setting), `repeats` times: the
+/// part of a step the GEMM kernel is responsible for.
+fn time_products_alone(repeats: usize, rng: &mut StdRng) -> f64 {
+    let operands: Vec<_> = step_products()
+        .into_iter()
+        .map(|(ta, tb, m, n, k)| {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            (ta, tb, m, n, k, a, b, vec![0.0f32; m * n])
+        })
+        .collect();
+    let mut operands = operands;
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats + 10 {
+        let started = Instant::now();
+        for (ta, tb, m, n, k, a, b, c) in &mut operands {
+            gemm(*ta, *tb, *m, *n, *k, a, b, c);
+        }
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut times = times.split_off(10);
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -169,6 +216,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "matrix products: {:.1} MFLOP/step, {:.1} GFLOP/s at the median",
         matmul_flops_per_step() / 1e6,
         matmul_flops_per_step() / (median * 1e-3) / 1e9
+    );
+    let products_ms = time_products_alone(options.steps, &mut rng);
+    println!(
+        "the step's 17 matrix products alone: {products_ms:.3} ms ({:.1} GFLOP/s), \
+         the rest of the step: {:.3} ms",
+        matmul_flops_per_step() / (products_ms * 1e-3) / 1e9,
+        median - products_ms
     );
     println!("ms_per_step: {median:.3}");
     Ok(())

@@ -75,10 +75,10 @@ fn check_against_reference<T: Float>(dims: (bool, bool, usize, usize, usize), se
     assert_close("matmul::gemm", dims, &a, &b, &c0, &got, &want);
 }
 
-/// Dimensions that hit ragged edges of every tile shape (MR in 4, 6, 12; NR in 4..32).
+/// Dimensions that hit ragged edges of every tile shape (MR in 4, 6, 10; NR in 4..32).
 fn edge_dim() -> impl Strategy<Value = usize> {
     prop_oneof![
-        prop::sample::select(vec![1usize, 2, 5, 7, 11, 12, 13, 17, 31, 33, 63, 65, 100]),
+        prop::sample::select(vec![1usize, 2, 5, 7, 9, 11, 13, 17, 31, 33, 63, 65, 100]),
         1usize..=130,
     ]
 }

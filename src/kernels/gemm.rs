@@ -21,13 +21,15 @@
 //!   contains them) and portably. [`Isa::detect`] picks the best one the CPU has, once
 //!   per process; [`GemmConfig::with_isa`] forces another one (tests use it to run the
 //!   portable path on a machine with AVX-512).
-//! - **Threads.** `C` is cut into one band per thread, bands of whole `NR`-column
-//!   panels when `n >= m` (each thread then packs only its part of the larger `B`),
-//!   else of whole `MR`-row panels; the bands run under [`std::thread::scope`], the
-//!   caller running the first. Each output value is computed by one thread with the
-//!   same depth blocking and the same order of additions as with one thread, so **the
-//!   result is bit-identical for every thread count**. The count comes from
-//!   [`GemmConfig`], by default from the setting
+//! - **Threads.** `C` is cut into bands, about three per thread: bands of whole
+//!   `NR`-column panels when `n >= m` (each band then packs only its part of the
+//!   larger `B`), else of whole `MR`-row panels. The calling thread and `threads - 1`
+//!   helpers started with [`std::thread::scope`] take bands from a shared queue until
+//!   it is empty, so a thread that gets a core late (the machine may be shared) does
+//!   less. Each output value is computed inside one band by one thread, with the same
+//!   depth blocking and the same order of additions as with one thread, so **the
+//!   result is bit-identical for every thread count** (and whoever took which band).
+//!   The count comes from [`GemmConfig`], by default from the setting
 //!   [`set_num_threads`](super::set_num_threads) (1 unless set); products too small to
 //!   pay for a thread start (see [`GemmConfig::with_min_work_per_thread`]) use fewer.
 //!   Threads are started per product, not pooled: a pool that lends borrowed slices to
@@ -52,7 +54,7 @@ mod pack;
 
 use std::any::TypeId;
 use std::cell::RefCell;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::float::Float;
 use microkernel::{Element, MicroKernel, Portable};
@@ -232,22 +234,33 @@ struct Problem {
     k: usize,
 }
 
-/// Element types with thread-local packing buffers (reused across calls, so a steady
-/// stream of products allocates nothing on the calling thread).
+/// The packing buffers of one band: packed `A` block, packed `B` block.
+type PackBuffers<E> = (Vec<E>, Vec<E>);
+
+/// Element types with packing buffers kept in a thread-local of the *calling* thread,
+/// one pair per band, lent to the band threads for the duration of a product. Reused
+/// across calls, so a steady stream of products allocates (and page-faults) nothing,
+/// even though the band threads themselves are new each time.
 trait Buffered: Element {
-    fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R;
+    fn with_pack_buffers<R>(bands: usize, f: impl FnOnce(&mut [PackBuffers<Self>]) -> R) -> R;
 }
 
 macro_rules! buffered {
     ($t:ty, $name:ident) => {
         thread_local! {
-            static $name: RefCell<(Vec<$t>, Vec<$t>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+            static $name: RefCell<Vec<PackBuffers<$t>>> = const { RefCell::new(Vec::new()) };
         }
         impl Buffered for $t {
-            fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R {
+            fn with_pack_buffers<R>(
+                bands: usize,
+                f: impl FnOnce(&mut [PackBuffers<Self>]) -> R,
+            ) -> R {
                 $name.with(|cell| {
-                    let (a, b) = &mut *cell.borrow_mut();
-                    f(a, b)
+                    let buffers = &mut *cell.borrow_mut();
+                    if buffers.len() < bands {
+                        buffers.resize_with(bands, Default::default);
+                    }
+                    f(&mut buffers[..bands])
                 })
             }
         }
@@ -304,14 +317,24 @@ fn depth_block(k: usize) -> usize {
 /// products use fewer threads.
 const MIN_WORK_PER_THREAD: usize = 2_000_000;
 
-/// Splits `C` into one band per thread and runs the bands in parallel, the calling
-/// thread taking the first.
+/// A band of `C`: its top-left corner `(row, column)` and its rows, each slice
+/// starting at the band's first column.
+type Band<'c, E> = ((usize, usize), Vec<&'c mut [E]>);
+
+/// Bands handed out per thread: more, smaller bands let a thread that got a core
+/// sooner (the machine is often shared) take over work from one that got it later.
+const BANDS_PER_THREAD: usize = 3;
+
+/// Splits `C` into bands and runs them on `threads` threads (the calling thread and
+/// `threads - 1` scoped helpers), each thread taking the next band from a shared queue
+/// until none is left.
 ///
 /// When `n >= m`, `op(B)` is the larger operand and the bands are ranges of whole
-/// `NR`-column panels: each thread packs only its own columns of `B` (and the whole,
-/// small `A`). Otherwise the bands are ranges of whole `MR`-row panels and each thread
-/// packs its rows of `A` and the whole, smaller `B`. Either way each value of `C` is
-/// computed by exactly one thread, exactly as with one thread.
+/// `NR`-column panels: each band packs only its own columns of `B` (and the small `A`).
+/// Otherwise the bands are ranges of whole `MR`-row panels and each packs its rows of
+/// `A` and the smaller `B`. Which thread takes which band depends on timing, but each
+/// value of `C` is computed inside one band, by one thread, with exactly the operations
+/// of the one-thread case, so the result does not depend on it.
 fn run_threads<E: Buffered, K: MicroKernel<E>>(
     kernel: K,
     (threads, min_work_per_thread): (usize, usize),
@@ -322,62 +345,81 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
 ) {
     let Problem { m, n, k, .. } = problem;
     let mut rows: Vec<&mut [E]> = c.chunks_mut(n).collect();
-    let max_bands = threads.min((m * n * k / min_work_per_thread).max(1));
-    if max_bands <= 1 {
-        run_band(kernel, problem, a, b, 0, 0, &mut rows);
+    let threads = threads.min((m * n * k / min_work_per_thread).max(1));
+    if threads <= 1 {
+        E::with_pack_buffers(1, |buffers| {
+            run_band(kernel, problem, a, b, (0, 0), &mut rows, &mut buffers[0]);
+        });
         return;
     }
-    if n >= m {
-        let panels = n.div_ceil(K::NR);
-        let band_width = panels.div_ceil(max_bands.min(panels)) * K::NR;
-        let bands = n.div_ceil(band_width);
-        // Cut every row of C into `bands` segments, segment t going to band t.
-        let mut segments: Vec<Vec<&mut [E]>> = (0..bands).map(|_| Vec::with_capacity(m)).collect();
+    let split_columns = n >= m;
+    let (length, panel) = if split_columns {
+        (n, K::NR)
+    } else {
+        (m, K::MR)
+    };
+    let panels = length.div_ceil(panel);
+    let band_size = panels.div_ceil((threads * BANDS_PER_THREAD).min(panels)) * panel;
+    let bands: Vec<Band<'_, E>> = if split_columns {
+        let count = n.div_ceil(band_size);
+        let mut bands: Vec<_> = (0..count)
+            .map(|band| ((0, band * band_size), Vec::with_capacity(m)))
+            .collect();
         for row in rows {
             let mut rest = row;
-            for band in &mut segments {
-                let (head, tail) = rest.split_at_mut(band_width.min(rest.len()));
-                band.push(head);
+            for (_, band_rows) in &mut bands {
+                let (head, tail) = rest.split_at_mut(band_size.min(rest.len()));
+                band_rows.push(head);
                 rest = tail;
             }
         }
-        std::thread::scope(|scope| {
-            let mut bands = segments.iter_mut().enumerate();
-            let (_, first) = bands.next().expect("n > 0");
-            for (band, band_rows) in bands {
-                scope.spawn(move || {
-                    run_band(kernel, problem, a, b, 0, band * band_width, band_rows)
-                });
-            }
-            run_band(kernel, problem, a, b, 0, 0, first);
-        });
+        bands
     } else {
-        let panels = m.div_ceil(K::MR);
-        let band_height = panels.div_ceil(max_bands.min(panels)) * K::MR;
+        let mut bands = Vec::with_capacity(m.div_ceil(band_size));
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let tail = rest.split_off(band_size.min(rest.len()));
+            bands.push(((m - rest.len() - tail.len(), 0), rest));
+            rest = tail;
+        }
+        bands
+    };
+    let queue = Mutex::new(bands.into_iter());
+    let work = |buffers: &mut PackBuffers<E>| {
+        loop {
+            let next = queue
+                .lock()
+                .expect("no thread panics holding the queue")
+                .next();
+            let Some((corner, mut band_rows)) = next else {
+                break;
+            };
+            run_band(kernel, problem, a, b, corner, &mut band_rows, buffers);
+        }
+    };
+    E::with_pack_buffers(threads, |buffers| {
         std::thread::scope(|scope| {
-            let mut bands = rows.chunks_mut(band_height).enumerate();
-            let (_, first) = bands.next().expect("m > 0");
-            for (band, band_rows) in bands {
-                scope.spawn(move || {
-                    run_band(kernel, problem, a, b, band * band_height, 0, band_rows)
-                });
+            let (first, helpers) = buffers.split_first_mut().expect("threads >= 2");
+            for helper_buffers in helpers {
+                scope.spawn(|| work(helper_buffers));
             }
-            run_band(kernel, problem, a, b, 0, 0, first);
+            work(first);
         });
-    }
+    });
 }
 
-/// The blocked product for one band of `C`: rows `first_row ..` (one per entry of
-/// `c_rows`) and columns `first_col ..` (as many as each `c_rows[i]` holds, which starts
-/// at column `first_col`).
+/// The blocked product for one band of `C` whose top-left corner is
+/// `(first_row, first_col)`: rows `first_row ..` (one per entry of `c_rows`) and columns
+/// `first_col ..` (as many as each `c_rows[i]` holds, which starts at column
+/// `first_col`), packing into `buffers`.
 fn run_band<E: Buffered, K: MicroKernel<E>>(
     kernel: K,
     problem: Problem,
     a: &[E],
     b: &[E],
-    first_row: usize,
-    first_col: usize,
+    (first_row, first_col): (usize, usize),
     c_rows: &mut [&mut [E]],
+    (a_buffer, b_buffer): &mut PackBuffers<E>,
 ) {
     let Problem {
         transpose_a,
@@ -389,38 +431,39 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
     let band_rows = c_rows.len();
     let band_cols = c_rows.first().map_or(0, |row| row.len());
     let mc_block = (MC_TARGET / K::MR).max(1) * K::MR;
-    let nc_block = ((B_BLOCK_BYTES / (KC * size_of::<E>())) / K::NR).max(1) * K::NR;
     let kc_block = depth_block(k);
-    E::with_pack_buffers(|a_buffer, b_buffer| {
-        for jc in (0..band_cols).step_by(nc_block) {
-            let nc = nc_block.min(band_cols - jc);
-            for pc in (0..k).step_by(kc_block) {
-                let kc = kc_block.min(k - pc);
-                let b_packed = pack_b(
-                    transpose_b,
-                    b,
+    // As many columns as keep a kc x nc block of B within B_BLOCK_BYTES, using the
+    // actual depth: a shallow product (k = 100) takes all its columns in one block and
+    // so packs A once.
+    let nc_block = ((B_BLOCK_BYTES / (kc_block * size_of::<E>())) / K::NR).max(1) * K::NR;
+    for jc in (0..band_cols).step_by(nc_block) {
+        let nc = nc_block.min(band_cols - jc);
+        for pc in (0..k).step_by(kc_block) {
+            let kc = kc_block.min(k - pc);
+            let b_packed = pack_b(
+                kernel,
+                transpose_b,
+                b,
+                k,
+                n,
+                (pc, kc),
+                (first_col + jc, nc),
+                b_buffer,
+            );
+            for ic in (0..band_rows).step_by(mc_block) {
+                let mc = mc_block.min(band_rows - ic);
+                let a_packed = pack_a(
+                    kernel,
+                    transpose_a,
+                    a,
+                    m,
                     k,
-                    n,
+                    (first_row + ic, mc),
                     (pc, kc),
-                    (first_col + jc, nc),
-                    K::NR,
-                    b_buffer,
+                    a_buffer,
                 );
-                for ic in (0..band_rows).step_by(mc_block) {
-                    let mc = mc_block.min(band_rows - ic);
-                    let a_packed = pack_a(
-                        transpose_a,
-                        a,
-                        m,
-                        k,
-                        (first_row + ic, mc),
-                        (pc, kc),
-                        K::MR,
-                        a_buffer,
-                    );
-                    kernel.run_block(kc, mc, nc, a_packed, b_packed, &mut c_rows[ic..ic + mc], jc);
-                }
+                kernel.run_block(kc, mc, nc, a_packed, b_packed, &mut c_rows[ic..ic + mc], jc);
             }
         }
-    });
+    }
 }

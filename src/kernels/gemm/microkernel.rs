@@ -151,6 +151,22 @@ pub(crate) trait MicroKernel<E: Element>: Copy + Send + Sync {
         c_rows: &mut [&mut [E]],
         col0: usize,
     );
+
+    /// `dst[p * dst_stride + j] = src[j * src_stride + p]` for `j < count`,
+    /// `p < depth`: the transpose used by packing ([`super::pack::transpose`]),
+    /// compiled with this kernel's instruction set so its 8 x 8 tiles become vector
+    /// shuffles.
+    fn transpose(
+        self,
+        src: &[E],
+        src_stride: usize,
+        count: usize,
+        depth: usize,
+        dst: &mut [E],
+        dst_stride: usize,
+    ) {
+        super::pack::transpose(src, src_stride, count, depth, dst, dst_stride);
+    }
 }
 
 /// The portable kernel: plain Rust, whatever the target (SSE2 on x86-64).
@@ -185,7 +201,94 @@ pub(crate) use x86::{Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::pack::transpose_tiled;
     use super::{MicroKernel, block};
+    use std::arch::x86_64::{
+        _mm256_loadu_pd, _mm256_loadu_ps, _mm256_permute2f128_pd, _mm256_permute2f128_ps,
+        _mm256_shuffle_ps, _mm256_storeu_pd, _mm256_storeu_ps, _mm256_unpackhi_pd,
+        _mm256_unpackhi_ps, _mm256_unpacklo_pd, _mm256_unpacklo_ps,
+    };
+
+    /// An 8 x 8 f32 tile transposed in AVX registers:
+    /// `dst[p * dst_stride + j] = src[j * src_stride + p]`, `j, p < 8`.
+    ///
+    /// Eight rows are loaded; interleaving pairs of rows (`unpacklo/hi`), then pairs of
+    /// pairs (`shuffle`), then swapping 128-bit halves (`permute2f128`) leaves column
+    /// `p` of the tile in register `p`, which is stored as row `p` of `dst`:
+    /// 8 loads + 24 shuffles + 8 stores instead of 64 scalar loads and stores.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn tile_8x8_f32(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+        let row =
+            |j: usize| -> &[f32; 8] { src[j * src_stride..][..8].try_into().expect("8 values") };
+        // SAFETY: each `row(j)` is a bounds-checked reference to 8 contiguous f32, which
+        // is exactly what the unaligned 256-bit load reads.
+        let r = unsafe { [0, 1, 2, 3, 4, 5, 6, 7].map(|j| _mm256_loadu_ps(row(j).as_ptr())) };
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let columns = [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ];
+        for (p, column) in columns.into_iter().enumerate() {
+            let out: &mut [f32; 8] = (&mut dst[p * dst_stride..][..8])
+                .try_into()
+                .expect("8 values");
+            // SAFETY: `out` is a bounds-checked unique reference to 8 contiguous f32,
+            // exactly what the unaligned 256-bit store writes.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), column) };
+        }
+    }
+
+    /// A 4 x 4 f64 tile transposed in AVX registers (as [`tile_8x8_f32`], one level
+    /// fewer: `unpacklo/hi` on row pairs, then swapping 128-bit halves).
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn tile_4x4_f64(src: &[f64], src_stride: usize, dst: &mut [f64], dst_stride: usize) {
+        let row =
+            |j: usize| -> &[f64; 4] { src[j * src_stride..][..4].try_into().expect("4 values") };
+        // SAFETY: each `row(j)` is a bounds-checked reference to 4 contiguous f64, which
+        // is exactly what the unaligned 256-bit load reads.
+        let r = unsafe { [0, 1, 2, 3].map(|j| _mm256_loadu_pd(row(j).as_ptr())) };
+        let t0 = _mm256_unpacklo_pd(r[0], r[1]);
+        let t1 = _mm256_unpackhi_pd(r[0], r[1]);
+        let t2 = _mm256_unpacklo_pd(r[2], r[3]);
+        let t3 = _mm256_unpackhi_pd(r[2], r[3]);
+        let columns = [
+            _mm256_permute2f128_pd::<0x20>(t0, t2),
+            _mm256_permute2f128_pd::<0x20>(t1, t3),
+            _mm256_permute2f128_pd::<0x31>(t0, t2),
+            _mm256_permute2f128_pd::<0x31>(t1, t3),
+        ];
+        for (p, column) in columns.into_iter().enumerate() {
+            let out: &mut [f64; 4] = (&mut dst[p * dst_stride..][..4])
+                .try_into()
+                .expect("4 values");
+            // SAFETY: `out` is a bounds-checked unique reference to 4 contiguous f64,
+            // exactly what the unaligned 256-bit store writes.
+            unsafe { _mm256_storeu_pd(out.as_mut_ptr(), column) };
+        }
+    }
 
     /// Proof that the CPU has AVX2 and FMA: only [`Avx2::detect`] makes one.
     #[derive(Debug, Clone, Copy)]
@@ -214,11 +317,44 @@ mod x86 {
     }
 
     // The same generic block, compiled four times with the instruction sets enabled.
-    // Tile shapes: AVX-512 has 32 vector registers of 16 f32 / 8 f64, so 12 rows x 2
-    // registers = 24 accumulators; AVX2 has 16 registers of 8 f32 / 4 f64, so
+    // Tile shapes: AVX-512 has 32 vector registers of 16 f32 / 8 f64; 10 rows x 2
+    // registers = 20 accumulators (two FMA pipes x 4 cycles latency need at least 8
+    // independent chains), and 10 rows divide the VAE's batch of 100 exactly. 12 rows
+    // ran at the same speed on full tiles; 14 rows (28 accumulators) made LLVM spill
+    // the accumulators and ran 50x slower. AVX2 has 16 registers of 8 f32 / 4 f64, so
     // 6 rows x 2 registers = 12 accumulators. Both leave registers for the row of B.
     macro_rules! simd_kernel {
-        ($proof:ident, $features:literal, $func:ident, $t:ty, $mr:literal, $nr:literal) => {
+        (
+            $proof:ident,
+            $features:literal,
+            $func:ident,
+            $transpose_func:ident,
+            $tile:ident,
+            $tile_size:literal,
+            $t:ty,
+            $mr:literal,
+            $nr:literal
+        ) => {
+            #[target_feature(enable = $features)]
+            fn $transpose_func(
+                src: &[$t],
+                src_stride: usize,
+                count: usize,
+                depth: usize,
+                dst: &mut [$t],
+                dst_stride: usize,
+            ) {
+                transpose_tiled::<$t, $tile_size>(
+                    src,
+                    src_stride,
+                    count,
+                    depth,
+                    dst,
+                    dst_stride,
+                    |s, ss, d, ds| $tile(s, ss, d, ds),
+                );
+            }
+
             #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = $features)]
             fn $func(
@@ -252,11 +388,29 @@ mod x86 {
                     // safe Rust (bounds-checked slices).
                     unsafe { $func(kc, mc, nc, a_packed, b_packed, c_rows, col0) }
                 }
+
+                fn transpose(
+                    self,
+                    src: &[$t],
+                    src_stride: usize,
+                    count: usize,
+                    depth: usize,
+                    dst: &mut [$t],
+                    dst_stride: usize,
+                ) {
+                    // SAFETY: as in `run_block`: `self` proves the CPU has the features
+                    // `$transpose_func` is compiled for; its body is safe Rust.
+                    unsafe { $transpose_func(src, src_stride, count, depth, dst, dst_stride) }
+                }
             }
         };
     }
-    simd_kernel!(Avx512, "avx512f,avx2,fma", block_avx512_f32, f32, 12, 32);
-    simd_kernel!(Avx512, "avx512f,avx2,fma", block_avx512_f64, f64, 12, 16);
-    simd_kernel!(Avx2, "avx2,fma", block_avx2_f32, f32, 6, 16);
-    simd_kernel!(Avx2, "avx2,fma", block_avx2_f64, f64, 6, 8);
+    #[rustfmt::skip]
+    simd_kernel!(Avx512, "avx512f,avx2,fma", block_avx512_f32, transpose_avx512_f32, tile_8x8_f32, 8, f32, 10, 32);
+    #[rustfmt::skip]
+    simd_kernel!(Avx512, "avx512f,avx2,fma", block_avx512_f64, transpose_avx512_f64, tile_4x4_f64, 4, f64, 10, 16);
+    #[rustfmt::skip]
+    simd_kernel!(Avx2, "avx2,fma", block_avx2_f32, transpose_avx2_f32, tile_8x8_f32, 8, f32, 6, 16);
+    #[rustfmt::skip]
+    simd_kernel!(Avx2, "avx2,fma", block_avx2_f64, transpose_avx2_f64, tile_4x4_f64, 4, f64, 6, 8);
 }

@@ -8,7 +8,7 @@
 //! never needs a bounds test inside its loop. Each routine reads its source along the
 //! contiguous direction of the stored layout.
 
-use super::microkernel::Element;
+use super::microkernel::{Element, MicroKernel};
 
 /// Depths packed together when packing needs a transpose: the `STRIP x NR`
 /// destination values (8 KB for f32 with NR = 32) stay in L1 while each source row is
@@ -18,20 +18,21 @@ use super::microkernel::Element;
 const STRIP: usize = 64;
 
 /// Packs rows `i0..i0+mc` and depths `p0..p0+kc` of `op(A)` (`op(A)` is `m x k`;
-/// `a` is stored `m x k`, or `k x m` when `transpose_a`) into `ceil(mc/mr)` panels
-/// of `kc x mr` values, `out[panel][p * mr + i] = op(A)[i0 + panel*mr + i, p0 + p]`.
+/// `a` is stored `m x k`, or `k x m` when `transpose_a`) into `ceil(mc/MR)` panels
+/// of `kc x MR` values, `out[panel][p * mr + i] = op(A)[i0 + panel*mr + i, p0 + p]`.
 /// Returns the packed slice (a prefix of `out`, grown if needed).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pack_a<'o, E: Element>(
+pub(crate) fn pack_a<'o, E: Element, K: MicroKernel<E>>(
+    kernel: K,
     transpose_a: bool,
     a: &[E],
     m: usize,
     k: usize,
     (i0, mc): (usize, usize),
     (p0, kc): (usize, usize),
-    mr: usize,
     out: &'o mut Vec<E>,
 ) -> &'o [E] {
+    let mr = K::MR;
     let panels = mc.div_ceil(mr);
     let len = panels * mr * kc;
     if out.len() < len {
@@ -55,12 +56,7 @@ pub(crate) fn pack_a<'o, E: Element>(
             for (strip_index, strip) in panel.chunks_mut(STRIP * mr).enumerate() {
                 let p_start = p0 + strip_index * STRIP;
                 let depth = strip.len() / mr;
-                for i in 0..rows {
-                    let src = &a[(first_row + i) * k + p_start..][..depth];
-                    for (dst, &v) in strip.chunks_exact_mut(mr).zip(src) {
-                        dst[i] = v;
-                    }
-                }
+                kernel.transpose(&a[first_row * k + p_start..], k, rows, depth, strip, mr);
                 if rows < mr {
                     for dst in strip.chunks_exact_mut(mr) {
                         dst[rows..].fill(E::ZERO);
@@ -77,16 +73,17 @@ pub(crate) fn pack_a<'o, E: Element>(
 /// `kc x nr` values, `out[panel][p * nr + j] = op(B)[p0 + p, j0 + panel*nr + j]`.
 /// Returns the packed slice (a prefix of `out`, grown if needed).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pack_b<'o, E: Element>(
+pub(crate) fn pack_b<'o, E: Element, K: MicroKernel<E>>(
+    kernel: K,
     transpose_b: bool,
     b: &[E],
     k: usize,
     n: usize,
     (p0, kc): (usize, usize),
     (j0, nc): (usize, usize),
-    nr: usize,
     out: &'o mut Vec<E>,
 ) -> &'o [E] {
+    let nr = K::NR;
     let panels = nc.div_ceil(nr);
     let len = panels * nr * kc;
     if out.len() < len {
@@ -101,12 +98,7 @@ pub(crate) fn pack_b<'o, E: Element>(
             for (strip_index, strip) in panel.chunks_mut(STRIP * nr).enumerate() {
                 let p_start = p0 + strip_index * STRIP;
                 let depth = strip.len() / nr;
-                for j in 0..cols {
-                    let src = &b[(first_col + j) * k + p_start..][..depth];
-                    for (dst, &v) in strip.chunks_exact_mut(nr).zip(src) {
-                        dst[j] = v;
-                    }
-                }
+                kernel.transpose(&b[first_col * k + p_start..], k, cols, depth, strip, nr);
                 if cols < nr {
                     for dst in strip.chunks_exact_mut(nr) {
                         dst[cols..].fill(E::ZERO);
@@ -123,4 +115,81 @@ pub(crate) fn pack_b<'o, E: Element>(
         }
     }
     out
+}
+
+/// `dst[p * dst_stride + j] = src[j * src_stride + p]` for `j < count`, `p < depth`:
+/// `count` source rows of `depth` contiguous values become `depth` destination rows.
+/// The portable version: [`transpose_tiled`] with plain-Rust 8 x 8 tiles.
+pub(crate) fn transpose<E: Element>(
+    src: &[E],
+    src_stride: usize,
+    count: usize,
+    depth: usize,
+    dst: &mut [E],
+    dst_stride: usize,
+) {
+    transpose_tiled::<E, 8>(
+        src,
+        src_stride,
+        count,
+        depth,
+        dst,
+        dst_stride,
+        scalar_tile::<E, 8>,
+    );
+}
+
+/// One `T x T` tile: `dst[p * dst_stride + j] = src[j * src_stride + p]`, `j, p < T`.
+#[inline(always)]
+fn scalar_tile<E: Element, const T: usize>(
+    src: &[E],
+    src_stride: usize,
+    dst: &mut [E],
+    dst_stride: usize,
+) {
+    for j in 0..T {
+        let row = &src[j * src_stride..][..T];
+        for (p, &value) in row.iter().enumerate() {
+            dst[p * dst_stride + j] = value;
+        }
+    }
+}
+
+/// The transpose of [`transpose`], in `T x T` tiles done by `tile` (which gets the
+/// tile's corner in `src` and `dst` and the two strides), with the ragged edges done by
+/// a scalar loop. Working in tiles turns 64 scattered stores into 8 contiguous ones;
+/// the SIMD kernels pass a `tile` made of vector shuffles (`microkernel::x86`), since
+/// the compiler does not find those by itself.
+#[inline(always)]
+pub(crate) fn transpose_tiled<E: Element, const T: usize>(
+    src: &[E],
+    src_stride: usize,
+    count: usize,
+    depth: usize,
+    dst: &mut [E],
+    dst_stride: usize,
+    tile: impl Fn(&[E], usize, &mut [E], usize),
+) {
+    let full_count = count / T * T;
+    let full_depth = depth / T * T;
+    for j0 in (0..full_count).step_by(T) {
+        for p0 in (0..full_depth).step_by(T) {
+            tile(
+                &src[j0 * src_stride + p0..],
+                src_stride,
+                &mut dst[p0 * dst_stride + j0..],
+                dst_stride,
+            );
+        }
+        for p in full_depth..depth {
+            for jj in 0..T {
+                dst[p * dst_stride + j0 + jj] = src[(j0 + jj) * src_stride + p];
+            }
+        }
+    }
+    for j in full_count..count {
+        for p in 0..depth {
+            dst[p * dst_stride + j] = src[j * src_stride + p];
+        }
+    }
 }
