@@ -70,10 +70,20 @@ pub trait Float:
     fn is_finite(self) -> bool;
     /// e^x - 1, accurate for small x.
     fn exp_m1(self) -> Self;
+
+    /// The slice as `&[f32]` when `Self` is `f32`, else `None`: lets kernels pick a
+    /// type-specific (SIMD) path from generic code without `unsafe` casts.
+    fn as_f32(values: &[Self]) -> Option<&[f32]>;
+    /// Mutable version of [`Float::as_f32`].
+    fn as_f32_mut(values: &mut [Self]) -> Option<&mut [f32]>;
+    /// The slice as `&[f64]` when `Self` is `f64`, else `None`.
+    fn as_f64(values: &[Self]) -> Option<&[f64]>;
+    /// Mutable version of [`Float::as_f64`].
+    fn as_f64_mut(values: &mut [Self]) -> Option<&mut [f64]>;
 }
 
 macro_rules! impl_float {
-    ($t:ident) => {
+    ($t:ident, f32: $f32:expr, f64: $f64:expr, f32_mut: $f32_mut:expr, f64_mut: $f64_mut:expr) => {
         impl Float for $t {
             const NAME: &'static str = stringify!($t);
             const MIN_POSITIVE: Self = $t::MIN_POSITIVE;
@@ -135,9 +145,25 @@ macro_rules! impl_float {
             fn exp_m1(self) -> Self {
                 $t::exp_m1(self)
             }
+            #[inline(always)]
+            fn as_f32(values: &[Self]) -> Option<&[f32]> {
+                $f32(values)
+            }
+            #[inline(always)]
+            fn as_f32_mut(values: &mut [Self]) -> Option<&mut [f32]> {
+                $f32_mut(values)
+            }
+            #[inline(always)]
+            fn as_f64(values: &[Self]) -> Option<&[f64]> {
+                $f64(values)
+            }
+            #[inline(always)]
+            fn as_f64_mut(values: &mut [Self]) -> Option<&mut [f64]> {
+                $f64_mut(values)
+            }
         }
     };
 }
 
-impl_float!(f32);
-impl_float!(f64);
+impl_float!(f32, f32: Some, f64: |_| None, f32_mut: Some, f64_mut: |_| None);
+impl_float!(f64, f32: |_| None, f64: Some, f32_mut: |_| None, f64_mut: Some);

@@ -52,7 +52,6 @@
 mod microkernel;
 mod pack;
 
-use std::any::TypeId;
 use std::cell::RefCell;
 use std::sync::{Mutex, OnceLock};
 
@@ -194,34 +193,14 @@ pub fn gemm<T: Float>(
         n,
         k,
     };
-    if let (Some(a), Some(b), Some(c)) =
-        (cast::<T, f32>(a), cast::<T, f32>(b), cast_mut::<T, f32>(c))
-    {
+    // Each element type has its own micro-kernels; `Float` says (safely) which type T is.
+    if let (Some(a), Some(b), Some(c)) = (T::as_f32(a), T::as_f32(b), T::as_f32_mut(c)) {
         dispatch_f32(config, problem, a, b, c);
-    } else if let (Some(a), Some(b), Some(c)) =
-        (cast::<T, f64>(a), cast::<T, f64>(b), cast_mut::<T, f64>(c))
-    {
+    } else if let (Some(a), Some(b), Some(c)) = (T::as_f64(a), T::as_f64(b), T::as_f64_mut(c)) {
         dispatch_f64(config, problem, a, b, c);
     } else {
         super::matmul::gemm_reference(transpose_a, transpose_b, m, n, k, a, b, c);
     }
-}
-
-/// `Some(s)` viewed as `&[U]` when `T` and `U` are the same type.
-fn cast<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
-    (TypeId::of::<T>() == TypeId::of::<U>()).then(|| {
-        // SAFETY: T and U have the same TypeId, so they are the same type: the
-        // pointer, length, alignment and lifetime of the slice are unchanged.
-        unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<U>(), s.len()) }
-    })
-}
-
-/// `Some(s)` viewed as `&mut [U]` when `T` and `U` are the same type.
-fn cast_mut<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> {
-    (TypeId::of::<T>() == TypeId::of::<U>()).then(|| {
-        // SAFETY: as in `cast`; the unique borrow of `s` moves into the result.
-        unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<U>(), s.len()) }
-    })
 }
 
 /// The dimensions and transpose flags of one product.
