@@ -9,8 +9,9 @@
 //! -> 200 logits = 20 categorical variables x 10 classes; relaxed sample
 //! `y = softmax((logits + g) / tau)` per group of 10 with Gumbel noise `g` drawn outside
 //! the tape; decoder 200-256-512 (ReLU) -> 784 Bernoulli logits; loss = batch mean of
-//! [sum of BCE-with-logits over pixels + KL(q || uniform)]; Adam (lr 1e-3); f32.
-//! The temperature stays at 1 (the first 1000 steps of the paper's schedule).
+//! [sum of BCE-with-logits over pixels + KL(q || uniform)]; Adam (lr 1e-3); f32. Each
+//! step is `models::Trainer::step`, the crate's real training path (the one
+//! `examples/categorical_vae.rs` runs), so what is timed is what users train with.
 //!
 //! Options: `--threads N` (matrix-product threads, default 1), `--steps S` (timed steps,
 //! default 200), `--warmup W` (untimed steps first, default 50), `--seed X`.
@@ -21,19 +22,15 @@
 
 use std::time::Instant;
 
+use gumbelgrad::Tensor;
 use gumbelgrad::kernels::matmul::gemm;
 use gumbelgrad::kernels::{gemm::Isa, set_num_threads};
-use gumbelgrad::nn::{Activation, Mlp, Parameters};
-use gumbelgrad::optim::{Adam, Optimizer};
-use gumbelgrad::{Tape, Tensor};
+use gumbelgrad::models::{TrainConfig, Trainer, VaeConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const BATCH: usize = 100;
 const PIXELS: usize = 784;
-const NUM_VARIABLES: usize = 20;
-const NUM_CLASSES: usize = 10;
-const LATENT: usize = NUM_VARIABLES * NUM_CLASSES;
 /// Random binary batches cycled through (enough that no batch repeats within a few steps).
 const NUM_BATCHES: usize = 16;
 
@@ -137,62 +134,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     set_num_threads(options.threads);
     let mut rng = StdRng::seed_from_u64(options.seed);
 
-    let mut params = Parameters::<f32>::new();
-    let encoder = Mlp::new(
-        &mut params,
-        "encoder",
-        &[PIXELS, 512, 256, LATENT],
-        Activation::Relu,
-        &mut rng,
-    )?;
-    let decoder = Mlp::new(
-        &mut params,
-        "decoder",
-        &[LATENT, 256, 512, PIXELS],
-        Activation::Relu,
-        &mut rng,
-    )?;
-    let mut adam = Adam::new(1e-3);
+    // The crate's own training path: `models::Trainer` on the paper's categorical VAE
+    // (Gumbel-Softmax, Adam 1e-3), exactly what `examples/categorical_vae.rs` runs.
+    let config = TrainConfig {
+        batch_size: BATCH,
+        seed: options.seed,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::<f32>::new(VaeConfig::default(), config)?;
+    let pixels = (0..NUM_BATCHES * BATCH * PIXELS)
+        .map(|_| if rng.random::<bool>() { 1.0 } else { 0.0 })
+        .collect();
+    let images = Tensor::<f32>::from_vec(NUM_BATCHES * BATCH, PIXELS, pixels)?;
+    let batches: Vec<Vec<usize>> = (0..NUM_BATCHES)
+        .map(|b| (b * BATCH..(b + 1) * BATCH).collect())
+        .collect();
 
-    let batches: Vec<Tensor<f32>> = (0..NUM_BATCHES)
-        .map(|_| {
-            let pixels = (0..BATCH * PIXELS)
-                .map(|_| if rng.random::<bool>() { 1.0 } else { 0.0 })
-                .collect();
-            Tensor::from_vec(BATCH, PIXELS, pixels)
-        })
-        .collect::<Result<_, _>>()?;
-    let mut noise = Tensor::<f32>::zeros(BATCH, LATENT);
-    let temperature = 1.0f32;
-    let log_num_classes = (NUM_CLASSES as f32).ln();
-
-    let mut tape = Tape::<f32>::new();
     let mut step_ms = Vec::with_capacity(options.steps);
-    let mut last_loss = f32::NAN;
+    let mut last_loss = f64::NAN;
     for step in 0..options.warmup + options.steps {
         let started = Instant::now();
-        // Gumbel noise g = -ln(-ln u), u ~ U(0, 1), drawn outside the tape.
-        for g in noise.as_mut_slice() {
-            let u: f32 = rng.random_range(f32::MIN_POSITIVE..1.0);
-            *g = -(-u.ln()).ln();
-        }
-        tape.clear();
-        let bound = params.bind(&tape);
-        let x = tape.constant(&batches[step % NUM_BATCHES]);
-        let logits = encoder.forward(&bound, x);
-        let sample = (logits + tape.constant(&noise))
-            .scale(1.0 / temperature)
-            .softmax(NUM_CLASSES);
-        let pixel_logits = decoder.forward(&bound, sample);
-        let reconstruction = pixel_logits.bce_with_logits(x).sum();
-        // KL(q || uniform) = sum q (log q + ln K), q = softmax(logits) per group.
-        let log_q = logits.log_softmax(NUM_CLASSES);
-        let kl = (log_q.exp() * log_q.add_scalar(log_num_classes)).sum();
-        let loss = (reconstruction + kl).scale(1.0 / BATCH as f32);
-        tape.backward(loss)?;
-        last_loss = loss.scalar()?;
-        let grads = bound.gradients();
-        adam.step(&mut params, &grads)?;
+        last_loss = trainer.step(&images, &batches[step % NUM_BATCHES])?.loss;
         if step >= options.warmup {
             step_ms.push(started.elapsed().as_secs_f64() * 1e3);
         }

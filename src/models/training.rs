@@ -98,6 +98,8 @@ pub struct Trainer<T: Float> {
     tape: Tape<T>,
     batch: Tensor<T>,
     grads: Gradients<T>,
+    // The temperature last handed to the estimator by the schedule.
+    scheduled_temperature: Option<f64>,
 }
 
 impl<T: Float> Trainer<T> {
@@ -122,12 +124,18 @@ impl<T: Float> Trainer<T> {
             tape: Tape::new(),
             batch: Tensor::zeros(0, 0),
             grads: Gradients::from_tensors(Vec::new()),
+            scheduled_temperature: None,
         })
     }
 
     /// The model being trained.
     pub fn model(&self) -> &DiscreteVae<T> {
         &self.model
+    }
+
+    /// The estimator, with whatever state it keeps (a tuned temperature, a baseline).
+    pub fn estimator(&self) -> &Estimator<T> {
+        &self.estimator
     }
 
     /// The training configuration.
@@ -165,7 +173,12 @@ impl<T: Float> Trainer<T> {
     pub fn step(&mut self, images: &Tensor<T>, rows: &[usize]) -> Result<StepReport> {
         let temperature = self.config.temperature.at(self.step)?;
         let learning_rate = self.config.learning_rate.rate_at(self.step);
-        self.estimator.set_temperature(temperature)?;
+        // Only when the schedule moves: REBAR and RELAX tune their own temperature
+        // between those moves, and setting it every step would undo their tuning.
+        if self.scheduled_temperature != Some(temperature) {
+            self.estimator.set_temperature(temperature)?;
+            self.scheduled_temperature = Some(temperature);
+        }
         self.optimizer.set_learning_rate(learning_rate);
         let mut rng = rng_for(self.config.seed, Stream::Step, self.step);
         gather_rows(
