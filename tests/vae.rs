@@ -398,3 +398,26 @@ fn every_estimator_trains_both_vaes() {
         "ran {ran:?}"
     );
 }
+
+#[test]
+fn the_schedule_does_not_undo_rebar_tuning_its_temperature() {
+    // REBAR tunes its own temperature by descending the estimator's variance (Adam,
+    // rate 0.01 on log tau). The trainer hands it the schedule's temperature only when
+    // the schedule moves, so under a constant schedule 20 steps of tuning move log tau
+    // further than the single step (at most about 0.01) left if it were reset every step.
+    let config = TrainConfig {
+        estimator: "rebar".into(),
+        temperature: TemperatureSchedule::constant(0.5).unwrap(),
+        ..train_config()
+    };
+    let images = binary_images(40, 12, 8);
+    let mut trainer = Trainer::<f32>::new(small_config(), config).unwrap();
+    for _ in 0..4 {
+        trainer.train_epoch(&images, |_| {}).unwrap();
+    }
+    assert_eq!(trainer.steps(), 20);
+    let drift = (trainer.estimator().temperature().unwrap() / 0.5)
+        .ln()
+        .abs();
+    assert!(drift > 0.08, "log tau moved by only {drift}");
+}
