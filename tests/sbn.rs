@@ -146,14 +146,13 @@ fn evaluation_matches_exact_enumeration() {
             .sample_log_likelihoods(&upper, &lower, samples, 997, &mut rng)
             .unwrap();
         assert_eq!((table.rows(), table.cols()), (3, samples));
-        for r in 0..3 {
+        for (r, exact_r) in exact_p.iter().enumerate() {
             // each exp(log p(x_lower | h_i)) is an unbiased estimate of p(x_lower | x_upper)
             let values: Vec<f64> = table.row(r).iter().map(|l| l.exp()).collect();
             let (mean, se) = mean_and_se(&values);
             assert!(
-                (mean - exact_p[r]).abs() < 4.0 * se,
-                "{latent:?} example {r}: mean {mean} exact {} se {se}",
-                exact_p[r]
+                (mean - exact_r).abs() < 4.0 * se,
+                "{latent:?} example {r}: mean {mean} exact {exact_r} se {se}"
             );
         }
         // and the reported -log of the average is close to -log p for large m
@@ -207,7 +206,7 @@ fn exact_gradient(model: &Sbn<f64>, upper: &Tensor<f64>, lower: &Tensor<f64>) ->
     for name in &names {
         let id = model.parameters().id(name).unwrap();
         for i in 0..model.parameters().get(id).len() {
-            let mut value_at = |delta: f64| {
+            let value_at = |delta: f64| {
                 let mut shifted = model.clone();
                 shifted.parameters_mut().get_mut(id).as_mut_slice()[i] += delta;
                 let (_, costs) = exact(&shifted, upper, lower);
