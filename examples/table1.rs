@@ -139,7 +139,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             other => return Err(format!("unknown option '{other}' (see --help)")),
         }
     }
-    if args.all == !args.cells.is_empty() {
+    if args.all != args.cells.is_empty() {
         return Err("give --all or one or more --cell \"ROW:COLUMN\" (see --help)".into());
     }
     if args.smoke == args.binarized_mnist.is_some() {
