@@ -40,6 +40,8 @@ USAGE: cargo run --release --example table1 -- (--cell \"ROW:COLUMN\")... | --al
   --threads N             threads for the matrix products (default 1)
   --out FILE              results file (default docs/results/table1.json)
   --force                 rerun cells that are already in the results file
+  --markdown              print the paper's table beside the results file's (ours / paper) as
+                          Markdown, then each of our cells with its command; runs nothing
   --help                  this text
 ";
 
@@ -57,6 +59,7 @@ struct Args {
     threads: usize,
     out: Option<PathBuf>,
     force: bool,
+    markdown: bool,
     /// The options that shape a cell's result, as typed, for the recorded command.
     recorded: Vec<String>,
 }
@@ -75,6 +78,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         threads: 1,
         out: None,
         force: false,
+        markdown: false,
         recorded: Vec::new(),
     };
     let mut words = std::env::args().skip(1);
@@ -96,6 +100,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.recorded.push(flag);
             }
             "--force" => args.force = true,
+            "--markdown" => args.markdown = true,
             "--cell" => {
                 let v = value(&flag)?;
                 args.cells.push(Cell::parse(&v).map_err(|e| e.to_string())?);
@@ -138,6 +143,9 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--out" => args.out = Some(value(&flag)?.into()),
             other => return Err(format!("unknown option '{other}' (see --help)")),
         }
+    }
+    if args.markdown {
+        return Ok(Some(args));
     }
     if args.all != args.cells.is_empty() {
         return Err("give --all or one or more --cell \"ROW:COLUMN\" (see --help)".into());
@@ -199,7 +207,60 @@ fn command_for(cell: &Cell, args: &Args) -> String {
     words.join(" ")
 }
 
+/// The paper's Table 1 beside ours, then our cells' commands, as Markdown.
+fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
+    let table = ResultsFile::load(path)?;
+    println!(
+        "Nats, lower is better; each cell is ours / the paper's (\"-\": the paper has no such column).\n"
+    );
+    println!("| | {} |", COLUMNS.join(" | "));
+    println!("|---|{}", "---|".repeat(COLUMNS.len()));
+    for model in ROWS {
+        let cells: Vec<String> = COLUMNS
+            .iter()
+            .map(|estimator| {
+                let cell = Cell { model, estimator };
+                let ours = table
+                    .get(&cell)
+                    .and_then(|e| e.get("nats"))
+                    .map_or("not run yet".to_string(), |n| format!("**{n}**"));
+                let paper =
+                    paper_value(model, estimator).map_or("-".to_string(), |v| format!("{v:.1}"));
+                format!("{ours} / {paper}")
+            })
+            .collect();
+        println!("| {model} | {} |", cells.join(" | "));
+    }
+    println!("\n| cell | nats | m | epochs | wall time | command |\n|---|---|---|---|---|---|");
+    for entry in table.entries() {
+        let text = |key: &str| {
+            entry.get(key).map_or(String::new(), |v| match v.as_str() {
+                Some(s) => s.to_string(),
+                None => v.to_string(),
+            })
+        };
+        println!(
+            "| {}:{} | {} | {} | {} | {} s | `{}` |",
+            text("model"),
+            text("estimator"),
+            text("nats"),
+            text("eval_samples"),
+            text("epochs"),
+            text("wall_seconds"),
+            text("command")
+        );
+    }
+    Ok(())
+}
+
 fn run(args: &Args) -> Result<(), Error> {
+    if args.markdown {
+        let path = args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("docs/results/table1.json"));
+        return print_markdown(&path);
+    }
     gumbelgrad::kernels::set_num_threads(args.threads);
     let (train, test, data_name) = match &args.binarized_mnist {
         Some(dir) => (
