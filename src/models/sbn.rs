@@ -276,25 +276,35 @@ impl<T: Float> Sbn<T> {
                 "need at least one sample",
             ));
         }
-        let (input_dim, output_dim) = (self.config.input_dim, self.config.output_dim);
-        let pairs = upper.rows() * samples;
-        let mut out = vec![0.0; pairs];
-        let mut tape = Tape::new();
+        let (width, output_dim) = (self.config.latent.width(), self.config.output_dim);
         let batch_size = batch_size.max(1);
-        for start in (0..pairs).step_by(batch_size) {
-            let end = (start + batch_size).min(pairs);
-            let mut up = Vec::with_capacity((end - start) * input_dim);
-            let mut low = Vec::with_capacity((end - start) * output_dim);
-            for pair in start..end {
-                up.extend_from_slice(upper.row(pair / samples));
-                low.extend_from_slice(lower.row(pair / samples));
-            }
+        let mut tape = Tape::new();
+        // Layer 1's logits depend only on the image: computed once per image, not per sample.
+        let mut first_logits = Vec::with_capacity(upper.rows() * width);
+        for start in (0..upper.rows()).step_by(batch_size) {
+            let end = (start + batch_size).min(upper.rows());
             tape.clear();
             let params = self.params.bind(&tape);
-            let up = tape.constant(&Tensor::from_vec(end - start, input_dim, up)?);
+            let up = tape.constant(&crate::models::discrete_vae::rows(upper, start, end)?);
+            self.first_logits(&params, up)
+                .with_value(|logits| first_logits.extend_from_slice(logits.as_slice()))?;
+        }
+        let pairs = upper.rows() * samples;
+        let mut out = vec![0.0; pairs];
+        for start in (0..pairs).step_by(batch_size) {
+            let end = (start + batch_size).min(pairs);
+            let mut logits = Vec::with_capacity((end - start) * width);
+            let mut low = Vec::with_capacity((end - start) * output_dim);
+            for pair in start..end {
+                let image = pair / samples;
+                logits.extend_from_slice(&first_logits[image * width..(image + 1) * width]);
+                low.extend_from_slice(lower.row(image));
+            }
+            let logits = Tensor::from_vec(end - start, width, logits)?;
+            tape.clear();
+            let params = self.params.bind(&tape);
             let low = tape.constant(&Tensor::from_vec(end - start, output_dim, low)?);
-            let h1 = self.sample_hard(&self.first_logits(&params, up).value()?, rng)?;
-            let h1 = tape.constant(&h1);
+            let h1 = tape.constant(&self.sample_hard(&logits, rng)?);
             let h2 = self.sample_hard(&self.second_logits(&params, h1).value()?, rng)?;
             let h2 = tape.constant(&h2);
             let cost = self.output_cost(&params, h2, low).value()?;
