@@ -319,3 +319,24 @@ fn split_halves_and_bad_input() {
     );
     assert!(model.check_estimator(&Estimator::muprop()).is_ok());
 }
+
+#[test]
+fn the_trainer_leaves_rebar_tuning_its_own_temperature() {
+    let (train, _) = SyntheticDigits::new(5).with_sizes(40, 1).generate();
+    let (up, low) = split_halves(&train.images).unwrap();
+    let config = SbnTrainConfig {
+        batch_size: 2,
+        learning_rate: 1e-3,
+        temperature: TemperatureSchedule::constant(1.0).unwrap(),
+        estimator: "rebar".into(),
+        seed: 2,
+    };
+    let mut trainer = SbnTrainer::<f32>::new(SbnConfig::bernoulli(4), config).unwrap();
+    trainer.train_epoch(&up, &low, |_, _| {}).unwrap();
+    let (first, second) = trainer.estimators();
+    // a constant schedule does not reset the temperature REBAR tunes by its variance:
+    // 20 steps of tuning (Adam, rate 0.01 on log tau) move it further than the one step
+    // it would have if the trainer reset it every step
+    let drift = |e: &Estimator<f32>| e.temperature().unwrap().ln().abs();
+    assert!(drift(first) > 0.08 && drift(second) > 0.08);
+}

@@ -40,6 +40,8 @@ pub struct SbnTrainer<T: Float> {
     step: u64,
     epoch: u64,
     tape: Tape<T>,
+    /// The scheduled temperature last handed to the estimators.
+    scheduled_temperature: f64,
 }
 
 impl<T: Float> SbnTrainer<T> {
@@ -65,12 +67,18 @@ impl<T: Float> SbnTrainer<T> {
             step: 0,
             epoch: 0,
             tape: Tape::new(),
+            scheduled_temperature: temperature,
         })
     }
 
     /// The model being trained.
     pub fn model(&self) -> &Sbn<T> {
         &self.model
+    }
+
+    /// The two layers' estimators (with their state: baselines, tuned temperatures).
+    pub fn estimators(&self) -> (&Estimator<T>, &Estimator<T>) {
+        (&self.first, &self.second)
     }
 
     /// Steps completed.
@@ -86,9 +94,14 @@ impl<T: Float> SbnTrainer<T> {
     /// One step on the given rows of the two halves; returns the batch's mean cost
     /// `-log p(x_lower | h)` at the sampled `h`.
     pub fn step(&mut self, upper: &Tensor<T>, lower: &Tensor<T>, batch: &[usize]) -> Result<f64> {
+        // Only when the schedule moves: REBAR and RELAX tune their own temperature, which
+        // setting it every step would undo.
         let temperature = self.config.temperature.at(self.step)?;
-        self.first.set_temperature(temperature)?;
-        self.second.set_temperature(temperature)?;
+        if temperature != self.scheduled_temperature {
+            self.first.set_temperature(temperature)?;
+            self.second.set_temperature(temperature)?;
+            self.scheduled_temperature = temperature;
+        }
         let mut rng = rng_for(self.config.seed, Stream::Step, self.step);
         let up = gather(upper, batch)?;
         let low = gather(lower, batch)?;
