@@ -1,9 +1,15 @@
 //! Models built from the layers below: the categorical and Bernoulli VAEs of the paper
-//! (§4.2) and the loop that trains them, with checkpoints that resume bit for bit.
+//! (§4.2), the stochastic binary network of §4.1, the loops that train them (the VAE's
+//! with checkpoints that resume bit for bit), and the cells of the paper's Table 1.
 
 pub mod discrete_vae;
+pub mod sbn;
+pub mod sbn_training;
 pub mod seeds;
+pub mod table1;
 pub mod training;
 
 pub use discrete_vae::{DiscreteVae, EvalMode, Latent, VaeConfig, VaeTerms};
+pub use sbn::{Sbn, SbnConfig, SbnTerms, split_halves};
+pub use sbn_training::{SbnTrainConfig, SbnTrainer};
 pub use training::{TrainConfig, Trainer};

@@ -1,0 +1,344 @@
+//! Runs cells of the paper's Table 1 (Jang, Gu and Poole 2017): one command per cell,
+//! resumable, each result written to `docs/results/table1.json` as soon as it exists.
+//!
+//! ```text
+//! cargo run --release --example table1 -- --cell "VAE Cat.:GS" --binarized-mnist ../shared/data/binarized_mnist --epochs 10
+//! cargo run --release --example table1 -- --all --binarized-mnist ../shared/data/binarized_mnist
+//! cargo run --release --example table1 -- --smoke --cell "SBN Bern.:MuProp"   # seconds, synthetic digits, temp file
+//! cargo run --release --example table1 -- --help
+//! ```
+//!
+//! What each row and column runs is in `gumbelgrad::models::table1` and
+//! docs/results-table1.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use gumbelgrad::Error;
+use gumbelgrad::data::{AmatSplit, SyntheticDigits, load_binarized_mnist};
+use gumbelgrad::models::table1::{Budget, COLUMNS, Cell, ROWS, ResultsFile, paper_value, run_cell};
+
+const HELP: &str = "\
+Run cells of the paper's Table 1: train one model with one estimator, evaluate it with m samples,
+and merge the result into a JSON table (atomically, as each cell finishes).
+
+USAGE: cargo run --release --example table1 -- (--cell \"ROW:COLUMN\")... | --all  [OPTIONS]
+
+  --cell \"ROW:COLUMN\"     a cell, e.g. \"VAE Cat.:GS\" (repeatable)
+                          ROW one of {rows}
+                          COLUMN one of {columns}
+  --all                   every cell, row by row (cells already in the results file are skipped)
+  --binarized-mnist DIR   statically binarised MNIST (binarized_mnist_{train,valid,test}.amat[.gz]);
+                          trains on the 50,000 training images, reports on the 10,000 test images
+  --smoke                 a tiny run on 200 synthetic digits the crate draws (no data folder):
+                          1 epoch of batch 20, m = 5; writes to a temporary file unless --out
+  --epochs N              passes over the training set (default 10; smoke 1)
+  --eval-samples M        m of the evaluation (default 1000, the paper's; smoke 5)
+  --lr RATE               Adam learning rate (default 1e-3)
+  --batch-size N          examples per step (default 100; smoke 20)
+  --seed S                seed of every random number (default 0)
+  --threads N             threads for the matrix products (default 1)
+  --out FILE              results file (default docs/results/table1.json)
+  --force                 rerun cells that are already in the results file
+  --markdown              print the paper's table beside the results file's (ours / paper) as
+                          Markdown, then each of our cells with its command; runs nothing
+  --help                  this text
+";
+
+#[derive(Debug)]
+struct Args {
+    cells: Vec<Cell>,
+    all: bool,
+    binarized_mnist: Option<PathBuf>,
+    smoke: bool,
+    epochs: Option<u64>,
+    eval_samples: Option<usize>,
+    learning_rate: f64,
+    batch_size: Option<usize>,
+    seed: u64,
+    threads: usize,
+    out: Option<PathBuf>,
+    force: bool,
+    markdown: bool,
+    /// The options that shape a cell's result, as typed, for the recorded command.
+    recorded: Vec<String>,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = Args {
+        cells: Vec::new(),
+        all: false,
+        binarized_mnist: None,
+        smoke: false,
+        epochs: None,
+        eval_samples: None,
+        learning_rate: 1e-3,
+        batch_size: None,
+        seed: 0,
+        threads: 1,
+        out: None,
+        force: false,
+        markdown: false,
+        recorded: Vec::new(),
+    };
+    let mut words = std::env::args().skip(1);
+    while let Some(flag) = words.next() {
+        let mut value = |flag: &str| words.next().ok_or_else(|| format!("{flag} needs a value"));
+        fn number<N: std::str::FromStr>(flag: &str, text: &str) -> Result<N, String> {
+            text.parse()
+                .map_err(|_| format!("{flag} wants a number, got '{text}'"))
+        }
+        let mut record = |flag: &str, v: &str| {
+            args.recorded.push(flag.to_string());
+            args.recorded.push(v.to_string());
+        };
+        match flag.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--all" => args.all = true,
+            "--smoke" => {
+                args.smoke = true;
+                args.recorded.push(flag);
+            }
+            "--force" => args.force = true,
+            "--markdown" => args.markdown = true,
+            "--cell" => {
+                let v = value(&flag)?;
+                args.cells.push(Cell::parse(&v).map_err(|e| e.to_string())?);
+            }
+            "--binarized-mnist" => {
+                let v = value(&flag)?;
+                record(&flag, &v);
+                args.binarized_mnist = Some(v.into());
+            }
+            "--epochs" => {
+                let v = value(&flag)?;
+                record(&flag, &v);
+                args.epochs = Some(number(&flag, &v)?);
+            }
+            "--eval-samples" => {
+                let v = value(&flag)?;
+                record(&flag, &v);
+                args.eval_samples = Some(number(&flag, &v)?);
+            }
+            "--lr" => {
+                let v = value(&flag)?;
+                record(&flag, &v);
+                args.learning_rate = number(&flag, &v)?;
+            }
+            "--batch-size" => {
+                let v = value(&flag)?;
+                record(&flag, &v);
+                args.batch_size = Some(number(&flag, &v)?);
+            }
+            "--seed" => {
+                let v = value(&flag)?;
+                record(&flag, &v);
+                args.seed = number(&flag, &v)?;
+            }
+            "--threads" => {
+                let v = value(&flag)?;
+                record(&flag, &v);
+                args.threads = number(&flag, &v)?;
+            }
+            "--out" => args.out = Some(value(&flag)?.into()),
+            other => return Err(format!("unknown option '{other}' (see --help)")),
+        }
+    }
+    if args.markdown {
+        return Ok(Some(args));
+    }
+    if args.all != args.cells.is_empty() {
+        return Err("give --all or one or more --cell \"ROW:COLUMN\" (see --help)".into());
+    }
+    if args.smoke == args.binarized_mnist.is_some() {
+        return Err("give --binarized-mnist DIR for a real run, or --smoke".into());
+    }
+    if args.threads == 0 || args.batch_size == Some(0) || args.eval_samples == Some(0) {
+        return Err("--threads, --batch-size and --eval-samples must be at least 1".into());
+    }
+    if !(args.learning_rate.is_finite() && args.learning_rate > 0.0) {
+        return Err(format!(
+            "--lr must be a positive number, got {}",
+            args.learning_rate
+        ));
+    }
+    Ok(Some(args))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!(
+                "{}",
+                HELP.replace("{rows}", &format!("{ROWS:?}"))
+                    .replace("{columns}", &format!("{COLUMNS:?}"))
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command that reruns one cell with the same options.
+fn command_for(cell: &Cell, args: &Args) -> String {
+    let mut words = vec![
+        "cargo run --release --example table1 --".to_string(),
+        "--cell".to_string(),
+        format!("\"{}\"", cell.label()),
+    ];
+    words.extend(args.recorded.iter().map(|w| {
+        if w.contains(' ') {
+            format!("\"{w}\"")
+        } else {
+            w.clone()
+        }
+    }));
+    words.join(" ")
+}
+
+/// The paper's Table 1 beside ours, then our cells' commands, as Markdown.
+fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
+    let table = ResultsFile::load(path)?;
+    println!(
+        "Nats, lower is better; each cell is ours / the paper's (\"-\": the paper has no such column).\n"
+    );
+    println!("| | {} |", COLUMNS.join(" | "));
+    println!("|---|{}", "---|".repeat(COLUMNS.len()));
+    for model in ROWS {
+        let cells: Vec<String> = COLUMNS
+            .iter()
+            .map(|estimator| {
+                let cell = Cell { model, estimator };
+                let ours = table
+                    .get(&cell)
+                    .and_then(|e| e.get("nats"))
+                    .map_or("not run yet".to_string(), |n| format!("**{n}**"));
+                let paper =
+                    paper_value(model, estimator).map_or("-".to_string(), |v| format!("{v:.1}"));
+                format!("{ours} / {paper}")
+            })
+            .collect();
+        println!("| {model} | {} |", cells.join(" | "));
+    }
+    println!("\n| cell | nats | m | epochs | wall time | command |\n|---|---|---|---|---|---|");
+    for entry in table.entries() {
+        let text = |key: &str| {
+            entry.get(key).map_or(String::new(), |v| match v.as_str() {
+                Some(s) => s.to_string(),
+                None => v.to_string(),
+            })
+        };
+        println!(
+            "| {}:{} | {} | {} | {} | {} s | `{}` |",
+            text("model"),
+            text("estimator"),
+            text("nats"),
+            text("eval_samples"),
+            text("epochs"),
+            text("wall_seconds"),
+            text("command")
+        );
+    }
+    Ok(())
+}
+
+fn run(args: &Args) -> Result<(), Error> {
+    if args.markdown {
+        let path = args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("docs/results/table1.json"));
+        return print_markdown(&path);
+    }
+    gumbelgrad::kernels::set_num_threads(args.threads);
+    let (train, test, data_name) = match &args.binarized_mnist {
+        Some(dir) => (
+            load_binarized_mnist(dir, AmatSplit::Train)?,
+            load_binarized_mnist(dir, AmatSplit::Test)?,
+            "statically binarised MNIST (50,000 train / 10,000 test)",
+        ),
+        None => {
+            let (train, test) = SyntheticDigits::new(args.seed)
+                .with_sizes(200, 20)
+                .generate();
+            (train, test, "200 synthetic digits (smoke)")
+        }
+    };
+    let budget = Budget {
+        epochs: args.epochs.unwrap_or(if args.smoke { 1 } else { 10 }),
+        batch_size: args.batch_size.unwrap_or(if args.smoke { 20 } else { 100 }),
+        learning_rate: args.learning_rate,
+        eval_samples: args
+            .eval_samples
+            .unwrap_or(if args.smoke { 5 } else { 1000 }),
+        seed: args.seed,
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        if args.smoke {
+            std::env::temp_dir().join("gumbelgrad-table1-smoke.json")
+        } else {
+            PathBuf::from("docs/results/table1.json")
+        }
+    });
+    let cells = if args.all {
+        Cell::all()
+    } else {
+        args.cells.clone()
+    };
+    eprintln!(
+        "data: {data_name}; {} epoch(s), batch {}, Adam lr {}, m = {}, seed {}, {} thread(s); results -> {}",
+        budget.epochs,
+        budget.batch_size,
+        budget.learning_rate,
+        budget.eval_samples,
+        budget.seed,
+        args.threads,
+        out.display()
+    );
+    for cell in &cells {
+        // Re-read before every cell: another process may have added cells meanwhile.
+        if !args.force && ResultsFile::load(&out)?.get(cell).is_some() {
+            eprintln!(
+                "{}: already in {}, skipped (--force reruns it)",
+                cell.label(),
+                out.display()
+            );
+            continue;
+        }
+        eprintln!("{}: training with {}", cell.label(), cell.estimator_name());
+        let command = command_for(cell, args);
+        let result = run_cell(
+            cell,
+            &budget,
+            &train.images,
+            &test.images,
+            &command,
+            &mut |epoch, cost| eprintln!("  epoch {epoch}: mean training cost {cost:.3}"),
+        )?;
+        let mut table = ResultsFile::load(&out)?;
+        table.insert(&result);
+        table.save(&out)?;
+        let paper =
+            paper_value(cell.model, cell.estimator).map_or("-".to_string(), |v| format!("{v:.1}"));
+        println!(
+            "{}\t{:.2} nats (paper {paper})\tm = {}\t{} epochs\t{:.0} s",
+            cell.label(),
+            result.nats,
+            result.eval_samples,
+            result.epochs,
+            result.wall_seconds
+        );
+    }
+    Ok(())
+}

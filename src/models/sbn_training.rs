@@ -1,0 +1,176 @@
+//! Training an [`Sbn`]: Adam on the single-sample cost, one estimator per stochastic
+//! layer, every random number derived from `(seed, step)` as in
+//! [`Trainer`](crate::models::Trainer).
+
+use crate::data::Minibatches;
+use crate::error::{Error, Result};
+use crate::estimators::{Estimator, TemperatureSchedule};
+use crate::float::Float;
+use crate::models::discrete_vae::rows;
+use crate::models::sbn::{Sbn, SbnConfig};
+use crate::models::seeds::{Stream, rng_for};
+use crate::optim::{Adam, Optimizer};
+use crate::tape::Tape;
+use crate::tensor::Tensor;
+
+/// How to train an SBN.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SbnTrainConfig {
+    /// Examples per minibatch.
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub learning_rate: f64,
+    /// The temperature as a function of the step (the paper: constant 1; annealed only
+    /// for "Annealed ST"). Ignored by estimators without a temperature.
+    pub temperature: TemperatureSchedule,
+    /// Estimator name for both layers, as accepted by [`Estimator::from_name`].
+    pub estimator: String,
+    /// The seed every random number derives from.
+    pub seed: u64,
+}
+
+/// A model, its optimiser, the two layers' estimators and the counters.
+#[derive(Debug)]
+pub struct SbnTrainer<T: Float> {
+    model: Sbn<T>,
+    optimizer: Adam<T>,
+    first: Estimator<T>,
+    second: Estimator<T>,
+    config: SbnTrainConfig,
+    step: u64,
+    epoch: u64,
+    tape: Tape<T>,
+    /// The scheduled temperature last handed to the estimators.
+    scheduled_temperature: f64,
+}
+
+impl<T: Float> SbnTrainer<T> {
+    /// A fresh run, the model initialised from `(seed, Init)`.
+    pub fn new(model_config: SbnConfig, config: SbnTrainConfig) -> Result<Self> {
+        let model = Sbn::new(model_config, &mut rng_for(config.seed, Stream::Init, 0))?;
+        let temperature = config.temperature.at(0)?;
+        let first = Estimator::from_name(&config.estimator, temperature)?;
+        let second = Estimator::from_name(&config.estimator, temperature)?;
+        model.check_estimator(&first)?;
+        if config.batch_size == 0 {
+            return Err(Error::invalid_argument(
+                "SbnTrainer::new",
+                "batch size must be > 0",
+            ));
+        }
+        Ok(SbnTrainer {
+            model,
+            optimizer: Adam::new(config.learning_rate),
+            first,
+            second,
+            config,
+            step: 0,
+            epoch: 0,
+            tape: Tape::new(),
+            scheduled_temperature: temperature,
+        })
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &Sbn<T> {
+        &self.model
+    }
+
+    /// The two layers' estimators (with their state: baselines, tuned temperatures).
+    pub fn estimators(&self) -> (&Estimator<T>, &Estimator<T>) {
+        (&self.first, &self.second)
+    }
+
+    /// Steps completed.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Epochs completed.
+    pub fn epochs(&self) -> u64 {
+        self.epoch
+    }
+
+    /// One step on the given rows of the two halves; returns the batch's mean cost
+    /// `-log p(x_lower | h)` at the sampled `h`.
+    pub fn step(&mut self, upper: &Tensor<T>, lower: &Tensor<T>, batch: &[usize]) -> Result<f64> {
+        // Only when the schedule moves: REBAR and RELAX tune their own temperature, which
+        // setting it every step would undo.
+        let temperature = self.config.temperature.at(self.step)?;
+        if temperature != self.scheduled_temperature {
+            self.first.set_temperature(temperature)?;
+            self.second.set_temperature(temperature)?;
+            self.scheduled_temperature = temperature;
+        }
+        let mut rng = rng_for(self.config.seed, Stream::Step, self.step);
+        let up = gather(upper, batch)?;
+        let low = gather(lower, batch)?;
+        self.tape.clear();
+        let tape = &self.tape;
+        let params = self.model.parameters().bind(tape);
+        let (up, low) = (tape.constant(&up), tape.constant(&low));
+        let terms = self.model.training_cost(
+            &params,
+            up,
+            low,
+            &mut self.first,
+            &mut self.second,
+            &mut rng,
+        );
+        tape.backward(terms.loss)?;
+        let loss = terms.loss.scalar()?.to_f64();
+        let grads = params.gradients();
+        drop(params);
+        self.optimizer.step(self.model.parameters_mut(), &grads)?;
+        self.step += 1;
+        Ok(loss)
+    }
+
+    /// One shuffled pass (order from `(seed, epoch)`); returns the mean training cost.
+    /// `on_step(step, cost)` is called after every step.
+    pub fn train_epoch(
+        &mut self,
+        upper: &Tensor<T>,
+        lower: &Tensor<T>,
+        mut on_step: impl FnMut(u64, f64),
+    ) -> Result<f64> {
+        let order = Minibatches::for_epoch(
+            upper.rows(),
+            self.config.batch_size,
+            true,
+            self.config.seed,
+            self.epoch,
+        )?;
+        let mut total = 0.0;
+        let mut count = 0usize;
+        for batch in order.iter() {
+            if batch.len() < self.config.batch_size {
+                continue; // drop a last partial batch, as the VAE trainer does
+            }
+            let loss = self.step(upper, lower, batch)?;
+            total += loss;
+            count += 1;
+            on_step(self.step, loss);
+        }
+        if count == 0 {
+            return Err(Error::invalid_argument(
+                "SbnTrainer::train_epoch",
+                format!(
+                    "{} examples do not fill one batch of {}",
+                    upper.rows(),
+                    self.config.batch_size
+                ),
+            ));
+        }
+        self.epoch += 1;
+        Ok(total / count as f64)
+    }
+}
+
+fn gather<T: Float>(tensor: &Tensor<T>, batch: &[usize]) -> Result<Tensor<T>> {
+    let mut data = Vec::with_capacity(batch.len() * tensor.cols());
+    for &row in batch {
+        data.extend_from_slice(rows(tensor, row, row + 1)?.as_slice());
+    }
+    Tensor::from_vec(batch.len(), tensor.cols(), data)
+}

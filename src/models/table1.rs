@@ -1,0 +1,420 @@
+//! The cells of the paper's Table 1 (Jang, Gu and Poole 2017, §4.1-4.2) and how to run
+//! one: which model, which estimator, which temperature, how it is evaluated, and the
+//! machine-readable results file `docs/results/table1.json`.
+//!
+//! Rows: `"SBN Bern."`, `"SBN Cat."` (the structured-output network of
+//! [`Sbn`], negative log-likelihood of the lower half given the upper half, `m`-sample
+//! estimate) and `"VAE Bern."`, `"VAE Cat."` (the [`DiscreteVae`](crate::models::DiscreteVae),
+//! `m`-sample importance-weighted bound). Columns and the estimator each one runs:
+//!
+//! | column | categorical latents | binary latents | temperature |
+//! |---|---|---|---|
+//! | `SF` | `nvil` | `nvil` | - |
+//! | `DARN` | `darn` | `darn` | - |
+//! | `MuProp` | `muprop` | `muprop` | - |
+//! | `ST` | `st` (one-hot forward, `softmax(logits)` backward) | `st-bernoulli` | 1 |
+//! | `Annealed ST` | `st` with the annealed temperature | `slope-annealed-st` (slope `1/tau`) | annealed |
+//! | `GS` | `gumbel-softmax` | `relaxed-bernoulli` | SBN 1, VAE annealed |
+//! | `ST-GS` | `st-gumbel-softmax` | `st-bernoulli` (no binary ST-GS in the crate yet) | SBN 1, VAE annealed |
+//! | `REBAR` | `rebar` | `rebar` | 1 (start) |
+//! | `RELAX` | `relax` | `relax` | 1 (start) |
+//!
+//! "Annealed" is the paper's `tau = max(0.5, exp(-r t))` updated every `N` steps, with
+//! `r = 1e-4`, `N = 1000` (one point of the paper's grid).
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::estimators::TemperatureSchedule;
+use crate::io::json::Json;
+use crate::io::write_atomic;
+use crate::models::sbn::{SbnConfig, split_halves};
+use crate::models::sbn_training::{SbnTrainConfig, SbnTrainer};
+use crate::models::seeds::{Stream, rng_for};
+use crate::models::training::{TrainConfig, Trainer};
+use crate::models::{Latent, VaeConfig};
+use crate::optim::LearningRateSchedule;
+use crate::tensor::Tensor;
+
+/// The model rows, in table order.
+pub const ROWS: &[&str] = &["SBN Bern.", "SBN Cat.", "VAE Bern.", "VAE Cat."];
+/// The estimator columns, in table order (the paper's seven, then REBAR and RELAX).
+pub const COLUMNS: &[&str] = &[
+    "SF",
+    "DARN",
+    "MuProp",
+    "ST",
+    "Annealed ST",
+    "GS",
+    "ST-GS",
+    "REBAR",
+    "RELAX",
+];
+
+/// The paper's Table 1 in nats (lower is better); `None` where the paper has no column.
+pub fn paper_value(model: &str, estimator: &str) -> Option<f64> {
+    let row: [f64; 7] = match model {
+        "SBN Bern." => [72.0, 59.7, 58.9, 58.9, 58.7, 58.5, 59.3],
+        "SBN Cat." => [73.1, 67.9, 63.0, 61.8, 61.1, 59.0, 59.7],
+        "VAE Bern." => [112.2, 110.9, 109.7, 116.0, 111.5, 105.0, 111.5],
+        "VAE Cat." => [110.6, 128.8, 107.0, 110.9, 107.8, 101.5, 107.8],
+        _ => return None,
+    };
+    let column = COLUMNS.iter().position(|c| *c == estimator)?;
+    row.get(column).copied()
+}
+
+/// One cell: a model row and an estimator column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    /// One of [`ROWS`].
+    pub model: &'static str,
+    /// One of [`COLUMNS`].
+    pub estimator: &'static str,
+}
+
+impl Cell {
+    /// Parses `"ROW:COLUMN"`, e.g. `"VAE Cat.:GS"` (case and spaces around the colon
+    /// ignored).
+    pub fn parse(text: &str) -> Result<Cell> {
+        let bad = || {
+            Error::invalid_argument(
+                "Cell::parse",
+                format!(
+                    "`{text}` is not ROW:COLUMN with ROW one of {ROWS:?} and COLUMN one of {COLUMNS:?}"
+                ),
+            )
+        };
+        let (row, column) = text.rsplit_once(':').ok_or_else(bad)?;
+        let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b);
+        let model = ROWS.iter().find(|r| same(row, r)).ok_or_else(bad)?;
+        let estimator = COLUMNS.iter().find(|c| same(column, c)).ok_or_else(bad)?;
+        Ok(Cell { model, estimator })
+    }
+
+    /// Every cell, row by row.
+    pub fn all() -> Vec<Cell> {
+        ROWS.iter()
+            .flat_map(|model| {
+                COLUMNS
+                    .iter()
+                    .map(move |estimator| Cell { model, estimator })
+            })
+            .collect()
+    }
+
+    /// `"ROW:COLUMN"`.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.model, self.estimator)
+    }
+
+    /// Whether the row has binary latents.
+    pub fn is_bernoulli(&self) -> bool {
+        self.model.contains("Bern.")
+    }
+
+    /// Whether the row is a structured-output SBN (else a VAE).
+    pub fn is_sbn(&self) -> bool {
+        self.model.starts_with("SBN")
+    }
+
+    /// The [`Estimator::from_name`](crate::estimators::Estimator::from_name) name the
+    /// cell runs (see the module table).
+    pub fn estimator_name(&self) -> &'static str {
+        let bernoulli = self.is_bernoulli();
+        match (self.estimator, bernoulli) {
+            ("SF", _) => "nvil",
+            ("DARN", _) => "darn",
+            ("MuProp", _) => "muprop",
+            ("ST", false) | ("Annealed ST", false) => "st",
+            ("ST", true) | ("ST-GS", true) => "st-bernoulli",
+            ("Annealed ST", true) => "slope-annealed-st",
+            ("GS", false) => "gumbel-softmax",
+            ("GS", true) => "relaxed-bernoulli",
+            ("ST-GS", false) => "st-gumbel-softmax",
+            ("REBAR", _) => "rebar",
+            ("RELAX", _) => "relax",
+            _ => unreachable!("COLUMNS lists every column"),
+        }
+    }
+
+    /// The temperature schedule: annealed for "Annealed ST" and for the VAE's GS and
+    /// ST-GS, constant 1 otherwise (the paper fixes `tau = 1` for the SBN).
+    pub fn temperature(&self) -> Result<TemperatureSchedule> {
+        let annealed = self.estimator == "Annealed ST"
+            || (!self.is_sbn() && matches!(self.estimator, "GS" | "ST-GS"));
+        if annealed {
+            TemperatureSchedule::exponential(1.0, 1e-4, 1000, 0.5)
+        } else {
+            TemperatureSchedule::constant(1.0)
+        }
+    }
+
+    /// The latent layer of the row: 200 binary units or 20 x 10 categories.
+    pub fn latent(&self) -> Latent {
+        if self.is_bernoulli() {
+            Latent::Bernoulli { units: 200 }
+        } else {
+            Latent::Categorical {
+                variables: 20,
+                classes: 10,
+            }
+        }
+    }
+}
+
+/// How long and how to train a cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    /// Passes over the training images.
+    pub epochs: u64,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub learning_rate: f64,
+    /// `m` of the evaluation (the paper: 1000).
+    pub eval_samples: usize,
+    /// Seed of everything random.
+    pub seed: u64,
+}
+
+/// What one finished cell reports: the keys of `docs/results/table1.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellResult {
+    /// The row.
+    pub model: String,
+    /// The column.
+    pub estimator: String,
+    /// Test negative log-likelihood (SBN) or importance-weighted bound (VAE), nats.
+    pub nats: f64,
+    /// `m` of the evaluation.
+    pub eval_samples: usize,
+    /// Epochs trained.
+    pub epochs: u64,
+    /// Training plus evaluation time.
+    pub wall_seconds: f64,
+    /// The command that produced it.
+    pub command: String,
+    /// Adam's learning rate.
+    pub learning_rate: f64,
+    /// The seed.
+    pub seed: u64,
+    /// The estimator name actually run.
+    pub estimator_name: String,
+}
+
+impl CellResult {
+    /// As a JSON object (the required keys first, then `learning_rate`, `seed`,
+    /// `estimator_name`).
+    pub fn to_json(&self) -> Json {
+        let number = |x: f64| Json::Number(format!("{x:.3}"));
+        Json::Object(vec![
+            ("model".into(), Json::String(self.model.clone())),
+            ("estimator".into(), Json::String(self.estimator.clone())),
+            ("nats".into(), number(self.nats)),
+            (
+                "eval_samples".into(),
+                Json::from_u64(self.eval_samples as u64),
+            ),
+            ("epochs".into(), Json::from_u64(self.epochs)),
+            (
+                "wall_seconds".into(),
+                Json::Number(format!("{:.1}", self.wall_seconds)),
+            ),
+            ("command".into(), Json::String(self.command.clone())),
+            (
+                "learning_rate".into(),
+                Json::Number(format!("{}", self.learning_rate)),
+            ),
+            ("seed".into(), Json::from_u64(self.seed)),
+            (
+                "estimator_name".into(),
+                Json::String(self.estimator_name.clone()),
+            ),
+        ])
+    }
+}
+
+/// Trains one cell on `train` images (`[n, 784]`, binary) and evaluates it on `test`.
+/// `on_epoch(epoch, mean training cost)` is called after every epoch.
+pub fn run_cell(
+    cell: &Cell,
+    budget: &Budget,
+    train: &Tensor<f32>,
+    test: &Tensor<f32>,
+    command: &str,
+    on_epoch: &mut dyn FnMut(u64, f64),
+) -> Result<CellResult> {
+    let started = Instant::now();
+    let estimator = cell.estimator_name().to_string();
+    let temperature = cell.temperature()?;
+    let mut eval_rng = rng_for(budget.seed, Stream::Eval, 0);
+    let eval_batch = 1000;
+    let nats = if cell.is_sbn() {
+        let (train_up, train_low) = split_halves(train)?;
+        let (test_up, test_low) = split_halves(test)?;
+        let model = SbnConfig {
+            input_dim: train_up.cols(),
+            output_dim: train_low.cols(),
+            latent: cell.latent(),
+        };
+        let config = SbnTrainConfig {
+            batch_size: budget.batch_size,
+            learning_rate: budget.learning_rate,
+            temperature,
+            estimator: estimator.clone(),
+            seed: budget.seed,
+        };
+        let mut trainer = SbnTrainer::<f32>::new(model, config)?;
+        while trainer.epochs() < budget.epochs {
+            let cost = trainer.train_epoch(&train_up, &train_low, |_, _| {})?;
+            check_finite_cost(cell, cost)?;
+            on_epoch(trainer.epochs(), cost);
+        }
+        trainer.model().negative_log_likelihood(
+            &test_up,
+            &test_low,
+            budget.eval_samples,
+            eval_batch,
+            &mut eval_rng,
+        )?
+    } else {
+        let model = VaeConfig {
+            input_dim: train.cols(),
+            ..match cell.latent() {
+                Latent::Bernoulli { units } => VaeConfig::bernoulli(units),
+                Latent::Categorical { variables, classes } => {
+                    VaeConfig::categorical(variables, classes)
+                }
+            }
+        };
+        let config = TrainConfig {
+            batch_size: budget.batch_size,
+            learning_rate: LearningRateSchedule::Constant(budget.learning_rate),
+            temperature,
+            estimator: estimator.clone(),
+            dynamic_binarization: false,
+            seed: budget.seed,
+        };
+        let mut trainer = Trainer::<f32>::new(model, config)?;
+        while trainer.epochs() < budget.epochs {
+            let report = trainer.train_epoch(train, |_| {})?;
+            check_finite_cost(cell, report.mean_loss)?;
+            on_epoch(report.epoch, report.mean_loss);
+        }
+        trainer.model().importance_weighted_bound(
+            test,
+            budget.eval_samples,
+            eval_batch,
+            &mut eval_rng,
+        )?
+    };
+    Ok(CellResult {
+        model: cell.model.to_string(),
+        estimator: cell.estimator.to_string(),
+        nats,
+        eval_samples: budget.eval_samples,
+        epochs: budget.epochs,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        command: command.to_string(),
+        learning_rate: budget.learning_rate,
+        seed: budget.seed,
+        estimator_name: estimator,
+    })
+}
+
+fn check_finite_cost(cell: &Cell, cost: f64) -> Result<()> {
+    if cost.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(
+            "run_cell",
+            format!("{}: the training cost became {cost}", cell.label()),
+        ))
+    }
+}
+
+/// The results file: a JSON array of cell objects, read, merged and written atomically.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResultsFile {
+    entries: Vec<Json>,
+}
+
+impl ResultsFile {
+    /// Reads `path`; a missing file is an empty table, a malformed one an error naming
+    /// the file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(Error::io(path, &e)),
+        };
+        let value = Json::parse(&text).map_err(|why| Error::bad_file(path, why))?;
+        let entries = value
+            .as_array()
+            .ok_or_else(|| Error::bad_file(path, "expected a JSON array of cell objects"))?
+            .to_vec();
+        for entry in &entries {
+            if entry.get("model").and_then(Json::as_str).is_none()
+                || entry.get("estimator").and_then(Json::as_str).is_none()
+            {
+                return Err(Error::bad_file(
+                    path,
+                    format!("an entry lacks a \"model\" or \"estimator\" string: {entry}"),
+                ));
+            }
+        }
+        Ok(ResultsFile { entries })
+    }
+
+    /// The entries, in file order.
+    pub fn entries(&self) -> &[Json] {
+        &self.entries
+    }
+
+    /// The entry of a cell, if it has one.
+    pub fn get(&self, cell: &Cell) -> Option<&Json> {
+        self.entries.iter().find(|e| matches_cell(e, cell))
+    }
+
+    /// Adds or replaces the cell's entry, keeping table order (rows, then columns).
+    pub fn insert(&mut self, result: &CellResult) {
+        self.entries.retain(|e| {
+            e.get("model").and_then(Json::as_str) != Some(&result.model)
+                || e.get("estimator").and_then(Json::as_str) != Some(&result.estimator)
+        });
+        self.entries.push(result.to_json());
+        let order = |e: &Json| {
+            let find = |list: &[&str], key| {
+                e.get(key)
+                    .and_then(Json::as_str)
+                    .and_then(|v| list.iter().position(|x| *x == v))
+                    .unwrap_or(usize::MAX)
+            };
+            (find(ROWS, "model"), find(COLUMNS, "estimator"))
+        };
+        self.entries.sort_by_key(order);
+    }
+
+    /// Writes the table atomically, one cell per line.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))?;
+        }
+        let lines: Vec<String> = self.entries.iter().map(|e| format!("  {e}")).collect();
+        let text = if lines.is_empty() {
+            "[]\n".to_string()
+        } else {
+            format!("[\n{}\n]\n", lines.join(",\n"))
+        };
+        write_atomic(path, text.as_bytes())
+    }
+}
+
+fn matches_cell(entry: &Json, cell: &Cell) -> bool {
+    entry.get("model").and_then(Json::as_str) == Some(cell.model)
+        && entry.get("estimator").and_then(Json::as_str) == Some(cell.estimator)
+}

@@ -1,0 +1,144 @@
+//! The Table 1 runner: every cell maps to an estimator that fits its model, one short
+//! cell of each kind runs end to end, and the results file merges and writes atomically.
+
+use gumbelgrad::data::SyntheticDigits;
+use gumbelgrad::estimators::Estimator;
+use gumbelgrad::io::json::Json;
+use gumbelgrad::models::table1::{Budget, COLUMNS, Cell, ROWS, ResultsFile, paper_value, run_cell};
+use gumbelgrad::models::{DiscreteVae, Sbn, SbnConfig, VaeConfig};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+#[test]
+fn every_cell_parses_and_runs_an_estimator_that_fits_its_model() {
+    let cells = Cell::all();
+    assert_eq!(cells.len(), ROWS.len() * COLUMNS.len());
+    let mut rng = StdRng::seed_from_u64(0);
+    for cell in &cells {
+        assert_eq!(Cell::parse(&cell.label()).unwrap(), *cell);
+        let estimator = Estimator::<f32>::from_name(
+            cell.estimator_name(),
+            cell.temperature().unwrap().at(0).unwrap(),
+        )
+        .unwrap();
+        // small models with the cell's latent kind check the estimator fits
+        let latent = match cell.latent() {
+            gumbelgrad::models::Latent::Bernoulli { .. } => {
+                gumbelgrad::models::Latent::Bernoulli { units: 2 }
+            }
+            _ => gumbelgrad::models::Latent::Categorical {
+                variables: 1,
+                classes: 3,
+            },
+        };
+        if cell.is_sbn() {
+            let config = SbnConfig {
+                input_dim: 2,
+                output_dim: 2,
+                latent,
+            };
+            let model = Sbn::<f32>::new(config, &mut rng).unwrap();
+            model.check_estimator(&estimator).unwrap();
+        } else {
+            let config = VaeConfig {
+                input_dim: 4,
+                latent,
+                encoder_hidden: vec![3],
+                decoder_hidden: vec![3],
+            };
+            let model = DiscreteVae::<f32>::new(config, &mut rng).unwrap();
+            model.check_estimator(&estimator).unwrap();
+        }
+        // the paper has the first seven columns of every row
+        assert_eq!(
+            paper_value(cell.model, cell.estimator).is_some(),
+            !matches!(cell.estimator, "REBAR" | "RELAX")
+        );
+    }
+    assert_eq!(paper_value("VAE Cat.", "GS"), Some(101.5));
+    assert!(Cell::parse("VAE Cat.:Nope").is_err());
+    assert!(Cell::parse("VAE Cat. GS").is_err());
+    assert_eq!(
+        Cell::parse(" vae cat. : st-gs ").unwrap().estimator,
+        "ST-GS"
+    );
+}
+
+#[test]
+fn short_cells_run_end_to_end_and_merge_into_the_results_file() {
+    let (train, test) = SyntheticDigits::new(2).with_sizes(100, 10).generate();
+    let budget = Budget {
+        epochs: 1,
+        batch_size: 20,
+        learning_rate: 1e-3,
+        eval_samples: 3,
+        seed: 4,
+    };
+    let dir = std::env::temp_dir().join(format!("gumbelgrad-table1-test-{}", std::process::id()));
+    let path = dir.join("results").join("table1.json");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ResultsFile::load(&path).unwrap().entries().is_empty());
+
+    let cells = [
+        Cell::parse("VAE Bern.:GS").unwrap(),
+        Cell::parse("SBN Cat.:MuProp").unwrap(),
+    ];
+    for cell in &cells {
+        let mut epochs = 0;
+        let result = run_cell(
+            cell,
+            &budget,
+            &train.images,
+            &test.images,
+            "test",
+            &mut |_, cost| {
+                assert!(cost.is_finite());
+                epochs += 1;
+            },
+        )
+        .unwrap();
+        assert_eq!(epochs, 1);
+        // a 784- or 392-pixel prediction is worth between 0 and ~784 ln 2 nats
+        assert!(result.nats > 0.0 && result.nats < 800.0, "{result:?}");
+        let mut table = ResultsFile::load(&path).unwrap();
+        table.insert(&result);
+        table.save(&path).unwrap();
+    }
+    let table = ResultsFile::load(&path).unwrap();
+    // sorted in table order: SBN rows before VAE rows
+    let models: Vec<&str> = table
+        .entries()
+        .iter()
+        .map(|e| e.get("model").unwrap().as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["SBN Cat.", "VAE Bern."]);
+    for entry in table.entries() {
+        for key in [
+            "model",
+            "estimator",
+            "nats",
+            "eval_samples",
+            "epochs",
+            "wall_seconds",
+            "command",
+        ] {
+            assert!(entry.get(key).is_some(), "{key} missing in {entry}");
+        }
+        assert_eq!(entry.get("eval_samples").unwrap().as_u64(), Some(3));
+    }
+    assert!(table.get(&cells[0]).is_some());
+    assert!(table.get(&Cell::parse("VAE Cat.:GS").unwrap()).is_none());
+    // the file is valid JSON, and no temporary file is left behind
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(Json::parse(&text).unwrap().as_array().is_some());
+    assert_eq!(
+        std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+        1
+    );
+
+    // a malformed file is an error naming it, not an empty table
+    std::fs::write(&path, "{not json").unwrap();
+    let error = ResultsFile::load(&path).unwrap_err().to_string();
+    assert!(error.contains("table1.json"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
