@@ -68,6 +68,50 @@ impl Latent {
         }
     }
 
+    /// At least one variable, and categorical variables of at least 2 classes.
+    pub fn is_well_formed(&self) -> bool {
+        match *self {
+            Latent::Categorical { variables, classes } => variables > 0 && classes >= 2,
+            Latent::Bernoulli { units } => units > 0,
+        }
+    }
+
+    /// Checks that `estimator` suits this latent layer: the binary-unit estimators
+    /// (relaxed Bernoulli, ST Bernoulli, slope-annealed ST) need Bernoulli latents and
+    /// the categorical relaxations (Gumbel-Softmax, ST-GS, ST, ST-argmax) categorical
+    /// ones; the score-function family works with both. `model` names the caller in
+    /// the error.
+    pub fn check_estimator<T: Float>(&self, estimator: &Estimator<T>, model: &str) -> Result<()> {
+        let for_units = matches!(
+            estimator,
+            Estimator::RelaxedBernoulli(_)
+                | Estimator::StBernoulli(_)
+                | Estimator::SlopeAnnealedSt(_)
+        );
+        let for_categories = matches!(
+            estimator,
+            Estimator::GumbelSoftmax(_)
+                | Estimator::StGumbelSoftmax(_)
+                | Estimator::StraightThrough(_)
+                | Estimator::StArgmax(_)
+        );
+        let fits = match self {
+            Latent::Categorical { .. } => !for_units,
+            Latent::Bernoulli { .. } => !for_categories,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(Error::invalid_argument(
+                model,
+                format!(
+                    "estimator `{}` does not fit {self:?} latents (binary units take relaxed-bernoulli, st-bernoulli, slope-annealed-st or a score-function estimator)",
+                    estimator.name(),
+                ),
+            ))
+        }
+    }
+
     /// `log p(z)` of every code under the uniform prior: `-N log K`, or `-N log 2`.
     pub fn log_prior(&self) -> f64 {
         match *self {
@@ -164,11 +208,7 @@ impl<T: Float> DiscreteVae<T> {
     /// Builds the model with freshly initialised weights (parameters named
     /// `encoder.{layer}.{weight,bias}` and `decoder.{layer}.{weight,bias}`).
     pub fn new<R: Rng + ?Sized>(config: VaeConfig, rng: &mut R) -> Result<Self> {
-        let bad_latent = match config.latent {
-            Latent::Categorical { variables, classes } => variables == 0 || classes < 2,
-            Latent::Bernoulli { units } => units == 0,
-        };
-        if bad_latent || config.input_dim == 0 {
+        if !config.latent.is_well_formed() || config.input_dim == 0 {
             return Err(Error::invalid_argument(
                 "DiscreteVae::new",
                 format!(
@@ -252,40 +292,9 @@ impl<T: Float> DiscreteVae<T> {
         }
     }
 
-    /// Checks that `estimator` suits this latent layer: the binary-unit estimators
-    /// (relaxed Bernoulli, ST Bernoulli, slope-annealed ST) need Bernoulli latents and
-    /// the categorical relaxations (Gumbel-Softmax, ST-GS, ST, ST-argmax) categorical
-    /// ones; the score-function family works with both.
+    /// Checks that `estimator` suits the latent layer (see [`Latent::check_estimator`]).
     pub fn check_estimator(&self, estimator: &Estimator<T>) -> Result<()> {
-        let for_units = matches!(
-            estimator,
-            Estimator::RelaxedBernoulli(_)
-                | Estimator::StBernoulli(_)
-                | Estimator::SlopeAnnealedSt(_)
-        );
-        let for_categories = matches!(
-            estimator,
-            Estimator::GumbelSoftmax(_)
-                | Estimator::StGumbelSoftmax(_)
-                | Estimator::StraightThrough(_)
-                | Estimator::StArgmax(_)
-        );
-        let fits = match self.config.latent {
-            Latent::Categorical { .. } => !for_units,
-            Latent::Bernoulli { .. } => !for_categories,
-        };
-        if fits {
-            Ok(())
-        } else {
-            Err(Error::invalid_argument(
-                "DiscreteVae",
-                format!(
-                    "estimator `{}` does not fit {:?} latents (binary units take relaxed-bernoulli, st-bernoulli, slope-annealed-st or a score-function estimator)",
-                    estimator.name(),
-                    self.config.latent
-                ),
-            ))
-        }
+        self.config.latent.check_estimator(estimator, "DiscreteVae")
     }
 
     /// The negative ELBO of a batch, with the reconstruction term's gradient given by

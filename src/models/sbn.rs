@@ -125,11 +125,7 @@ impl<T: Float> Sbn<T> {
     /// Builds the network with Glorot-uniform weights and zero biases (parameters named
     /// `first.*`, `second.*`, `output.*`).
     pub fn new<R: Rng + ?Sized>(config: SbnConfig, rng: &mut R) -> Result<Self> {
-        let bad_latent = match config.latent {
-            Latent::Categorical { variables, classes } => variables == 0 || classes < 2,
-            Latent::Bernoulli { units } => units == 0,
-        };
-        if bad_latent || config.input_dim == 0 || config.output_dim == 0 {
+        if !config.latent.is_well_formed() || config.input_dim == 0 || config.output_dim == 0 {
             return Err(Error::invalid_argument(
                 "Sbn::new",
                 format!("need non-empty halves and at least one latent per layer; got {config:?}"),
@@ -200,7 +196,7 @@ impl<T: Float> Sbn<T> {
     /// Checks that an estimator suits the latent layer (as
     /// [`DiscreteVae::check_estimator`](crate::models::DiscreteVae::check_estimator)).
     pub fn check_estimator(&self, estimator: &Estimator<T>) -> Result<()> {
-        check_estimator_fits(self.config.latent, estimator, "Sbn")
+        self.config.latent.check_estimator(estimator, "Sbn")
     }
 
     /// The training cost of a batch: one sample of `h`, with `first` estimating the
@@ -383,39 +379,4 @@ pub fn split_halves<T: Float>(images: &Tensor<T>) -> Result<(Tensor<T>, Tensor<T
     let upper = all.slice_cols(0, half).value()?;
     let lower = all.slice_cols(half, images.cols()).value()?;
     Ok((upper, lower))
-}
-
-/// Whether `estimator` suits `latent`: binary-unit estimators need Bernoulli latents,
-/// categorical relaxations categorical ones; score-function estimators fit both.
-pub(crate) fn check_estimator_fits<T: Float>(
-    latent: Latent,
-    estimator: &Estimator<T>,
-    model: &str,
-) -> Result<()> {
-    let for_units = matches!(
-        estimator,
-        Estimator::RelaxedBernoulli(_) | Estimator::StBernoulli(_) | Estimator::SlopeAnnealedSt(_)
-    );
-    let for_categories = matches!(
-        estimator,
-        Estimator::GumbelSoftmax(_)
-            | Estimator::StGumbelSoftmax(_)
-            | Estimator::StraightThrough(_)
-            | Estimator::StArgmax(_)
-    );
-    let fits = match latent {
-        Latent::Categorical { .. } => !for_units,
-        Latent::Bernoulli { .. } => !for_categories,
-    };
-    if fits {
-        Ok(())
-    } else {
-        Err(Error::invalid_argument(
-            model,
-            format!(
-                "estimator `{}` does not fit {latent:?} latents",
-                estimator.name()
-            ),
-        ))
-    }
 }
