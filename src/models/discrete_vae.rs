@@ -77,7 +77,7 @@ impl Latent {
     }
 
     /// Checks that `estimator` suits this latent layer: the binary-unit estimators
-    /// (relaxed Bernoulli, ST Bernoulli, slope-annealed ST) need Bernoulli latents and
+    /// (relaxed Bernoulli and its ST version, ST Bernoulli, slope-annealed ST) need Bernoulli latents and
     /// the categorical relaxations (Gumbel-Softmax, ST-GS, ST, ST-argmax) categorical
     /// ones; the score-function family works with both. `model` names the caller in
     /// the error.
@@ -85,6 +85,7 @@ impl Latent {
         let for_units = matches!(
             estimator,
             Estimator::RelaxedBernoulli(_)
+                | Estimator::StRelaxedBernoulli(_)
                 | Estimator::StBernoulli(_)
                 | Estimator::SlopeAnnealedSt(_)
         );

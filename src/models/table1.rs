@@ -15,7 +15,7 @@
 //! | `ST` | `st` (one-hot forward, `softmax(logits)` backward) | `st-bernoulli` | 1 |
 //! | `Annealed ST` | `st` with the annealed temperature | `slope-annealed-st` (slope `1/tau`) | annealed |
 //! | `GS` | `gumbel-softmax` | `relaxed-bernoulli` | SBN 1, VAE annealed |
-//! | `ST-GS` | `st-gumbel-softmax` | `st-bernoulli` (no binary ST-GS in the crate yet) | SBN 1, VAE annealed |
+//! | `ST-GS` | `st-gumbel-softmax` | `st-relaxed-bernoulli` (the binary ST Gumbel-Softmax) | SBN 1, VAE annealed |
 //! | `REBAR` | `rebar` | `rebar` | 1 (start) |
 //! | `RELAX` | `relax` | `relax` | 1 (start) |
 //!
@@ -128,7 +128,8 @@ impl Cell {
             ("DARN", _) => "darn",
             ("MuProp", _) => "muprop",
             ("ST", false) | ("Annealed ST", false) => "st",
-            ("ST", true) | ("ST-GS", true) => "st-bernoulli",
+            ("ST", true) => "st-bernoulli",
+            ("ST-GS", true) => "st-relaxed-bernoulli",
             ("Annealed ST", true) => "slope-annealed-st",
             ("GS", false) => "gumbel-softmax",
             ("GS", true) => "relaxed-bernoulli",
@@ -140,7 +141,7 @@ impl Cell {
     }
 
     /// The temperature schedule: annealed for "Annealed ST" and for the VAE's GS and
-    /// ST-GS, constant 1 otherwise (the paper fixes `tau = 1` for the SBN).
+    /// ST-GS (categorical or binary), constant 1 otherwise (the paper fixes `tau = 1` for the SBN).
     pub fn temperature(&self) -> Result<TemperatureSchedule> {
         let annealed = self.estimator == "Annealed ST"
             || (!self.is_sbn() && matches!(self.estimator, "GS" | "ST-GS"));
