@@ -266,9 +266,7 @@ impl<T: Float> DiscreteVae<T> {
         latent: Var<'t, T>,
         images: Var<'t, T>,
     ) -> Var<'t, T> {
-        self.decode(params, latent)
-            .bce_with_logits(images)
-            .sum_cols()
+        self.decode(params, latent).bce_with_logits_sum_cols(images)
     }
 
     /// `KL(q || uniform prior)` per example, `[batch, 1]`, computed exactly from the
