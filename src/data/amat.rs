@@ -8,9 +8,9 @@
 use std::path::Path;
 
 use crate::data::dataset::Dataset;
+use crate::data::pixels::Pixels;
 use crate::data::read::{find_file, read_maybe_gzip};
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
 
 /// Values per line (28 x 28).
 pub const PIXELS: usize = 784;
@@ -23,11 +23,13 @@ pub fn read_amat(path: impl AsRef<Path>) -> Result<Dataset> {
     let path = path.as_ref();
     let bytes = read_maybe_gzip(path)?;
     let images = parse_amat(&bytes, path)?;
-    Dataset::new(images, None, 28, 28)
+    drop(bytes);
+    Dataset::from_pixels(images, None, 28, 28)
 }
 
-fn parse_amat(bytes: &[u8], path: &Path) -> Result<Tensor<f32>> {
-    let mut pixels: Vec<f32> = Vec::with_capacity(bytes.len() / 2 + PIXELS);
+/// The 0/1 values of the file as bytes 0 and 255 (intensities 0 and 1).
+fn parse_amat(bytes: &[u8], path: &Path) -> Result<Pixels> {
+    let mut pixels: Vec<u8> = Vec::with_capacity(bytes.len() / 2 + PIXELS);
     let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     // A final newline leaves one empty piece; that is not a line.
     if lines.last().is_some_and(|l| l.is_empty()) {
@@ -42,13 +44,14 @@ fn parse_amat(bytes: &[u8], path: &Path) -> Result<Tensor<f32>> {
             .filter(|t| !t.is_empty())
         {
             let value = match token {
-                b"0" => 0.0,
-                b"1" => 1.0,
+                b"0" => 0,
+                b"1" => 255,
                 other => match std::str::from_utf8(other)
                     .ok()
                     .and_then(|s| s.parse::<f32>().ok())
                 {
-                    Some(v) if v == 0.0 || v == 1.0 => v,
+                    Some(v) if v == 0.0 => 0,
+                    Some(v) if v == 1.0 => 255,
                     _ => {
                         return Err(Error::bad_file(
                             path,
@@ -79,7 +82,7 @@ fn parse_amat(bytes: &[u8], path: &Path) -> Result<Tensor<f32>> {
             ));
         }
     }
-    Tensor::from_vec(lines.len(), PIXELS, pixels)
+    Pixels::from_bytes(lines.len(), PIXELS, pixels)
 }
 
 /// Which split of binarised MNIST to load.

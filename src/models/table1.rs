@@ -25,6 +25,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use crate::data::Pixels;
 use crate::error::{Error, Result};
 use crate::estimators::TemperatureSchedule;
 use crate::io::json::Json;
@@ -35,7 +36,6 @@ use crate::models::seeds::{Stream, rng_for};
 use crate::models::training::{TrainConfig, Trainer};
 use crate::models::{Latent, VaeConfig};
 use crate::optim::LearningRateSchedule;
-use crate::tensor::Tensor;
 
 /// The model rows, in table order.
 pub const ROWS: &[&str] = &["SBN Bern.", "SBN Cat.", "VAE Bern.", "VAE Cat."];
@@ -242,8 +242,8 @@ impl CellResult {
 pub fn run_cell(
     cell: &Cell,
     budget: &Budget,
-    train: &Tensor<f32>,
-    test: &Tensor<f32>,
+    train: &Pixels,
+    test: &Pixels,
     command: &str,
     on_epoch: &mut dyn FnMut(u64, f64),
 ) -> Result<CellResult> {
@@ -253,8 +253,8 @@ pub fn run_cell(
     let mut eval_rng = rng_for(budget.seed, Stream::Eval, 0);
     let eval_batch = 1000;
     let nats = if cell.is_sbn() {
-        let (train_up, train_low) = split_halves(train)?;
-        let (test_up, test_low) = split_halves(test)?;
+        let (train_up, train_low) = split_halves(&train.to_tensor::<f32>())?;
+        let (test_up, test_low) = split_halves(&test.to_tensor::<f32>())?;
         let model = SbnConfig {
             input_dim: train_up.cols(),
             output_dim: train_low.cols(),
@@ -305,7 +305,7 @@ pub fn run_cell(
             on_epoch(report.epoch, report.mean_loss);
         }
         trainer.model().importance_weighted_bound(
-            test,
+            &test.to_tensor(),
             budget.eval_samples,
             eval_batch,
             &mut eval_rng,
