@@ -50,8 +50,8 @@ fn parse_amat(bytes: &[u8], path: &Path) -> Result<Pixels> {
                     .ok()
                     .and_then(|s| s.parse::<f32>().ok())
                 {
-                    Some(v) if v == 0.0 => 0,
-                    Some(v) if v == 1.0 => 255,
+                    Some(0.0) => 0,
+                    Some(1.0) => 255,
                     _ => {
                         return Err(Error::bad_file(
                             path,
