@@ -34,7 +34,7 @@ fn by_class(data: &Dataset, per_class: usize) -> Vec<usize> {
 }
 
 fn show(name: &str, data: &Dataset, seconds: f64, out: &Path) -> gumbelgrad::Result<()> {
-    let mean = data.images.sum() as f64 / data.images.len().max(1) as f64;
+    let mean = data.images.sum() / data.images.len().max(1) as f64;
     let path = out.join(format!("{name}.png"));
     save_image_grid(
         &path,
