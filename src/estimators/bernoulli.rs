@@ -84,21 +84,36 @@ impl<T: Float> Op<T> for RelaxedBernoulli<T> {
     }
     fn backward(
         &self,
-        _inputs: &[&Tensor<T>],
-        output: &Tensor<T>,
+        inputs: &[&Tensor<T>],
+        _output: &Tensor<T>,
         grad_output: &Tensor<T>,
         grad_inputs: &mut [Option<&mut Tensor<T>>],
     ) {
-        let inverse_tau = T::ONE / self.temperature;
-        for grad in grad_inputs.iter_mut().flatten() {
-            for ((g, &y), &go) in grad
-                .as_mut_slice()
-                .iter_mut()
-                .zip(output.as_slice())
-                .zip(grad_output.as_slice())
-            {
-                *g += go * y * (T::ONE - y) * inverse_tau;
-            }
+        relaxed_backward(inputs, self.temperature, grad_output, grad_inputs);
+    }
+}
+
+/// The relaxed sample's VJP, shared by [`RelaxedBernoulli`] and [`StRelaxedBernoulli`]:
+/// `grad_x += grad_y y (1 - y) / tau` and the same for the noise, with
+/// `y = sigmoid((x + l)/tau)` recomputed from the inputs (the same expression, so the
+/// same bits, as the relaxed forward).
+fn relaxed_backward<T: Float>(
+    inputs: &[&Tensor<T>],
+    temperature: T,
+    grad_output: &Tensor<T>,
+    grad_inputs: &mut [Option<&mut Tensor<T>>],
+) {
+    let inverse_tau = T::ONE / temperature;
+    for grad in grad_inputs.iter_mut().flatten() {
+        for (((g, &x), &l), &go) in grad
+            .as_mut_slice()
+            .iter_mut()
+            .zip(inputs[0].as_slice())
+            .zip(inputs[1].as_slice())
+            .zip(grad_output.as_slice())
+        {
+            let y = sigmoid((x + l) * inverse_tau);
+            *g += go * y * (T::ONE - y) * inverse_tau;
         }
     }
 }
@@ -138,19 +153,7 @@ impl<T: Float> Op<T> for StRelaxedBernoulli<T> {
         grad_output: &Tensor<T>,
         grad_inputs: &mut [Option<&mut Tensor<T>>],
     ) {
-        let inverse_tau = T::ONE / self.temperature;
-        for grad in grad_inputs.iter_mut().flatten() {
-            for (((g, &x), &l), &go) in grad
-                .as_mut_slice()
-                .iter_mut()
-                .zip(inputs[0].as_slice())
-                .zip(inputs[1].as_slice())
-                .zip(grad_output.as_slice())
-            {
-                let y = sigmoid((x + l) * inverse_tau);
-                *g += go * y * (T::ONE - y) * inverse_tau;
-            }
-        }
+        relaxed_backward(inputs, self.temperature, grad_output, grad_inputs);
     }
 }
 

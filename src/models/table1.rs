@@ -209,6 +209,30 @@ pub struct CellResult {
 }
 
 impl CellResult {
+    /// The result of `cell` trained with `budget`, scoring `nats`, started at `started`.
+    fn new(
+        cell: &Cell,
+        budget: &Budget,
+        nats: f64,
+        started: Instant,
+        command: &str,
+        selection: Option<Selection>,
+    ) -> Self {
+        CellResult {
+            model: cell.model.to_string(),
+            estimator: cell.estimator.to_string(),
+            nats,
+            eval_samples: budget.eval_samples,
+            epochs: budget.epochs,
+            wall_seconds: started.elapsed().as_secs_f64(),
+            command: command.to_string(),
+            learning_rate: budget.learning_rate,
+            seed: budget.seed,
+            estimator_name: cell.estimator_name().to_string(),
+            selection,
+        }
+    }
+
     /// As a JSON object (the required keys first, then `learning_rate`, `seed`,
     /// `estimator_name`, and with a selection `valid_samples` and `lr_grid`: an array of
     /// `{"learning_rate", "valid_nats"}`).
@@ -365,19 +389,7 @@ pub fn run_cell(
     let started = Instant::now();
     let trained = train_cell(cell, budget, train, on_epoch)?;
     let nats = evaluate_cell(&trained, test, budget.eval_samples, budget.seed, 0)?;
-    Ok(CellResult {
-        model: cell.model.to_string(),
-        estimator: cell.estimator.to_string(),
-        nats,
-        eval_samples: budget.eval_samples,
-        epochs: budget.epochs,
-        wall_seconds: started.elapsed().as_secs_f64(),
-        command: command.to_string(),
-        learning_rate: budget.learning_rate,
-        seed: budget.seed,
-        estimator_name: cell.estimator_name().to_string(),
-        selection: None,
-    })
+    Ok(CellResult::new(cell, budget, nats, started, command, None))
 }
 
 /// How a cell's learning rate was chosen: every candidate's validation score.
@@ -430,22 +442,22 @@ pub fn run_cell_with_selection(
     }
     let (learning_rate, _, trained) = best.expect("the grid is not empty");
     let nats = evaluate_cell(&trained, test, budget.eval_samples, budget.seed, 0)?;
-    Ok(CellResult {
-        model: cell.model.to_string(),
-        estimator: cell.estimator.to_string(),
-        nats,
-        eval_samples: budget.eval_samples,
-        epochs: budget.epochs,
-        wall_seconds: started.elapsed().as_secs_f64(),
-        command: command.to_string(),
+    let chosen = Budget {
         learning_rate,
-        seed: budget.seed,
-        estimator_name: cell.estimator_name().to_string(),
-        selection: Some(Selection {
-            candidates,
-            valid_samples,
-        }),
-    })
+        ..budget.clone()
+    };
+    let selection = Selection {
+        candidates,
+        valid_samples,
+    };
+    Ok(CellResult::new(
+        cell,
+        &chosen,
+        nats,
+        started,
+        command,
+        Some(selection),
+    ))
 }
 
 fn check_finite_cost(cell: &Cell, cost: f64) -> Result<()> {
