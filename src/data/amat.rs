@@ -9,8 +9,9 @@ use std::path::Path;
 
 use crate::data::dataset::Dataset;
 use crate::data::pixels::Pixels;
-use crate::data::read::{find_file, read_maybe_gzip};
+use crate::data::read::{find_file, open_maybe_gzip};
 use crate::error::{Error, Result};
+use std::io::BufRead;
 
 /// Values per line (28 x 28).
 pub const PIXELS: usize = 784;
@@ -21,25 +22,30 @@ pub const PIXELS: usize = 784;
 /// [`Error::BadFile`] naming the file, the line number (from 1) and the problem.
 pub fn read_amat(path: impl AsRef<Path>) -> Result<Dataset> {
     let path = path.as_ref();
-    let bytes = read_maybe_gzip(path)?;
-    let images = parse_amat(&bytes, path)?;
-    drop(bytes);
+    let images = parse_amat(open_maybe_gzip(path)?, path)?;
     Dataset::from_pixels(images, None, 28, 28)
 }
 
-/// The 0/1 values of the file as bytes 0 and 255 (intensities 0 and 1).
-fn parse_amat(bytes: &[u8], path: &Path) -> Result<Pixels> {
-    let mut pixels: Vec<u8> = Vec::with_capacity(bytes.len() / 2 + PIXELS);
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    // A final newline leaves one empty piece; that is not a line.
-    if lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
-    for (index, line) in lines.iter().enumerate() {
-        let number = index + 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+/// The 0/1 values of the file as bytes 0 and 255 (intensities 0 and 1), read a line at
+/// a time: only the pixels are kept, never the whole text.
+fn parse_amat(mut reader: impl BufRead, path: &Path) -> Result<Pixels> {
+    let mut pixels: Vec<u8> = Vec::new();
+    let mut line = Vec::new();
+    let mut lines = 0;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::bad_file(path, format!("unreadable after line {lines} ({e})")))?;
+        if read == 0 {
+            break;
+        }
+        lines += 1;
+        let number = lines;
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
         let start = pixels.len();
-        for token in line
+        for token in text
             .split(|&b| b == b' ' || b == b'\t')
             .filter(|t| !t.is_empty())
         {
@@ -82,7 +88,8 @@ fn parse_amat(bytes: &[u8], path: &Path) -> Result<Pixels> {
             ));
         }
     }
-    Pixels::from_bytes(lines.len(), PIXELS, pixels)
+    pixels.shrink_to_fit();
+    Pixels::from_bytes(lines, PIXELS, pixels)
 }
 
 /// Which split of binarised MNIST to load.

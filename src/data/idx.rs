@@ -39,7 +39,7 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 pub fn read_idx_images(path: impl AsRef<Path>) -> Result<(Pixels, usize, usize)> {
     let path = path.as_ref();
     let bytes = read_maybe_gzip(path)?;
-    parse_images(&bytes, path)
+    parse_images(bytes, path)
 }
 
 /// Reads a label file: one byte per label.
@@ -87,11 +87,11 @@ fn check_magic(bytes: &[u8], expected: u32, header: usize, path: &Path) -> Resul
     Ok(())
 }
 
-fn parse_images(bytes: &[u8], path: &Path) -> Result<(Pixels, usize, usize)> {
-    check_magic(bytes, IMAGES_MAGIC, 16, path)?;
-    let count = be_u32(bytes, 4) as usize;
-    let rows = be_u32(bytes, 8) as usize;
-    let cols = be_u32(bytes, 12) as usize;
+fn parse_images(mut bytes: Vec<u8>, path: &Path) -> Result<(Pixels, usize, usize)> {
+    check_magic(&bytes, IMAGES_MAGIC, 16, path)?;
+    let count = be_u32(&bytes, 4) as usize;
+    let rows = be_u32(&bytes, 8) as usize;
+    let cols = be_u32(&bytes, 12) as usize;
     if rows == 0 || cols == 0 {
         return Err(Error::bad_file(
             path,
@@ -117,7 +117,9 @@ fn parse_images(bytes: &[u8], path: &Path) -> Result<(Pixels, usize, usize)> {
             ),
         ));
     }
-    let images = Pixels::from_bytes(count, rows * cols, data.to_vec())?;
+    // The pixel bytes are the file's bytes after the header: keep them, no copy.
+    bytes.drain(..16);
+    let images = Pixels::from_bytes(count, rows * cols, bytes)?;
     Ok((images, rows, cols))
 }
 
