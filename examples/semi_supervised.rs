@@ -42,7 +42,8 @@ USAGE: cargo run --release --example semi_supervised -- [OPTIONS]
   --estimator NAME     unlabelled objective for the accuracy run: gs, st-gs or marginal
                        (default gs)
   --epochs N           passes over the unlabelled images (default 10)
-  --alpha A            weight of the labelled cross-entropy (default 10)
+  --alpha A            weight of the labelled cross-entropy (default 100)
+  --unlabelled-weight W  weight of the unlabelled loss (default 1; 0 = labels alone, the baseline)
   --lr RATE            Adam learning rate (default 1e-3)
   --labels-per-class N labelled images per class (default 10, i.e. 100 labels)
   --threads N          threads for the matrix products (default 1)
@@ -59,6 +60,7 @@ struct Args {
     estimator: String,
     epochs: u64,
     alpha: f64,
+    unlabelled_weight: f64,
     learning_rate: f64,
     labels_per_class: usize,
     threads: usize,
@@ -73,7 +75,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         mnist: None,
         estimator: "gs".into(),
         epochs: 10,
-        alpha: 10.0,
+        alpha: 100.0,
+        unlabelled_weight: 1.0,
         learning_rate: 1e-3,
         labels_per_class: 10,
         threads: 1,
@@ -95,6 +98,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--estimator" => args.estimator = value(&flag)?,
             "--epochs" => args.epochs = number(&flag, value(&flag)?)?,
             "--alpha" => args.alpha = number(&flag, value(&flag)?)?,
+            "--unlabelled-weight" => args.unlabelled_weight = number(&flag, value(&flag)?)?,
             "--lr" => args.learning_rate = number(&flag, value(&flag)?)?,
             "--labels-per-class" => args.labels_per_class = number(&flag, value(&flag)?)?,
             "--threads" => args.threads = number(&flag, value(&flag)?)?,
@@ -163,8 +167,8 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Part 1: median ms per training step, marginal vs one Gumbel-Softmax sample, for
-/// k = 10 and k = 100, the four kinds of step interleaved so that machine noise hits
-/// all of them alike. Each step: 100 unlabelled + 100 labelled random binary images.
+/// k = 10 and k = 100, the eight kinds of step (k, objective, with or without a labelled
+/// batch) interleaved so that machine noise hits all of them alike.
 fn time_steps(args: &Args) -> Result<(), Error> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     let binary = |rows: usize, rng: &mut StdRng| {
@@ -177,43 +181,68 @@ fn time_steps(args: &Args) -> Result<(), Error> {
     let labelled = binary(BATCH, &mut rng)?;
     let class_counts = [10usize, 100];
     let objectives = ["marginal", "gumbel-softmax"];
-    let mut runs = Vec::new();
-    for &k in &class_counts {
-        let labels: Vec<usize> = (0..BATCH).map(|_| rng.random_range(0..k)).collect();
-        for objective in objectives {
-            let config = SemiSupervisedTrainConfig {
-                objective: objective.to_string(),
-                seed: args.seed,
-                ..SemiSupervisedTrainConfig::default()
-            };
-            let trainer =
-                SemiSupervisedTrainer::<f32>::new(SemiSupervisedConfig::mnist(k), config)?;
-            runs.push((k, objective, labels.clone(), trainer, Vec::new()));
+    let step_kinds = [true, false]; // with a labelled batch, unlabelled only
+    struct Cell {
+        k: usize,
+        with_labelled: bool,
+        labels: Vec<usize>,
+        trainer: SemiSupervisedTrainer<f32>,
+        times: Vec<f64>,
+    }
+    let mut cells = Vec::new();
+    for &with_labelled in &step_kinds {
+        for &k in &class_counts {
+            let labels: Vec<usize> = (0..BATCH).map(|_| rng.random_range(0..k)).collect();
+            for objective in objectives {
+                let config = SemiSupervisedTrainConfig {
+                    objective: objective.to_string(),
+                    seed: args.seed,
+                    ..SemiSupervisedTrainConfig::default()
+                };
+                let trainer =
+                    SemiSupervisedTrainer::<f32>::new(SemiSupervisedConfig::mnist(k), config)?;
+                cells.push(Cell {
+                    k,
+                    with_labelled,
+                    labels: labels.clone(),
+                    trainer,
+                    times: Vec::new(),
+                });
+            }
         }
     }
     println!(
         "timing: M2 MLP (784-500-k classifier, (784+k)-500-100 encoder, (k+50)-500-784 decoder), f32, \
-         {} thread(s); each step = {BATCH} unlabelled + {BATCH} labelled images, forward + backward + Adam; \
-         {} timed steps per cell after 3 warm-up, interleaved",
+         {} thread(s); one step = forward + backward + Adam on {BATCH} unlabelled images (and {BATCH} \
+         labelled ones where said); {} timed steps per cell after 3 warm-up, all cells interleaved",
         args.threads, args.timing_steps
     );
     for round in 0..3 + args.timing_steps {
-        for (_, _, labels, trainer, times) in runs.iter_mut() {
+        for cell in cells.iter_mut() {
+            let labelled_batch = cell.with_labelled.then_some((&labelled, &cell.labels[..]));
             let started = Instant::now();
-            trainer.step(&unlabelled, Some((&labelled, labels)))?;
+            cell.trainer.step(&unlabelled, labelled_batch)?;
             if round >= 3 {
-                times.push(started.elapsed().as_secs_f64() * 1e3);
+                cell.times.push(started.elapsed().as_secs_f64() * 1e3);
             }
         }
     }
-    println!("| k | marginal (ms/step) | Gumbel-Softmax (ms/step) | speedup | paper (Fig. 5) |");
-    println!("|---|---|---|---|---|");
-    for (index, &k) in class_counts.iter().enumerate() {
-        let marginal = median(&mut runs[2 * index].4);
-        let sampled = median(&mut runs[2 * index + 1].4);
+    println!(
+        "| step | k | marginal (ms/step) | Gumbel-Softmax (ms/step) | speedup | paper (Fig. 5) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for pair in cells.chunks_mut(2) {
+        let marginal = median(&mut pair[0].times);
+        let sampled = median(&mut pair[1].times);
+        let (k, with_labelled) = (pair[0].k, pair[0].with_labelled);
+        let kind = if with_labelled {
+            "100 unlabelled + 100 labelled"
+        } else {
+            "100 unlabelled"
+        };
         let paper = if k == 10 { "2x" } else { "9.9x" };
         println!(
-            "| {k} | {marginal:.2} | {sampled:.2} | {:.2}x | {paper} |",
+            "| {kind} | {k} | {marginal:.2} | {sampled:.2} | {:.2}x | {paper} |",
             marginal / sampled
         );
     }
@@ -324,18 +353,20 @@ fn train_and_test(args: &Args) -> Result<(), Error> {
         temperature: TemperatureSchedule::exponential(1.0, 3e-5, 2000, 0.5)?,
         objective: objective.to_string(),
         alpha: args.alpha,
+        unlabelled_weight: args.unlabelled_weight,
         seed: args.seed,
     };
     let mut trainer = SemiSupervisedTrainer::<f32>::new(SemiSupervisedConfig::mnist(10), config)?;
     let steps_per_epoch = (unlabelled_rows.len() / BATCH) as u64;
     println!(
-        "accuracy: {}; {} labelled ({} per class), {} unlabelled; objective {objective}; alpha {}; \
+        "accuracy: {}; {} labelled ({} per class), {} unlabelled; objective {objective}; alpha {}; unlabelled weight {}; \
          Adam {}; {} epochs of {steps_per_epoch} steps (each {BATCH} unlabelled + all {} labelled); {} thread(s)",
         data.name,
         labelled_rows.len(),
         args.labels_per_class,
         unlabelled_rows.len(),
         args.alpha,
+        args.unlabelled_weight,
         args.learning_rate,
         args.epochs,
         labelled_rows.len(),

@@ -679,12 +679,16 @@ pub struct SemiSupervisedTrainConfig {
     pub objective: String,
     /// Weight of the classifier's cross-entropy on labelled data.
     pub alpha: f64,
+    /// Weight of the unlabelled loss (1 for M2; 0 skips the unlabelled batch, which
+    /// leaves a classifier trained on the labels alone: the baseline M2 should beat).
+    pub unlabelled_weight: f64,
     /// The seed every random number of the run derives from.
     pub seed: u64,
 }
 
 impl Default for SemiSupervisedTrainConfig {
-    /// Adam at `1e-3`, Gumbel-Softmax with the paper's schedule, `alpha = 1`, seed 0.
+    /// Adam at `1e-3`, Gumbel-Softmax with the paper's schedule, `alpha = 1`,
+    /// unlabelled weight 1, seed 0.
     fn default() -> Self {
         SemiSupervisedTrainConfig {
             learning_rate: LearningRateSchedule::Constant(1e-3),
@@ -692,6 +696,7 @@ impl Default for SemiSupervisedTrainConfig {
                 .expect("valid default schedule"),
             objective: "gumbel-softmax".to_string(),
             alpha: 1.0,
+            unlabelled_weight: 1.0,
             seed: 0,
         }
     }
@@ -702,9 +707,9 @@ impl Default for SemiSupervisedTrainConfig {
 pub struct SemiSupervisedStepReport {
     /// Steps completed, this one included.
     pub step: u64,
-    /// The total loss minimised: unlabelled plus labelled.
+    /// The total loss minimised: weighted unlabelled plus labelled.
     pub loss: f64,
-    /// The unlabelled batch's mean `U(x)` (exact or one-sample).
+    /// The unlabelled batch's mean `U(x)` (exact or one-sample; 0 when its weight is 0).
     pub unlabelled_loss: f64,
     /// The labelled batch's mean `-ELBO(x, y) - alpha log q(y|x)` (0 without one).
     pub labelled_loss: f64,
@@ -714,7 +719,8 @@ pub struct SemiSupervisedStepReport {
 
 /// An M2 model, its optimiser and unlabelled objective, and the step counter.
 ///
-/// Each step minimises `mean_u U(x_u) + mean_l [-ELBO(x_l, y_l) - alpha log q(y_l|x_l)]`
+/// Each step minimises `w mean_u U(x_u) + mean_l [-ELBO(x_l, y_l) - alpha log q(y_l|x_l)]`
+/// (`w` the unlabelled weight, 1 for M2)
 /// over one unlabelled and (optionally) one labelled minibatch; the noise of step `t`
 /// comes from `(seed, t)`.
 #[derive(Debug)]
@@ -738,11 +744,16 @@ impl<T: Float> SemiSupervisedTrainer<T> {
             SemiSupervisedVae::new(model_config, &mut rng_for(config.seed, Stream::Init, 0))?;
         let objective =
             UnlabelledObjective::from_name(&config.objective, config.temperature.at(0)?)?;
-        if !config.alpha.is_finite() || config.alpha < 0.0 {
-            return Err(Error::invalid_argument(
-                "SemiSupervisedTrainer::new",
-                format!("alpha must be finite and >= 0, got {}", config.alpha),
-            ));
+        for (name, value) in [
+            ("alpha", config.alpha),
+            ("unlabelled_weight", config.unlabelled_weight),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(Error::invalid_argument(
+                    "SemiSupervisedTrainer::new",
+                    format!("{name} must be finite and >= 0, got {value}"),
+                ));
+            }
         }
         Ok(SemiSupervisedTrainer {
             model,
@@ -792,11 +803,15 @@ impl<T: Float> SemiSupervisedTrainer<T> {
         self.tape.clear();
         let tape = &self.tape;
         let params = self.model.parameters().bind(tape);
-        let x = tape.constant(unlabelled);
-        let unlabelled_terms =
-            self.model
+        let (mut loss, mut unlabelled_loss) = (tape.scalar(T::ZERO), 0.0);
+        if self.config.unlabelled_weight > 0.0 {
+            let x = tape.constant(unlabelled);
+            let terms = self
+                .model
                 .unlabelled_loss(&params, x, &mut self.objective, &mut rng)?;
-        let mut loss = unlabelled_terms.loss;
+            loss = terms.loss.scale(T::from_f64(self.config.unlabelled_weight));
+            unlabelled_loss = terms.loss.scalar()?.to_f64();
+        }
         let mut labelled_loss = 0.0;
         if let Some((images, labels)) = labelled {
             let noise = self.model.latent_noise(images.rows(), &mut rng);
@@ -812,7 +827,6 @@ impl<T: Float> SemiSupervisedTrainer<T> {
         }
         tape.backward(loss)?;
         let total = loss.scalar()?.to_f64();
-        let unlabelled_loss = unlabelled_terms.loss.scalar()?.to_f64();
         params.gradients_into(&mut self.grads);
         drop(params);
         self.optimizer
