@@ -228,6 +228,35 @@ pub struct UnlabelledTerms<'t, T: Float> {
 }
 
 /// The M2 model: its sizes, its parameters and its three MLPs.
+///
+/// ```
+/// use gumbelgrad::estimators::Estimator;
+/// use gumbelgrad::models::{SemiSupervisedConfig, SemiSupervisedVae};
+/// use gumbelgrad::{Tape, Tensor};
+/// use rand::SeedableRng;
+///
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let config = SemiSupervisedConfig { input_dim: 16, classes: 3, latent_dim: 2,
+///     classifier_hidden: vec![8], encoder_hidden: vec![8], decoder_hidden: vec![8] };
+/// let model = SemiSupervisedVae::<f64>::new(config, &mut rng)?;
+/// let tape = Tape::new();
+/// let params = model.parameters().bind(&tape);
+/// let x = tape.constant(&Tensor::full(4, 16, 1.0));
+/// // Exact: the encoder and decoder see 3 copies of the batch of 4, one per class.
+/// let exact = model.marginal_unlabelled_loss(&params, x, &model.latent_noise(3 * 4, &mut rng))?;
+/// // One Gumbel-Softmax sample of the class: one copy.
+/// let mut estimator = Estimator::gumbel_softmax(0.5)?;
+/// let noise = model.latent_noise(4, &mut rng);
+/// let sampled = model.sampled_unlabelled_loss(&params, x, &mut estimator, &noise, &mut rng)?;
+/// assert!(sampled.loss.scalar()?.is_finite());
+/// // Labelled images: -ELBO(x, y) plus alpha times the cross-entropy.
+/// let labelled = model.labelled_loss(&params, x, &[0, 2, 1, 1], 1.0, &noise)?;
+/// tape.backward(exact.loss + labelled.loss)?;
+/// assert!(params.gradients().global_norm() > 0.0);
+/// // A label out of range is a typed error, not a panic.
+/// assert!(model.labelled_loss(&params, x, &[0, 2, 1, 3], 1.0, &noise).is_err());
+/// # Ok::<(), gumbelgrad::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SemiSupervisedVae<T: Float> {
     config: SemiSupervisedConfig,
