@@ -5,9 +5,11 @@
 //!
 //! ```text
 //! cargo run --release --example semi_supervised -- --timing-only --threads 1
-//! cargo run --release --example semi_supervised -- --mnist ../shared/data/mnist --epochs 20 --no-timing
+//! cargo run --release --example semi_supervised -- --no-timing --mnist /work/shared/data/mnist --estimator gs --epochs 75
 //! cargo run --release --example semi_supervised -- --help
 //! ```
+//!
+//! What these measured is in `docs/semi-supervised.md`.
 //!
 //! Part 1 (timing) trains M2 models with `k = 10` and `k = 100` classes on random binary
 //! data of MNIST's shape, alternating marginalisation and one Gumbel-Softmax sample step
