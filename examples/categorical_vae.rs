@@ -149,7 +149,7 @@ fn load_data(args: &Args) -> Result<(Dataset, Dataset, bool, &'static str), Erro
         let test = load_mnist(dir, MnistSplit::Test)?;
         // Test images get one fixed binarisation, so every evaluation sees the same data.
         let test_images = gumbelgrad::data::binarize::sample(
-            &test.images,
+            &test.images.to_tensor(),
             &mut rng_for(args.seed, Stream::Eval, 1),
         );
         let test = Dataset::new(test_images, test.labels, test.height, test.width)?;
@@ -247,6 +247,9 @@ fn run(args: &Args) -> Result<(), Error> {
     let mut losses: Vec<f64> = Vec::new();
     let mut test_curve: Vec<(f64, f64)> = Vec::new();
     let steps_per_epoch = trainer.steps_per_epoch(&train.images);
+    // Training draws its minibatches from the byte pixels; the (smaller) test set is
+    // evaluated many times, so it is converted to floats once.
+    let test_images: Tensor<f32> = test.images.to_tensor();
     let started = Instant::now();
     while trainer.epochs() < epochs {
         let epoch_started = Instant::now();
@@ -265,7 +268,7 @@ fn run(args: &Args) -> Result<(), Error> {
             );
         })?;
         let test_neg_elbo = trainer.model().evaluate(
-            &test.images,
+            &test_images,
             500,
             EvalMode::Hard,
             &mut rng_for(args.seed, Stream::Eval, report.epoch),
@@ -296,9 +299,9 @@ fn run(args: &Args) -> Result<(), Error> {
 
     let model = trainer.model();
     let mut eval_rng = rng_for(args.seed, Stream::Eval, u64::MAX);
-    let hard = model.evaluate(&test.images, 500, EvalMode::Hard, &mut eval_rng)?;
+    let hard = model.evaluate(&test_images, 500, EvalMode::Hard, &mut eval_rng)?;
     let relaxed = model.evaluate(
-        &test.images,
+        &test_images,
         500,
         EvalMode::Relaxed(trainer.last_temperature()?),
         &mut eval_rng,
@@ -312,7 +315,7 @@ fn run(args: &Args) -> Result<(), Error> {
     ));
     let iw_bound = if args.eval_samples > 1 {
         let bound = model.importance_weighted_bound(
-            &test.images,
+            &test_images,
             args.eval_samples,
             1000,
             &mut eval_rng,
@@ -377,11 +380,7 @@ fn draw_pictures(
 
     // Reconstructions: pairs of columns, a test image then its decoding from a hard sample.
     let count = 32.min(test.len());
-    let originals = Tensor::from_slice(
-        count,
-        config.input_dim,
-        &test.images.as_slice()[..count * config.input_dim],
-    )?;
+    let originals: Tensor<f32> = test.images.gather(&(0..count).collect::<Vec<_>>());
     let logits = model.logits_of(&originals, count)?;
     let (sample, _) = model.sample_hard(&logits, &mut rng)?;
     let decoded = decode_probabilities(model, &sample)?;

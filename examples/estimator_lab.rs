@@ -299,6 +299,10 @@ fn roster(kind: Kind) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
                 Estimator::relaxed_bernoulli(tau)?,
             ));
         }
+        list.push((
+            "st-relaxed-bernoulli(tau=0.5)".to_string(),
+            Estimator::st_relaxed_bernoulli(0.5)?,
+        ));
         list.push(("st-bernoulli".to_string(), Estimator::st_bernoulli()?));
         list.push((
             "slope-annealed-st(slope=1)".to_string(),

@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release --example show_data
 //! cargo run --release --example show_data -- --mnist ../shared/data/mnist \
-//!     --binarized-mnist ../shared/data/binarized_mnist --out show_data_out
+//!     --binarized-mnist ../shared/data/binarized_mnist --out out/show_data
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ fn by_class(data: &Dataset, per_class: usize) -> Vec<usize> {
 }
 
 fn show(name: &str, data: &Dataset, seconds: f64, out: &Path) -> gumbelgrad::Result<()> {
-    let mean = data.images.sum() as f64 / data.images.len().max(1) as f64;
+    let mean = data.images.sum() / data.images.len().max(1) as f64;
     let path = out.join(format!("{name}.png"));
     save_image_grid(
         &path,
@@ -64,7 +64,7 @@ fn main() {
 fn run() -> Result<(), String> {
     let mut mnist = None;
     let mut binarized = None;
-    let mut out = PathBuf::from("show_data_out");
+    let mut out = PathBuf::from("out/show_data");
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));

@@ -11,7 +11,7 @@ use flate2::write::GzEncoder;
 use gumbelgrad::data::amat::AmatSplit;
 use gumbelgrad::data::binarize::{sample, threshold};
 use gumbelgrad::data::{
-    Binarization, Dataset, Minibatches, MnistSplit, SyntheticDigits, load_binarized_mnist,
+    Binarization, Dataset, Minibatches, MnistSplit, Pixels, SyntheticDigits, load_binarized_mnist,
     load_mnist, read_amat, read_idx_images, read_idx_labels,
 };
 use gumbelgrad::{Error, Tensor};
@@ -89,7 +89,8 @@ fn idx_round_trips_plain_and_gzip() {
         let (tensor, rows, cols) = read_idx_images(&images_path).unwrap();
         assert_eq!((tensor.rows(), rows, cols), (3, 2, 2));
         let expected: Vec<f32> = PIXELS.iter().map(|&p| p as f32 / 255.0).collect();
-        assert_eq!(tensor.as_slice(), &expected[..]);
+        assert_eq!(tensor.to_tensor::<f32>().as_slice(), &expected[..]);
+        assert_eq!(tensor.as_bytes(), &PIXELS[..]);
         assert_eq!(read_idx_labels(&labels_path).unwrap(), vec![7, 2, 9]);
 
         let data = load_mnist(&dir, MnistSplit::Test).unwrap();
@@ -298,7 +299,7 @@ fn binarisation_schemes() {
     assert_eq!(Binarization::Dynamic.prepare(&data), data);
     assert_eq!(
         Binarization::Threshold(0.25).prepare(&data).images,
-        Tensor::full(1, n, 1.0)
+        Pixels::from_tensor(&Tensor::full(1, n, 1.0)).unwrap()
     );
 }
 
@@ -340,9 +341,10 @@ fn minibatches_cover_each_example_once_and_follow_the_seed() {
 #[test]
 fn validation_split_is_disjoint_complete_and_seeded() {
     let n = 50;
-    let images = Tensor::<f32>::from_vec(n, 1, (0..n).map(|i| i as f32).collect()).unwrap();
+    // Image i's one pixel is byte i (intensity i / 255), its label i.
+    let images = Pixels::from_bytes(n, 1, (0..n as u8).collect()).unwrap();
     let labels: Vec<u8> = (0..n).map(|i| i as u8).collect();
-    let data = Dataset::new(images, Some(labels), 1, 1).unwrap();
+    let data = Dataset::from_pixels(images, Some(labels), 1, 1).unwrap();
     let (train, valid) = data.split_validation(12, 3).unwrap();
     assert_eq!((train.len(), valid.len()), (38, 12));
     let mut ids: Vec<u8> = train.labels.clone().unwrap();
@@ -351,10 +353,10 @@ fn validation_split_is_disjoint_complete_and_seeded() {
     assert!(
         train
             .images
-            .as_slice()
+            .as_bytes()
             .iter()
             .zip(train.labels.as_ref().unwrap())
-            .all(|(&x, &l)| x == l as f32)
+            .all(|(&x, &l)| x == l)
     );
     ids.sort();
     assert_eq!(ids, (0..n as u8).collect::<Vec<_>>());
@@ -366,6 +368,36 @@ fn validation_split_is_disjoint_complete_and_seeded() {
     assert!(data.split_validation(51, 0).is_err());
     assert!(Dataset::new(Tensor::zeros(2, 4), Some(vec![1]), 2, 2).is_err());
     assert!(Dataset::new(Tensor::zeros(2, 4), None, 3, 2).is_err());
+}
+
+/// Images are stored a byte per pixel: MNIST's intensities `byte / 255` and binary
+/// values come back exactly, others to the nearest 1/255, and values that are not
+/// intensities (NaN, infinite, outside [0, 1]) are refused with a typed error.
+#[test]
+fn pixels_store_intensities_as_bytes() {
+    let exact: Vec<f32> = (0..=255u8).map(|b| b as f32 / 255.0).collect();
+    let pixels = Pixels::from_tensor(&Tensor::from_vec(16, 16, exact.clone()).unwrap()).unwrap();
+    assert_eq!(pixels.as_bytes(), &(0..=255u8).collect::<Vec<_>>()[..]);
+    assert_eq!(pixels.to_tensor::<f32>().as_slice(), &exact[..]);
+    assert_eq!(pixels.get(1, 0), 16.0 / 255.0);
+    assert_eq!(pixels.row_values::<f64>(0)[3], (3.0f32 / 255.0) as f64);
+    let rounded = Pixels::from_tensor(&Tensor::from_vec(1, 2, vec![0.5, 0.3]).unwrap()).unwrap();
+    assert_eq!(rounded.as_bytes(), &[128, 77]);
+    assert_eq!(
+        rounded.gather::<f32>(&[0, 0]).shape(),
+        gumbelgrad::Shape::new(2, 2)
+    );
+    for bad in [f32::NAN, f32::INFINITY, -0.1, 1.5] {
+        let images = Tensor::from_vec(1, 2, vec![0.0, bad]).unwrap();
+        match Pixels::from_tensor(&images) {
+            Err(Error::InvalidArgument { message, .. }) => {
+                assert!(message.contains("pixel (0, 1)"), "{message}")
+            }
+            other => panic!("{bad}: expected an error, got {other:?}"),
+        }
+        assert!(Dataset::new(images, None, 1, 2).is_err());
+    }
+    assert!(Pixels::from_bytes(2, 3, vec![0; 5]).is_err());
 }
 
 #[test]
@@ -385,18 +417,19 @@ fn synthetic_digits_are_deterministic_balanced_and_binary() {
     assert!(
         train
             .images
+            .to_tensor::<f32>()
             .as_slice()
             .iter()
             .all(|&x| x == 0.0 || x == 1.0)
     );
     // Every image has ink, none is mostly ink, and the two outermost rows and columns stay blank (as in MNIST).
     for i in 0..train.len() {
-        let ink: f32 = train.images.row(i).iter().sum();
+        let ink: f32 = train.images.row_values::<f32>(i).iter().sum();
         assert!(
             (20.0..300.0).contains(&ink),
             "image {i} has {ink} ink pixels"
         );
-        let row = train.images.row(i);
+        let row = train.images.row_values::<f32>(i);
         assert!(row[..56].iter().chain(&row[784 - 56..]).all(|&x| x == 0.0));
         assert!((0..28).all(|r| row[r * 28] == 0.0
             && row[r * 28 + 1] == 0.0
@@ -404,7 +437,13 @@ fn synthetic_digits_are_deterministic_balanced_and_binary() {
             && row[r * 28 + 26] == 0.0));
     }
     let (gray, _) = SyntheticDigits::new(11).with_sizes(20, 0).gray().generate();
-    assert!(gray.images.as_slice().iter().any(|&x| x > 0.0 && x < 1.0));
+    assert!(
+        gray.images
+            .to_tensor::<f32>()
+            .as_slice()
+            .iter()
+            .any(|&x| x > 0.0 && x < 1.0)
+    );
 }
 
 /// The classes are distinct shapes: a nearest-class-mean classifier fit on the
@@ -417,7 +456,7 @@ fn synthetic_digit_classes_are_distinguishable() {
     for i in 0..train.len() {
         for (m, &x) in means[labels[i] as usize]
             .iter_mut()
-            .zip(train.images.row(i))
+            .zip(&train.images.row_values::<f32>(i))
         {
             *m += x as f64 / 200.0;
         }
@@ -427,7 +466,7 @@ fn synthetic_digit_classes_are_distinguishable() {
         .filter(|&i| {
             let distance = |m: &Vec<f64>| -> f64 {
                 m.iter()
-                    .zip(test.images.row(i))
+                    .zip(&test.images.row_values::<f32>(i))
                     .map(|(a, &b)| (a - b as f64).powi(2))
                     .sum()
             };

@@ -3,6 +3,7 @@
 
 use gumbelgrad::estimators::{
     Estimator, GradientEstimator, exact, noise, relaxed_bernoulli, slope_annealed_st, st_bernoulli,
+    st_relaxed_bernoulli,
 };
 use gumbelgrad::testing::{config, tensor_in};
 use gumbelgrad::{Error, Float, GradcheckOptions, Tape, Tensor, gradcheck};
@@ -64,6 +65,36 @@ proptest! {
             }
             prop_assert!(grad.max_abs_diff(&soft_grad).unwrap() < 1e-14);
         }
+    }
+
+    /// The binary ST Gumbel-Softmax: forward the ST Bernoulli sample for the same
+    /// noise, backward (to logits and to noise) exactly the gradient of the
+    /// gradchecked relaxed Bernoulli at that noise.
+    #[test]
+    fn straight_through_relaxed_backward_is_the_relaxed_gradient((x, l, tau) in case()) {
+        let gradients = |relaxed: bool| {
+            let tape = Tape::new();
+            let (xv, lv) = (tape.variable(&x), tape.variable(&l));
+            let y = if relaxed {
+                relaxed_bernoulli(xv, lv, tau)
+            } else {
+                st_relaxed_bernoulli(xv, lv, tau)
+            };
+            let w = Tensor::random_uniform(x.rows(), x.cols(), -1.0, 1.0, &mut StdRng::seed_from_u64(2));
+            tape.backward((y * tape.constant(&w)).sum()).unwrap();
+            (y.value().unwrap(), xv.grad().unwrap(), lv.grad().unwrap())
+        };
+        let (hard, grad_x, grad_l) = gradients(false);
+        let (_, relaxed_grad_x, relaxed_grad_l) = gradients(true);
+        let tape = Tape::new();
+        let st = st_bernoulli(tape.constant(&x), tape.constant(&l)).value().unwrap();
+        prop_assert_eq!(&hard, &st);
+        prop_assert!(grad_x.max_abs_diff(&relaxed_grad_x).unwrap() < 1e-14);
+        prop_assert!(grad_l.max_abs_diff(&relaxed_grad_l).unwrap() < 1e-14);
+        // The backward uses the noise: not the noise-free ST Bernoulli gradient.
+        let (_, st_grad) = grad_of(&x, |v| st_bernoulli(v, v.tape().constant(&l)));
+        let (_, own_grad) = grad_of(&x, |v| st_relaxed_bernoulli(v, v.tape().constant(&l), tau));
+        prop_assert!(own_grad.max_abs_diff(&st_grad).unwrap() > 0.0);
     }
 
     /// At any temperature, thresholding the relaxed sample at 1/2 gives the ST sample
@@ -184,6 +215,7 @@ fn relaxed_bernoulli_bias_shrinks_as_temperature_falls() {
     // well outside the error bars.
     for (slope, mut estimator) in [
         (1.0, Estimator::st_bernoulli().unwrap()),
+        (1.0, Estimator::st_relaxed_bernoulli(0.5).unwrap()),
         (2.0, Estimator::slope_annealed_st(2.0).unwrap()),
     ] {
         let (bias, se) = bias_of(slope, &mut estimator, &logits, &a, &c);
@@ -208,6 +240,7 @@ fn extremes<T: Float>() {
         let mut loss = tape.scalar(T::ZERO);
         for y in [
             relaxed_bernoulli(x, l, tau),
+            st_relaxed_bernoulli(x, l, tau),
             st_bernoulli(x, l),
             slope_annealed_st(x, l, 1.0 / tau),
         ] {
@@ -234,6 +267,10 @@ fn bernoulli_errors_are_typed() {
         ));
         assert!(matches!(
             Estimator::<f64>::slope_annealed_st(bad),
+            Err(Error::InvalidTemperature { .. })
+        ));
+        assert!(matches!(
+            Estimator::<f64>::st_relaxed_bernoulli(bad),
             Err(Error::InvalidTemperature { .. })
         ));
         let tape = Tape::<f64>::new();
@@ -264,6 +301,7 @@ fn bernoulli_estimators_by_name() {
     for (name, expected, hard) in [
         ("relaxed-bernoulli", "relaxed-bernoulli", false),
         ("st-bernoulli", "st-bernoulli", true),
+        ("st-relaxed-bernoulli", "st-relaxed-bernoulli", true),
         ("slope-annealed-st", "slope-annealed-st", true),
     ] {
         let mut estimator = Estimator::<f32>::from_name(name, 0.5).unwrap();

@@ -102,6 +102,8 @@ gradcheck_tests! {
     log_softmax: LogSoftmax,
     logsumexp: LogSumExp,
     bce_with_logits: BceWithLogits,
+    bce_with_logits_sum_cols: BceWithLogitsSumCols,
+    linear: Linear,
     slice_cols: SliceCols,
     slice_rows: SliceRows,
     concat_cols: ConcatCols,

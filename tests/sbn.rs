@@ -261,8 +261,8 @@ fn nested_score_function_estimators_are_unbiased() {
 #[test]
 fn training_lowers_the_held_out_nll_on_synthetic_digits() {
     let (train, test) = SyntheticDigits::new(3).with_sizes(600, 100).generate();
-    let (train_up, train_low) = split_halves(&train.images).unwrap();
-    let (test_up, test_low) = split_halves(&test.images).unwrap();
+    let (train_up, train_low) = split_halves(&train.images.to_tensor()).unwrap();
+    let (test_up, test_low) = split_halves(&test.images.to_tensor()).unwrap();
     let config = SbnTrainConfig {
         batch_size: 50,
         learning_rate: 3e-3,
@@ -323,7 +323,7 @@ fn split_halves_and_bad_input() {
 #[test]
 fn the_trainer_leaves_rebar_tuning_its_own_temperature() {
     let (train, _) = SyntheticDigits::new(5).with_sizes(40, 1).generate();
-    let (up, low) = split_halves(&train.images).unwrap();
+    let (up, low) = split_halves(&train.images.to_tensor()).unwrap();
     let config = SbnTrainConfig {
         batch_size: 2,
         learning_rate: 1e-3,

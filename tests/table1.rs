@@ -4,7 +4,10 @@
 use gumbelgrad::data::SyntheticDigits;
 use gumbelgrad::estimators::Estimator;
 use gumbelgrad::io::json::Json;
-use gumbelgrad::models::table1::{Budget, COLUMNS, Cell, ROWS, ResultsFile, paper_value, run_cell};
+use gumbelgrad::models::table1::{
+    Budget, COLUMNS, Cell, ROWS, ResultsFile, evaluate_cell, paper_value, run_cell,
+    run_cell_with_selection, train_cell,
+};
 use gumbelgrad::models::{DiscreteVae, Sbn, SbnConfig, VaeConfig};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -141,4 +144,90 @@ fn short_cells_run_end_to_end_and_merge_into_the_results_file() {
     let error = ResultsFile::load(&path).unwrap_err().to_string();
     assert!(error.contains("table1.json"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The paper's protocol: one training per learning rate, the best validation score
+/// wins, and its model's test score is reported. The selected cell equals a plain run
+/// at the chosen rate, and the JSON records every candidate.
+#[test]
+fn learning_rate_selection_keeps_the_best_validation_score() {
+    let (train, test) = SyntheticDigits::new(6).with_sizes(140, 20).generate();
+    let (train, valid) = train.split_validation(20, 6).unwrap();
+    let budget = Budget {
+        epochs: 1,
+        batch_size: 20,
+        learning_rate: 1e-3,
+        eval_samples: 4,
+        seed: 6,
+    };
+    let cell = Cell::parse("SBN Bern.:GS").unwrap();
+    let grid = [1e-4, 3e-3, 1e-3];
+    let mut seen = Vec::new();
+    let selected = run_cell_with_selection(
+        &cell,
+        &budget,
+        &grid,
+        &train.images,
+        &valid.images,
+        8,
+        &test.images,
+        "test",
+        &mut |rate, nats| seen.push((rate, nats)),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let selection = selected.selection.clone().unwrap();
+    assert_eq!(selection.candidates, seen);
+    assert_eq!(seen.iter().map(|&(rate, _)| rate).collect::<Vec<_>>(), grid);
+    let best = seen.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+    assert_eq!(selected.learning_rate, best);
+    // a plain run at the chosen rate gives the same test score, bit for bit
+    let plain = run_cell(
+        &cell,
+        &Budget {
+            learning_rate: best,
+            ..budget.clone()
+        },
+        &train.images,
+        &test.images,
+        "test",
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(plain.nats, selected.nats);
+    // and the same as training and evaluating by hand
+    let trained = train_cell(
+        &cell,
+        &Budget {
+            learning_rate: best,
+            ..budget.clone()
+        },
+        &train.images,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(
+        evaluate_cell(&trained, &test.images, 4, 6, 0).unwrap(),
+        plain.nats
+    );
+    let json = selected.to_json();
+    let grid_json = json.get("lr_grid").unwrap().as_array().unwrap();
+    assert_eq!(grid_json.len(), 3);
+    assert_eq!(json.get("valid_samples").unwrap().to_string(), "8");
+    assert!(plain.to_json().get("lr_grid").is_none());
+    assert!(
+        run_cell_with_selection(
+            &cell,
+            &budget,
+            &[],
+            &train.images,
+            &valid.images,
+            8,
+            &test.images,
+            "test",
+            &mut |_, _| {},
+            &mut |_, _| {},
+        )
+        .is_err()
+    );
 }

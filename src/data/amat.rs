@@ -8,9 +8,10 @@
 use std::path::Path;
 
 use crate::data::dataset::Dataset;
-use crate::data::read::{find_file, read_maybe_gzip};
+use crate::data::pixels::Pixels;
+use crate::data::read::{find_file, open_maybe_gzip};
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use std::io::BufRead;
 
 /// Values per line (28 x 28).
 pub const PIXELS: usize = 784;
@@ -21,34 +22,42 @@ pub const PIXELS: usize = 784;
 /// [`Error::BadFile`] naming the file, the line number (from 1) and the problem.
 pub fn read_amat(path: impl AsRef<Path>) -> Result<Dataset> {
     let path = path.as_ref();
-    let bytes = read_maybe_gzip(path)?;
-    let images = parse_amat(&bytes, path)?;
-    Dataset::new(images, None, 28, 28)
+    let images = parse_amat(open_maybe_gzip(path)?, path)?;
+    Dataset::from_pixels(images, None, 28, 28)
 }
 
-fn parse_amat(bytes: &[u8], path: &Path) -> Result<Tensor<f32>> {
-    let mut pixels: Vec<f32> = Vec::with_capacity(bytes.len() / 2 + PIXELS);
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    // A final newline leaves one empty piece; that is not a line.
-    if lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
-    for (index, line) in lines.iter().enumerate() {
-        let number = index + 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+/// The 0/1 values of the file as bytes 0 and 255 (intensities 0 and 1), read a line at
+/// a time: only the pixels are kept, never the whole text.
+fn parse_amat(mut reader: impl BufRead, path: &Path) -> Result<Pixels> {
+    let mut pixels: Vec<u8> = Vec::new();
+    let mut line = Vec::new();
+    let mut lines = 0;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::bad_file(path, format!("unreadable after line {lines} ({e})")))?;
+        if read == 0 {
+            break;
+        }
+        lines += 1;
+        let number = lines;
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
         let start = pixels.len();
-        for token in line
+        for token in text
             .split(|&b| b == b' ' || b == b'\t')
             .filter(|t| !t.is_empty())
         {
             let value = match token {
-                b"0" => 0.0,
-                b"1" => 1.0,
+                b"0" => 0,
+                b"1" => 255,
                 other => match std::str::from_utf8(other)
                     .ok()
                     .and_then(|s| s.parse::<f32>().ok())
                 {
-                    Some(v) if v == 0.0 || v == 1.0 => v,
+                    Some(0.0) => 0,
+                    Some(1.0) => 255,
                     _ => {
                         return Err(Error::bad_file(
                             path,
@@ -79,7 +88,8 @@ fn parse_amat(bytes: &[u8], path: &Path) -> Result<Tensor<f32>> {
             ));
         }
     }
-    Tensor::from_vec(lines.len(), PIXELS, pixels)
+    pixels.shrink_to_fit();
+    Pixels::from_bytes(lines, PIXELS, pixels)
 }
 
 /// Which split of binarised MNIST to load.

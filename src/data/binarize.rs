@@ -25,6 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::data::dataset::Dataset;
+use crate::data::pixels::Pixels;
 use crate::tensor::Tensor;
 
 /// 1 where the value exceeds `level`, else 0.
@@ -63,14 +64,15 @@ impl Binarization {
     /// and `Dynamic` leave it unchanged.
     pub fn prepare(&self, dataset: &Dataset) -> Dataset {
         let images = match *self {
-            Binarization::Threshold(level) => threshold(&dataset.images, level),
-            Binarization::Static { seed } => {
-                sample(&dataset.images, &mut StdRng::seed_from_u64(seed))
-            }
+            Binarization::Threshold(level) => threshold(&dataset.images.to_tensor(), level),
+            Binarization::Static { seed } => sample(
+                &dataset.images.to_tensor(),
+                &mut StdRng::seed_from_u64(seed),
+            ),
             Binarization::None | Binarization::Dynamic => return dataset.clone(),
         };
         Dataset {
-            images,
+            images: Pixels::from_tensor(&images).expect("binary values lie in [0, 1]"),
             ..dataset.clone()
         }
     }

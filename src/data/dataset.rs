@@ -4,11 +4,12 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use crate::data::pixels::Pixels;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-/// Images (one per row, `height * width` values in `[0, 1]`, 1 = ink) and optional
-/// class labels.
+/// Images (one per row, `height * width` intensities in `[0, 1]`, 1 = ink, stored a
+/// byte per pixel) and optional class labels.
 ///
 /// ```
 /// use gumbelgrad::data::Dataset;
@@ -21,8 +22,8 @@ use crate::tensor::Tensor;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
-    /// `[n, height * width]` pixel values.
-    pub images: Tensor<f32>,
+    /// `[n, height * width]` pixel intensities, a byte each.
+    pub images: Pixels,
     /// One label per image, if the source has them.
     pub labels: Option<Vec<u8>>,
     /// Image height in pixels.
@@ -33,9 +34,20 @@ pub struct Dataset {
 
 impl Dataset {
     /// Checks that the pieces fit together (columns = height * width, one label per
-    /// image).
+    /// image) and stores the intensities as bytes (see [`Pixels::from_tensor`]: values
+    /// must lie in `[0, 1]`; they are kept to the nearest 1/255).
     pub fn new(
         images: Tensor<f32>,
+        labels: Option<Vec<u8>>,
+        height: usize,
+        width: usize,
+    ) -> Result<Self> {
+        Self::from_pixels(Pixels::from_tensor(&images)?, labels, height, width)
+    }
+
+    /// As [`Dataset::new`], from pixels already stored as bytes.
+    pub fn from_pixels(
+        images: Pixels,
         labels: Option<Vec<u8>>,
         height: usize,
         width: usize,
@@ -84,18 +96,13 @@ impl Dataset {
     /// The images at `indices`, stacked into a `[indices.len(), dimension]` tensor
     /// (a minibatch). Panics on an index out of range, like slice indexing.
     pub fn gather(&self, indices: &[usize]) -> Tensor<f32> {
-        let dimension = self.dimension();
-        let mut data = Vec::with_capacity(indices.len() * dimension);
-        for &index in indices {
-            data.extend_from_slice(self.images.row(index));
-        }
-        Tensor::from_vec(indices.len(), dimension, data).expect("rows of equal length")
+        self.images.gather(indices)
     }
 
     /// The images and labels at `indices`, as a new data set.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
         Dataset {
-            images: self.gather(indices),
+            images: self.images.select(indices),
             labels: self
                 .labels
                 .as_ref()

@@ -12,9 +12,9 @@
 use std::path::Path;
 
 use crate::data::dataset::Dataset;
+use crate::data::pixels::Pixels;
 use crate::data::read::{find_file, read_maybe_gzip};
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
 
 /// Magic number of an IDX file of unsigned bytes with 3 dimensions (images).
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -34,11 +34,12 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }
 
-/// Reads an image file: `(images [n, rows * cols] in [0, 1], rows, cols)`.
-pub fn read_idx_images(path: impl AsRef<Path>) -> Result<(Tensor<f32>, usize, usize)> {
+/// Reads an image file: `(images [n, rows * cols], rows, cols)`, a byte per pixel
+/// (intensity `byte / 255`).
+pub fn read_idx_images(path: impl AsRef<Path>) -> Result<(Pixels, usize, usize)> {
     let path = path.as_ref();
     let bytes = read_maybe_gzip(path)?;
-    parse_images(&bytes, path)
+    parse_images(bytes, path)
 }
 
 /// Reads a label file: one byte per label.
@@ -86,11 +87,11 @@ fn check_magic(bytes: &[u8], expected: u32, header: usize, path: &Path) -> Resul
     Ok(())
 }
 
-fn parse_images(bytes: &[u8], path: &Path) -> Result<(Tensor<f32>, usize, usize)> {
-    check_magic(bytes, IMAGES_MAGIC, 16, path)?;
-    let count = be_u32(bytes, 4) as usize;
-    let rows = be_u32(bytes, 8) as usize;
-    let cols = be_u32(bytes, 12) as usize;
+fn parse_images(mut bytes: Vec<u8>, path: &Path) -> Result<(Pixels, usize, usize)> {
+    check_magic(&bytes, IMAGES_MAGIC, 16, path)?;
+    let count = be_u32(&bytes, 4) as usize;
+    let rows = be_u32(&bytes, 8) as usize;
+    let cols = be_u32(&bytes, 12) as usize;
     if rows == 0 || cols == 0 {
         return Err(Error::bad_file(
             path,
@@ -116,8 +117,9 @@ fn parse_images(bytes: &[u8], path: &Path) -> Result<(Tensor<f32>, usize, usize)
             ),
         ));
     }
-    let pixels = data.iter().map(|&b| b as f32 / 255.0).collect();
-    let images = Tensor::from_vec(count, rows * cols, pixels)?;
+    // The pixel bytes are the file's bytes after the header: keep them, no copy.
+    bytes.drain(..16);
+    let images = Pixels::from_bytes(count, rows * cols, bytes)?;
     Ok((images, rows, cols))
 }
 
@@ -181,5 +183,5 @@ pub fn load_mnist(dir: impl AsRef<Path>, split: MnistSplit) -> Result<Dataset> {
             ),
         ));
     }
-    Dataset::new(images, Some(labels), rows, cols)
+    Dataset::from_pixels(images, Some(labels), rows, cols)
 }

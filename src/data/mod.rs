@@ -1,8 +1,9 @@
 //! Data: MNIST-format readers, the binarised MNIST of Larochelle & Murray, an embedded
 //! synthetic digit set, binarisation, and seeded minibatches.
 //!
-//! Everything loads into a [`Dataset`]: images as one `[n, height * width]` `f32`
-//! tensor with values in `[0, 1]` (1 = ink), plus optional labels.
+//! Everything loads into a [`Dataset`]: images as one `[n, height * width]` matrix of
+//! byte [`Pixels`] with intensities in `[0, 1]` (1 = ink; a byte per pixel, converted
+//! to floats a minibatch at a time), plus optional labels.
 //!
 //! | source | loader | needs files? |
 //! |---|---|---|
@@ -19,6 +20,7 @@ pub mod batches;
 pub mod binarize;
 pub mod dataset;
 pub mod idx;
+pub mod pixels;
 pub(crate) mod read;
 pub mod synthetic;
 
@@ -27,4 +29,5 @@ pub use batches::Minibatches;
 pub use binarize::Binarization;
 pub use dataset::Dataset;
 pub use idx::{MnistSplit, load_mnist, read_idx_images, read_idx_labels};
+pub use pixels::{Pixels, RowSource};
 pub use synthetic::SyntheticDigits;

@@ -1,6 +1,7 @@
 //! Reading a whole data file, gunzipping it when it is gzip-compressed.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
@@ -22,6 +23,22 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     } else {
         Ok(raw)
     }
+}
+
+/// A buffered reader over the bytes of `path`, decompressing on the fly if the file
+/// starts with the gzip magic bytes (whatever its name). For files too large to hold
+/// decompressed in memory at once, like the 78 MB of binarised MNIST's training text.
+pub(crate) fn open_maybe_gzip(path: &Path) -> Result<Box<dyn BufRead>> {
+    let mut file = BufReader::new(File::open(path).map_err(|e| Error::io(path, &e))?);
+    let gzip = file
+        .fill_buf()
+        .map_err(|e| Error::io(path, &e))?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(BufReader::new(MultiGzDecoder::new(file)))
+    } else {
+        Box::new(file)
+    })
 }
 
 /// The first of `names` (each tried as is and with `.gz`) that exists in `dir`.

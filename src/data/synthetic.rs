@@ -22,7 +22,7 @@
 //! let (train, test) = SyntheticDigits::new(7).with_sizes(100, 20).generate();
 //! assert_eq!((train.len(), test.len(), train.dimension()), (100, 20, 784));
 //! assert_eq!(train.labels.as_ref().unwrap()[13], 3);
-//! assert!(train.images.as_slice().iter().all(|&x| x == 0.0 || x == 1.0));
+//! assert!(train.images.as_bytes().iter().all(|&b| b == 0 || b == 255)); // 0 or 1
 //! ```
 
 use rand::rngs::StdRng;

@@ -1,5 +1,6 @@
-//! Binary latents: the relaxed Bernoulli (binary Concrete), straight-through Bernoulli,
-//! and slope-annealed straight-through (Chung, Ahn and Bengio 2016).
+//! Binary latents: the relaxed Bernoulli (binary Concrete), its straight-through
+//! version (the binary ST Gumbel-Softmax), straight-through Bernoulli, and
+//! slope-annealed straight-through (Chung, Ahn and Bengio 2016).
 //!
 //! A Bernoulli unit with logit `x` is sampled by `b = 1[x + l > 0]` with logistic noise
 //! `l = ln u - ln(1 - u)` (the difference of two Gumbels: this is Gumbel-max with
@@ -9,6 +10,7 @@
 //! | op | forward | backward `d/dx` |
 //! |---|---|---|
 //! | [`RelaxedBernoulli`] | `y = sigmoid((x + l)/tau)` | `y (1 - y) / tau` |
+//! | [`StRelaxedBernoulli`] | `b = 1[x + l > 0]` | `y (1 - y) / tau`: as if `b` were `y` |
 //! | [`StBernoulli`] | `b = 1[x + l > 0]` | `sigmoid'(x)`: as if `b` were its mean `sigmoid(x)` |
 //! | [`SlopeAnnealedSt`] | `b = 1[slope x + l > 0]` | `slope sigmoid'(slope x)` |
 //!
@@ -82,22 +84,76 @@ impl<T: Float> Op<T> for RelaxedBernoulli<T> {
     }
     fn backward(
         &self,
-        _inputs: &[&Tensor<T>],
-        output: &Tensor<T>,
+        inputs: &[&Tensor<T>],
+        _output: &Tensor<T>,
         grad_output: &Tensor<T>,
         grad_inputs: &mut [Option<&mut Tensor<T>>],
     ) {
-        let inverse_tau = T::ONE / self.temperature;
-        for grad in grad_inputs.iter_mut().flatten() {
-            for ((g, &y), &go) in grad
-                .as_mut_slice()
-                .iter_mut()
-                .zip(output.as_slice())
-                .zip(grad_output.as_slice())
-            {
-                *g += go * y * (T::ONE - y) * inverse_tau;
-            }
+        relaxed_backward(inputs, self.temperature, grad_output, grad_inputs);
+    }
+}
+
+/// The relaxed sample's VJP, shared by [`RelaxedBernoulli`] and [`StRelaxedBernoulli`]:
+/// `grad_x += grad_y y (1 - y) / tau` and the same for the noise, with
+/// `y = sigmoid((x + l)/tau)` recomputed from the inputs (the same expression, so the
+/// same bits, as the relaxed forward).
+fn relaxed_backward<T: Float>(
+    inputs: &[&Tensor<T>],
+    temperature: T,
+    grad_output: &Tensor<T>,
+    grad_inputs: &mut [Option<&mut Tensor<T>>],
+) {
+    let inverse_tau = T::ONE / temperature;
+    for grad in grad_inputs.iter_mut().flatten() {
+        for (((g, &x), &l), &go) in grad
+            .as_mut_slice()
+            .iter_mut()
+            .zip(inputs[0].as_slice())
+            .zip(inputs[1].as_slice())
+            .zip(grad_output.as_slice())
+        {
+            let y = sigmoid((x + l) * inverse_tau);
+            *g += go * y * (T::ONE - y) * inverse_tau;
         }
+    }
+}
+
+/// Straight-through relaxed Bernoulli, the binary case of the paper's ST Gumbel-Softmax
+/// (§2.2 with `k = 2`): inputs `(logits, logistic noise)`. Forward the exact sample
+/// `b = 1[x + l > 0]`, which is the relaxed sample `y = sigmoid((x + l)/tau)` rounded
+/// at 1/2 (for any `tau`); backward as if `b` were `y`:
+/// `grad_x = grad_l = grad_b y (1 - y) / tau`.
+///
+/// It differs from [`StBernoulli`], whose backward uses the mean `sigmoid(x)` and so
+/// ignores the noise that produced `b`.
+#[derive(Debug, Clone, Copy)]
+pub struct StRelaxedBernoulli<T: Float> {
+    /// The temperature `tau > 0` of the relaxed sample the backward pass uses.
+    pub temperature: T,
+}
+
+impl<T: Float> Op<T> for StRelaxedBernoulli<T> {
+    fn name(&self) -> &'static str {
+        "st_relaxed_bernoulli"
+    }
+    fn describe(&self) -> String {
+        format!("st_relaxed_bernoulli(tau={})", self.temperature)
+    }
+    fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        check_temperature("st_relaxed_bernoulli", self.temperature.to_f64())?;
+        same_shape("st_relaxed_bernoulli", inputs)
+    }
+    fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
+        hard_threshold(inputs, T::ONE, output);
+    }
+    fn backward(
+        &self,
+        inputs: &[&Tensor<T>],
+        _output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_inputs: &mut [Option<&mut Tensor<T>>],
+    ) {
+        relaxed_backward(inputs, self.temperature, grad_output, grad_inputs);
     }
 }
 
@@ -223,6 +279,23 @@ pub fn relaxed_bernoulli<'t, T: Float>(
     )
 }
 
+/// Records an [`StRelaxedBernoulli`] op (invalid temperatures become a tape error).
+pub fn st_relaxed_bernoulli<'t, T: Float>(
+    logits: Var<'t, T>,
+    noise: Var<'t, T>,
+    temperature: f64,
+) -> Var<'t, T> {
+    if let Err(error) = check_temperature("st_relaxed_bernoulli", temperature) {
+        return fail(logits.tape(), error);
+    }
+    logits.tape().record(
+        StRelaxedBernoulli {
+            temperature: T::from_f64(temperature),
+        },
+        &[logits, noise],
+    )
+}
+
 /// Records an [`StBernoulli`] op.
 pub fn st_bernoulli<'t, T: Float>(logits: Var<'t, T>, noise: Var<'t, T>) -> Var<'t, T> {
     logits.tape().record(StBernoulli, &[logits, noise])
@@ -253,6 +326,11 @@ pub enum BernoulliKind {
         /// The temperature `tau > 0`.
         temperature: f64,
     },
+    /// [`StRelaxedBernoulli`] (binary ST Gumbel-Softmax) at this temperature.
+    StraightThroughRelaxed {
+        /// The temperature `tau > 0` of the backward pass's relaxed sample.
+        temperature: f64,
+    },
     /// [`StBernoulli`].
     StraightThrough,
     /// [`SlopeAnnealedSt`] at this slope.
@@ -262,8 +340,8 @@ pub enum BernoulliKind {
     },
 }
 
-/// The estimators for binary latents: relaxed Bernoulli, ST Bernoulli, slope-annealed
-/// ST (see [`BernoulliKind`]). All **biased**. The logits are `[batch, units]`, one
+/// The estimators for binary latents: relaxed Bernoulli, its straight-through version,
+/// ST Bernoulli, slope-annealed ST (see [`BernoulliKind`]). All **biased**. The logits are `[batch, units]`, one
 /// independent unit per column; `group_size` must be 1.
 #[derive(Debug, Clone)]
 pub struct BernoulliEstimator<T: Float> {
@@ -276,7 +354,8 @@ impl<T: Float> BernoulliEstimator<T> {
     /// `> 0` ([`Error::InvalidTemperature`] otherwise).
     pub fn new(kind: BernoulliKind) -> Result<Self> {
         match kind {
-            BernoulliKind::Relaxed { temperature } => {
+            BernoulliKind::Relaxed { temperature }
+            | BernoulliKind::StraightThroughRelaxed { temperature } => {
                 check_temperature("BernoulliEstimator", temperature)?
             }
             BernoulliKind::SlopeAnnealed { slope } => check_slope(slope)?,
@@ -291,22 +370,25 @@ impl<T: Float> BernoulliEstimator<T> {
     pub fn kind(&self) -> BernoulliKind {
         self.kind
     }
-    /// The temperature: `tau` for the relaxed Bernoulli, `1 / slope` for slope-annealed
-    /// ST, `None` for plain ST.
+    /// The temperature: `tau` for the relaxed Bernoulli and its ST version, `1 / slope`
+    /// for slope-annealed ST, `None` for plain ST.
     pub fn temperature(&self) -> Option<f64> {
         match self.kind {
-            BernoulliKind::Relaxed { temperature } => Some(temperature),
+            BernoulliKind::Relaxed { temperature }
+            | BernoulliKind::StraightThroughRelaxed { temperature } => Some(temperature),
             BernoulliKind::SlopeAnnealed { slope } => Some(1.0 / slope),
             BernoulliKind::StraightThrough => None,
         }
     }
-    /// Sets the temperature for schedules: `tau` of the relaxed Bernoulli, the slope
+    /// Sets the temperature for schedules: `tau` of the relaxed Bernoulli (plain or
+    /// straight-through), the slope
     /// `1 / temperature` of slope-annealed ST (so annealing the temperature down raises
     /// the slope, as Chung et al. do); ignored by plain ST. Rejects invalid values.
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
         check_temperature("BernoulliEstimator::set_temperature", temperature)?;
         match &mut self.kind {
-            BernoulliKind::Relaxed { temperature: t } => *t = temperature,
+            BernoulliKind::Relaxed { temperature: t }
+            | BernoulliKind::StraightThroughRelaxed { temperature: t } => *t = temperature,
             BernoulliKind::SlopeAnnealed { slope } => *slope = 1.0 / temperature,
             BernoulliKind::StraightThrough => {}
         }
@@ -322,6 +404,9 @@ impl<T: Float> BernoulliEstimator<T> {
         let l = logits.tape().constant(noise);
         match self.kind {
             BernoulliKind::Relaxed { temperature } => relaxed_bernoulli(logits, l, temperature),
+            BernoulliKind::StraightThroughRelaxed { temperature } => {
+                st_relaxed_bernoulli(logits, l, temperature)
+            }
             BernoulliKind::StraightThrough => st_bernoulli(logits, l),
             BernoulliKind::SlopeAnnealed { slope } => slope_annealed_st(logits, l, slope),
         }
@@ -332,6 +417,7 @@ impl<T: Float> GradientEstimator<T> for BernoulliEstimator<T> {
     fn name(&self) -> &'static str {
         match self.kind {
             BernoulliKind::Relaxed { .. } => "relaxed-bernoulli",
+            BernoulliKind::StraightThroughRelaxed { .. } => "st-relaxed-bernoulli",
             BernoulliKind::StraightThrough => "st-bernoulli",
             BernoulliKind::SlopeAnnealed { .. } => "slope-annealed-st",
         }

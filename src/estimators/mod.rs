@@ -58,7 +58,7 @@ pub mod temperature;
 
 pub use bernoulli::{
     BernoulliEstimator, BernoulliKind, RelaxedBernoulli, SlopeAnnealedSt, StBernoulli,
-    relaxed_bernoulli, slope_annealed_st, st_bernoulli,
+    StRelaxedBernoulli, relaxed_bernoulli, slope_annealed_st, st_bernoulli, st_relaxed_bernoulli,
 };
 pub use conditional::{
     ConditionalGumbel, ConditionalLogistic, conditional_gumbel, conditional_logistic,
@@ -270,6 +270,9 @@ pub enum Estimator<T: Float> {
     StArgmax(StraightThroughEstimator<T>),
     /// Relaxed Bernoulli / binary Concrete (binary units, `group_size = 1`).
     RelaxedBernoulli(BernoulliEstimator<T>),
+    /// Straight-through relaxed Bernoulli, the binary ST Gumbel-Softmax (binary units,
+    /// `group_size = 1`): exact 0/1 forward, relaxed-Bernoulli backward.
+    StRelaxedBernoulli(BernoulliEstimator<T>),
     /// Straight-through Bernoulli (binary units, `group_size = 1`).
     StBernoulli(BernoulliEstimator<T>),
     /// Slope-annealed straight-through, Chung et al. 2016 (binary units).
@@ -298,6 +301,7 @@ pub const ESTIMATOR_NAMES: &[&str] = &[
     "st",
     "st-argmax",
     "relaxed-bernoulli",
+    "st-relaxed-bernoulli",
     "st-bernoulli",
     "slope-annealed-st",
     "reinforce",
@@ -345,6 +349,12 @@ impl<T: Float> Estimator<T> {
     pub fn relaxed_bernoulli(temperature: f64) -> Result<Self> {
         Ok(Estimator::RelaxedBernoulli(BernoulliEstimator::new(
             BernoulliKind::Relaxed { temperature },
+        )?))
+    }
+    /// Straight-through relaxed Bernoulli (binary ST Gumbel-Softmax) at `temperature`.
+    pub fn st_relaxed_bernoulli(temperature: f64) -> Result<Self> {
+        Ok(Estimator::StRelaxedBernoulli(BernoulliEstimator::new(
+            BernoulliKind::StraightThroughRelaxed { temperature },
         )?))
     }
     /// Straight-through Bernoulli.
@@ -402,6 +412,9 @@ impl<T: Float> Estimator<T> {
             "st" | "straight-through" => Self::straight_through(temperature),
             "st-argmax" => Self::st_argmax(temperature),
             "relaxed-bernoulli" | "binary-concrete" => Self::relaxed_bernoulli(temperature),
+            "st-relaxed-bernoulli" | "st-binary-concrete" => {
+                Self::st_relaxed_bernoulli(temperature)
+            }
             "st-bernoulli" => Self::st_bernoulli(),
             "slope-annealed-st" | "annealed-st" => {
                 crate::error::check_temperature("Estimator::from_name", temperature)?;
@@ -436,6 +449,7 @@ impl<T: Float> Estimator<T> {
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => Some(e.temperature()),
             Estimator::RelaxedBernoulli(e)
+            | Estimator::StRelaxedBernoulli(e)
             | Estimator::StBernoulli(e)
             | Estimator::SlopeAnnealedSt(e) => e.temperature(),
             Estimator::Rebar(e) => Some(e.temperature()),
@@ -458,6 +472,7 @@ impl<T: Float> Estimator<T> {
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => e.set_temperature(temperature),
             Estimator::RelaxedBernoulli(e)
+            | Estimator::StRelaxedBernoulli(e)
             | Estimator::StBernoulli(e)
             | Estimator::SlopeAnnealedSt(e) => e.set_temperature(temperature),
             Estimator::Rebar(e) => e.set_temperature(temperature),
@@ -477,6 +492,7 @@ impl<T: Float> Estimator<T> {
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => e,
             Estimator::RelaxedBernoulli(e)
+            | Estimator::StRelaxedBernoulli(e)
             | Estimator::StBernoulli(e)
             | Estimator::SlopeAnnealedSt(e) => e,
             Estimator::Reinforce(e) | Estimator::Nvil(e) => e,
@@ -495,6 +511,7 @@ impl<T: Float> Estimator<T> {
             | Estimator::StraightThrough(e)
             | Estimator::StArgmax(e) => e,
             Estimator::RelaxedBernoulli(e)
+            | Estimator::StRelaxedBernoulli(e)
             | Estimator::StBernoulli(e)
             | Estimator::SlopeAnnealedSt(e) => e,
             Estimator::Reinforce(e) | Estimator::Nvil(e) => e,

@@ -77,7 +77,7 @@ impl Latent {
     }
 
     /// Checks that `estimator` suits this latent layer: the binary-unit estimators
-    /// (relaxed Bernoulli, ST Bernoulli, slope-annealed ST) need Bernoulli latents and
+    /// (relaxed Bernoulli and its ST version, ST Bernoulli, slope-annealed ST) need Bernoulli latents and
     /// the categorical relaxations (Gumbel-Softmax, ST-GS, ST, ST-argmax) categorical
     /// ones; the score-function family works with both. `model` names the caller in
     /// the error.
@@ -85,6 +85,7 @@ impl Latent {
         let for_units = matches!(
             estimator,
             Estimator::RelaxedBernoulli(_)
+                | Estimator::StRelaxedBernoulli(_)
                 | Estimator::StBernoulli(_)
                 | Estimator::SlopeAnnealedSt(_)
         );
@@ -265,9 +266,7 @@ impl<T: Float> DiscreteVae<T> {
         latent: Var<'t, T>,
         images: Var<'t, T>,
     ) -> Var<'t, T> {
-        self.decode(params, latent)
-            .bce_with_logits(images)
-            .sum_cols()
+        self.decode(params, latent).bce_with_logits_sum_cols(images)
     }
 
     /// `KL(q || uniform prior)` per example, `[batch, 1]`, computed exactly from the
@@ -410,9 +409,13 @@ impl<T: Float> DiscreteVae<T> {
         let (dim, width) = (self.config.input_dim, logits.cols());
 
         // Every (image, sample) pair is one row of a decoder pass; passes hold
-        // `batch_size` rows, so memory stays flat however many samples are asked for.
+        // `batch_size` rows, and an image's `samples` log-weights are reduced as soon
+        // as its last one is known, so memory stays flat however many samples are
+        // asked for (10,000 images x 1000 samples would be 80 MB of weights).
         let pairs = images.rows() * samples;
-        let mut log_weights = vec![0.0; pairs];
+        let log_m = (samples as f64).ln();
+        let mut log_weights = vec![0.0; samples];
+        let mut total = 0.0;
         let mut tape = Tape::new();
         for start in (0..pairs).step_by(batch_size.max(1)) {
             let end = (start + batch_size.max(1)).min(pairs);
@@ -432,13 +435,13 @@ impl<T: Float> DiscreteVae<T> {
             let z = tape.constant(&sample);
             let cost = self.reconstruction_cost(&params, z, x).value()?;
             for (offset, pair) in (start..end).enumerate() {
-                log_weights[pair] = -cost.get(offset, 0).to_f64() + log_prior - log_q[offset];
+                let sample = pair % samples;
+                log_weights[sample] = -cost.get(offset, 0).to_f64() + log_prior - log_q[offset];
+                if sample == samples - 1 {
+                    total += -(logsumexp(&log_weights) - log_m);
+                }
             }
         }
-        let total: f64 = log_weights
-            .chunks_exact(samples)
-            .map(|weights| -(logsumexp(weights) - (samples as f64).ln()))
-            .sum();
         Ok(total / images.rows().max(1) as f64)
     }
 

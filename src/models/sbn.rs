@@ -189,8 +189,7 @@ impl<T: Float> Sbn<T> {
     ) -> Var<'t, T> {
         self.output
             .forward(params, second)
-            .bce_with_logits(lower)
-            .sum_cols()
+            .bce_with_logits_sum_cols(lower)
     }
 
     /// Checks that an estimator suits the latent layer (as

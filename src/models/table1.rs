@@ -15,7 +15,7 @@
 //! | `ST` | `st` (one-hot forward, `softmax(logits)` backward) | `st-bernoulli` | 1 |
 //! | `Annealed ST` | `st` with the annealed temperature | `slope-annealed-st` (slope `1/tau`) | annealed |
 //! | `GS` | `gumbel-softmax` | `relaxed-bernoulli` | SBN 1, VAE annealed |
-//! | `ST-GS` | `st-gumbel-softmax` | `st-bernoulli` (no binary ST-GS in the crate yet) | SBN 1, VAE annealed |
+//! | `ST-GS` | `st-gumbel-softmax` | `st-relaxed-bernoulli` (the binary ST Gumbel-Softmax) | SBN 1, VAE annealed |
 //! | `REBAR` | `rebar` | `rebar` | 1 (start) |
 //! | `RELAX` | `relax` | `relax` | 1 (start) |
 //!
@@ -25,17 +25,18 @@
 use std::path::Path;
 use std::time::Instant;
 
+use crate::data::Pixels;
 use crate::error::{Error, Result};
 use crate::estimators::TemperatureSchedule;
 use crate::io::json::Json;
 use crate::io::write_atomic;
-use crate::models::sbn::{SbnConfig, split_halves};
+use crate::models::discrete_vae::DiscreteVae;
+use crate::models::sbn::{Sbn, SbnConfig, split_halves};
 use crate::models::sbn_training::{SbnTrainConfig, SbnTrainer};
 use crate::models::seeds::{Stream, rng_for};
 use crate::models::training::{TrainConfig, Trainer};
 use crate::models::{Latent, VaeConfig};
 use crate::optim::LearningRateSchedule;
-use crate::tensor::Tensor;
 
 /// The model rows, in table order.
 pub const ROWS: &[&str] = &["SBN Bern.", "SBN Cat.", "VAE Bern.", "VAE Cat."];
@@ -128,7 +129,8 @@ impl Cell {
             ("DARN", _) => "darn",
             ("MuProp", _) => "muprop",
             ("ST", false) | ("Annealed ST", false) => "st",
-            ("ST", true) | ("ST-GS", true) => "st-bernoulli",
+            ("ST", true) => "st-bernoulli",
+            ("ST-GS", true) => "st-relaxed-bernoulli",
             ("Annealed ST", true) => "slope-annealed-st",
             ("GS", false) => "gumbel-softmax",
             ("GS", true) => "relaxed-bernoulli",
@@ -140,7 +142,7 @@ impl Cell {
     }
 
     /// The temperature schedule: annealed for "Annealed ST" and for the VAE's GS and
-    /// ST-GS, constant 1 otherwise (the paper fixes `tau = 1` for the SBN).
+    /// ST-GS (categorical or binary), constant 1 otherwise (the paper fixes `tau = 1` for the SBN).
     pub fn temperature(&self) -> Result<TemperatureSchedule> {
         let annealed = self.estimator == "Annealed ST"
             || (!self.is_sbn() && matches!(self.estimator, "GS" | "ST-GS"));
@@ -202,14 +204,41 @@ pub struct CellResult {
     pub seed: u64,
     /// The estimator name actually run.
     pub estimator_name: String,
+    /// How the learning rate was chosen on the validation set, if it was.
+    pub selection: Option<Selection>,
 }
 
 impl CellResult {
+    /// The result of `cell` trained with `budget`, scoring `nats`, started at `started`.
+    fn new(
+        cell: &Cell,
+        budget: &Budget,
+        nats: f64,
+        started: Instant,
+        command: &str,
+        selection: Option<Selection>,
+    ) -> Self {
+        CellResult {
+            model: cell.model.to_string(),
+            estimator: cell.estimator.to_string(),
+            nats,
+            eval_samples: budget.eval_samples,
+            epochs: budget.epochs,
+            wall_seconds: started.elapsed().as_secs_f64(),
+            command: command.to_string(),
+            learning_rate: budget.learning_rate,
+            seed: budget.seed,
+            estimator_name: cell.estimator_name().to_string(),
+            selection,
+        }
+    }
+
     /// As a JSON object (the required keys first, then `learning_rate`, `seed`,
-    /// `estimator_name`).
+    /// `estimator_name`, and with a selection `valid_samples` and `lr_grid`: an array of
+    /// `{"learning_rate", "valid_nats"}`).
     pub fn to_json(&self) -> Json {
         let number = |x: f64| Json::Number(format!("{x:.3}"));
-        Json::Object(vec![
+        let mut fields = vec![
             ("model".into(), Json::String(self.model.clone())),
             ("estimator".into(), Json::String(self.estimator.clone())),
             ("nats".into(), number(self.nats)),
@@ -232,28 +261,50 @@ impl CellResult {
                 "estimator_name".into(),
                 Json::String(self.estimator_name.clone()),
             ),
-        ])
+        ];
+        if let Some(selection) = &self.selection {
+            fields.push((
+                "valid_samples".into(),
+                Json::from_u64(selection.valid_samples as u64),
+            ));
+            let grid = selection
+                .candidates
+                .iter()
+                .map(|&(rate, nats)| {
+                    Json::Object(vec![
+                        ("learning_rate".into(), Json::Number(format!("{rate}"))),
+                        ("valid_nats".into(), number(nats)),
+                    ])
+                })
+                .collect();
+            fields.push(("lr_grid".into(), Json::Array(grid)));
+        }
+        Json::Object(fields)
     }
 }
 
-/// Trains one cell on `train` images (`[n, 784]`, binary) and evaluates it on `test`.
-/// `on_epoch(epoch, mean training cost)` is called after every epoch.
-pub fn run_cell(
+/// A cell's model after training, ready to be evaluated on any images.
+#[derive(Debug, Clone)]
+pub enum TrainedCell {
+    /// A structured-output network (the SBN rows).
+    Sbn(Sbn<f32>),
+    /// A VAE (the VAE rows).
+    Vae(DiscreteVae<f32>),
+}
+
+/// Trains one cell's model on `train` images (`[n, 784]`, binary) for the budget's
+/// epochs at its learning rate. `on_epoch(epoch, mean training cost)` is called after
+/// every epoch; a non-finite cost stops training with an error naming the cell.
+pub fn train_cell(
     cell: &Cell,
     budget: &Budget,
-    train: &Tensor<f32>,
-    test: &Tensor<f32>,
-    command: &str,
+    train: &Pixels,
     on_epoch: &mut dyn FnMut(u64, f64),
-) -> Result<CellResult> {
-    let started = Instant::now();
+) -> Result<TrainedCell> {
     let estimator = cell.estimator_name().to_string();
     let temperature = cell.temperature()?;
-    let mut eval_rng = rng_for(budget.seed, Stream::Eval, 0);
-    let eval_batch = 1000;
-    let nats = if cell.is_sbn() {
-        let (train_up, train_low) = split_halves(train)?;
-        let (test_up, test_low) = split_halves(test)?;
+    if cell.is_sbn() {
+        let (train_up, train_low) = split_halves(&train.to_tensor::<f32>())?;
         let model = SbnConfig {
             input_dim: train_up.cols(),
             output_dim: train_low.cols(),
@@ -263,7 +314,7 @@ pub fn run_cell(
             batch_size: budget.batch_size,
             learning_rate: budget.learning_rate,
             temperature,
-            estimator: estimator.clone(),
+            estimator,
             seed: budget.seed,
         };
         let mut trainer = SbnTrainer::<f32>::new(model, config)?;
@@ -272,13 +323,7 @@ pub fn run_cell(
             check_finite_cost(cell, cost)?;
             on_epoch(trainer.epochs(), cost);
         }
-        trainer.model().negative_log_likelihood(
-            &test_up,
-            &test_low,
-            budget.eval_samples,
-            eval_batch,
-            &mut eval_rng,
-        )?
+        Ok(TrainedCell::Sbn(trainer.model().clone()))
     } else {
         let model = VaeConfig {
             input_dim: train.cols(),
@@ -293,7 +338,7 @@ pub fn run_cell(
             batch_size: budget.batch_size,
             learning_rate: LearningRateSchedule::Constant(budget.learning_rate),
             temperature,
-            estimator: estimator.clone(),
+            estimator,
             dynamic_binarization: false,
             seed: budget.seed,
         };
@@ -303,25 +348,116 @@ pub fn run_cell(
             check_finite_cost(cell, report.mean_loss)?;
             on_epoch(report.epoch, report.mean_loss);
         }
-        trainer.model().importance_weighted_bound(
-            test,
-            budget.eval_samples,
-            eval_batch,
-            &mut eval_rng,
-        )?
+        Ok(TrainedCell::Vae(trainer.model().clone()))
+    }
+}
+
+/// The cell's measure on `images` with `samples` samples per image, in nats: the SBN's
+/// `-log (1/m) sum_i p(x_lower | h_i)` or the VAE's importance-weighted bound. The
+/// sampling noise comes from `(seed, stream)`: stream 0 is the test evaluation, others
+/// are for validation.
+pub fn evaluate_cell(
+    trained: &TrainedCell,
+    images: &Pixels,
+    samples: usize,
+    seed: u64,
+    stream: u64,
+) -> Result<f64> {
+    let mut rng = rng_for(seed, Stream::Eval, stream);
+    let eval_batch = 1000;
+    match trained {
+        TrainedCell::Sbn(model) => {
+            let (upper, lower) = split_halves(&images.to_tensor::<f32>())?;
+            model.negative_log_likelihood(&upper, &lower, samples, eval_batch, &mut rng)
+        }
+        TrainedCell::Vae(model) => {
+            model.importance_weighted_bound(&images.to_tensor(), samples, eval_batch, &mut rng)
+        }
+    }
+}
+
+/// Trains one cell on `train` images (`[n, 784]`, binary) and evaluates it on `test`.
+/// `on_epoch(epoch, mean training cost)` is called after every epoch.
+pub fn run_cell(
+    cell: &Cell,
+    budget: &Budget,
+    train: &Pixels,
+    test: &Pixels,
+    command: &str,
+    on_epoch: &mut dyn FnMut(u64, f64),
+) -> Result<CellResult> {
+    let started = Instant::now();
+    let trained = train_cell(cell, budget, train, on_epoch)?;
+    let nats = evaluate_cell(&trained, test, budget.eval_samples, budget.seed, 0)?;
+    Ok(CellResult::new(cell, budget, nats, started, command, None))
+}
+
+/// How a cell's learning rate was chosen: every candidate's validation score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    /// `(learning rate, validation nats)` for every candidate, in the order tried.
+    pub candidates: Vec<(f64, f64)>,
+    /// `m` of the validation evaluation.
+    pub valid_samples: usize,
+}
+
+/// The paper's protocol (§4): trains the cell once per learning rate in `grid`, scores
+/// each model on the `valid` images with `valid_samples` samples, and reports the best
+/// one's test measure (with the budget's `eval_samples`). `wall_seconds` counts every
+/// candidate's training. Ties keep the earlier candidate.
+#[allow(clippy::too_many_arguments)]
+pub fn run_cell_with_selection(
+    cell: &Cell,
+    budget: &Budget,
+    grid: &[f64],
+    train: &Pixels,
+    valid: &Pixels,
+    valid_samples: usize,
+    test: &Pixels,
+    command: &str,
+    on_candidate: &mut dyn FnMut(f64, f64),
+    on_epoch: &mut dyn FnMut(u64, f64),
+) -> Result<CellResult> {
+    if grid.is_empty() || grid.iter().any(|rate| !(rate.is_finite() && *rate > 0.0)) {
+        return Err(Error::invalid_argument(
+            "run_cell_with_selection",
+            format!("the learning-rate grid must be non-empty and positive, got {grid:?}"),
+        ));
+    }
+    let started = Instant::now();
+    let mut best: Option<(f64, f64, TrainedCell)> = None;
+    let mut candidates = Vec::with_capacity(grid.len());
+    for &learning_rate in grid {
+        let candidate_budget = Budget {
+            learning_rate,
+            ..budget.clone()
+        };
+        let trained = train_cell(cell, &candidate_budget, train, on_epoch)?;
+        let valid_nats = evaluate_cell(&trained, valid, valid_samples, budget.seed, 1)?;
+        on_candidate(learning_rate, valid_nats);
+        candidates.push((learning_rate, valid_nats));
+        if best.as_ref().is_none_or(|(_, nats, _)| valid_nats < *nats) {
+            best = Some((learning_rate, valid_nats, trained));
+        }
+    }
+    let (learning_rate, _, trained) = best.expect("the grid is not empty");
+    let nats = evaluate_cell(&trained, test, budget.eval_samples, budget.seed, 0)?;
+    let chosen = Budget {
+        learning_rate,
+        ..budget.clone()
     };
-    Ok(CellResult {
-        model: cell.model.to_string(),
-        estimator: cell.estimator.to_string(),
+    let selection = Selection {
+        candidates,
+        valid_samples,
+    };
+    Ok(CellResult::new(
+        cell,
+        &chosen,
         nats,
-        eval_samples: budget.eval_samples,
-        epochs: budget.epochs,
-        wall_seconds: started.elapsed().as_secs_f64(),
-        command: command.to_string(),
-        learning_rate: budget.learning_rate,
-        seed: budget.seed,
-        estimator_name: estimator,
-    })
+        started,
+        command,
+        Some(selection),
+    ))
 }
 
 fn check_finite_cost(cell: &Cell, cost: f64) -> Result<()> {

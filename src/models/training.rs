@@ -13,7 +13,7 @@ use std::path::Path;
 
 use rand::Rng;
 
-use crate::data::Minibatches;
+use crate::data::{Minibatches, RowSource};
 use crate::error::{Error, Result};
 use crate::estimators::{Estimator, TemperatureSchedule};
 use crate::float::Float;
@@ -165,12 +165,17 @@ impl<T: Float> Trainer<T> {
 
     /// Number of full minibatches in an epoch over `images` (a last partial batch is
     /// dropped, as the reference implementations do).
-    pub fn steps_per_epoch(&self, images: &Tensor<T>) -> u64 {
-        (images.rows() / self.config.batch_size) as u64
+    pub fn steps_per_epoch(&self, images: &(impl RowSource<T> + ?Sized)) -> u64 {
+        (images.num_rows() / self.config.batch_size) as u64
     }
 
-    /// One training step on the given rows of `images`.
-    pub fn step(&mut self, images: &Tensor<T>, rows: &[usize]) -> Result<StepReport> {
+    /// One training step on the given rows of `images` (a [`Tensor`] or byte
+    /// [`Pixels`](crate::data::Pixels), converted a minibatch at a time).
+    pub fn step(
+        &mut self,
+        images: &(impl RowSource<T> + ?Sized),
+        rows: &[usize],
+    ) -> Result<StepReport> {
         let temperature = self.config.temperature.at(self.step)?;
         let learning_rate = self.config.learning_rate.rate_at(self.step);
         // Only when the schedule moves: REBAR and RELAX tune their own temperature
@@ -215,7 +220,7 @@ impl<T: Float> Trainer<T> {
     /// `on_step` after every step (for progress bars).
     pub fn train_epoch(
         &mut self,
-        images: &Tensor<T>,
+        images: &(impl RowSource<T> + ?Sized),
         mut on_step: impl FnMut(&StepReport),
     ) -> Result<EpochReport> {
         let batches = self.steps_per_epoch(images);
@@ -224,13 +229,13 @@ impl<T: Float> Trainer<T> {
                 "Trainer::train_epoch",
                 format!(
                     "{} images do not fill one batch of {}",
-                    images.rows(),
+                    images.num_rows(),
                     self.config.batch_size
                 ),
             ));
         }
         let order = Minibatches::for_epoch(
-            images.rows(),
+            images.num_rows(),
             self.config.batch_size,
             true,
             self.config.seed,
@@ -332,7 +337,7 @@ impl<T: Float> Trainer<T> {
 /// Copies the chosen rows into `batch` (reusing its buffer); with `binarize`, each
 /// pixel becomes 1 with probability equal to its grey level.
 fn gather_rows<T: Float, R: Rng + ?Sized>(
-    images: &Tensor<T>,
+    images: &(impl RowSource<T> + ?Sized),
     rows: &[usize],
     binarize: bool,
     rng: &mut R,
@@ -341,7 +346,7 @@ fn gather_rows<T: Float, R: Rng + ?Sized>(
     let mut data = std::mem::replace(batch, Tensor::zeros(0, 0)).into_vec();
     data.clear();
     for &row in rows {
-        data.extend_from_slice(images.row(row));
+        images.append_row(row, &mut data);
     }
     if binarize {
         for pixel in &mut data {
@@ -352,6 +357,6 @@ fn gather_rows<T: Float, R: Rng + ?Sized>(
             };
         }
     }
-    *batch = Tensor::from_vec(rows.len(), images.cols(), data)?;
+    *batch = Tensor::from_vec(rows.len(), images.num_cols(), data)?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The nonlinearities an [`Mlp`](super::Mlp) puts between its layers.
 
 use crate::float::Float;
+use crate::ops::linear::FusedActivation;
 use crate::tape::Var;
 
 /// An elementwise nonlinearity, applied on the tape.
@@ -31,6 +32,22 @@ impl Activation {
             Activation::LeakyRelu { slope } => x.leaky_relu(T::from_f64(slope)),
             Activation::Identity => x,
         }
+    }
+
+    /// The same nonlinearity as a [`FusedActivation`], which a dense layer can apply
+    /// inside its own node; `None` for a leaky ReLU whose slope is not finite and
+    /// `> 0` (its derivative cannot be read off the output).
+    pub fn fused(self) -> Option<FusedActivation> {
+        Some(match self {
+            Activation::Relu => FusedActivation::Relu,
+            Activation::Tanh => FusedActivation::Tanh,
+            Activation::Sigmoid => FusedActivation::Sigmoid,
+            Activation::LeakyRelu { slope } if slope.is_finite() && slope > 0.0 => {
+                FusedActivation::LeakyRelu { slope }
+            }
+            Activation::LeakyRelu { .. } => return None,
+            Activation::Identity => FusedActivation::Identity,
+        })
     }
 
     /// The initialisation suited to layers followed by this nonlinearity: He for the

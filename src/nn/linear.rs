@@ -4,8 +4,10 @@ use rand::Rng;
 
 use crate::error::Result;
 use crate::float::Float;
+use crate::nn::activation::Activation;
 use crate::nn::init::Init;
 use crate::nn::params::{BoundParameters, ParamId, Parameters};
+use crate::ops::linear::FusedActivation;
 use crate::tape::Var;
 
 /// A fully connected layer: `y = x W + b` with `W: [in_features, out_features]` and
@@ -64,13 +66,29 @@ impl Linear {
         })
     }
 
-    /// `x W + b` on the tape of `x`.
+    /// `x W + b` on the tape of `x`, as one fused [`linear`](Var::linear) node.
     pub fn forward<'t, T: Float>(
         &self,
         params: &BoundParameters<'t, T>,
         x: Var<'t, T>,
     ) -> Var<'t, T> {
-        x.matmul(params.var(self.weight)) + params.var(self.bias)
+        self.forward_activated(params, x, Activation::Identity)
+    }
+
+    /// `activation(x W + b)`: one fused [`linear`](Var::linear) node when the
+    /// activation can be fused (see [`Activation::fused`]), else the layer's node
+    /// followed by the activation's. The values are the same bits either way.
+    pub fn forward_activated<'t, T: Float>(
+        &self,
+        params: &BoundParameters<'t, T>,
+        x: Var<'t, T>,
+        activation: Activation,
+    ) -> Var<'t, T> {
+        let (weight, bias) = (params.var(self.weight), params.var(self.bias));
+        match activation.fused() {
+            Some(fused) => x.linear(weight, bias, fused),
+            None => activation.apply(x.linear(weight, bias, FusedActivation::Identity)),
+        }
     }
 
     /// The id of `W`.

@@ -90,10 +90,11 @@ impl Mlp {
         let last = self.layers.len() - 1;
         let mut h = x;
         for (index, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(params, h);
-            if index < last {
-                h = self.activation.apply(h);
-            }
+            h = if index < last {
+                layer.forward_activated(params, h, self.activation)
+            } else {
+                layer.forward(params, h)
+            };
         }
         h
     }

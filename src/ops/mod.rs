@@ -13,11 +13,13 @@
 //! | [`unary`] | `relu`, `leaky_relu`, `sigmoid`, `tanh`, `exp`, `ln`, `softplus`, `square`, `sqrt`, `pow` |
 //! | [`softmax`] | grouped `softmax`, `log_softmax`, `logsumexp` |
 //! | [`loss`] | `bce_with_logits` |
+//! | [`linear`] | fused `linear` (`act(x W + b)`) and `bce_with_logits_sum_cols` |
 //! | [`structure`] | `slice_cols`, `concat_cols`, `slice_rows`, `concat_rows` |
 //! | [`argmax`] | `one_hot_argmax` (not differentiable) |
 
 pub mod argmax;
 pub mod arith;
+pub mod linear;
 pub mod loss;
 pub mod matmul;
 pub mod reduce;

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+use gumbelgrad::ops::linear::FusedActivation;
 use gumbelgrad::testing::{
     broadcast_shapes, grouped_tensor, shape, sub_range, tensor_away_from_zero, tensor_of_shape,
 };
@@ -52,6 +53,8 @@ pub enum Kind {
     LogSoftmax,
     LogSumExp,
     BceWithLogits,
+    BceWithLogitsSumCols,
+    Linear,
     SliceCols,
     SliceRows,
     ConcatCols,
@@ -61,7 +64,7 @@ pub enum Kind {
 
 impl Kind {
     /// All of them.
-    pub const ALL: [Kind; 36] = [
+    pub const ALL: [Kind; 38] = [
         Kind::Add,
         Kind::Sub,
         Kind::Mul,
@@ -93,6 +96,8 @@ impl Kind {
         Kind::LogSoftmax,
         Kind::LogSumExp,
         Kind::BceWithLogits,
+        Kind::BceWithLogitsSumCols,
+        Kind::Linear,
         Kind::SliceCols,
         Kind::SliceRows,
         Kind::ConcatCols,
@@ -140,6 +145,8 @@ pub enum OpCase {
     LogSoftmax(usize),
     LogSumExp(usize),
     BceWithLogits,
+    BceWithLogitsSumCols,
+    Linear(FusedActivation),
     SliceCols(usize, usize),
     SliceRows(usize, usize),
     ConcatCols,
@@ -183,6 +190,8 @@ impl OpCase {
             OpCase::LogSoftmax(k) => x[0].log_softmax(k),
             OpCase::LogSumExp(k) => x[0].logsumexp(k),
             OpCase::BceWithLogits => x[0].bce_with_logits(x[1]),
+            OpCase::BceWithLogitsSumCols => x[0].bce_with_logits_sum_cols(x[1]),
+            OpCase::Linear(activation) => x[0].linear(x[1], x[2], activation),
             OpCase::SliceCols(start, end) => x[0].slice_cols(start, end),
             OpCase::SliceRows(start, end) => x[0].slice_rows(start, end),
             OpCase::ConcatCols => tape.concat_cols(x),
@@ -277,6 +286,51 @@ fn matmul(op: OpCase, shapes: fn(usize, usize, usize) -> (Shape, Shape)) -> Boxe
         .boxed()
 }
 
+/// The fused dense layer `act(x W + b)` with a random activation. Cases whose
+/// pre-activation `x W + b` comes within `1e-2` of a rectifier's kink at zero are
+/// rejected: finite differences (and f32 rounding) must not straddle it.
+fn linear() -> BoxedStrategy<Case> {
+    let activations = prop_oneof![
+        Just(FusedActivation::Identity),
+        Just(FusedActivation::Relu),
+        (0.05..0.5).prop_map(|slope| FusedActivation::LeakyRelu { slope }),
+        Just(FusedActivation::Tanh),
+        Just(FusedActivation::Sigmoid),
+    ];
+    (DIM, DIM, DIM, activations)
+        .prop_flat_map(|(batch, features, units, activation)| {
+            (
+                tensor_of_shape(Shape::new(batch, features), -1.5..1.5),
+                tensor_of_shape(Shape::new(features, units), -1.5..1.5),
+                tensor_of_shape(Shape::new(1, units), -1.5..1.5),
+                Just(activation),
+            )
+        })
+        .prop_filter("pre-activation near a kink", |(x, w, b, activation)| {
+            let rectifier = matches!(
+                activation,
+                FusedActivation::Relu | FusedActivation::LeakyRelu { .. }
+            );
+            !rectifier || {
+                let (batch, units) = (x.rows(), w.cols());
+                (0..batch).all(|i| {
+                    (0..units).all(|j| {
+                        let z: f64 = (0..x.cols())
+                            .map(|k| x.get(i, k) * w.get(k, j))
+                            .sum::<f64>()
+                            + b.get(0, j);
+                        z.abs() > 1e-2
+                    })
+                })
+            }
+        })
+        .prop_map(|(x, w, b, activation)| Case {
+            op: OpCase::Linear(activation),
+            inputs: vec![x, w, b],
+        })
+        .boxed()
+}
+
 /// 2 or 3 tensors sharing their rows (`along_rows = false`) or their columns.
 fn concat(op: OpCase, along_rows: bool) -> BoxedStrategy<Case> {
     (DIM, proptest::collection::vec(DIM, 2..=3))
@@ -358,6 +412,14 @@ pub fn case(kind: Kind) -> BoxedStrategy<Case> {
                 inputs: vec![logits, targets],
             })
             .boxed(),
+        Kind::BceWithLogitsSumCols => shape(DIM, DIM)
+            .prop_flat_map(|s| (tensor_of_shape(s, -6.0..6.0), tensor_of_shape(s, 0.0..1.0)))
+            .prop_map(|(logits, targets)| Case {
+                op: OpCase::BceWithLogitsSumCols,
+                inputs: vec![logits, targets],
+            })
+            .boxed(),
+        Kind::Linear => linear(),
         Kind::SliceCols => shape(DIM, DIM)
             .prop_flat_map(|s| (tensor_of_shape(s, -3.0..3.0), sub_range(s.cols)))
             .prop_map(|(x, (start, end))| Case {
