@@ -255,6 +255,8 @@ fn time_steps(args: &Args) -> Result<(), Error> {
 /// `usize`, and a name for the data.
 struct Data {
     train: Dataset,
+    /// The training images as grey levels in `[0, 1]`, for dynamic binarisation.
+    train_images: Tensor<f32>,
     test_images: Tensor<f32>,
     test_labels: Vec<usize>,
     name: &'static str,
@@ -282,10 +284,13 @@ fn load_data(args: &Args) -> Result<Data, Error> {
             )
         }
     };
-    let test_images =
-        gumbelgrad::data::binarize::sample(&test.images, &mut rng_for(args.seed, Stream::Eval, 1));
+    let test_images = gumbelgrad::data::binarize::sample(
+        &test.images.to_tensor(),
+        &mut rng_for(args.seed, Stream::Eval, 1),
+    );
     let test_labels = labels_of(&test)?;
     Ok(Data {
+        train_images: train.images.to_tensor(),
         train,
         test_images,
         test_labels,
@@ -383,8 +388,8 @@ fn train_and_test(args: &Args) -> Result<(), Error> {
         for (index, batch) in batches.iter().enumerate() {
             let mut rng = rng_for(args.seed ^ 0x5eed_b1a5, Stream::Step, trainer.steps());
             let rows: Vec<usize> = batch.iter().map(|&i| unlabelled_rows[i]).collect();
-            let unlabelled = binarised_rows(&data.train.images, &rows, &mut rng)?;
-            let labelled = binarised_rows(&data.train.images, &labelled_rows, &mut rng)?;
+            let unlabelled = binarised_rows(&data.train_images, &rows, &mut rng)?;
+            let labelled = binarised_rows(&data.train_images, &labelled_rows, &mut rng)?;
             let report = trainer.step(&unlabelled, Some((&labelled, &labelled_labels)))?;
             total += report.loss;
             unlabelled_total += report.unlabelled_loss;

@@ -177,16 +177,14 @@ fn train_on_synthetic_digits(objective: &str, steps: usize, window: usize) -> (f
     };
     let mut trainer = SemiSupervisedTrainer::<f32>::new(model_config, config).unwrap();
     // Images 0..20 are labelled (labels cycle 0..9), the other 380 unlabelled.
-    let labelled = Tensor::from_slice(20, 784, &train.images.as_slice()[..20 * 784]).unwrap();
+    let images: Tensor<f32> = train.images.to_tensor();
+    let labelled = Tensor::from_slice(20, 784, &images.as_slice()[..20 * 784]).unwrap();
     let mut losses = Vec::new();
     for step in 0..steps {
         let start = 20 + (step * 40) % 360;
-        let unlabelled = Tensor::from_slice(
-            40,
-            784,
-            &train.images.as_slice()[start * 784..(start + 40) * 784],
-        )
-        .unwrap();
+        let unlabelled =
+            Tensor::from_slice(40, 784, &images.as_slice()[start * 784..(start + 40) * 784])
+                .unwrap();
         let report = trainer
             .step(&unlabelled, Some((&labelled, &labels[..20])))
             .unwrap();
