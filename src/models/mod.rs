@@ -6,10 +6,14 @@ pub mod discrete_vae;
 pub mod sbn;
 pub mod sbn_training;
 pub mod seeds;
+pub mod semi_supervised;
 pub mod table1;
 pub mod training;
 
 pub use discrete_vae::{DiscreteVae, EvalMode, Latent, VaeConfig, VaeTerms};
 pub use sbn::{Sbn, SbnConfig, SbnTerms, split_halves};
 pub use sbn_training::{SbnTrainConfig, SbnTrainer};
+pub use semi_supervised::{
+    SemiSupervisedConfig, SemiSupervisedTrainer, SemiSupervisedVae, UnlabelledObjective,
+};
 pub use training::{TrainConfig, Trainer};
