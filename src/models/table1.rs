@@ -4,7 +4,7 @@
 //!
 //! Rows: `"SBN Bern."`, `"SBN Cat."` (the structured-output network of
 //! [`Sbn`], negative log-likelihood of the lower half given the upper half, `m`-sample
-//! estimate) and `"VAE Bern."`, `"VAE Cat."` (the [`DiscreteVae`](crate::models::DiscreteVae),
+//! estimate) and `"VAE Bern."`, `"VAE Cat."` (the [`DiscreteVae`],
 //! `m`-sample importance-weighted bound). Columns and the estimator each one runs:
 //!
 //! | column | categorical latents | binary latents | temperature |
