@@ -324,11 +324,14 @@ impl<T: Float> Tensor<T> {
 
     /// True when no element is NaN or infinite.
     pub fn all_finite(&self) -> bool {
-        self.data.iter().all(|x| x.is_finite())
+        crate::kernels::finite::all_finite(&self.data)
     }
 
     /// Errors with [`Error::NonFiniteInput`] naming `what` if any element is NaN or infinite.
     pub fn check_finite(&self, what: &str) -> Result<()> {
+        if self.all_finite() {
+            return Ok(());
+        }
         match self.data.iter().position(|x| !x.is_finite()) {
             None => Ok(()),
             Some(index) => Err(Error::NonFiniteInput {
