@@ -22,11 +22,11 @@ pub fn all_finite<T: Float>(values: &[T]) -> bool {
     let rest = chunks.remainder();
     for chunk in chunks {
         for (lane, &x) in lanes.iter_mut().zip(chunk) {
-            *lane = *lane + (x - x);
+            *lane += x - x;
         }
     }
     for (lane, &x) in lanes.iter_mut().zip(rest) {
-        *lane = *lane + (x - x);
+        *lane += x - x;
     }
     lanes.iter().all(|&lane| lane == T::ZERO)
 }
