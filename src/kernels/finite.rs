@@ -2,9 +2,9 @@
 //! 1.17 M parameters of the VAE on every step), so the scan should run at memory speed.
 //!
 //! `iter().all(|x| x.is_finite())` stops at the first bad value, and that early exit
-//! keeps the compiler from vectorising it. Instead, [`all_finite`] uses that `x - x` is
-//! exactly `0` for a finite `x` and NaN for an infinite or NaN one, and adds those
-//! differences into `LANES` independent accumulators over fixed-width chunks (no
+//! keeps the compiler from vectorising it. Instead, [`all_finite`] uses that `x * 0` is
+//! exactly `0` (or `-0`) for a finite `x` and NaN for an infinite or NaN one, and adds
+//! those products into `LANES` independent accumulators over fixed-width chunks (no
 //! early exit, no dependency between lanes, so the loop becomes vector subtractions and
 //! additions). The sum of zeros stays exactly zero; one NaN makes its lane NaN for good.
 //! Callers that need to know *where* the bad value is look for it only after this says
@@ -22,11 +22,11 @@ pub fn all_finite<T: Float>(values: &[T]) -> bool {
     let rest = chunks.remainder();
     for chunk in chunks {
         for (lane, &x) in lanes.iter_mut().zip(chunk) {
-            *lane += x - x;
+            *lane += x * T::ZERO;
         }
     }
     for (lane, &x) in lanes.iter_mut().zip(rest) {
-        *lane += x - x;
+        *lane += x * T::ZERO;
     }
     lanes.iter().all(|&lane| lane == T::ZERO)
 }
