@@ -21,7 +21,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use gumbelgrad::data::{Dataset, Minibatches, MnistSplit, SyntheticDigits, load_mnist};
+use gumbelgrad::data::{Dataset, Minibatches, MnistSplit, Pixels, SyntheticDigits, load_mnist};
 use gumbelgrad::estimators::TemperatureSchedule;
 use gumbelgrad::io::ProgressBar;
 use gumbelgrad::models::seeds::{Stream, rng_for};
@@ -255,8 +255,6 @@ fn time_steps(args: &Args) -> Result<(), Error> {
 /// `usize`, and a name for the data.
 struct Data {
     train: Dataset,
-    /// The training images as grey levels in `[0, 1]`, for dynamic binarisation.
-    train_images: Tensor<f32>,
     test_images: Tensor<f32>,
     test_labels: Vec<usize>,
     name: &'static str,
@@ -290,7 +288,6 @@ fn load_data(args: &Args) -> Result<Data, Error> {
     );
     let test_labels = labels_of(&test)?;
     Ok(Data {
-        train_images: train.images.to_tensor(),
         train,
         test_images,
         test_labels,
@@ -325,22 +322,10 @@ fn split_labelled(labels: &[usize], per_class: usize, seed: u64) -> (Vec<usize>,
     (labelled, unlabelled)
 }
 
-/// Rows of `images`, each pixel resampled as Bernoulli(grey level).
-fn binarised_rows(
-    images: &Tensor<f32>,
-    rows: &[usize],
-    rng: &mut StdRng,
-) -> Result<Tensor<f32>, Error> {
-    let mut data = Vec::with_capacity(rows.len() * images.cols());
-    for &row in rows {
-        data.extend(
-            images
-                .row(row)
-                .iter()
-                .map(|&p| if rng.random::<f32>() < p { 1.0 } else { 0.0 }),
-        );
-    }
-    Tensor::from_vec(rows.len(), images.cols(), data)
+/// Rows of `images`, each pixel resampled as Bernoulli(grey level)
+/// (`data::binarize::sample` on the gathered minibatch).
+fn binarised_rows(images: &Pixels, rows: &[usize], rng: &mut StdRng) -> Tensor<f32> {
+    gumbelgrad::data::binarize::sample(&images.gather(rows), rng)
 }
 
 /// Part 2: 100 labels + the rest unlabelled; test accuracy of q(y|x) every epoch.
@@ -388,8 +373,8 @@ fn train_and_test(args: &Args) -> Result<(), Error> {
         for (index, batch) in batches.iter().enumerate() {
             let mut rng = rng_for(args.seed ^ 0x5eed_b1a5, Stream::Step, trainer.steps());
             let rows: Vec<usize> = batch.iter().map(|&i| unlabelled_rows[i]).collect();
-            let unlabelled = binarised_rows(&data.train_images, &rows, &mut rng)?;
-            let labelled = binarised_rows(&data.train_images, &labelled_rows, &mut rng)?;
+            let unlabelled = binarised_rows(&data.train.images, &rows, &mut rng);
+            let labelled = binarised_rows(&data.train.images, &labelled_rows, &mut rng);
             let report = trainer.step(&unlabelled, Some((&labelled, &labelled_labels)))?;
             total += report.loss;
             unlabelled_total += report.unlabelled_loss;
