@@ -265,23 +265,39 @@ fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
             .collect();
         println!("| {model} | {} |", cells.join(" | "));
     }
-    println!("\n| cell | nats | m | epochs | wall time | command |\n|---|---|---|---|---|---|");
+    println!(
+        "\n| cell | nats | m | epochs | Adam lr | wall time | command |\n|---|---|---|---|---|---|---|"
+    );
     for entry in table.entries() {
-        let text = |key: &str| {
+        let text = |entry: &gumbelgrad::io::json::Json, key: &str| {
             entry.get(key).map_or(String::new(), |v| match v.as_str() {
                 Some(s) => s.to_string(),
                 None => v.to_string(),
             })
         };
+        // A rate chosen on the validation set lists every candidate's score.
+        let mut rate = text(entry, "learning_rate");
+        if let Some(grid) = entry.get("lr_grid").and_then(|g| g.as_array()) {
+            let candidates: Vec<String> = grid
+                .iter()
+                .map(|c| format!("{}: {}", text(c, "learning_rate"), text(c, "valid_nats")))
+                .collect();
+            rate = format!(
+                "{rate}, best on validation (m = {}) of {}",
+                text(entry, "valid_samples"),
+                candidates.join(", ")
+            );
+        }
         println!(
-            "| {}:{} | {} | {} | {} | {} s | `{}` |",
-            text("model"),
-            text("estimator"),
-            text("nats"),
-            text("eval_samples"),
-            text("epochs"),
-            text("wall_seconds"),
-            text("command")
+            "| {}:{} | {} | {} | {} | {} | {} s | `{}` |",
+            text(entry, "model"),
+            text(entry, "estimator"),
+            text(entry, "nats"),
+            text(entry, "eval_samples"),
+            text(entry, "epochs"),
+            rate,
+            text(entry, "wall_seconds"),
+            text(entry, "command")
         );
     }
     Ok(())
