@@ -190,12 +190,20 @@ struct BufferPool<T: Float> {
 
 impl<T: Float> BufferPool<T> {
     fn zeros(&mut self, shape: Shape) -> Tensor<T> {
-        let buffer = self
-            .free
-            .get_mut(&shape.len())
+        Tensor::from_buffer_zeroed(self.take(shape.len()), shape)
+    }
+
+    /// A copy of `value` in a pooled buffer (no zeroing: every element is written).
+    fn copy_of(&mut self, value: &Tensor<T>) -> Tensor<T> {
+        Tensor::from_buffer_copied(self.take(value.len()), value.shape(), value.as_slice())
+    }
+
+    /// A free buffer that held `len` elements, or a new empty one.
+    fn take(&mut self, len: usize) -> Vec<T> {
+        self.free
+            .get_mut(&len)
             .and_then(Vec::pop)
-            .unwrap_or_default();
-        Tensor::from_buffer_zeroed(buffer, shape)
+            .unwrap_or_default()
     }
 
     fn give_back(&mut self, tensor: Tensor<T>) {
@@ -323,16 +331,16 @@ impl<T: Float> Tape<T> {
             return self.poisoned();
         }
         let index = inner.nodes.len();
-        let what = match label {
-            Some(name) => format!("tape input %{index} ({name})"),
-            None => format!("tape input %{index}"),
-        };
-        if let Err(error) = value.check_finite(&what) {
-            inner.error = Some(error);
+        if !value.all_finite() {
+            // Only now name the input: the common, finite case formats nothing.
+            let what = match label {
+                Some(name) => format!("tape input %{index} ({name})"),
+                None => format!("tape input %{index}"),
+            };
+            inner.error = value.check_finite(&what).err();
             return self.poisoned();
         }
-        let mut copy = inner.pool.zeros(value.shape());
-        copy.as_mut_slice().copy_from_slice(value.as_slice());
+        let copy = inner.pool.copy_of(value);
         inner.nodes.push(Node {
             kind: if requires_grad {
                 NodeKind::Variable

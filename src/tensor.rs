@@ -375,6 +375,18 @@ impl<T: Float> Tensor<T> {
 
     /// Builds a tensor around an existing buffer, resizing it to `shape` and zeroing it.
     /// Used by the tape's buffer pool to avoid fresh allocations.
+    /// A copy of `values` (of shape `shape`) in `buffer`'s memory, without zeroing it
+    /// first.
+    pub(crate) fn from_buffer_copied(mut buffer: Vec<T>, shape: Shape, values: &[T]) -> Self {
+        debug_assert_eq!(values.len(), shape.len());
+        buffer.clear();
+        buffer.extend_from_slice(values);
+        Tensor {
+            shape,
+            data: buffer,
+        }
+    }
+
     pub(crate) fn from_buffer_zeroed(mut buffer: Vec<T>, shape: Shape) -> Self {
         buffer.clear();
         buffer.resize(shape.len(), T::ZERO);

@@ -60,9 +60,9 @@ fn per_step(
 
 /// The stated steady state: after warm-up a step of the paper-sized VAE (batch 100,
 /// Gumbel-Softmax, Adam) allocates a small constant: under 100 allocations and under
-/// 2% of the parameters' size in bytes (measured: 65 allocations, about 59 KB against
-/// 4.7 MB of parameters; they are the small boxed ops of the tape and the GEMM's
-/// per-call thread bookkeeping). The tensors themselves (activations, gradients, the
+/// 2% of the parameters' size in bytes (measured: 43 allocations, about 58 KB against
+/// 4.7 MB of parameters; they are the small boxed ops of the tape, the parameters'
+/// names on the tape and the GEMM's per-call thread bookkeeping). The tensors themselves (activations, gradients, the
 /// minibatch, the noise) all come from reused buffers.
 #[test]
 fn a_warm_training_step_allocates_a_small_constant() {
