@@ -115,6 +115,25 @@ impl<'t, T: Float> Var<'t, T> {
         self.with_grad(Tensor::clone)
     }
 
+    /// Exchanges this variable's gradient with `buffer` when both exist and have the
+    /// same shape, and says whether it did: a way to move a gradient out of the tape
+    /// without copying it. Afterwards the tape holds `buffer`'s old contents as this
+    /// variable's gradient, so read the gradient from `buffer` only (the tape takes the
+    /// old buffer back into its pool on [`Tape::clear`]).
+    pub fn swap_grad(&self, buffer: &mut Tensor<T>) -> bool {
+        if self.is_poisoned() {
+            return false;
+        }
+        let mut inner = self.tape.inner.borrow_mut();
+        match inner.grads.get_mut(self.index) {
+            Some(Some(grad)) if grad.shape() == buffer.shape() => {
+                std::mem::swap(grad, buffer);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Runs `f` on the gradient without copying it (see [`Var::grad`]).
     pub fn with_grad<R>(&self, f: impl FnOnce(&Tensor<T>) -> R) -> Option<R> {
         if self.is_poisoned() {

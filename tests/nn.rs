@@ -1,7 +1,7 @@
 //! nn: parameter store, initialisation statistics, Linear, and gradient checks of an
 //! MLP's parameter gradients.
 
-use gumbelgrad::nn::{Activation, BoundParameters, Init, Linear, Mlp, Parameters};
+use gumbelgrad::nn::{Activation, BoundParameters, Gradients, Init, Linear, Mlp, Parameters};
 use gumbelgrad::testing::config;
 use gumbelgrad::{Error, GradcheckOptions, Tape, Tensor, gradcheck};
 use proptest::prelude::*;
@@ -197,4 +197,19 @@ fn gradients_come_back_in_store_order_with_zeros_for_unused() {
     assert_eq!(grads.as_slice()[0].as_slice(), &[2.0, 4.0]);
     assert_eq!(grads.as_slice()[1], Tensor::zeros(2, 2));
     assert_eq!(grads.global_norm(), 20f64.sqrt());
+    // Copying into buffers, and moving into them, give the same gradients; moving
+    // leaves the tape holding the old buffers' contents.
+    let mut copied = Gradients::from_tensors(Vec::new());
+    bound.gradients_into(&mut copied);
+    assert_eq!(copied, grads);
+    let mut moved = bound.gradients(); // the right shapes: swapped, not reallocated
+    moved.as_mut_slice()[0]
+        .as_mut_slice()
+        .copy_from_slice(&[7.0, 7.0]);
+    bound.take_gradients_into(&mut moved);
+    assert_eq!(moved, grads);
+    assert_eq!(bound.var(a).grad().unwrap().as_slice(), &[7.0, 7.0]);
+    let mut wrong_shapes = Gradients::from_tensors(Vec::new());
+    bound.take_gradients_into(&mut wrong_shapes); // refilled from scratch
+    assert_eq!(wrong_shapes.as_slice()[1], Tensor::zeros(2, 2));
 }

@@ -856,7 +856,7 @@ impl<T: Float> SemiSupervisedTrainer<T> {
         }
         tape.backward(loss)?;
         let total = loss.scalar()?.to_f64();
-        params.gradients_into(&mut self.grads);
+        params.take_gradients_into(&mut self.grads);
         drop(params);
         self.optimizer
             .step(self.model.parameters_mut(), &self.grads)?;

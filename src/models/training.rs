@@ -203,7 +203,7 @@ impl<T: Float> Trainer<T> {
             .negative_elbo(&params, x, &mut self.estimator, &mut rng);
         tape.backward(terms.loss)?;
         let loss = terms.loss.with_value(|v| v.as_slice()[0].to_f64())?;
-        params.gradients_into(&mut self.grads);
+        params.take_gradients_into(&mut self.grads);
         drop(params);
         self.optimizer
             .step(self.model.parameters_mut(), &self.grads)?;

@@ -193,13 +193,7 @@ impl<'t, T: Float> BoundParameters<'t, T> {
     /// buffers when they already have the right shapes (so a training loop that keeps
     /// one `Gradients` allocates nothing here after its first step).
     pub fn gradients_into(&self, grads: &mut Gradients<T>) {
-        let fits = grads.grads.len() == self.vars.len()
-            && grads
-                .grads
-                .iter()
-                .zip(&self.vars)
-                .all(|(g, v)| g.shape() == v.shape());
-        if !fits {
+        if !self.fits(grads) {
             *grads = self.gradients();
             return;
         }
@@ -209,6 +203,34 @@ impl<'t, T: Float> BoundParameters<'t, T> {
                 grad.fill_zero();
             }
         }
+    }
+
+    /// Like [`BoundParameters::gradients_into`], but *moves* the gradients out of the
+    /// tape instead of copying them: each is exchanged with the matching buffer of
+    /// `grads` ([`Var::swap_grad`]), so the tape's gradients of these parameters hold
+    /// stale values afterwards. For training loops, which read the gradients from
+    /// `grads` and then clear the tape: it saves copying every parameter's gradient
+    /// each step.
+    pub fn take_gradients_into(&self, grads: &mut Gradients<T>) {
+        if !self.fits(grads) {
+            *grads = self.gradients();
+            return;
+        }
+        for (grad, var) in grads.grads.iter_mut().zip(&self.vars) {
+            if !var.swap_grad(grad) {
+                grad.fill_zero();
+            }
+        }
+    }
+
+    /// True if `grads` has one buffer per parameter, of its shape.
+    fn fits(&self, grads: &Gradients<T>) -> bool {
+        grads.grads.len() == self.vars.len()
+            && grads
+                .grads
+                .iter()
+                .zip(&self.vars)
+                .all(|(g, v)| g.shape() == v.shape())
     }
 }
 
