@@ -512,18 +512,23 @@ impl<T: Float> DiscreteVae<T> {
     }
 
     fn check_images(&self, images: &Tensor<T>, op: &str) -> Result<()> {
-        if images.cols() != self.config.input_dim {
-            return Err(Error::invalid_argument(
-                op,
-                format!(
-                    "images have {} columns, the model expects {}",
-                    images.cols(),
-                    self.config.input_dim
-                ),
-            ));
-        }
-        images.check_finite("images")
+        check_images(images, self.config.input_dim, op)
     }
+}
+
+/// Images fed to a model's evaluation must have its `input_dim` columns and be finite;
+/// otherwise a typed error naming `op`. Shared by the models of this folder.
+pub(crate) fn check_images<T: Float>(images: &Tensor<T>, input_dim: usize, op: &str) -> Result<()> {
+    if images.cols() != input_dim {
+        return Err(Error::invalid_argument(
+            op,
+            format!(
+                "images have {} columns, the model expects {input_dim}",
+                images.cols()
+            ),
+        ));
+    }
+    images.check_finite("images")
 }
 
 /// The images a latent batch of `latent_rows` rows is decoded against. Multi-sample

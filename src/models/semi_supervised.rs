@@ -682,17 +682,7 @@ impl<T: Float> SemiSupervisedVae<T> {
     }
 
     fn check_images(&self, images: &Tensor<T>, op: &str) -> Result<()> {
-        if images.cols() != self.config.input_dim {
-            return Err(Error::invalid_argument(
-                op,
-                format!(
-                    "images have {} columns, the model expects {}",
-                    images.cols(),
-                    self.config.input_dim
-                ),
-            ));
-        }
-        images.check_finite("images")
+        crate::models::discrete_vae::check_images(images, self.config.input_dim, op)
     }
 }
 
