@@ -73,3 +73,15 @@ pub fn expect_arity(op: &str, inputs: &[Shape], arity: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// Checks that an op got two inputs of one shape, and returns that shape; otherwise a
+/// typed error naming the op, both shapes and `reason`.
+pub fn expect_same_shapes(op: &str, inputs: &[Shape], reason: &str) -> Result<Shape> {
+    expect_arity(op, inputs, 2)?;
+    if inputs[0] != inputs[1] {
+        return Err(crate::Error::shape_mismatch(
+            op, inputs[0], inputs[1], reason,
+        ));
+    }
+    Ok(inputs[0])
+}

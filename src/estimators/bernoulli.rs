@@ -33,22 +33,13 @@ use rand::RngCore;
 use super::{Estimate, GradientEstimator, fail, relaxed_estimate};
 use crate::error::{Error, Result, check_temperature};
 use crate::float::Float;
-use crate::op::{Op, expect_arity};
+use crate::op::{Op, expect_same_shapes};
 use crate::ops::unary::sigmoid;
 use crate::tape::Var;
 use crate::tensor::{Shape, Tensor};
 
 fn same_shape(op: &str, inputs: &[Shape]) -> Result<Shape> {
-    expect_arity(op, inputs, 2)?;
-    if inputs[0] != inputs[1] {
-        return Err(Error::shape_mismatch(
-            op,
-            inputs[0],
-            inputs[1],
-            "logits and noise must have the same shape",
-        ));
-    }
-    Ok(inputs[0])
+    expect_same_shapes(op, inputs, "logits and noise must have the same shape")
 }
 
 /// The relaxed Bernoulli / binary Concrete: inputs `(logits, logistic noise)`, output

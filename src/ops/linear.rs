@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::matmul::gemm;
-use crate::op::{Op, expect_arity};
+use crate::op::{Op, expect_arity, expect_same_shapes};
 use crate::ops::loss::bce_with_logits;
 use crate::ops::unary::sigmoid;
 use crate::tape::Var;
@@ -299,16 +299,12 @@ impl<T: Float> Op<T> for BceWithLogitsSumCols {
         "bce_with_logits_sum_cols"
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        expect_arity("bce_with_logits_sum_cols", inputs, 2)?;
-        if inputs[0] != inputs[1] {
-            return Err(Error::shape_mismatch(
-                "bce_with_logits_sum_cols",
-                inputs[0],
-                inputs[1],
-                "logits and targets must have the same shape",
-            ));
-        }
-        Ok(Shape::new(inputs[0].rows, 1))
+        let shape = expect_same_shapes(
+            "bce_with_logits_sum_cols",
+            inputs,
+            "logits and targets must have the same shape",
+        )?;
+        Ok(Shape::new(shape.rows, 1))
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
         let cols = inputs[0].cols().max(1);

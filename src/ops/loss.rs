@@ -7,9 +7,9 @@
 //! Computing it from the logit, rather than from `sigmoid(x)` and then `ln`, never
 //! takes the log of a rounded-to-zero probability.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::float::Float;
-use crate::op::{Op, expect_arity};
+use crate::op::{Op, expect_same_shapes};
 use crate::ops::unary::sigmoid;
 use crate::tape::Var;
 use crate::tensor::{Shape, Tensor};
@@ -36,16 +36,11 @@ impl<T: Float> Op<T> for BceWithLogits {
         "bce_with_logits"
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        expect_arity("bce_with_logits", inputs, 2)?;
-        if inputs[0] != inputs[1] {
-            return Err(Error::shape_mismatch(
-                "bce_with_logits",
-                inputs[0],
-                inputs[1],
-                "logits and targets must have the same shape",
-            ));
-        }
-        Ok(inputs[0])
+        expect_same_shapes(
+            "bce_with_logits",
+            inputs,
+            "logits and targets must have the same shape",
+        )
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
         let (logits, targets) = (inputs[0].as_slice(), inputs[1].as_slice());

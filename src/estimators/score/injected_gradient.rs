@@ -5,9 +5,9 @@
 //! relaxed cost at two noise draws, and a learned surrogate), and then need the
 //! logits' upstream network to receive exactly that gradient. This op does it.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::float::Float;
-use crate::op::{Op, expect_arity};
+use crate::op::{Op, expect_same_shapes};
 use crate::tape::Var;
 use crate::tensor::{Shape, Tensor};
 
@@ -24,16 +24,12 @@ impl<T: Float> Op<T> for InjectedGradient {
         "injected_gradient"
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        expect_arity("injected_gradient", inputs, 2)?;
-        if inputs[0] != inputs[1] {
-            return Err(Error::shape_mismatch(
-                "injected_gradient",
-                inputs[0],
-                inputs[1],
-                "the gradient must have the input's shape",
-            ));
-        }
-        Ok(Shape::new(inputs[0].rows, 1))
+        let shape = expect_same_shapes(
+            "injected_gradient",
+            inputs,
+            "the gradient must have the input's shape",
+        )?;
+        Ok(Shape::new(shape.rows, 1))
     }
     fn forward(&self, _inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
         output.fill_zero();
