@@ -82,7 +82,7 @@ impl<T: Float> Op<T> for BceWithLogits {
 impl<'t, T: Float> Var<'t, T> {
     /// Elementwise binary cross-entropy `softplus(x) - t x` between these logits `x`
     /// and `targets` `t` of the same shape (a shape mismatch is recorded as an
-    /// [`Error::ShapeMismatch`]). Differentiable in both.
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)). Differentiable in both.
     ///
     /// Sum it over the columns for the negative log-likelihood of each example:
     ///
