@@ -662,6 +662,61 @@ fn rebar_rejects_bad_temperatures() {
     assert!(Rebar::new(1.0, -1.0).is_err());
 }
 
+/// A generator stuck at its largest output: every `f64` uniform it gives is `1 - 2^-53`,
+/// which rounds to exactly `1.0` in `f32`.
+struct LargestDraws;
+
+impl rand::RngCore for LargestDraws {
+    fn next_u32(&mut self) -> u32 {
+        u32::MAX
+    }
+    fn next_u64(&mut self) -> u64 {
+        u64::MAX
+    }
+    fn fill_bytes(&mut self, bytes: &mut [u8]) {
+        bytes.fill(u8::MAX);
+    }
+}
+
+/// REBAR and RELAX on an `f32` tape, with uniforms at the top of `(0, 1)`: the
+/// conditional noise `ln(-ln v)` must stay finite, so the estimate is finite rather
+/// than a typed non-finite error. (This once stopped the SBN's REBAR cell in its
+/// first epoch: a uniform of `1 - 1.1e-8` became `1.0f32` on the tape.)
+#[test]
+fn rebar_and_relax_stay_finite_in_f32_when_a_uniform_rounds_to_one() {
+    for group_size in [1, 2, 4] {
+        let estimators: [(&str, Box<dyn GradientEstimator<f32>>); 2] = [
+            ("rebar", Box::new(Rebar::new(1.0, 0.5).unwrap())),
+            ("relax", Box::new(Relax::new(1.0, 0.5, 4).unwrap())),
+        ];
+        for (name, mut estimator) in estimators {
+            let tape = Tape::<f32>::new();
+            let logits = tape.variable(
+                &Tensor::from_vec(2, 4, vec![0.3, -0.2, 1.5, -1.0, 0.0, 0.7, -0.4, 2.0]).unwrap(),
+            );
+            let weights =
+                tape.constant(&Tensor::from_vec(4, 1, vec![1.0, -2.0, 0.5, 3.0]).unwrap());
+            let estimate = estimator.estimate(
+                logits,
+                group_size,
+                &mut |z| z.matmul(weights),
+                &mut LargestDraws,
+            );
+            let grads = tape.backward(estimate.loss);
+            assert!(
+                grads.is_ok() && tape.check().is_ok(),
+                "{name}, group size {group_size}: {:?}",
+                tape.check()
+            );
+            let gradient = logits.grad().unwrap();
+            assert!(
+                gradient.as_slice().iter().all(|g| g.is_finite()),
+                "{name}, group size {group_size}: {gradient:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn relax_is_unbiased_on_the_bernoulli_toy_while_tuning() {
     for (index, toy) in toys().iter().enumerate() {

@@ -104,11 +104,20 @@ pub(crate) struct Draw {
 
 impl Draw {
     /// Gumbel-max sample and fresh conditional uniforms, from [`noise`].
-    pub(crate) fn new(values: &Tensor<f64>, group_size: usize, rng: &mut dyn RngCore) -> Self {
+    ///
+    /// The uniforms go onto a tape of `T` (the conditional-noise ops read them there),
+    /// so they are drawn in `T`'s open interval: an `f64` uniform such as `1 - 1e-8`
+    /// would round to exactly `1.0` in `f32`, where `ln(-ln v)` is `-inf` and the
+    /// relaxed sample `sigma(z~)` becomes NaN.
+    pub(crate) fn new<T: Float>(
+        values: &Tensor<f64>,
+        group_size: usize,
+        rng: &mut dyn RngCore,
+    ) -> Self {
         let (rows, cols) = (values.rows(), values.cols());
         let drawn = noise::sample_categorical(values, group_size, rng)
             .expect("group size checked by read_logits");
-        let uniforms = noise::uniform::<f64, _>(rows, cols, rng);
+        let uniforms = noise::uniform::<T, _>(rows, cols, rng).cast::<f64>();
         Draw {
             rows,
             cols,
@@ -347,7 +356,7 @@ impl<T: Float> GradientEstimator<T> for Rebar {
             Ok(values) => values,
             Err(poisoned) => return poisoned,
         };
-        let draw = Draw::new(&values, group_size, rng);
+        let draw = Draw::new::<T>(&values, group_size, rng);
         let (eta, log_tau) = (self.params[0], self.params[1]);
         let mut temperatures = vec![log_tau.exp()];
         if self.tune {

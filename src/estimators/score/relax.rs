@@ -439,7 +439,7 @@ impl<T: Float> GradientEstimator<T> for Relax {
             ));
             self.surrogate = Some(surrogate);
         }
-        let draw = Draw::new(&values, group_size, rng);
+        let draw = Draw::new::<T>(&values, group_size, rng);
         let (eta, log_tau) = (self.scalars[0], self.scalars[1]);
         let mut temperatures = vec![log_tau.exp()];
         if self.tune {
@@ -549,7 +549,7 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(seed);
             let logits = uniform(&mut rng, COLS, -1.5, 1.5);
             let values = Tensor::from_vec(1, COLS, logits.clone()).unwrap();
-            let draw = Draw::new(&values, K, &mut rng);
+            let draw = Draw::new::<f64>(&values, K, &mut rng);
             let slopes = conditional_slopes(&logits, &draw.sample, &draw.uniforms, K);
             let classes = draw
                 .sample
