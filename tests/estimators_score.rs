@@ -508,6 +508,15 @@ fn unbiased_estimators_agree_with_enumeration_on_categorical_toys() {
         assert_agrees("nvil", &values, &exact);
         let values = estimates(problem, &mut MuProp::new(), 20, 500, seed, |_| 1.0);
         assert_agrees("muprop", &values, &exact);
+        let values = estimates(
+            problem,
+            &mut MuProp::normalised(),
+            20,
+            500,
+            seed,
+            MuProp::last_scale,
+        );
+        assert_agrees("muprop-normalised", &values, &exact);
         let values = estimates(problem, &mut Vimco::new(4), 10, 500, seed, |_| 1.0);
         assert_agrees("vimco", &values, &exact);
     }
@@ -531,6 +540,16 @@ fn darn_is_measurably_biased_by_exactly_the_dropped_term() {
         );
         let predicted: Vec<f64> = exact.iter().zip(&bias).map(|(e, b)| e + b).collect();
         assert_agrees("darn (exact + bias)", &values, &predicted);
+        // Centring and normalising the signal leave the mean (times the scale) alone.
+        let normalised = estimates(
+            problem,
+            &mut Darn::new(ExpansionPoint::Mean).with_normalisation(),
+            20,
+            500,
+            450 + index as u64,
+            Darn::last_scale,
+        );
+        assert_agrees("darn-normalised (exact + bias)", &normalised, &predicted);
         let worst = (0..exact.len())
             .map(|i| {
                 let (mean, se) = mean_and_se(&coordinate(&values, i));
@@ -551,6 +570,11 @@ fn muprop_vimco_are_unbiased_on_the_bernoulli_toy() {
         assert_unbiased(
             "muprop",
             &toy.estimates(&mut MuProp::new(), 40, 500, seed, |_| 1.0),
+            toy.exact_phi(),
+        );
+        assert_unbiased(
+            "muprop-normalised",
+            &toy.estimates(&mut MuProp::normalised(), 40, 500, seed, MuProp::last_scale),
             toy.exact_phi(),
         );
         assert_unbiased(
@@ -650,6 +674,21 @@ mod relaxation_nodes {
             prop_assert_eq!(xv.grad().unwrap(), g);
         }
     }
+}
+
+/// NVIL's signal normalisation uses `c` and `v` from *before* the current signal:
+/// the first call passes the signal through (c = 0, scale 1), later calls centre by
+/// the moving average and divide by `max(1, sqrt(v))`.
+#[test]
+fn signal_normalisation_uses_the_statistics_of_earlier_calls() {
+    let mut normalisation = score::SignalNormalisation::nvil();
+    let (first, scale) = normalisation.apply(&[10.0, 30.0]);
+    assert_eq!((first, scale), (vec![10.0, 30.0], 1.0));
+    // c = 0.2 * 20 = 4; v = 0.2 * (10^2 + 30^2) / 2 = 100, so the scale is 10.
+    let (second, scale) = normalisation.apply(&[24.0, 4.0]);
+    assert!((normalisation.centre.value - (4.0 + 0.2 * (14.0 - 4.0))).abs() < 1e-12);
+    assert!((scale - 10.0).abs() < 1e-12);
+    assert!((second[0] - 2.0).abs() < 1e-12 && second[1].abs() < 1e-12);
 }
 
 #[test]

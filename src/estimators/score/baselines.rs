@@ -91,6 +91,46 @@ impl VarianceNormaliser {
     }
 }
 
+/// NVIL's two corrections to a learning signal, for the estimators whose signal is
+/// already a residual (MuProp's and DARN's `f(z) - b(z)`): subtract a moving average
+/// `c` of the signal, then divide by `max(1, sqrt(v))` ([`VarianceNormaliser`]).
+///
+/// Both `c` and the scale are fixed before the current signal is seen and updated only
+/// afterwards, as in [`Reinforce`](super::Reinforce): the centring keeps an unbiased
+/// estimator unbiased (a constant times the score has mean zero) and the scale turns it
+/// into an unbiased estimate of `gradient / scale`. The paper says SF, DARN and MuProp
+/// all needed this to compete.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SignalNormalisation {
+    /// Moving average of the mean raw signal (`c`).
+    pub centre: MovingAverage,
+    /// Moving average of the mean squared centred signal (`v`).
+    pub normaliser: VarianceNormaliser,
+}
+
+impl SignalNormalisation {
+    /// Both moving averages with NVIL's decay `alpha = 0.8`, starting at `c = 0, v = 0`.
+    pub fn nvil() -> Self {
+        SignalNormalisation {
+            centre: MovingAverage::new(0.8),
+            normaliser: VarianceNormaliser::new(0.8),
+        }
+    }
+
+    /// `(signal_r - c) / max(1, sqrt(v))` for every row, and the divisor used; then
+    /// updates `c` with `mean(signal)` and `v` with `mean((signal - c)^2)`.
+    pub fn apply(&mut self, signal: &[f64]) -> (Vec<f64>, f64) {
+        let (centre, scale) = (self.centre.value, self.normaliser.scale());
+        let centred: Vec<f64> = signal.iter().map(|s| s - centre).collect();
+        let rows = signal.len().max(1) as f64;
+        self.centre.update(signal.iter().sum::<f64>() / rows);
+        self.normaliser
+            .variance
+            .update(centred.iter().map(|s| s * s).sum::<f64>() / rows);
+        (centred.iter().map(|s| s / scale).collect(), scale)
+    }
+}
+
 /// NVIL's input-dependent baseline `b_psi(x)`: `w2 . tanh(W1 x + b1) + b2`.
 ///
 /// The estimator sees only the logits, not the model's input, so the network's input

@@ -14,12 +14,14 @@
 //!
 //! The expansion point is chosen by [`ExpansionPoint`]: the paper's `z_bar = 1/2` for
 //! Bernoulli units generalises to the uniform point `1/K`; the mean `softmax(logits)`
-//! is MuProp's point.
+//! is MuProp's point. [`Darn::with_normalisation`] adds NVIL's centring and variance
+//! normalisation of the signal ([`SignalNormalisation`]), which the paper says DARN
+//! needed to compete.
 
 use rand::RngCore;
 
-use super::muprop::taylor_parts;
-use super::{read_logits, score_function_term, softmax_f64};
+use super::muprop::{normalise, taylor_parts};
+use super::{SignalNormalisation, constant_from, read_logits, score_function_term, softmax_f64};
 use crate::estimators::{Estimate, GradientEstimator};
 use crate::float::Float;
 use crate::tape::Var;
@@ -35,24 +37,49 @@ pub enum ExpansionPoint {
 }
 
 /// The biased DARN estimator: see the module documentation.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Darn {
     /// Where the cost is expanded.
     pub expansion: ExpansionPoint,
+    normalisation: Option<SignalNormalisation>,
+    last_scale: f64,
+}
+
+impl Default for Darn {
+    fn default() -> Self {
+        Darn::new(ExpansionPoint::default())
+    }
 }
 
 impl Darn {
-    /// DARN expanding around the given point.
+    /// DARN expanding around the given point, with the raw residual as its signal.
     pub fn new(expansion: ExpansionPoint) -> Self {
-        Darn { expansion }
+        Darn {
+            expansion,
+            normalisation: None,
+            last_scale: 1.0,
+        }
+    }
+
+    /// The same, with NVIL's centring and variance normalisation (decay 0.8).
+    pub fn with_normalisation(mut self) -> Self {
+        self.normalisation = Some(SignalNormalisation::nvil());
+        self
+    }
+
+    /// The divisor `s` of the last call (1 without normalisation).
+    pub fn last_scale(&self) -> f64 {
+        self.last_scale
     }
 }
 
 impl<T: Float> GradientEstimator<T> for Darn {
     fn name(&self) -> &'static str {
-        match self.expansion {
-            ExpansionPoint::Mean => "darn",
-            ExpansionPoint::Uniform => "darn-uniform",
+        match (self.expansion, self.normalisation.is_some()) {
+            (ExpansionPoint::Mean, false) => "darn",
+            (ExpansionPoint::Uniform, false) => "darn-uniform",
+            (ExpansionPoint::Mean, true) => "darn-normalised",
+            (ExpansionPoint::Uniform, true) => "darn-uniform-normalised",
         }
     }
 
@@ -84,7 +111,10 @@ impl<T: Float> GradientEstimator<T> for Darn {
             Ok(parts) => parts,
             Err(poisoned) => return poisoned,
         };
-        let term = score_function_term(logits, parts.sample, parts.signal, group_size);
+        let (signal, scale) = normalise(&mut self.normalisation, parts.signal);
+        self.last_scale = scale;
+        let signal = constant_from(logits, values.rows(), 1, signal);
+        let term = score_function_term(logits, parts.sample, signal, group_size);
         Estimate {
             sample: parts.sample,
             cost: parts.cost,

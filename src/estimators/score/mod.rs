@@ -66,7 +66,9 @@ mod relax;
 mod score_function;
 mod vimco;
 
-pub use baselines::{Baseline, LearnedBaseline, MovingAverage, VarianceNormaliser};
+pub use baselines::{
+    Baseline, LearnedBaseline, MovingAverage, SignalNormalisation, VarianceNormaliser,
+};
 pub use darn::{Darn, ExpansionPoint};
 pub use injected_gradient::{InjectedGradient, inject_gradient};
 pub use muprop::MuProp;

@@ -20,12 +20,18 @@
 //! are separate because the cost is per example), and `mu_b` enters the loss as the
 //! zero-valued term `<f'(z_bar), z_bar(logits)> - stop_gradient(same)`, whose gradient
 //! is `f'(z_bar) d z_bar / d logits` (backpropagated through [`softmax`](super::softmax)).
+//!
+//! [`MuProp::normalised`] adds NVIL's centring and variance normalisation
+//! ([`SignalNormalisation`]) to the residual signal, as the paper trained it: the signal
+//! becomes `(f(z) - b(z) - c) / s`, and `mu_b` is divided by the same `s`, so the whole
+//! estimate stays an unbiased estimate of `gradient / s` (`c` is fixed before the
+//! sample is drawn).
 
 use rand::RngCore;
 
 use super::{
-    constant_from, poisoned_estimate, read_logits, sample_one_hot, score_function_term,
-    softmax_f64, values_f64,
+    SignalNormalisation, constant_from, poisoned_estimate, read_logits, sample_one_hot,
+    score_function_term, softmax_f64, values_f64,
 };
 use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
 use crate::float::Float;
@@ -50,24 +56,61 @@ use crate::tensor::Tensor;
 /// assert!(logits.grad().is_some());
 /// # Ok::<(), gumbelgrad::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MuProp;
+#[derive(Debug, Clone, Copy)]
+pub struct MuProp {
+    normalisation: Option<SignalNormalisation>,
+    last_scale: f64,
+}
 
 impl MuProp {
-    /// MuProp (no state).
+    /// MuProp with the raw residual as its signal (no state).
     pub fn new() -> Self {
-        MuProp
+        MuProp {
+            normalisation: None,
+            last_scale: 1.0,
+        }
+    }
+
+    /// MuProp with NVIL's centring and variance normalisation of the residual (decay 0.8).
+    pub fn normalised() -> Self {
+        MuProp {
+            normalisation: Some(SignalNormalisation::nvil()),
+            last_scale: 1.0,
+        }
+    }
+
+    /// The divisor `s` of the last call (1 without normalisation): the last estimate
+    /// times `s` is unbiased for the gradient.
+    pub fn last_scale(&self) -> f64 {
+        self.last_scale
+    }
+}
+
+impl Default for MuProp {
+    fn default() -> Self {
+        MuProp::new()
+    }
+}
+
+/// Applies `normalisation` (if any) to the residual signal; returns the signal and `s`.
+pub(crate) fn normalise(
+    normalisation: &mut Option<SignalNormalisation>,
+    signal: Vec<f64>,
+) -> (Vec<f64>, f64) {
+    match normalisation {
+        Some(n) => n.apply(&signal),
+        None => (signal, 1.0),
     }
 }
 
 /// What the Taylor-baseline estimators share: the sample, its cost, and the learning
 /// signal `f(z) - f(z_bar) - <f'(z_bar), z - z_bar>` around the expansion point
-/// `z_bar`, plus `f'(z_bar)` itself.
+/// `z_bar` (per row), plus `f'(z_bar)` itself (`[rows * cols]`).
 pub(crate) struct TaylorParts<'t, T: Float> {
     pub(crate) sample: Var<'t, T>,
     pub(crate) cost: Var<'t, T>,
-    pub(crate) signal: Var<'t, T>,
-    pub(crate) slope: Var<'t, T>,
+    pub(crate) signal: Vec<f64>,
+    pub(crate) slope: Vec<f64>,
 }
 
 /// Samples, evaluates the cost at the sample and at `expansion` (a `[rows, cols]`
@@ -128,14 +171,18 @@ pub(crate) fn taylor_parts<'t, T: Float>(
     Ok(TaylorParts {
         sample,
         cost: cost_at_sample,
-        signal: constant_from(logits, rows, 1, signal),
-        slope: constant_from(logits, rows, cols, slope),
+        signal,
+        slope,
     })
 }
 
 impl<T: Float> GradientEstimator<T> for MuProp {
     fn name(&self) -> &'static str {
-        "muprop"
+        if self.normalisation.is_some() {
+            "muprop-normalised"
+        } else {
+            "muprop"
+        }
     }
 
     fn is_unbiased(&self) -> bool {
@@ -163,9 +210,15 @@ impl<T: Float> GradientEstimator<T> for MuProp {
             Ok(parts) => parts,
             Err(poisoned) => return poisoned,
         };
-        let term = score_function_term(logits, parts.sample, parts.signal, group_size);
-        // mu_b = f'(z_bar) d z_bar / d logits, as a zero-valued term.
-        let linear = (parts.slope * logits.softmax(group_size)).sum_cols();
+        let (rows, cols) = (values.rows(), values.cols());
+        let (signal, scale) = normalise(&mut self.normalisation, parts.signal);
+        self.last_scale = scale;
+        let signal = constant_from(logits, rows, 1, signal);
+        let term = score_function_term(logits, parts.sample, signal, group_size);
+        // mu_b / s = (f'(z_bar) / s) d z_bar / d logits, as a zero-valued term.
+        let slope: Vec<f64> = parts.slope.iter().map(|g| g / scale).collect();
+        let slope = constant_from(logits, rows, cols, slope);
+        let linear = (slope * logits.softmax(group_size)).sum_cols();
         let correction = linear - linear.detach();
         Estimate {
             sample: parts.sample,
