@@ -45,6 +45,9 @@ USAGE: cargo run --release --example table1 -- (--cell \"ROW:COLUMN\")... | --al
   --batch-size N          examples per step (default 100; smoke 20)
   --seed S                seed of every random number (default 0)
   --threads N             threads for the matrix products (default 1)
+  --estimator NAME        run the cells with this estimator instead of the column's own (an
+                          ablation, e.g. muprop-normalised; filed under the same cell, with the
+                          estimator in \"estimator_name\"; use --out to keep the table apart)
   --out FILE              results file (default docs/results/table1.json)
   --force                 rerun cells that are already in the results file
   --markdown              print the paper's table beside the results file's (ours / paper) as
@@ -67,6 +70,7 @@ struct Args {
     seed: u64,
     threads: usize,
     out: Option<PathBuf>,
+    estimator: Option<String>,
     force: bool,
     markdown: bool,
     /// The options that shape a cell's result, as typed, for the recorded command.
@@ -88,6 +92,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         seed: 0,
         threads: 1,
         out: None,
+        estimator: None,
         force: false,
         markdown: false,
         recorded: Vec::new(),
@@ -169,11 +174,26 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.threads = number(&flag, &v)?;
             }
             "--out" => args.out = Some(value(&flag)?.into()),
+            "--estimator" => {
+                let v = value(&flag)?;
+                record(&flag, &v);
+                args.estimator = Some(v);
+            }
             other => return Err(format!("unknown option '{other}' (see --help)")),
         }
     }
     if args.markdown {
         return Ok(Some(args));
+    }
+    if args.estimator.is_some() && args.all {
+        return Err("--estimator runs named cells; give --cell \"ROW:COLUMN\", not --all".into());
+    }
+    if let Some(name) = &args.estimator {
+        args.cells = std::mem::take(&mut args.cells)
+            .into_iter()
+            .map(|cell| cell.with_estimator(name))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
     }
     if args.all != args.cells.is_empty() {
         return Err("give --all or one or more --cell \"ROW:COLUMN\" (see --help)".into());
@@ -253,7 +273,11 @@ fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
         let cells: Vec<String> = COLUMNS
             .iter()
             .map(|estimator| {
-                let cell = Cell { model, estimator };
+                let cell = Cell {
+                    model,
+                    estimator,
+                    variant: None,
+                };
                 let ours = table
                     .get(&cell)
                     .and_then(|e| e.get("nats"))

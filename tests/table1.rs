@@ -68,6 +68,49 @@ fn every_cell_parses_and_runs_an_estimator_that_fits_its_model() {
 }
 
 #[test]
+fn a_cell_can_run_another_estimator_and_files_it_under_the_same_cell() {
+    let cell = Cell::parse("SBN Bern.:MuProp").unwrap();
+    assert_eq!(cell.estimator_name(), "muprop");
+    let variant = cell.clone().with_estimator("muprop-normalised").unwrap();
+    assert_eq!(variant.estimator_name(), "muprop-normalised");
+    assert_eq!(
+        (variant.model, variant.estimator),
+        (cell.model, cell.estimator)
+    );
+    assert!(matches!(
+        cell.with_estimator("muprop-typo"),
+        Err(gumbelgrad::Error::InvalidArgument { .. })
+    ));
+
+    let (train, test) = SyntheticDigits::new(3).with_sizes(20, 10).generate();
+    let budget = Budget {
+        epochs: 1,
+        batch_size: 10,
+        learning_rate: 1e-3,
+        eval_samples: 3,
+        seed: 0,
+    };
+    let result = run_cell(
+        &variant,
+        &budget,
+        &train.images,
+        &test.images,
+        "test",
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(result.estimator, "MuProp");
+    assert_eq!(result.estimator_name, "muprop-normalised");
+    let mut table = ResultsFile::default();
+    table.insert(&result);
+    assert!(
+        table
+            .get(&Cell::parse("SBN Bern.:MuProp").unwrap())
+            .is_some()
+    );
+}
+
+#[test]
 fn short_cells_run_end_to_end_and_merge_into_the_results_file() {
     let (train, test) = SyntheticDigits::new(2).with_sizes(100, 10).generate();
     let budget = Budget {

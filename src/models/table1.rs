@@ -73,6 +73,9 @@ pub struct Cell {
     pub model: &'static str,
     /// One of [`COLUMNS`].
     pub estimator: &'static str,
+    /// Another estimator to run in this cell's place (an ablation, see
+    /// [`Cell::with_estimator`]); `None` runs the column's own (the module table).
+    pub variant: Option<&'static str>,
 }
 
 impl Cell {
@@ -91,16 +94,22 @@ impl Cell {
         let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b);
         let model = ROWS.iter().find(|r| same(row, r)).ok_or_else(bad)?;
         let estimator = COLUMNS.iter().find(|c| same(column, c)).ok_or_else(bad)?;
-        Ok(Cell { model, estimator })
+        Ok(Cell {
+            model,
+            estimator,
+            variant: None,
+        })
     }
 
     /// Every cell, row by row.
     pub fn all() -> Vec<Cell> {
         ROWS.iter()
             .flat_map(|model| {
-                COLUMNS
-                    .iter()
-                    .map(move |estimator| Cell { model, estimator })
+                COLUMNS.iter().map(move |estimator| Cell {
+                    model,
+                    estimator,
+                    variant: None,
+                })
             })
             .collect()
     }
@@ -120,9 +129,32 @@ impl Cell {
         self.model.starts_with("SBN")
     }
 
+    /// The same cell run with another estimator, one of
+    /// [`ESTIMATOR_NAMES`](crate::estimators::ESTIMATOR_NAMES): for ablations and for
+    /// choosing between variants of a column (say `muprop` and `muprop-normalised`) on the
+    /// validation set. The result is still filed under the cell's row and column, with the
+    /// estimator it ran in `estimator_name`. An unknown name is an
+    /// [`Error::InvalidArgument`].
+    pub fn with_estimator(self, name: &str) -> Result<Cell> {
+        let known = crate::estimators::ESTIMATOR_NAMES;
+        let variant = known.iter().find(|k| **k == name.trim()).ok_or_else(|| {
+            Error::invalid_argument(
+                "Cell::with_estimator",
+                format!("unknown estimator `{name}`; known: {}", known.join(", ")),
+            )
+        })?;
+        Ok(Cell {
+            variant: Some(variant),
+            ..self
+        })
+    }
+
     /// The [`Estimator::from_name`](crate::estimators::Estimator::from_name) name the
-    /// cell runs (see the module table).
+    /// cell runs (see the module table), or its [`variant`](Cell::variant).
     pub fn estimator_name(&self) -> &'static str {
+        if let Some(variant) = self.variant {
+            return variant;
+        }
         let bernoulli = self.is_bernoulli();
         match (self.estimator, bernoulli) {
             ("SF", _) => "nvil",
