@@ -120,6 +120,18 @@ pub trait GradientEstimator<T: Float> {
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T>;
 
+    /// The divisor `s` this estimator applied to its last estimate: NVIL's variance
+    /// normalisation makes the estimate unbiased for `gradient / s`, not `gradient`.
+    /// 1 for every estimator that does not normalise (the default).
+    ///
+    /// A model that adds an exact gradient term for the *same* logits (the VAE's
+    /// closed-form KL) must divide that term's gradient by `s` too; otherwise the
+    /// normalisation shrinks the sampled part against the exact part, and the sum is no
+    /// longer an unbiased estimate of any multiple of the gradient.
+    fn signal_scale(&self) -> f64 {
+        1.0
+    }
+
     /// For models that only want the sample: the latent (relaxed or straight-through)
     /// whose backward pass carries this estimator's gradient, without a cost closure.
     ///
@@ -542,6 +554,9 @@ impl<T: Float> GradientEstimator<T> for Estimator<T> {
     }
     fn is_unbiased(&self) -> bool {
         self.inner_ref().is_unbiased()
+    }
+    fn signal_scale(&self) -> f64 {
+        self.inner_ref().signal_scale()
     }
     fn estimate<'t>(
         &mut self,

@@ -14,7 +14,10 @@
 //!
 //! (for binary units, `KL = sum_n q_n log q_n + (1 - q_n) log(1 - q_n) + log 2`).
 //!
-//! The KL term has a closed form and is differentiated exactly. The expectation is
+//! The KL term has a closed form and is differentiated exactly (divided by the
+//! estimator's [`signal_scale`](GradientEstimator::signal_scale) when it normalises its
+//! signal, as NVIL does, so both parts of the encoder's gradient keep their balance).
+//! The expectation is
 //! where the estimator comes in: [`DiscreteVae::negative_elbo`] hands the
 //! reconstruction cost to any [`GradientEstimator`] as a closure, so the same model
 //! trains with Gumbel-Softmax, straight-through or a score-function estimator.
@@ -337,8 +340,17 @@ impl<T: Float> DiscreteVae<T> {
             rng,
         );
         let kl = self.kl_to_uniform(logits);
+        // A variance-normalised estimator (NVIL) returned `gradient / s` for the
+        // reconstruction; the exact KL gradient must be divided by the same `s`, or it
+        // swamps the sampled part and the posterior collapses onto the prior.
+        let scale = estimator.signal_scale();
+        let kl_term = if scale == 1.0 {
+            kl
+        } else {
+            kl.detach() + (kl - kl.detach()) * T::from_f64(1.0 / scale)
+        };
         VaeTerms {
-            loss: estimate.loss + kl.mean(),
+            loss: estimate.loss + kl_term.mean(),
             reconstruction: estimate.cost,
             kl,
             sample: estimate.sample,

@@ -87,6 +87,10 @@ impl<T: Float> GradientEstimator<T> for Darn {
         false
     }
 
+    fn signal_scale(&self) -> f64 {
+        self.last_scale
+    }
+
     fn estimate<'t>(
         &mut self,
         logits: Var<'t, T>,

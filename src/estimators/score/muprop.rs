@@ -189,6 +189,10 @@ impl<T: Float> GradientEstimator<T> for MuProp {
         true
     }
 
+    fn signal_scale(&self) -> f64 {
+        self.last_scale
+    }
+
     fn estimate<'t>(
         &mut self,
         logits: Var<'t, T>,

@@ -127,6 +127,10 @@ impl<T: Float> GradientEstimator<T> for Reinforce {
         true
     }
 
+    fn signal_scale(&self) -> f64 {
+        self.last_scale
+    }
+
     fn estimate<'t>(
         &mut self,
         logits: Var<'t, T>,
