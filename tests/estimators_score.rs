@@ -1097,3 +1097,66 @@ fn vimco_bound_is_unbiased_for_the_multi_sample_bound() {
     assert_unbiased("vimco-bound (phi)", &by_phi, exact_phi);
     assert_unbiased("vimco-bound (a)", &by_a, exact_a);
 }
+
+/// DARN's sample-slope form `<f'(z), z - 1/2> d log q(z)` is the trapezoid rule for
+/// each unit's finite difference `f(1) - f(0)`: exact for a quadratic cost of
+/// independent binary units (here `1 + <u, b>^2`, with cross terms) and measurably
+/// biased for a non-quadratic one (`exp(<w, b>) + <u, b>^2` with a large `w`), which is
+/// the paper's description of DARN. The literal Taylor-residual reading fails the
+/// first half: its mean misses even on the quadratic.
+#[test]
+fn darn_sample_slope_is_exact_for_quadratic_costs_of_binary_units_only() {
+    let quadratic = BernoulliUnits {
+        logits: vec![0.3, -0.7, 1.1],
+        w: vec![0.0, 0.0, 0.0],
+        u: vec![1.0, 0.4, -0.6],
+    };
+    let exact = quadratic.exact();
+    let values = estimates(&quadratic, &mut Darn::sample_slope(), 20, 500, 1300, |_| {
+        1.0
+    });
+    assert_agrees("darn-sample-slope (quadratic)", &values, &exact);
+    let values = estimates(
+        &quadratic,
+        &mut Darn::sample_slope().with_normalisation(),
+        20,
+        500,
+        1301,
+        Darn::last_scale,
+    );
+    assert_agrees("darn-sample-slope-normalised (quadratic)", &values, &exact);
+
+    let worst_miss = |values: &[Vec<f64>], exact: &[f64]| {
+        (0..exact.len())
+            .map(|i| {
+                let (mean, se) = mean_and_se(&coordinate(values, i));
+                (mean - exact[i]).abs() / se
+            })
+            .fold(0.0, f64::max)
+    };
+    let residual = estimates(
+        &quadratic,
+        &mut Darn::new(ExpansionPoint::Uniform),
+        20,
+        500,
+        1302,
+        |_| 1.0,
+    );
+    let miss = worst_miss(&residual, &exact);
+    assert!(
+        miss > 2.0 * Z,
+        "the Taylor residual should miss here: {miss} SE"
+    );
+
+    let cubic = BernoulliUnits {
+        logits: vec![0.3, -0.7, 1.1],
+        w: vec![2.0, -1.5, 1.8],
+        u: vec![1.0, 0.4, -0.6],
+    };
+    let values = estimates(&cubic, &mut Darn::sample_slope(), 20, 500, 1303, |_| 1.0);
+    let miss = worst_miss(&values, &cubic.exact());
+    assert!(
+        miss > 2.0 * Z,
+        "darn-sample-slope should be biased here: {miss} SE"
+    );
+}

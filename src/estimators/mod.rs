@@ -325,6 +325,8 @@ pub const ESTIMATOR_NAMES: &[&str] = &[
     "darn-normalised",
     "darn-uniform",
     "darn-uniform-normalised",
+    "darn-sample-slope",
+    "darn-sample-slope-normalised",
     "vimco",
     "vimco-bound",
     "rebar",
@@ -450,6 +452,10 @@ impl<T: Float> Estimator<T> {
             ))),
             "darn-uniform-normalised" => Ok(Estimator::Darn(
                 score::Darn::new(score::ExpansionPoint::Uniform).with_normalisation(),
+            )),
+            "darn-sample-slope" => Ok(Estimator::Darn(score::Darn::sample_slope())),
+            "darn-sample-slope-normalised" => Ok(Estimator::Darn(
+                score::Darn::sample_slope().with_normalisation(),
             )),
             "vimco" => Ok(Self::vimco(4)),
             "vimco-bound" => Ok(Estimator::Vimco(score::Vimco::log_mean_exp(4))),

@@ -69,7 +69,7 @@ mod vimco;
 pub use baselines::{
     Baseline, LearnedBaseline, MovingAverage, SignalNormalisation, VarianceNormaliser,
 };
-pub use darn::{Darn, ExpansionPoint};
+pub use darn::{Darn, DarnSignal, ExpansionPoint};
 pub use injected_gradient::{InjectedGradient, inject_gradient};
 pub use muprop::MuProp;
 pub use rebar::Rebar;
