@@ -10,7 +10,7 @@
 //! | column | categorical latents | binary latents | temperature |
 //! |---|---|---|---|
 //! | `SF` | `nvil` | `nvil` | - |
-//! | `DARN` | `darn` | `darn` | - |
+//! | `DARN` | `darn-sample-slope` | `darn-sample-slope` | - |
 //! | `MuProp` | `muprop` | `muprop` | - |
 //! | `ST` | `st` (one-hot forward, `softmax(logits)` backward) | `st-bernoulli` | 1 |
 //! | `Annealed ST` | `st` with the annealed temperature | `slope-annealed-st` (slope `1/tau`) | annealed |
@@ -18,6 +18,12 @@
 //! | `ST-GS` | `st-gumbel-softmax` | `st-relaxed-bernoulli` (the binary ST Gumbel-Softmax) | SBN 1, VAE annealed |
 //! | `REBAR` | `rebar` | `rebar` | 1 (start) |
 //! | `RELAX` | `relax` | `relax` | 1 (start) |
+//!
+//! DARN runs the sample-slope form (see [`Darn`](crate::estimators::score::Darn)): on
+//! 5-epoch runs scored on the validation set it beat the literal Taylor-residual
+//! reading (`darn`, `darn-uniform`) in both SBN rows, 78.3 against 101.0 nats (Bern.)
+//! and 86.1 against 102.0 (Cat.). MuProp runs without NVIL's normalisation: `muprop`
+//! scored 87.5 and `muprop-normalised` 88.2 on the same test (SBN Bern.).
 //!
 //! "Annealed" is the paper's `tau = max(0.5, exp(-r t))` updated every `N` steps, with
 //! `r = 1e-4`, `N = 1000` (one point of the paper's grid).
@@ -158,7 +164,7 @@ impl Cell {
         let bernoulli = self.is_bernoulli();
         match (self.estimator, bernoulli) {
             ("SF", _) => "nvil",
-            ("DARN", _) => "darn",
+            ("DARN", _) => "darn-sample-slope",
             ("MuProp", _) => "muprop",
             ("ST", false) | ("Annealed ST", false) => "st",
             ("ST", true) => "st-bernoulli",
