@@ -291,6 +291,10 @@ fn roster(kind: Kind) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
         ("rebar".to_string(), Estimator::rebar(0.5)?),
         ("relax".to_string(), Estimator::relax(0.5)?),
         ("darn".to_string(), Estimator::darn()),
+        (
+            "darn-sample-slope".to_string(),
+            Estimator::from_name("darn-sample-slope", 1.0)?,
+        ),
     ];
     if binary {
         for tau in [0.1, 0.5, 1.0, 2.0] {
