@@ -261,14 +261,19 @@ fn command_for(cell: &Cell, args: &Args) -> String {
     words.join(" ")
 }
 
-/// The paper's Table 1 beside ours, then our cells' commands, as Markdown.
+/// The paper's Table 1 beside ours, then our cells' commands, as Markdown. Written in
+/// one piece, and a closed pipe (`| head`) ends it quietly.
 fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
     let table = ResultsFile::load(path)?;
-    println!(
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "Nats, lower is better; each cell is ours / the paper's (\"-\": the paper has no such column).\n"
     );
-    println!("| | {} |", COLUMNS.join(" | "));
-    println!("|---|{}", "---|".repeat(COLUMNS.len()));
+    let _ = writeln!(out, "| | {} |", COLUMNS.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(COLUMNS.len()));
     for model in ROWS {
         let cells: Vec<String> = COLUMNS
             .iter()
@@ -287,9 +292,10 @@ fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
                 format!("{ours} / {paper}")
             })
             .collect();
-        println!("| {model} | {} |", cells.join(" | "));
+        let _ = writeln!(out, "| {model} | {} |", cells.join(" | "));
     }
-    println!(
+    let _ = writeln!(
+        out,
         "\n| cell | nats | m | epochs | Adam lr | wall time | command |\n|---|---|---|---|---|---|---|"
     );
     for entry in table.entries() {
@@ -312,10 +318,19 @@ fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
                 candidates.join(", ")
             );
         }
-        println!(
+        // The estimator that ran, when it is not the column's name.
+        let estimator = text(entry, "estimator");
+        let ran = text(entry, "estimator_name");
+        let shown = if ran.is_empty() || ran == estimator.to_lowercase() {
+            estimator
+        } else {
+            format!("{estimator} (`{ran}`)")
+        };
+        let _ = writeln!(
+            out,
             "| {}:{} | {} | {} | {} | {} | {} s | `{}` |",
             text(entry, "model"),
-            text(entry, "estimator"),
+            shown,
             text(entry, "nats"),
             text(entry, "eval_samples"),
             text(entry, "epochs"),
@@ -324,7 +339,12 @@ fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
             text(entry, "command")
         );
     }
-    Ok(())
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("standard output", &error))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn run(args: &Args) -> Result<(), Error> {
