@@ -45,12 +45,12 @@
 use rand::RngCore;
 
 use super::injected_gradient::inject_gradient;
-use super::muprop::{normalise, taylor_parts};
+use super::muprop::{cost_and_slope, normalise, taylor_parts};
 use super::{
     SignalNormalisation, constant_from, poisoned_estimate, read_logits, sample_one_hot,
     score_function_term, softmax_f64, values_f64,
 };
-use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
+use crate::estimators::{Estimate, GradientEstimator};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -238,21 +238,10 @@ fn sample_slope_parts<'t, T: Float>(
     cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
     rng: &mut dyn RngCore,
 ) -> Result<SlopeParts<'t, T>, Estimate<'t, T>> {
-    let tape = logits.tape();
     let (rows, cols) = (values.rows(), values.cols());
     let sample_values = sample_one_hot(values, group_size, 1, rng).into_vec();
-    let leaf = Tensor::from_vec(rows, cols, sample_values.clone())
-        .expect("sizes")
-        .cast::<T>();
-    let sample = tape.variable(&leaf);
-    let cost_at_sample = check_cost_shape(sample, cost(sample));
-    // (An error here is already on the tape, and caught below.)
-    let _ = tape.backward(cost_at_sample.sum());
-    let slope: Vec<f64> = sample
-        .grad()
-        .map(|g| g.as_slice().iter().map(|x| x.to_f64()).collect())
-        .unwrap_or_else(|| vec![0.0; rows * cols]);
-    if values_f64(cost_at_sample).len() != rows || tape.check().is_err() {
+    let (sample, cost_at_sample, slope) = cost_and_slope(logits, rows, cols, &sample_values, cost);
+    if values_f64(cost_at_sample).len() != rows || logits.tape().check().is_err() {
         return Err(poisoned_estimate(cost_at_sample));
     }
     let signal = slope

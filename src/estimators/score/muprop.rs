@@ -113,6 +113,31 @@ pub(crate) struct TaylorParts<'t, T: Float> {
     pub(crate) slope: Vec<f64>,
 }
 
+/// Evaluates `cost` at a fresh leaf holding `point` (`[rows, cols]`) and returns the
+/// leaf, the cost, and its slope `f'(point)` from one backward pass: the cost is per
+/// example, so `d sum_r f_r / d point` has `f_r'(point_r)` in row `r`. (An error is
+/// left on the tape for the caller's check.)
+pub(crate) fn cost_and_slope<'t, T: Float>(
+    logits: Var<'t, T>,
+    rows: usize,
+    cols: usize,
+    point: &[f64],
+    cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+) -> (Var<'t, T>, Var<'t, T>, Vec<f64>) {
+    let tape = logits.tape();
+    let leaf = Tensor::from_vec(rows, cols, point.to_vec())
+        .expect("sizes")
+        .cast::<T>();
+    let leaf = tape.variable(&leaf);
+    let cost_at_point = check_cost_shape(leaf, cost(leaf));
+    let _ = tape.backward(cost_at_point.sum());
+    let slope = leaf
+        .grad()
+        .map(|g| g.as_slice().iter().map(|x| x.to_f64()).collect())
+        .unwrap_or_else(|| vec![0.0; rows * cols]);
+    (leaf, cost_at_point, slope)
+}
+
 /// Samples, evaluates the cost at the sample and at `expansion` (a `[rows, cols]`
 /// point), differentiates it there, and builds the Taylor-residual signal.
 pub(crate) fn taylor_parts<'t, T: Float>(
@@ -129,23 +154,7 @@ pub(crate) fn taylor_parts<'t, T: Float>(
     let sample = constant_from(logits, rows, cols, sample_values.clone());
     let cost_at_sample = check_cost_shape(sample, cost(sample));
 
-    let point = Tensor::from_vec(rows, cols, expansion.clone())
-        .expect("sizes")
-        .cast::<T>();
-    let point = tape.variable(&point);
-    let cost_at_point = check_cost_shape(point, cost(point));
-    // f'(z_bar) for every row at once: the cost is per example, so d sum_r f_r / d z_bar
-    // has f_r'(z_bar_r) in row r. (An error here is already on the tape.)
-    let _ = tape.backward(cost_at_point.sum());
-    let slope = point
-        .grad()
-        .map(|g| {
-            g.as_slice()
-                .iter()
-                .map(|x| x.to_f64())
-                .collect::<Vec<f64>>()
-        })
-        .unwrap_or_else(|| vec![0.0; rows * cols]);
+    let (_, cost_at_point, slope) = cost_and_slope(logits, rows, cols, &expansion, cost);
 
     let f_sample = values_f64(cost_at_sample);
     let f_point = values_f64(cost_at_point);
