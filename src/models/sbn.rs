@@ -264,12 +264,36 @@ impl<T: Float> Sbn<T> {
         batch_size: usize,
         rng: &mut R,
     ) -> Result<Tensor<f64>> {
-        self.check_halves(upper, lower, "Sbn::sample_log_likelihoods")?;
+        let mut out = Vec::with_capacity(upper.rows() * samples);
+        self.for_each_example_log_likelihoods(
+            upper,
+            lower,
+            samples,
+            batch_size,
+            rng,
+            "Sbn::sample_log_likelihoods",
+            &mut |row| out.extend_from_slice(row),
+        )?;
+        Tensor::from_vec(upper.rows(), samples, out)
+    }
+
+    /// Draws the `samples` ancestral samples of every example in order and hands each
+    /// example's `samples` log-likelihoods to `sink` as soon as they are complete, so
+    /// only one example's row (plus one pass) is held at a time.
+    #[allow(clippy::too_many_arguments)]
+    fn for_each_example_log_likelihoods<R: Rng + ?Sized>(
+        &self,
+        upper: &Tensor<T>,
+        lower: &Tensor<T>,
+        samples: usize,
+        batch_size: usize,
+        rng: &mut R,
+        op: &str,
+        sink: &mut dyn FnMut(&[f64]),
+    ) -> Result<()> {
+        self.check_halves(upper, lower, op)?;
         if samples == 0 {
-            return Err(Error::invalid_argument(
-                "Sbn::sample_log_likelihoods",
-                "need at least one sample",
-            ));
+            return Err(Error::invalid_argument(op, "need at least one sample"));
         }
         let (width, output_dim) = (self.config.latent.width(), self.config.output_dim);
         let batch_size = batch_size.max(1);
@@ -285,7 +309,8 @@ impl<T: Float> Sbn<T> {
                 .with_value(|logits| first_logits.extend_from_slice(logits.as_slice()))?;
         }
         let pairs = upper.rows() * samples;
-        let mut out = vec![0.0; pairs];
+        // The current example's log-likelihoods, handed on when its row is full.
+        let mut row = Vec::with_capacity(samples);
         for start in (0..pairs).step_by(batch_size) {
             let end = (start + batch_size).min(pairs);
             let mut logits = Vec::with_capacity((end - start) * width);
@@ -303,15 +328,21 @@ impl<T: Float> Sbn<T> {
             let h2 = self.sample_hard(&self.second_logits(&params, h1).value()?, rng)?;
             let h2 = tape.constant(&h2);
             let cost = self.output_cost(&params, h2, low).value()?;
-            for (offset, value) in cost.as_slice().iter().enumerate() {
-                out[start + offset] = -value.to_f64();
+            for value in cost.as_slice() {
+                row.push(-value.to_f64());
+                if row.len() == samples {
+                    sink(&row);
+                    row.clear();
+                }
             }
         }
-        Tensor::from_vec(upper.rows(), samples, out)
+        Ok(())
     }
 
     /// The paper's evaluation: the mean over examples of
     /// `-log (1/m) sum_i p(x_lower | h_i)` with `m = samples` ancestral samples, in nats.
+    /// Each example's `m` terms are reduced as soon as they are drawn (memory: one row,
+    /// not the `[examples, m]` table of [`Sbn::sample_log_likelihoods`]; same numbers).
     pub fn negative_log_likelihood<R: Rng + ?Sized>(
         &self,
         upper: &Tensor<T>,
@@ -320,11 +351,17 @@ impl<T: Float> Sbn<T> {
         batch_size: usize,
         rng: &mut R,
     ) -> Result<f64> {
-        let table = self.sample_log_likelihoods(upper, lower, samples, batch_size, rng)?;
         let log_m = (samples as f64).ln();
-        let total: f64 = (0..table.rows())
-            .map(|r| -(logsumexp(table.row(r)) - log_m))
-            .sum();
+        let mut total = 0.0;
+        self.for_each_example_log_likelihoods(
+            upper,
+            lower,
+            samples,
+            batch_size,
+            rng,
+            "Sbn::negative_log_likelihood",
+            &mut |row| total += -(logsumexp(row) - log_m),
+        )?;
         Ok(total / upper.rows().max(1) as f64)
     }
 
