@@ -400,6 +400,25 @@ fn pixels_store_intensities_as_bytes() {
     assert!(Pixels::from_bytes(2, 3, vec![0; 5]).is_err());
 }
 
+/// Splitting byte images by columns matches splitting their float tensor (the SBN's
+/// halves), and a split past the last column is a typed error.
+#[test]
+fn pixels_split_by_columns_like_the_float_halves() {
+    let bytes: Vec<u8> = (0..24u8).map(|b| b * 10).collect();
+    let images = Pixels::from_bytes(3, 8, bytes).unwrap();
+    let (left, right) = images.split_cols(4).unwrap();
+    let (upper, lower) = gumbelgrad::models::split_halves(&images.to_tensor::<f32>()).unwrap();
+    assert_eq!(left.to_tensor::<f32>(), upper);
+    assert_eq!(right.to_tensor::<f32>(), lower);
+    assert_eq!(right.row_bytes(2), &[200, 210, 220, 230]);
+    let (all, none) = images.split_cols(8).unwrap();
+    assert_eq!((all, none.cols()), (images.clone(), 0));
+    assert!(matches!(
+        images.split_cols(9),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
 #[test]
 fn synthetic_digits_are_deterministic_balanced_and_binary() {
     let small = SyntheticDigits::new(11).with_sizes(300, 50);

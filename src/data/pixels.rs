@@ -141,6 +141,29 @@ impl Pixels {
         }
     }
 
+    /// Every image cut into its columns `[0, at)` and `[at, cols)`, as two byte images
+    /// (for the SBN: upper and lower halves of a digit without a float copy). An `at`
+    /// past the last column is an [`Error::InvalidArgument`].
+    pub fn split_cols(&self, at: usize) -> Result<(Pixels, Pixels)> {
+        if at > self.cols {
+            return Err(Error::invalid_argument(
+                "Pixels::split_cols",
+                format!("cannot split {} columns at column {at}", self.cols),
+            ));
+        }
+        let mut left = Vec::with_capacity(self.rows * at);
+        let mut right = Vec::with_capacity(self.rows * (self.cols - at));
+        for row in 0..self.rows {
+            let (l, r) = self.row_bytes(row).split_at(at);
+            left.extend_from_slice(l);
+            right.extend_from_slice(r);
+        }
+        Ok((
+            Pixels::from_bytes(self.rows, at, left)?,
+            Pixels::from_bytes(self.rows, self.cols - at, right)?,
+        ))
+    }
+
     /// The images at `indices` as a `[indices.len(), cols]` tensor of intensities.
     pub fn gather<T: Float>(&self, indices: &[usize]) -> Tensor<T> {
         let mut data = Vec::with_capacity(indices.len() * self.cols);

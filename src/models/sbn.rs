@@ -401,18 +401,25 @@ impl<T: Float> Sbn<T> {
 }
 
 /// Splits images `[n, 784]` (28 x 28, row-major) into their upper and lower halves,
-/// `[n, 392]` each, with `slice_cols` on a tape.
+/// `[n, 392]` each: the first and the last half of every row. (A plain copy: doing it
+/// with `slice_cols` on a tape held four copies of the training set at once.)
 pub fn split_halves<T: Float>(images: &Tensor<T>) -> Result<(Tensor<T>, Tensor<T>)> {
-    let tape = Tape::new();
-    let all = tape.constant(images);
-    let half = images.cols() / 2;
     if !images.cols().is_multiple_of(2) {
         return Err(Error::invalid_argument(
             "split_halves",
             format!("images have an odd number of columns ({})", images.cols()),
         ));
     }
-    let upper = all.slice_cols(0, half).value()?;
-    let lower = all.slice_cols(half, images.cols()).value()?;
-    Ok((upper, lower))
+    let half = images.cols() / 2;
+    let mut upper = Vec::with_capacity(images.rows() * half);
+    let mut lower = Vec::with_capacity(images.rows() * half);
+    for row in 0..images.rows() {
+        let (up, low) = images.row(row).split_at(half);
+        upper.extend_from_slice(up);
+        lower.extend_from_slice(low);
+    }
+    Ok((
+        Tensor::from_vec(images.rows(), half, upper)?,
+        Tensor::from_vec(images.rows(), half, lower)?,
+    ))
 }

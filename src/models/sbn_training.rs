@@ -2,11 +2,10 @@
 //! layer, every random number derived from `(seed, step)` as in
 //! [`Trainer`](crate::models::Trainer).
 
-use crate::data::Minibatches;
+use crate::data::{Minibatches, RowSource};
 use crate::error::{Error, Result};
 use crate::estimators::{Estimator, TemperatureSchedule};
 use crate::float::Float;
-use crate::models::discrete_vae::rows;
 use crate::models::sbn::{Sbn, SbnConfig};
 use crate::models::seeds::{Stream, rng_for};
 use crate::optim::{Adam, Optimizer};
@@ -93,7 +92,12 @@ impl<T: Float> SbnTrainer<T> {
 
     /// One step on the given rows of the two halves; returns the batch's mean cost
     /// `-log p(x_lower | h)` at the sampled `h`.
-    pub fn step(&mut self, upper: &Tensor<T>, lower: &Tensor<T>, batch: &[usize]) -> Result<f64> {
+    pub fn step<S: RowSource<T> + ?Sized>(
+        &mut self,
+        upper: &S,
+        lower: &S,
+        batch: &[usize],
+    ) -> Result<f64> {
         // Only when the schedule moves: REBAR and RELAX tune their own temperature, which
         // setting it every step would undo.
         let temperature = self.config.temperature.at(self.step)?;
@@ -128,14 +132,14 @@ impl<T: Float> SbnTrainer<T> {
 
     /// One shuffled pass (order from `(seed, epoch)`); returns the mean training cost.
     /// `on_step(step, cost)` is called after every step.
-    pub fn train_epoch(
+    pub fn train_epoch<S: RowSource<T> + ?Sized>(
         &mut self,
-        upper: &Tensor<T>,
-        lower: &Tensor<T>,
+        upper: &S,
+        lower: &S,
         mut on_step: impl FnMut(u64, f64),
     ) -> Result<f64> {
         let order = Minibatches::for_epoch(
-            upper.rows(),
+            upper.num_rows(),
             self.config.batch_size,
             true,
             self.config.seed,
@@ -157,7 +161,7 @@ impl<T: Float> SbnTrainer<T> {
                 "SbnTrainer::train_epoch",
                 format!(
                     "{} examples do not fill one batch of {}",
-                    upper.rows(),
+                    upper.num_rows(),
                     self.config.batch_size
                 ),
             ));
@@ -167,10 +171,17 @@ impl<T: Float> SbnTrainer<T> {
     }
 }
 
-fn gather<T: Float>(tensor: &Tensor<T>, batch: &[usize]) -> Result<Tensor<T>> {
-    let mut data = Vec::with_capacity(batch.len() * tensor.cols());
+/// The rows `batch` of `source` as a tensor; an index out of range is an error.
+fn gather<T: Float, S: RowSource<T> + ?Sized>(source: &S, batch: &[usize]) -> Result<Tensor<T>> {
+    let mut data = Vec::with_capacity(batch.len() * source.num_cols());
     for &row in batch {
-        data.extend_from_slice(rows(tensor, row, row + 1)?.as_slice());
+        if row >= source.num_rows() {
+            return Err(Error::invalid_argument(
+                "SbnTrainer::step",
+                format!("row {row} is out of range ({} rows)", source.num_rows()),
+            ));
+        }
+        source.append_row(row, &mut data);
     }
-    Tensor::from_vec(batch.len(), tensor.cols(), data)
+    Tensor::from_vec(batch.len(), source.num_cols(), data)
 }

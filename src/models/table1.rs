@@ -342,7 +342,8 @@ pub fn train_cell(
     let estimator = cell.estimator_name().to_string();
     let temperature = cell.temperature()?;
     if cell.is_sbn() {
-        let (train_up, train_low) = split_halves(&train.to_tensor::<f32>())?;
+        // Byte halves: the trainer converts each minibatch as it draws it.
+        let (train_up, train_low) = train.split_cols(train.cols() / 2)?;
         let model = SbnConfig {
             input_dim: train_up.cols(),
             output_dim: train_low.cols(),
