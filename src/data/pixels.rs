@@ -165,11 +165,11 @@ impl Pixels {
     }
 
     /// The images at `indices` as a `[indices.len(), cols]` tensor of intensities.
+    /// Panics on an index out of range.
     pub fn gather<T: Float>(&self, indices: &[usize]) -> Tensor<T> {
         let mut data = Vec::with_capacity(indices.len() * self.cols);
-        for &index in indices {
-            self.append_row(index, &mut data);
-        }
+        self.append_rows(indices, &mut data)
+            .unwrap_or_else(|error| panic!("Pixels::gather: {error}"));
         Tensor::from_vec(indices.len(), self.cols, data).expect("rows of equal length")
     }
 
@@ -194,6 +194,21 @@ pub trait RowSource<T: Float> {
     fn num_cols(&self) -> usize;
     /// Appends row `row`, as values of type `T`, to `out`. Panics out of range.
     fn append_row(&self, row: usize, out: &mut Vec<T>);
+
+    /// Appends the rows `rows`, in that order, to `out` (a minibatch). A row out of
+    /// range is an [`Error::InvalidArgument`]; the rows before it are already appended.
+    fn append_rows(&self, rows: &[usize], out: &mut Vec<T>) -> Result<()> {
+        for &row in rows {
+            if row >= self.num_rows() {
+                return Err(Error::invalid_argument(
+                    "RowSource::append_rows",
+                    format!("row {row} is out of range ({} rows)", self.num_rows()),
+                ));
+            }
+            self.append_row(row, out);
+        }
+        Ok(())
+    }
 }
 
 impl<T: Float> RowSource<T> for Tensor<T> {

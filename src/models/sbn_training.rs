@@ -174,14 +174,6 @@ impl<T: Float> SbnTrainer<T> {
 /// The rows `batch` of `source` as a tensor; an index out of range is an error.
 fn gather<T: Float, S: RowSource<T> + ?Sized>(source: &S, batch: &[usize]) -> Result<Tensor<T>> {
     let mut data = Vec::with_capacity(batch.len() * source.num_cols());
-    for &row in batch {
-        if row >= source.num_rows() {
-            return Err(Error::invalid_argument(
-                "SbnTrainer::step",
-                format!("row {row} is out of range ({} rows)", source.num_rows()),
-            ));
-        }
-        source.append_row(row, &mut data);
-    }
+    source.append_rows(batch, &mut data)?;
     Tensor::from_vec(batch.len(), source.num_cols(), data)
 }

@@ -345,9 +345,7 @@ fn gather_rows<T: Float, R: Rng + ?Sized>(
 ) -> Result<()> {
     let mut data = std::mem::replace(batch, Tensor::zeros(0, 0)).into_vec();
     data.clear();
-    for &row in rows {
-        images.append_row(row, &mut data);
-    }
+    images.append_rows(rows, &mut data)?;
     if binarize {
         for pixel in &mut data {
             *pixel = if rng.random::<f64>() < pixel.to_f64() {
