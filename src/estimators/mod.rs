@@ -120,6 +120,28 @@ pub trait GradientEstimator<T: Float> {
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T>;
 
+    /// [`estimate`](Self::estimate) for a cost that also has a deterministic
+    /// *mean-field* version: `mean_field_cost(z)` is what the cost would be if every
+    /// stochastic choice made *after* `z` (deeper layers of a network) were replaced by
+    /// its mean. Only MuProp uses it: Gu et al. expand the cost around `z_bar = E[z]`
+    /// through this mean-field network, which makes the Taylor baseline and its slope
+    /// `f'(z_bar)` deterministic given the input. Every other estimator ignores it (the
+    /// default), as does a cost with nothing stochastic after `z`, where both are equal.
+    ///
+    /// The estimate stays unbiased for any `mean_field_cost`: MuProp's baseline is
+    /// linear in `z` with coefficients that do not depend on the sample.
+    fn estimate_with_mean_field<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        mean_field_cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        let _ = mean_field_cost;
+        self.estimate(logits, group_size, cost, rng)
+    }
+
     /// The divisor `s` this estimator applied to its last estimate: NVIL's variance
     /// normalisation makes the estimate unbiased for `gradient / s`, not `gradient`.
     /// 1 for every estimator that does not normalise (the default).
@@ -572,6 +594,17 @@ impl<T: Float> GradientEstimator<T> for Estimator<T> {
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
         self.inner().estimate(logits, group_size, cost, rng)
+    }
+    fn estimate_with_mean_field<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        mean_field_cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        self.inner()
+            .estimate_with_mean_field(logits, group_size, cost, mean_field_cost, rng)
     }
     fn sample<'t>(
         &mut self,

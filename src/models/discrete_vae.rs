@@ -71,6 +71,15 @@ impl Latent {
         }
     }
 
+    /// The mean `E[z]` of the layer given its logits, on the tape: `softmax` of each
+    /// group of `K`, or `sigmoid` of each unit. (MuProp's mean-field network.)
+    pub fn mean<'t, T: Float>(&self, logits: Var<'t, T>) -> Var<'t, T> {
+        match *self {
+            Latent::Categorical { classes, .. } => logits.softmax(classes),
+            Latent::Bernoulli { .. } => logits.sigmoid(),
+        }
+    }
+
     /// At least one variable, and categorical variables of at least 2 classes.
     pub fn is_well_formed(&self) -> bool {
         match *self {

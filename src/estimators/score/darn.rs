@@ -198,7 +198,7 @@ impl<T: Float> GradientEstimator<T> for Darn {
                 loss: (parts.cost + injected).mean(),
             };
         }
-        let parts = match taylor_parts(logits, &values, point, group_size, cost, rng) {
+        let parts = match taylor_parts(logits, &values, point, group_size, cost, None, rng) {
             Ok(parts) => parts,
             Err(poisoned) => return poisoned,
         };

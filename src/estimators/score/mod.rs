@@ -138,6 +138,16 @@ pub(crate) fn bernoulli_as_categorical<'t, T: Float>(
     if logits.is_poisoned() {
         return poisoned_estimate(logits);
     }
+    let (pairs, pick) = bernoulli_pairs(logits);
+    let mut on_bits = |z: Var<'t, T>| cost(z.matmul(pick));
+    let inner = categorical(pairs, &mut on_bits, rng);
+    on_bits_estimate(inner, pick)
+}
+
+/// The two pieces of [`bernoulli_as_categorical`]: the pairs `[0, phi_n]` as
+/// categorical logits `[B, 2N]`, and the constant `pick [2N, N]` that maps a pair
+/// back to its unit. (For estimators that wrap more than one cost closure.)
+pub(crate) fn bernoulli_pairs<'t, T: Float>(logits: Var<'t, T>) -> (Var<'t, T>, Var<'t, T>) {
     let n = logits.shape().cols;
     let mut spread = vec![0.0; n * 2 * n];
     let mut pick = vec![0.0; 2 * n * n];
@@ -147,9 +157,14 @@ pub(crate) fn bernoulli_as_categorical<'t, T: Float>(
     }
     let spread = constant_from(logits, n, 2 * n, spread);
     let pick = constant_from(logits, 2 * n, n, pick);
-    let pairs = logits.matmul(spread);
-    let mut on_bits = |z: Var<'t, T>| cost(z.matmul(pick));
-    let inner = categorical(pairs, &mut on_bits, rng);
+    (logits.matmul(spread), pick)
+}
+
+/// A categorical estimate on the pairs, with its sample mapped back to the units.
+pub(crate) fn on_bits_estimate<'t, T: Float>(
+    inner: Estimate<'t, T>,
+    pick: Var<'t, T>,
+) -> Estimate<'t, T> {
     Estimate {
         sample: inner.sample.matmul(pick),
         cost: inner.cost,

@@ -21,6 +21,12 @@
 //! zero-valued term `<f'(z_bar), z_bar(logits)> - stop_gradient(same)`, whose gradient
 //! is `f'(z_bar) d z_bar / d logits` (backpropagated through [`softmax`](super::softmax)).
 //!
+//! When the cost has stochastic layers of its own after `z` (the SBN's second layer),
+//! [`GradientEstimator::estimate_with_mean_field`] lets the caller give a second,
+//! deterministic cost for the expansion point: the *mean-field network* of Gu et al.,
+//! in which every later stochastic layer is replaced by its mean. The sample's cost is
+//! still the sampled one; only `f(z_bar)` and `f'(z_bar)` come from the mean-field cost.
+//!
 //! [`MuProp::normalised`] adds NVIL's centring and variance normalisation
 //! ([`SignalNormalisation`]) to the residual signal, as the paper trained it: the signal
 //! becomes `(f(z) - b(z) - c) / s`, and `mu_b` is divided by the same `s`, so the whole
@@ -30,8 +36,8 @@
 use rand::RngCore;
 
 use super::{
-    SignalNormalisation, constant_from, poisoned_estimate, read_logits, sample_one_hot,
-    score_function_term, softmax_f64, values_f64,
+    SignalNormalisation, bernoulli_pairs, constant_from, on_bits_estimate, poisoned_estimate,
+    read_logits, sample_one_hot, score_function_term, softmax_f64, values_f64,
 };
 use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
 use crate::float::Float;
@@ -139,13 +145,16 @@ pub(crate) fn cost_and_slope<'t, T: Float>(
 }
 
 /// Samples, evaluates the cost at the sample and at `expansion` (a `[rows, cols]`
-/// point), differentiates it there, and builds the Taylor-residual signal.
+/// point), differentiates it there, and builds the Taylor-residual signal. At the
+/// expansion point it evaluates `point_cost` if given (MuProp's mean-field network),
+/// else `cost`.
 pub(crate) fn taylor_parts<'t, T: Float>(
     logits: Var<'t, T>,
     values: &Tensor<f64>,
     expansion: Vec<f64>,
     group_size: usize,
     cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+    point_cost: Option<&mut dyn FnMut(Var<'t, T>) -> Var<'t, T>>,
     rng: &mut dyn RngCore,
 ) -> Result<TaylorParts<'t, T>, Estimate<'t, T>> {
     let tape = logits.tape();
@@ -154,7 +163,10 @@ pub(crate) fn taylor_parts<'t, T: Float>(
     let sample = constant_from(logits, rows, cols, sample_values.clone());
     let cost_at_sample = check_cost_shape(sample, cost(sample));
 
-    let (_, cost_at_point, slope) = cost_and_slope(logits, rows, cols, &expansion, cost);
+    let (_, cost_at_point, slope) = match point_cost {
+        Some(point_cost) => cost_and_slope(logits, rows, cols, &expansion, point_cost),
+        None => cost_and_slope(logits, rows, cols, &expansion, cost),
+    };
 
     let f_sample = values_f64(cost_at_sample);
     let f_point = values_f64(cost_at_point);
@@ -209,17 +221,62 @@ impl<T: Float> GradientEstimator<T> for MuProp {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
+        self.estimate_around(logits, group_size, cost, None, rng)
+    }
+
+    fn estimate_with_mean_field<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        mean_field_cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        self.estimate_around(logits, group_size, cost, Some(mean_field_cost), rng)
+    }
+}
+
+impl MuProp {
+    /// The estimate, with the baseline's expansion point evaluated by `mean_field_cost`
+    /// if given and by `cost` otherwise.
+    fn estimate_around<'t, T: Float>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        mean_field_cost: Option<&mut dyn FnMut(Var<'t, T>) -> Var<'t, T>>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
         if group_size == 1 {
-            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
-                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
-            });
+            // Binary units as two-class pairs; both closures see the units again.
+            if logits.is_poisoned() {
+                return poisoned_estimate(logits);
+            }
+            let (pairs, pick) = bernoulli_pairs(logits);
+            let mut on_bits = |z: Var<'t, T>| cost(z.matmul(pick));
+            let inner = match mean_field_cost {
+                Some(mean_field_cost) => {
+                    let mut mean_field_on_bits = |z: Var<'t, T>| mean_field_cost(z.matmul(pick));
+                    self.estimate_around(pairs, 2, &mut on_bits, Some(&mut mean_field_on_bits), rng)
+                }
+                None => self.estimate_around(pairs, 2, &mut on_bits, None, rng),
+            };
+            return on_bits_estimate(inner, pick);
         }
         let values = match read_logits(logits, group_size, "muprop") {
             Ok(values) => values,
             Err(poisoned) => return poisoned,
         };
         let mean = softmax_f64(values.as_slice(), group_size);
-        let parts = match taylor_parts(logits, &values, mean, group_size, cost, rng) {
+        let parts = match taylor_parts(
+            logits,
+            &values,
+            mean,
+            group_size,
+            cost,
+            mean_field_cost,
+            rng,
+        ) {
             Ok(parts) => parts,
             Err(poisoned) => return poisoned,
         };
