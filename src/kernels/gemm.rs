@@ -283,11 +283,7 @@ dispatch_for!(dispatch_f64, f64);
 /// whole extra pass over `C` for little work). A function of `k` alone, so it is the
 /// same for every thread count and instruction set.
 fn depth_block(k: usize) -> usize {
-    let kc_max = std::env::var("GG_KC")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(KC);
-    k.div_ceil(k.div_ceil(kc_max))
+    k.div_ceil(k.div_ceil(KC))
 }
 
 /// Default for [`GemmConfig::with_min_work_per_thread`]: below this many multiply-adds
