@@ -68,6 +68,54 @@ fn every_cell_parses_and_runs_an_estimator_that_fits_its_model() {
 }
 
 #[test]
+fn the_anneal_rate_changes_only_annealed_cells_and_is_recorded() {
+    use gumbelgrad::models::table1::ANNEAL_RATE;
+    let annealed = Cell::parse("VAE Cat.:Annealed ST").unwrap();
+    let default_schedule = annealed.temperature().unwrap();
+    let slower = annealed.clone().with_anneal_rate(1e-5).unwrap();
+    let slow_schedule = slower.temperature().unwrap();
+    // after 5000 steps: max(0.5, exp(-r t)) at the last update (t = 5000)
+    assert!((default_schedule.at(5000).unwrap() - (-ANNEAL_RATE * 5000.0).exp()).abs() < 1e-12);
+    assert!((slow_schedule.at(5000).unwrap() - (-1e-5f64 * 5000.0).exp()).abs() < 1e-12);
+    // a cell that does not anneal keeps tau = 1
+    let fixed = Cell::parse("SBN Cat.:GS")
+        .unwrap()
+        .with_anneal_rate(1e-5)
+        .unwrap();
+    assert_eq!(fixed.temperature().unwrap().at(5000).unwrap(), 1.0);
+    assert!(annealed.clone().with_anneal_rate(0.0).is_err());
+    assert!(annealed.with_anneal_rate(f64::NAN).is_err());
+
+    let (train, test) = SyntheticDigits::new(4).with_sizes(20, 10).generate();
+    let budget = Budget {
+        epochs: 1,
+        batch_size: 10,
+        learning_rate: 1e-3,
+        eval_samples: 3,
+        seed: 0,
+    };
+    let run = |cell: &Cell| {
+        run_cell(
+            cell,
+            &budget,
+            &train.images,
+            &test.images,
+            "test",
+            &mut |_, _| {},
+        )
+        .unwrap()
+    };
+    assert_eq!(run(&slower).anneal_rate, Some(1e-5));
+    let json = run(&slower).to_json().to_string();
+    assert!(json.contains("\"anneal_rate\":0.00001"), "{json}");
+    assert_eq!(
+        run(&Cell::parse("VAE Cat.:GS").unwrap()).anneal_rate,
+        Some(ANNEAL_RATE)
+    );
+    assert_eq!(run(&Cell::parse("VAE Cat.:ST").unwrap()).anneal_rate, None);
+}
+
+#[test]
 fn a_cell_can_run_another_estimator_and_files_it_under_the_same_cell() {
     let cell = Cell::parse("SBN Bern.:MuProp").unwrap();
     assert_eq!(cell.estimator_name(), "muprop");

@@ -77,7 +77,7 @@ pub fn paper_value(model: &str, estimator: &str) -> Option<f64> {
 }
 
 /// One cell: a model row and an estimator column.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
     /// One of [`ROWS`].
     pub model: &'static str,
@@ -86,7 +86,17 @@ pub struct Cell {
     /// Another estimator to run in this cell's place (an ablation, see
     /// [`Cell::with_estimator`]); `None` runs the column's own (the module table).
     pub variant: Option<&'static str>,
+    /// The rate `r` of the annealed temperature `max(0.5, exp(-r t))` (see
+    /// [`Cell::with_anneal_rate`]); `None` uses [`ANNEAL_RATE`].
+    pub anneal_rate: Option<f64>,
 }
+
+/// The default rate `r` of the annealed temperature `tau = max(0.5, exp(-r t))`, one point
+/// of the paper's grid `r in {1e-5, 1e-4}` (updated every [`ANNEAL_EVERY`] steps).
+pub const ANNEAL_RATE: f64 = 1e-4;
+
+/// Steps between updates of the annealed temperature (`N` of the paper, from {500, 1000}).
+pub const ANNEAL_EVERY: u64 = 1000;
 
 impl Cell {
     /// Parses `"ROW:COLUMN"`, e.g. `"VAE Cat.:GS"` (case and spaces around the colon
@@ -108,6 +118,7 @@ impl Cell {
             model,
             estimator,
             variant: None,
+            anneal_rate: None,
         })
     }
 
@@ -119,6 +130,7 @@ impl Cell {
                     model,
                     estimator,
                     variant: None,
+                    anneal_rate: None,
                 })
             })
             .collect()
@@ -184,13 +196,36 @@ impl Cell {
         }
     }
 
-    /// The temperature schedule: annealed for "Annealed ST" and for the VAE's GS and
-    /// ST-GS (categorical or binary), constant 1 otherwise (the paper fixes `tau = 1` for the SBN).
+    /// The same cell with the annealed temperature's rate `r` set to `rate` (the paper
+    /// chose `r` from {1e-5, 1e-4} on the validation set). It changes only cells whose
+    /// temperature is annealed ([`Cell::is_annealed`]). A rate that is not finite and
+    /// positive is an [`Error::InvalidArgument`].
+    pub fn with_anneal_rate(self, rate: f64) -> Result<Cell> {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(Error::invalid_argument(
+                "Cell::with_anneal_rate",
+                format!("the anneal rate must be finite and > 0, got {rate}"),
+            ));
+        }
+        Ok(Cell {
+            anneal_rate: Some(rate),
+            ..self
+        })
+    }
+
+    /// Whether the cell anneals its temperature: "Annealed ST", and the VAE's GS and
+    /// ST-GS (the paper fixes `tau = 1` for the SBN).
+    pub fn is_annealed(&self) -> bool {
+        self.estimator == "Annealed ST"
+            || (!self.is_sbn() && matches!(self.estimator, "GS" | "ST-GS"))
+    }
+
+    /// The temperature schedule: `max(0.5, exp(-r t))` updated every [`ANNEAL_EVERY`]
+    /// steps if [`Cell::is_annealed`], else constant 1.
     pub fn temperature(&self) -> Result<TemperatureSchedule> {
-        let annealed = self.estimator == "Annealed ST"
-            || (!self.is_sbn() && matches!(self.estimator, "GS" | "ST-GS"));
-        if annealed {
-            TemperatureSchedule::exponential(1.0, 1e-4, 1000, 0.5)
+        if self.is_annealed() {
+            let rate = self.anneal_rate.unwrap_or(ANNEAL_RATE);
+            TemperatureSchedule::exponential(1.0, rate, ANNEAL_EVERY, 0.5)
         } else {
             TemperatureSchedule::constant(1.0)
         }
@@ -247,6 +282,8 @@ pub struct CellResult {
     pub seed: u64,
     /// The estimator name actually run.
     pub estimator_name: String,
+    /// The annealed temperature's rate `r`, for cells that anneal.
+    pub anneal_rate: Option<f64>,
     /// How the learning rate was chosen on the validation set, if it was.
     pub selection: Option<Selection>,
 }
@@ -272,13 +309,17 @@ impl CellResult {
             learning_rate: budget.learning_rate,
             seed: budget.seed,
             estimator_name: cell.estimator_name().to_string(),
+            anneal_rate: cell
+                .is_annealed()
+                .then(|| cell.anneal_rate.unwrap_or(ANNEAL_RATE)),
             selection,
         }
     }
 
     /// As a JSON object (the required keys first, then `learning_rate`, `seed`,
-    /// `estimator_name`, and with a selection `valid_samples` and `lr_grid`: an array of
-    /// `{"learning_rate", "valid_nats"}`).
+    /// `estimator_name`, for annealed cells `anneal_rate` (entries written before it
+    /// existed ran [`ANNEAL_RATE`]), and with a selection `valid_samples` and `lr_grid`:
+    /// an array of `{"learning_rate", "valid_nats"}`).
     pub fn to_json(&self) -> Json {
         let number = |x: f64| Json::Number(format!("{x:.3}"));
         let mut fields = vec![
@@ -305,6 +346,9 @@ impl CellResult {
                 Json::String(self.estimator_name.clone()),
             ),
         ];
+        if let Some(rate) = self.anneal_rate {
+            fields.push(("anneal_rate".into(), Json::Number(format!("{rate}"))));
+        }
         if let Some(selection) = &self.selection {
             fields.push((
                 "valid_samples".into(),
