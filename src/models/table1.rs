@@ -30,7 +30,8 @@
 //! ([`Sbn`]'s module docs).
 //!
 //! "Annealed" is the paper's `tau = max(0.5, exp(-r t))` updated every `N` steps, with
-//! `r = 1e-4`, `N = 1000` (one point of the paper's grid).
+//! `r = 1e-4` ([`ANNEAL_RATE`]), `N = 1000` (one point of the paper's grid); a cell can
+//! run another `r` ([`Cell::with_anneal_rate`], `table1 --anneal-rate`).
 
 use std::path::Path;
 use std::time::Instant;
