@@ -67,6 +67,17 @@ fn every_cell_parses_and_runs_an_estimator_that_fits_its_model() {
     );
 }
 
+/// One epoch of batch 10 on synthetic digits, m = 3: enough to run a cell's whole path.
+fn tiny_budget() -> Budget {
+    Budget {
+        epochs: 1,
+        batch_size: 10,
+        learning_rate: 1e-3,
+        eval_samples: 3,
+        seed: 0,
+    }
+}
+
 #[test]
 fn the_anneal_rate_changes_only_annealed_cells_and_is_recorded() {
     use gumbelgrad::models::table1::ANNEAL_RATE;
@@ -87,13 +98,7 @@ fn the_anneal_rate_changes_only_annealed_cells_and_is_recorded() {
     assert!(annealed.with_anneal_rate(f64::NAN).is_err());
 
     let (train, test) = SyntheticDigits::new(4).with_sizes(20, 10).generate();
-    let budget = Budget {
-        epochs: 1,
-        batch_size: 10,
-        learning_rate: 1e-3,
-        eval_samples: 3,
-        seed: 0,
-    };
+    let budget = tiny_budget();
     let run = |cell: &Cell| {
         run_cell(
             cell,
@@ -134,13 +139,7 @@ fn a_cell_can_run_another_estimator_and_files_it_under_the_same_cell() {
     ));
 
     let (train, test) = SyntheticDigits::new(3).with_sizes(20, 10).generate();
-    let budget = Budget {
-        epochs: 1,
-        batch_size: 10,
-        learning_rate: 1e-3,
-        eval_samples: 3,
-        seed: 0,
-    };
+    let budget = tiny_budget();
     let result = run_cell(
         &variant,
         &budget,
