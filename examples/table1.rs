@@ -196,26 +196,28 @@ fn parse_args() -> Result<Option<Args>, String> {
     if args.markdown {
         return Ok(Some(args));
     }
-    if args.estimator.is_some() && args.all {
-        return Err("--estimator runs named cells; give --cell \"ROW:COLUMN\", not --all".into());
+    if (args.estimator.is_some() || args.anneal_rate.is_some()) && args.all {
+        return Err(
+            "--estimator and --anneal-rate apply to named cells; give --cell \"ROW:COLUMN\", not --all"
+                .into(),
+        );
     }
-    if args.anneal_rate.is_some() && args.all {
-        return Err("--anneal-rate applies to named cells; give --cell \"ROW:COLUMN\"".into());
-    }
-    if let Some(rate) = args.anneal_rate {
-        args.cells = std::mem::take(&mut args.cells)
-            .into_iter()
-            .map(|cell| cell.with_anneal_rate(rate))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-    }
-    if let Some(name) = &args.estimator {
-        args.cells = std::mem::take(&mut args.cells)
-            .into_iter()
-            .map(|cell| cell.with_estimator(name))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-    }
+    // Each named cell with the overrides it was given.
+    let with_overrides = |cell: Cell| -> gumbelgrad::Result<Cell> {
+        let cell = match args.anneal_rate {
+            Some(rate) => cell.with_anneal_rate(rate)?,
+            None => cell,
+        };
+        match &args.estimator {
+            Some(name) => cell.with_estimator(name),
+            None => Ok(cell),
+        }
+    };
+    args.cells = std::mem::take(&mut args.cells)
+        .into_iter()
+        .map(with_overrides)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
     if args.all != args.cells.is_empty() {
         return Err("give --all or one or more --cell \"ROW:COLUMN\" (see --help)".into());
     }

@@ -221,14 +221,19 @@ impl Cell {
             || (!self.is_sbn() && matches!(self.estimator, "GS" | "ST-GS"))
     }
 
+    /// The rate `r` the cell's temperature anneals with (its own or [`ANNEAL_RATE`]), or
+    /// `None` if the temperature is fixed.
+    pub fn effective_anneal_rate(&self) -> Option<f64> {
+        self.is_annealed()
+            .then(|| self.anneal_rate.unwrap_or(ANNEAL_RATE))
+    }
+
     /// The temperature schedule: `max(0.5, exp(-r t))` updated every [`ANNEAL_EVERY`]
     /// steps if [`Cell::is_annealed`], else constant 1.
     pub fn temperature(&self) -> Result<TemperatureSchedule> {
-        if self.is_annealed() {
-            let rate = self.anneal_rate.unwrap_or(ANNEAL_RATE);
-            TemperatureSchedule::exponential(1.0, rate, ANNEAL_EVERY, 0.5)
-        } else {
-            TemperatureSchedule::constant(1.0)
+        match self.effective_anneal_rate() {
+            Some(rate) => TemperatureSchedule::exponential(1.0, rate, ANNEAL_EVERY, 0.5),
+            None => TemperatureSchedule::constant(1.0),
         }
     }
 
@@ -310,9 +315,7 @@ impl CellResult {
             learning_rate: budget.learning_rate,
             seed: budget.seed,
             estimator_name: cell.estimator_name().to_string(),
-            anneal_rate: cell
-                .is_annealed()
-                .then(|| cell.anneal_rate.unwrap_or(ANNEAL_RATE)),
+            anneal_rate: cell.effective_anneal_rate(),
             selection,
         }
     }
