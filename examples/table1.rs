@@ -297,22 +297,16 @@ fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
     );
     let _ = writeln!(out, "| | {} |", COLUMNS.join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(COLUMNS.len()));
-    for model in ROWS {
-        let cells: Vec<String> = COLUMNS
+    for (model, row) in ROWS.iter().zip(Cell::all().chunks(COLUMNS.len())) {
+        let cells: Vec<String> = row
             .iter()
-            .map(|estimator| {
-                let cell = Cell {
-                    model,
-                    estimator,
-                    variant: None,
-                    anneal_rate: None,
-                };
+            .map(|cell| {
                 let ours = table
-                    .get(&cell)
+                    .get(cell)
                     .and_then(|e| e.get("nats"))
                     .map_or("not run yet".to_string(), |n| format!("**{n}**"));
-                let paper =
-                    paper_value(model, estimator).map_or("-".to_string(), |v| format!("{v:.1}"));
+                let paper = paper_value(cell.model, cell.estimator)
+                    .map_or("-".to_string(), |v| format!("{v:.1}"));
                 format!("{ours} / {paper}")
             })
             .collect();

@@ -110,8 +110,9 @@ fn the_anneal_rate_changes_only_annealed_cells_and_is_recorded() {
         )
         .unwrap()
     };
-    assert_eq!(run(&slower).anneal_rate, Some(1e-5));
-    let json = run(&slower).to_json().to_string();
+    let slow_result = run(&slower);
+    assert_eq!(slow_result.anneal_rate, Some(1e-5));
+    let json = slow_result.to_json().to_string();
     assert!(json.contains("\"anneal_rate\":0.00001"), "{json}");
     assert_eq!(
         run(&Cell::parse("VAE Cat.:GS").unwrap()).anneal_rate,

@@ -26,8 +26,10 @@
 //! the VAE, 3e-3 for the SBN, validation m = 100), runs NVIL's normalisation in the VAE
 //! rows, where `muprop-normalised` scored 133.5 against 138.5 nats (Bern.) and 125.8
 //! against 131.5 (Cat.), and without it in the SBN, where `muprop` scored 75.6 against
-//! 76.5 (Bern.). In the SBN it expands layer 1's cost through the mean-field network
-//! ([`Sbn`]'s module docs).
+//! 76.5 (Bern.). (The recorded SBN Bern. cell was rerun for 150 epochs, where the
+//! validation set chose `muprop-normalised`; its command says so with `--estimator`.)
+//! In the SBN it expands layer 1's cost through the mean-field network ([`Sbn`]'s
+//! module docs).
 //!
 //! "Annealed" is the paper's `tau = max(0.5, exp(-r t))` updated every `N` steps, with
 //! `r = 1e-4` ([`ANNEAL_RATE`]), `N = 1000` (one point of the paper's grid); a cell can
