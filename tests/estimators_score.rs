@@ -563,6 +563,71 @@ fn darn_is_measurably_biased_by_exactly_the_dropped_term() {
     }
 }
 
+/// `muprop-nvil` divides only its score term by NVIL's scale `s`, so its mean is
+/// `mu_b + (exact - mu_b) / s` with `mu_b = (d softmax / d logits)^T f'(z_bar)` (minus
+/// DARN's bias): `s * estimate - (s - 1) mu_b` must agree with enumeration, and the raw
+/// estimate must be measurably away from the exact gradient once `s > 1`. The cost is
+/// scaled by 100 so that the residual's spread, and with it `s`, is well above 1.
+#[test]
+fn muprop_nvil_shrinks_its_score_term_towards_mu_b() {
+    let cost_scale = 100.0;
+    for (index, problem) in categoricals().iter().enumerate() {
+        let exact: Vec<f64> = problem.exact().iter().map(|g| g * cost_scale).collect();
+        let mu_b: Vec<f64> = problem
+            .darn_bias()
+            .iter()
+            .map(|b| -b * cost_scale)
+            .collect();
+        let mut estimator = MuProp::nvil();
+        assert!(!GradientEstimator::<f64>::is_unbiased(&estimator));
+        let mut rng = StdRng::seed_from_u64(1100 + index as u64);
+        let (row, batch) = (problem.logits(), 500);
+        let (mut raw, mut corrected, mut scales) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..20 {
+            let tape = Tape::<f64>::new();
+            let values = Tensor::from_vec(batch, row.len(), row.repeat(batch)).unwrap();
+            let logits = tape.variable(&values);
+            let estimate = estimator.estimate(
+                logits,
+                problem.group_size(),
+                &mut |z| problem.cost(z) * cost_scale,
+                &mut rng,
+            );
+            tape.backward(estimate.loss).unwrap();
+            let s = estimator.last_scale();
+            assert_eq!(GradientEstimator::<f64>::signal_scale(&estimator), 1.0);
+            scales.push(s);
+            let grad = logits.grad().unwrap();
+            for r in 0..batch {
+                let g: Vec<f64> = grad.row(r).iter().map(|g| g * batch as f64).collect();
+                corrected.push(
+                    g.iter()
+                        .zip(&mu_b)
+                        .map(|(g, m)| s * g - (s - 1.0) * m)
+                        .collect(),
+                );
+                raw.push(g);
+            }
+        }
+        assert_agrees("muprop-nvil (s g - (s - 1) mu_b)", &corrected, &exact);
+        let late_scale = scales[scales.len() / 2..]
+            .iter()
+            .cloned()
+            .fold(f64::INFINITY, f64::min);
+        assert!(late_scale > 2.0, "scales {scales:?}");
+        let worst = (0..exact.len())
+            .map(|i| {
+                let (mean, se) = mean_and_se(&coordinate(&raw, i));
+                (mean - exact[i]).abs() / se
+            })
+            .fold(0.0, f64::max);
+        assert!(
+            worst > 2.0 * Z,
+            "muprop-nvil should be measurably biased; worst |mean - exact| / SE = {worst}"
+        );
+    }
+}
+
 #[test]
 fn muprop_vimco_are_unbiased_on_the_bernoulli_toy() {
     for (index, toy) in toys().iter().enumerate() {
@@ -689,6 +754,36 @@ fn signal_normalisation_uses_the_statistics_of_earlier_calls() {
     assert!((normalisation.centre.value - (4.0 + 0.2 * (14.0 - 4.0))).abs() < 1e-12);
     assert!((scale - 10.0).abs() < 1e-12);
     assert!((second[0] - 2.0).abs() < 1e-12 && second[1].abs() < 1e-12);
+}
+
+/// NVIL's full correction: `(r - c - b_psi(x)) / s` with `c`, `s` and the network all
+/// as they were before the call; the call then updates all three.
+#[test]
+fn nvil_signal_uses_only_what_earlier_calls_learned() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let inputs = Tensor::from_vec(2, 3, vec![0.5, -1.0, 2.0, 0.0, 1.0, -0.5]).unwrap();
+    let mut nvil = score::NvilSignal::nvil();
+    let (first, scale) = nvil.apply(&inputs, &[10.0, 30.0], &mut rng);
+    assert_eq!((first.len(), scale), (2, 1.0));
+    let before = nvil.clone();
+    let signal = [24.0, 4.0];
+    let (second, scale) = nvil.apply(&inputs, &signal, &mut rng);
+    let (centre, expected_scale) = (before.centre.value, before.normaliser.scale());
+    assert!(expected_scale > 1.0, "v is positive after one call");
+    assert_eq!(scale, expected_scale);
+    let predicted = before
+        .baseline
+        .clone()
+        .predict_and_fit(&inputs, None, &mut rng);
+    for r in 0..2 {
+        let expected = (signal[r] - centre - predicted[r]) / expected_scale;
+        assert!(
+            (second[r] - expected).abs() < 1e-12,
+            "{second:?} vs {expected}"
+        );
+    }
+    assert!((nvil.centre.value - (centre + 0.2 * (14.0 - centre))).abs() < 1e-12);
+    assert_ne!(nvil.baseline.parameters(), before.baseline.parameters());
 }
 
 #[test]
@@ -818,6 +913,7 @@ fn score_estimators_through_the_enum() {
         ("reinforce-ema", true, 1),
         ("nvil", true, 1),
         ("muprop", true, 2),
+        ("muprop-nvil", false, 2),
         ("darn", false, 2),
         ("vimco", true, 1),
         ("vimco-bound", true, 1),
@@ -1028,6 +1124,7 @@ fn extreme_logits_stay_finite_in_f32_and_f64() {
         "reinforce",
         "nvil",
         "muprop",
+        "muprop-nvil",
         "darn",
         "vimco",
         "rebar",

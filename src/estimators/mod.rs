@@ -315,7 +315,8 @@ pub enum Estimator<T: Float> {
     Reinforce(score::Reinforce),
     /// NVIL: REINFORCE with moving average, learned baseline and variance normalisation.
     Nvil(score::Reinforce),
-    /// MuProp: Taylor baseline at the mean with its analytic correction, unbiased.
+    /// MuProp: Taylor baseline at the mean with its analytic correction; unbiased except
+    /// in its NVIL-trained variant (`muprop-nvil`).
     MuProp(score::MuProp),
     /// DARN: Taylor baseline without the correction, biased.
     Darn(score::Darn),
@@ -343,6 +344,7 @@ pub const ESTIMATOR_NAMES: &[&str] = &[
     "nvil",
     "muprop",
     "muprop-normalised",
+    "muprop-nvil",
     "darn",
     "darn-normalised",
     "darn-uniform",
@@ -467,6 +469,7 @@ impl<T: Float> Estimator<T> {
             "nvil" => Ok(Self::nvil()),
             "muprop" => Ok(Self::muprop()),
             "muprop-normalised" => Ok(Estimator::MuProp(score::MuProp::normalised())),
+            "muprop-nvil" => Ok(Estimator::MuProp(score::MuProp::nvil())),
             "darn" => Ok(Self::darn()),
             "darn-normalised" => Ok(Estimator::Darn(score::Darn::default().with_normalisation())),
             "darn-uniform" => Ok(Estimator::Darn(score::Darn::new(

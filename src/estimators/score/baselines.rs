@@ -131,6 +131,61 @@ impl SignalNormalisation {
     }
 }
 
+/// All three of NVIL's corrections to a residual learning signal `r`, in NVIL's order:
+/// centre with a moving average `c`, subtract the learned input-dependent baseline
+/// `b_psi(x)` fitted to `r - c` ([`LearnedBaseline`]), divide by `max(1, sqrt(v))`:
+///
+/// ```text
+/// signal_r = (r_r - c - b_psi(x_r)) / max(1, sqrt(v))
+/// ```
+///
+/// As in [`SignalNormalisation`], `c`, `b_psi` and `v` are fixed before the current
+/// signal is seen and updated afterwards (`c` with `mean(r)`, `v` with
+/// `mean((r - c - b_psi)^2)`, `b_psi` by one Adam step), so the signal's centring has
+/// mean zero against the score. Used by [`MuProp::nvil`](super::MuProp::nvil).
+#[derive(Debug, Clone)]
+pub struct NvilSignal {
+    /// Moving average of the mean raw signal (`c`).
+    pub centre: MovingAverage,
+    /// The learned input-dependent baseline `b_psi`.
+    pub baseline: LearnedBaseline,
+    /// Moving average of the mean squared centred signal (`v`).
+    pub normaliser: VarianceNormaliser,
+}
+
+impl NvilSignal {
+    /// NVIL's constants, as [`Reinforce::nvil`](super::Reinforce::nvil): decays 0.8, a
+    /// baseline network of 16 tanh units trained by Adam at 0.01.
+    pub fn nvil() -> Self {
+        NvilSignal {
+            centre: MovingAverage::new(0.8),
+            baseline: LearnedBaseline::new(16, 0.01),
+            normaliser: VarianceNormaliser::new(0.8),
+        }
+    }
+
+    /// `(signal_r - c - b_psi(inputs_r)) / max(1, sqrt(v))` for every row, and the
+    /// divisor used; then updates `c`, `b_psi` and `v`. `inputs` is `[rows, D]`, one
+    /// row of baseline input (the detached logits) per signal.
+    pub fn apply(
+        &mut self,
+        inputs: &Tensor<f64>,
+        signal: &[f64],
+        rng: &mut dyn RngCore,
+    ) -> (Vec<f64>, f64) {
+        let (centre, scale) = (self.centre.value, self.normaliser.scale());
+        let centred: Vec<f64> = signal.iter().map(|s| s - centre).collect();
+        let predicted = self.baseline.predict_and_fit(inputs, Some(&centred), rng);
+        let residual: Vec<f64> = centred.iter().zip(&predicted).map(|(c, b)| c - b).collect();
+        let rows = signal.len().max(1) as f64;
+        self.centre.update(signal.iter().sum::<f64>() / rows);
+        self.normaliser
+            .variance
+            .update(residual.iter().map(|s| s * s).sum::<f64>() / rows);
+        (residual.iter().map(|s| s / scale).collect(), scale)
+    }
+}
+
 /// NVIL's input-dependent baseline `b_psi(x)`: `w2 . tanh(W1 x + b1) + b2`.
 ///
 /// The estimator sees only the logits, not the model's input, so the network's input

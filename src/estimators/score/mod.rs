@@ -67,7 +67,7 @@ mod score_function;
 mod vimco;
 
 pub use baselines::{
-    Baseline, LearnedBaseline, MovingAverage, SignalNormalisation, VarianceNormaliser,
+    Baseline, LearnedBaseline, MovingAverage, NvilSignal, SignalNormalisation, VarianceNormaliser,
 };
 pub use darn::{Darn, DarnSignal, ExpansionPoint};
 pub use injected_gradient::{InjectedGradient, inject_gradient};

@@ -32,12 +32,27 @@
 //! becomes `(f(z) - b(z) - c) / s`, and `mu_b` is divided by the same `s`, so the whole
 //! estimate stays an unbiased estimate of `gradient / s` (`c` is fixed before the
 //! sample is drawn).
+//!
+//! [`MuProp::nvil`] is MuProp as the NVIL recipe trains it (beam2d/sbn's
+//! `LikelihoodRatioEstimator` with `use_muprop`): the residual is centred, NVIL's
+//! learned input-dependent baseline `b_psi` ([`NvilSignal`]) is subtracted, and the
+//! result is divided by `s`, but **only the score term** is divided; `mu_b` keeps its
+//! full weight:
+//!
+//! ```text
+//! g_nvil = (f(z) - b(z) - c - b_psi(x)) / s * d log q(z)   +   mu_b
+//!        = mu_b + (g_true - mu_b) / s        in expectation
+//! ```
+//!
+//! so it is **biased** whenever `s > 1`: it shrinks the noisy score part towards the
+//! deterministic mean-field gradient `mu_b`. (`s * g_nvil - (s - 1) mu_b` is unbiased;
+//! `tests/estimators_score.rs` checks exactly that against enumeration.)
 
 use rand::RngCore;
 
 use super::{
-    SignalNormalisation, bernoulli_pairs, constant_from, on_bits_estimate, poisoned_estimate,
-    read_logits, sample_one_hot, score_function_term, softmax_f64, values_f64,
+    NvilSignal, SignalNormalisation, bernoulli_pairs, constant_from, on_bits_estimate,
+    poisoned_estimate, read_logits, sample_one_hot, score_function_term, softmax_f64, values_f64,
 };
 use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
 use crate::float::Float;
@@ -62,17 +77,29 @@ use crate::tensor::Tensor;
 /// assert!(logits.grad().is_some());
 /// # Ok::<(), gumbelgrad::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MuProp {
-    normalisation: Option<SignalNormalisation>,
+    signal: ResidualSignal,
     last_scale: f64,
+}
+
+/// What MuProp does with its residual learning signal `f(z) - b(z)`.
+#[derive(Debug, Clone)]
+enum ResidualSignal {
+    /// Used as it is.
+    Raw,
+    /// Centred and divided by `s`, and `mu_b` divided by the same `s`: unbiased for
+    /// `gradient / s`.
+    Normalised(SignalNormalisation),
+    /// Centred, learned baseline subtracted, divided by `s`; `mu_b` not divided (biased).
+    Nvil(NvilSignal),
 }
 
 impl MuProp {
     /// MuProp with the raw residual as its signal (no state).
     pub fn new() -> Self {
         MuProp {
-            normalisation: None,
+            signal: ResidualSignal::Raw,
             last_scale: 1.0,
         }
     }
@@ -80,13 +107,25 @@ impl MuProp {
     /// MuProp with NVIL's centring and variance normalisation of the residual (decay 0.8).
     pub fn normalised() -> Self {
         MuProp {
-            normalisation: Some(SignalNormalisation::nvil()),
+            signal: ResidualSignal::Normalised(SignalNormalisation::nvil()),
             last_scale: 1.0,
         }
     }
 
-    /// The divisor `s` of the last call (1 without normalisation): the last estimate
-    /// times `s` is unbiased for the gradient.
+    /// MuProp trained with all of NVIL's signal corrections, as beam2d/sbn runs it:
+    /// centring, the learned input-dependent baseline (on the detached logits) and
+    /// variance normalisation of the score term only. Biased when the scale `s > 1`;
+    /// see the module documentation.
+    pub fn nvil() -> Self {
+        MuProp {
+            signal: ResidualSignal::Nvil(NvilSignal::nvil()),
+            last_scale: 1.0,
+        }
+    }
+
+    /// The divisor `s` of the last call's score term (1 without normalisation). For
+    /// [`MuProp::new`] and [`MuProp::normalised`] the last estimate times `s` is
+    /// unbiased for the gradient; for [`MuProp::nvil`], `s * estimate - (s - 1) mu_b` is.
     pub fn last_scale(&self) -> f64 {
         self.last_scale
     }
@@ -199,19 +238,24 @@ pub(crate) fn taylor_parts<'t, T: Float>(
 
 impl<T: Float> GradientEstimator<T> for MuProp {
     fn name(&self) -> &'static str {
-        if self.normalisation.is_some() {
-            "muprop-normalised"
-        } else {
-            "muprop"
+        match self.signal {
+            ResidualSignal::Raw => "muprop",
+            ResidualSignal::Normalised(_) => "muprop-normalised",
+            ResidualSignal::Nvil(_) => "muprop-nvil",
         }
     }
 
     fn is_unbiased(&self) -> bool {
-        true
+        !matches!(self.signal, ResidualSignal::Nvil(_))
     }
 
+    /// `s` when the whole estimate was divided by it; 1 for [`MuProp::nvil`], whose
+    /// `mu_b` keeps its full weight (only its score term is scaled).
     fn signal_scale(&self) -> f64 {
-        self.last_scale
+        match self.signal {
+            ResidualSignal::Nvil(_) => 1.0,
+            _ => self.last_scale,
+        }
     }
 
     fn estimate<'t>(
@@ -281,12 +325,23 @@ impl MuProp {
             Err(poisoned) => return poisoned,
         };
         let (rows, cols) = (values.rows(), values.cols());
-        let (signal, scale) = normalise(&mut self.normalisation, parts.signal);
+        let (signal, scale, correction_scale) = match &mut self.signal {
+            ResidualSignal::Raw => (parts.signal, 1.0, 1.0),
+            ResidualSignal::Normalised(normalisation) => {
+                let (signal, scale) = normalisation.apply(&parts.signal);
+                (signal, scale, scale)
+            }
+            ResidualSignal::Nvil(nvil) => {
+                let (signal, scale) = nvil.apply(&values, &parts.signal, rng);
+                (signal, scale, 1.0)
+            }
+        };
         self.last_scale = scale;
         let signal = constant_from(logits, rows, 1, signal);
         let term = score_function_term(logits, parts.sample, signal, group_size);
-        // mu_b / s = (f'(z_bar) / s) d z_bar / d logits, as a zero-valued term.
-        let slope: Vec<f64> = parts.slope.iter().map(|g| g / scale).collect();
+        // mu_b / s = (f'(z_bar) / s) d z_bar / d logits, as a zero-valued term (s = 1
+        // for the NVIL variant, which keeps mu_b at full weight).
+        let slope: Vec<f64> = parts.slope.iter().map(|g| g / correction_scale).collect();
         let slope = constant_from(logits, rows, cols, slope);
         let linear = (slope * logits.softmax(group_size)).sum_cols();
         let correction = linear - linear.detach();
