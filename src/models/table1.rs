@@ -26,8 +26,10 @@
 //! the VAE, 3e-3 for the SBN, validation m = 100), runs NVIL's normalisation in the VAE
 //! rows, where `muprop-normalised` scored 133.5 against 138.5 nats (Bern.) and 125.8
 //! against 131.5 (Cat.), and without it in the SBN, where `muprop` scored 75.6 against
-//! 76.5 (Bern.). (The recorded SBN Bern. cell was rerun for 150 epochs, where the
-//! validation set chose `muprop-normalised`; its command says so with `--estimator`.)
+//! 76.5 (Bern.). Later both SBN cells were run with `muprop-nvil` (MuProp with all of
+//! NVIL's signal corrections, biased; see
+//! [`MuProp::nvil`](crate::estimators::score::MuProp::nvil)), which the validation set
+//! chose in both SBN rows; their commands say so with `--estimator`.
 //! In the SBN it expands layer 1's cost through the mean-field network ([`Sbn`]'s
 //! module docs).
 //!
