@@ -423,11 +423,21 @@ fn run(args: &Args) -> Result<(), Error> {
     } else {
         args.cells.clone()
     };
+    // With --lr-grid the rate is chosen per cell on validation, so name the candidates.
+    let rate = match &args.lr_grid {
+        Some(grid) => format!(
+            "from {{{}}} on validation",
+            grid.iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => budget.learning_rate.to_string(),
+    };
     eprintln!(
-        "data: {data_name}; {} epoch(s), batch {}, Adam lr {}, m = {}, seed {}, {} thread(s); results -> {}",
+        "data: {data_name}; {} epoch(s), batch {}, Adam lr {rate}, m = {}, seed {}, {} thread(s); results -> {}",
         budget.epochs,
         budget.batch_size,
-        budget.learning_rate,
         budget.eval_samples,
         budget.seed,
         args.threads,
