@@ -13,7 +13,7 @@
 //! | estimator | baseline | unbiased | file |
 //! |---|---|---|---|
 //! | [`Reinforce`] | none, moving average, NVIL's learned baseline, variance normalisation | yes | `reinforce.rs`, `baselines.rs` |
-//! | [`MuProp`] | first-order Taylor expansion of `f` at the mean `z_bar`, plus its analytic correction | yes | `muprop.rs` |
+//! | [`MuProp`] | first-order Taylor expansion of `f` at the mean `z_bar`, plus its analytic correction | yes (its NVIL-trained variant [`MuProp::nvil`]: **no**) | `muprop.rs` |
 //! | [`Darn`] | the same Taylor expansion without the correction | **no** | `darn.rs` |
 //! | [`Vimco`] | leave-one-out mean of `m` other samples | yes | `vimco.rs` |
 //! | [`Rebar`] | the Gumbel-Softmax relaxation `f(softmax(z / tau))` at conditionally re-sampled noise | yes | `rebar.rs` |

@@ -40,8 +40,8 @@
 //! full weight:
 //!
 //! ```text
-//! g_nvil = (f(z) - b(z) - c - b_psi(x)) / s * d log q(z)   +   mu_b
-//!        = mu_b + (g_true - mu_b) / s        in expectation
+//!    g_nvil  = (f(z) - b(z) - c - b_psi(x)) / s * d log q(z)   +   mu_b
+//! E[g_nvil] = mu_b + (g_true - mu_b) / s
 //! ```
 //!
 //! so it is **biased** whenever `s > 1`: it shrinks the noisy score part towards the
