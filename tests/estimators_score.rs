@@ -262,6 +262,20 @@ fn assert_agrees(name: &str, values: &[Vec<f64>], expected: &[f64]) {
     }
 }
 
+/// Some coordinate more than `2 Z` standard errors from `exact`: a bias the test can see.
+fn assert_measurably_biased(name: &str, values: &[Vec<f64>], exact: &[f64]) {
+    let worst = (0..exact.len())
+        .map(|i| {
+            let (mean, se) = mean_and_se(&coordinate(values, i));
+            (mean - exact[i]).abs() / se
+        })
+        .fold(0.0, f64::max);
+    assert!(
+        worst > 2.0 * Z,
+        "{name} should be measurably biased; worst |mean - exact| / SE = {worst}"
+    );
+}
+
 fn toys() -> [Toy; 3] {
     [
         Toy {
@@ -550,16 +564,7 @@ fn darn_is_measurably_biased_by_exactly_the_dropped_term() {
             Darn::last_scale,
         );
         assert_agrees("darn-normalised (exact + bias)", &normalised, &predicted);
-        let worst = (0..exact.len())
-            .map(|i| {
-                let (mean, se) = mean_and_se(&coordinate(&values, i));
-                (mean - exact[i]).abs() / se
-            })
-            .fold(0.0, f64::max);
-        assert!(
-            worst > 2.0 * Z,
-            "DARN should be measurably biased; worst |mean - exact| / SE = {worst}"
-        );
+        assert_measurably_biased("DARN", &values, &exact);
     }
 }
 
@@ -615,16 +620,7 @@ fn muprop_nvil_shrinks_its_score_term_towards_mu_b() {
             .cloned()
             .fold(f64::INFINITY, f64::min);
         assert!(late_scale > 2.0, "scales {scales:?}");
-        let worst = (0..exact.len())
-            .map(|i| {
-                let (mean, se) = mean_and_se(&coordinate(&raw, i));
-                (mean - exact[i]).abs() / se
-            })
-            .fold(0.0, f64::max);
-        assert!(
-            worst > 2.0 * Z,
-            "muprop-nvil should be measurably biased; worst |mean - exact| / SE = {worst}"
-        );
+        assert_measurably_biased("muprop-nvil", &raw, &exact);
     }
 }
 
@@ -768,7 +764,10 @@ fn nvil_signal_uses_only_what_earlier_calls_learned() {
     let before = nvil.clone();
     let signal = [24.0, 4.0];
     let (second, scale) = nvil.apply(&inputs, &signal, &mut rng);
-    let (centre, expected_scale) = (before.centre.value, before.normaliser.scale());
+    let (centre, expected_scale) = (
+        before.normalisation.centre.value,
+        before.normalisation.normaliser.scale(),
+    );
     assert!(expected_scale > 1.0, "v is positive after one call");
     assert_eq!(scale, expected_scale);
     let predicted = before
@@ -782,7 +781,7 @@ fn nvil_signal_uses_only_what_earlier_calls_learned() {
             "{second:?} vs {expected}"
         );
     }
-    assert!((nvil.centre.value - (centre + 0.2 * (14.0 - centre))).abs() < 1e-12);
+    assert!((nvil.normalisation.centre.value - (centre + 0.2 * (14.0 - centre))).abs() < 1e-12);
     assert_ne!(nvil.baseline.parameters(), before.baseline.parameters());
 }
 
@@ -1068,16 +1067,7 @@ fn every_score_estimator_handles_binary_units() {
         seed + 6,
         |_| 1.0,
     );
-    let worst = (0..exact.len())
-        .map(|i| {
-            let (mean, se) = mean_and_se(&coordinate(&values, i));
-            (mean - exact[i]).abs() / se
-        })
-        .fold(0.0, f64::max);
-    assert!(
-        worst > 2.0 * Z,
-        "DARN(1/2) worst |mean - exact| / SE = {worst}"
-    );
+    assert_measurably_biased("DARN(1/2)", &values, &exact);
 }
 
 /// Logits of +-1e4, in f32 and f64: finite samples, costs and gradients for every

@@ -120,14 +120,28 @@ impl SignalNormalisation {
     /// `(signal_r - c) / max(1, sqrt(v))` for every row, and the divisor used; then
     /// updates `c` with `mean(signal)` and `v` with `mean((signal - c)^2)`.
     pub fn apply(&mut self, signal: &[f64]) -> (Vec<f64>, f64) {
+        self.apply_with_baseline(signal, |centred| vec![0.0; centred.len()])
+    }
+
+    /// As [`apply`](Self::apply), with a per-row baseline subtracted after centring:
+    /// `(signal_r - c - b_r) / max(1, sqrt(v))`, where `baseline` maps the centred
+    /// signal to the predictions `b_r` (made before it learns from that signal), and
+    /// `v` is updated with `mean((signal - c - b)^2)`.
+    fn apply_with_baseline(
+        &mut self,
+        signal: &[f64],
+        baseline: impl FnOnce(&[f64]) -> Vec<f64>,
+    ) -> (Vec<f64>, f64) {
         let (centre, scale) = (self.centre.value, self.normaliser.scale());
         let centred: Vec<f64> = signal.iter().map(|s| s - centre).collect();
+        let predicted = baseline(&centred);
+        let residual: Vec<f64> = centred.iter().zip(&predicted).map(|(c, b)| c - b).collect();
         let rows = signal.len().max(1) as f64;
         self.centre.update(signal.iter().sum::<f64>() / rows);
         self.normaliser
             .variance
-            .update(centred.iter().map(|s| s * s).sum::<f64>() / rows);
-        (centred.iter().map(|s| s / scale).collect(), scale)
+            .update(residual.iter().map(|s| s * s).sum::<f64>() / rows);
+        (residual.iter().map(|s| s / scale).collect(), scale)
     }
 }
 
@@ -145,12 +159,10 @@ impl SignalNormalisation {
 /// mean zero against the score. Used by [`MuProp::nvil`](super::MuProp::nvil).
 #[derive(Debug, Clone)]
 pub struct NvilSignal {
-    /// Moving average of the mean raw signal (`c`).
-    pub centre: MovingAverage,
+    /// The centre `c` and the variance normaliser `v`.
+    pub normalisation: SignalNormalisation,
     /// The learned input-dependent baseline `b_psi`.
     pub baseline: LearnedBaseline,
-    /// Moving average of the mean squared centred signal (`v`).
-    pub normaliser: VarianceNormaliser,
 }
 
 impl NvilSignal {
@@ -158,9 +170,8 @@ impl NvilSignal {
     /// baseline network of 16 tanh units trained by Adam at 0.01.
     pub fn nvil() -> Self {
         NvilSignal {
-            centre: MovingAverage::new(0.8),
+            normalisation: SignalNormalisation::nvil(),
             baseline: LearnedBaseline::new(16, 0.01),
-            normaliser: VarianceNormaliser::new(0.8),
         }
     }
 
@@ -173,16 +184,10 @@ impl NvilSignal {
         signal: &[f64],
         rng: &mut dyn RngCore,
     ) -> (Vec<f64>, f64) {
-        let (centre, scale) = (self.centre.value, self.normaliser.scale());
-        let centred: Vec<f64> = signal.iter().map(|s| s - centre).collect();
-        let predicted = self.baseline.predict_and_fit(inputs, Some(&centred), rng);
-        let residual: Vec<f64> = centred.iter().zip(&predicted).map(|(c, b)| c - b).collect();
-        let rows = signal.len().max(1) as f64;
-        self.centre.update(signal.iter().sum::<f64>() / rows);
-        self.normaliser
-            .variance
-            .update(residual.iter().map(|s| s * s).sum::<f64>() / rows);
-        (residual.iter().map(|s| s / scale).collect(), scale)
+        let baseline = &mut self.baseline;
+        self.normalisation.apply_with_baseline(signal, |centred| {
+            baseline.predict_and_fit(inputs, Some(centred), rng)
+        })
     }
 }
 
