@@ -12,6 +12,7 @@ use gumbelgrad::estimators::{GradientEstimator, exact};
 use gumbelgrad::{Tape, Tensor, Var};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use std::cell::RefCell;
 
 /// How many standard errors a fair estimate may miss by.
 const Z: f64 = 4.0;
@@ -239,6 +240,31 @@ impl Problem for Categorical {
         exact::categorical(&self.logits, self.classes, |z| self.f(z))
             .unwrap()
             .gradient
+    }
+}
+
+/// A problem whose cost (and so its exact gradient) is multiplied by `factor`.
+struct Scaled<'a, P> {
+    problem: &'a P,
+    factor: f64,
+}
+
+impl<P: Problem> Problem for Scaled<'_, P> {
+    fn logits(&self) -> Vec<f64> {
+        self.problem.logits()
+    }
+    fn group_size(&self) -> usize {
+        self.problem.group_size()
+    }
+    fn cost<'t>(&self, z: Var<'t, f64>) -> Var<'t, f64> {
+        self.problem.cost(z) * self.factor
+    }
+    fn exact(&self) -> Vec<f64> {
+        self.problem
+            .exact()
+            .iter()
+            .map(|g| g * self.factor)
+            .collect()
     }
 }
 
@@ -575,45 +601,49 @@ fn darn_is_measurably_biased_by_exactly_the_dropped_term() {
 /// scaled by 100 so that the residual's spread, and with it `s`, is well above 1.
 #[test]
 fn muprop_nvil_shrinks_its_score_term_towards_mu_b() {
-    let cost_scale = 100.0;
+    let (calls, batch) = (20, 500);
     for (index, problem) in categoricals().iter().enumerate() {
-        let exact: Vec<f64> = problem.exact().iter().map(|g| g * cost_scale).collect();
+        let scaled = Scaled {
+            problem,
+            factor: 100.0,
+        };
+        let exact = scaled.exact();
         let mu_b: Vec<f64> = problem
             .darn_bias()
             .iter()
-            .map(|b| -b * cost_scale)
+            .map(|b| -b * scaled.factor)
             .collect();
         let mut estimator = MuProp::nvil();
         assert!(!GradientEstimator::<f64>::is_unbiased(&estimator));
-        let mut rng = StdRng::seed_from_u64(1100 + index as u64);
-        let (row, batch) = (problem.logits(), 500);
-        let (mut raw, mut corrected, mut scales) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..20 {
-            let tape = Tape::<f64>::new();
-            let values = Tensor::from_vec(batch, row.len(), row.repeat(batch)).unwrap();
-            let logits = tape.variable(&values);
-            let estimate = estimator.estimate(
-                logits,
-                problem.group_size(),
-                &mut |z| problem.cost(z) * cost_scale,
-                &mut rng,
-            );
-            tape.backward(estimate.loss).unwrap();
-            let s = estimator.last_scale();
-            assert_eq!(GradientEstimator::<f64>::signal_scale(&estimator), 1.0);
-            scales.push(s);
-            let grad = logits.grad().unwrap();
-            for r in 0..batch {
-                let g: Vec<f64> = grad.row(r).iter().map(|g| g * batch as f64).collect();
-                corrected.push(
+        // `estimates` reads the scale once per call; record each call's `s` and leave
+        // the estimates as they are (factor 1).
+        let scales = RefCell::new(Vec::new());
+        let raw = estimates(
+            &scaled,
+            &mut estimator,
+            calls,
+            batch,
+            1100 + index as u64,
+            |e: &MuProp| {
+                assert_eq!(GradientEstimator::<f64>::signal_scale(e), 1.0);
+                scales.borrow_mut().push(e.last_scale());
+                1.0
+            },
+        );
+        let scales = scales.into_inner();
+        let mu_b = &mu_b;
+        let corrected: Vec<Vec<f64>> = raw
+            .chunks(batch)
+            .zip(&scales)
+            .flat_map(|(call, &s)| {
+                call.iter().map(move |g| {
                     g.iter()
-                        .zip(&mu_b)
+                        .zip(mu_b)
                         .map(|(g, m)| s * g - (s - 1.0) * m)
-                        .collect(),
-                );
-                raw.push(g);
-            }
-        }
+                        .collect()
+                })
+            })
+            .collect();
         assert_agrees("muprop-nvil (s g - (s - 1) mu_b)", &corrected, &exact);
         let late_scale = scales[scales.len() / 2..]
             .iter()

@@ -45,7 +45,7 @@
 use rand::RngCore;
 
 use super::injected_gradient::inject_gradient;
-use super::muprop::{cost_and_slope, normalise, taylor_parts};
+use super::muprop::{cost_and_slope, taylor_parts};
 use super::{
     SignalNormalisation, constant_from, poisoned_estimate, read_logits, sample_one_hot,
     score_function_term, softmax_f64, values_f64,
@@ -54,6 +54,14 @@ use crate::estimators::{Estimate, GradientEstimator};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
+
+/// Applies `normalisation` (if any) to the residual signal; returns the signal and `s`.
+fn normalise(normalisation: &mut Option<SignalNormalisation>, signal: Vec<f64>) -> (Vec<f64>, f64) {
+    match normalisation {
+        Some(n) => n.apply(&signal),
+        None => (signal, 1.0),
+    }
+}
 
 /// Which learning signal DARN multiplies the score by (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -95,6 +95,14 @@ enum ResidualSignal {
     Nvil(NvilSignal),
 }
 
+impl ResidualSignal {
+    /// Whether `mu_b` is divided by the same `s` as the score term, which is what keeps
+    /// the estimate unbiased (for `gradient / s`). Only the NVIL variant does not.
+    fn scales_mu_b(&self) -> bool {
+        !matches!(self, ResidualSignal::Nvil(_))
+    }
+}
+
 impl MuProp {
     /// MuProp with the raw residual as its signal (no state).
     pub fn new() -> Self {
@@ -134,17 +142,6 @@ impl MuProp {
 impl Default for MuProp {
     fn default() -> Self {
         MuProp::new()
-    }
-}
-
-/// Applies `normalisation` (if any) to the residual signal; returns the signal and `s`.
-pub(crate) fn normalise(
-    normalisation: &mut Option<SignalNormalisation>,
-    signal: Vec<f64>,
-) -> (Vec<f64>, f64) {
-    match normalisation {
-        Some(n) => n.apply(&signal),
-        None => (signal, 1.0),
     }
 }
 
@@ -246,15 +243,16 @@ impl<T: Float> GradientEstimator<T> for MuProp {
     }
 
     fn is_unbiased(&self) -> bool {
-        !matches!(self.signal, ResidualSignal::Nvil(_))
+        self.signal.scales_mu_b()
     }
 
     /// `s` when the whole estimate was divided by it; 1 for [`MuProp::nvil`], whose
     /// `mu_b` keeps its full weight (only its score term is scaled).
     fn signal_scale(&self) -> f64 {
-        match self.signal {
-            ResidualSignal::Nvil(_) => 1.0,
-            _ => self.last_scale,
+        if self.signal.scales_mu_b() {
+            self.last_scale
+        } else {
+            1.0
         }
     }
 
@@ -325,18 +323,17 @@ impl MuProp {
             Err(poisoned) => return poisoned,
         };
         let (rows, cols) = (values.rows(), values.cols());
-        let (signal, scale, correction_scale) = match &mut self.signal {
-            ResidualSignal::Raw => (parts.signal, 1.0, 1.0),
-            ResidualSignal::Normalised(normalisation) => {
-                let (signal, scale) = normalisation.apply(&parts.signal);
-                (signal, scale, scale)
-            }
-            ResidualSignal::Nvil(nvil) => {
-                let (signal, scale) = nvil.apply(&values, &parts.signal, rng);
-                (signal, scale, 1.0)
-            }
+        let (signal, scale) = match &mut self.signal {
+            ResidualSignal::Raw => (parts.signal, 1.0),
+            ResidualSignal::Normalised(normalisation) => normalisation.apply(&parts.signal),
+            ResidualSignal::Nvil(nvil) => nvil.apply(&values, &parts.signal, rng),
         };
         self.last_scale = scale;
+        let correction_scale = if self.signal.scales_mu_b() {
+            scale
+        } else {
+            1.0
+        };
         let signal = constant_from(logits, rows, 1, signal);
         let term = score_function_term(logits, parts.sample, signal, group_size);
         // mu_b / s = (f'(z_bar) / s) d z_bar / d logits, as a zero-valued term (s = 1
