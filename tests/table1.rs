@@ -4,7 +4,13 @@
 use gumbelgrad::data::SyntheticDigits;
 use gumbelgrad::estimators::Estimator;
 use gumbelgrad::io::json::Json;
-use gumbelgrad::models::table1::{
+
+// The harness is a program (examples/table1), not library API: its cells module is
+// compiled into this test as well.
+#[path = "../examples/table1/cells.rs"]
+mod cells;
+
+use cells::{
     Budget, COLUMNS, Cell, ROWS, ResultsFile, evaluate_cell, paper_value, run_cell,
     run_cell_with_selection, train_cell,
 };
@@ -80,7 +86,7 @@ fn tiny_budget() -> Budget {
 
 #[test]
 fn the_anneal_rate_changes_only_annealed_cells_and_is_recorded() {
-    use gumbelgrad::models::table1::ANNEAL_RATE;
+    use cells::ANNEAL_RATE;
     let annealed = Cell::parse("VAE Cat.:Annealed ST").unwrap();
     let default_schedule = annealed.temperature().unwrap();
     let slower = annealed.clone().with_anneal_rate(1e-5).unwrap();

@@ -1,13 +1,12 @@
 //! Models built from the layers below: the categorical and Bernoulli VAEs of the paper
 //! (§4.2), the stochastic binary network of §4.1, the loops that train them (the VAE's
-//! with checkpoints that resume bit for bit), and the cells of the paper's Table 1.
+//! with checkpoints that resume bit for bit), and the semi-supervised M2 model of §4.3.
 
 pub mod discrete_vae;
 pub mod sbn;
 pub mod sbn_training;
 pub mod seeds;
 pub mod semi_supervised;
-pub mod table1;
 pub mod training;
 
 pub use discrete_vae::{DiscreteVae, EvalMode, Latent, VaeConfig, VaeTerms};

@@ -1,6 +1,7 @@
-//! The cells of the paper's Table 1 (Jang, Gu and Poole 2017, §4.1-4.2) and how to run
-//! one: which model, which estimator, which temperature, how it is evaluated, and the
-//! machine-readable results file `docs/results/table1.json`.
+//! The cells of the paper's Table 1 (Jang, Gu and Poole 2017, arXiv 1611.01144,
+//! §4.1-4.2) and how to run one: which model, which estimator, which temperature, how it
+//! is evaluated, and the machine-readable results file (the published one is
+//! `docs/results/table1.json`).
 //!
 //! Rows: `"SBN Bern."`, `"SBN Cat."` (the structured-output network of
 //! [`Sbn`], negative log-likelihood of the lower half given the upper half, `m`-sample
@@ -19,19 +20,9 @@
 //! | `REBAR` | `rebar` | `rebar` | 1 (start) |
 //! | `RELAX` | `relax` | `relax` | 1 (start) |
 //!
-//! DARN runs the sample-slope form (see [`Darn`](crate::estimators::score::Darn)): on
-//! 5-epoch runs scored on the validation set it beat the literal Taylor-residual
-//! reading (`darn`, `darn-uniform`) in both SBN rows, 78.3 against 101.0 nats (Bern.)
-//! and 86.1 against 102.0 (Cat.). MuProp, chosen the same way (5 epochs, lr 1e-3 for
-//! the VAE, 3e-3 for the SBN, validation m = 100), runs NVIL's normalisation in the VAE
-//! rows, where `muprop-normalised` scored 133.5 against 138.5 nats (Bern.) and 125.8
-//! against 131.5 (Cat.), and without it in the SBN, where `muprop` scored 75.6 against
-//! 76.5 (Bern.). Later both SBN cells were run with `muprop-nvil` (MuProp with all of
-//! NVIL's signal corrections, biased; see
-//! [`MuProp::nvil`](crate::estimators::score::MuProp::nvil)), which the validation set
-//! chose in both SBN rows; their commands say so with `--estimator`.
-//! In the SBN it expands layer 1's cost through the mean-field network ([`Sbn`]'s
-//! module docs).
+//! Why DARN runs the sample-slope form and MuProp the normalised form in the VAE rows
+//! (both chosen on the validation set) is in docs/results.md; `--estimator` runs another
+//! estimator under the same cell (the SBN MuProp cells run `muprop-nvil` that way).
 //!
 //! "Annealed" is the paper's `tau = max(0.5, exp(-r t))` updated every `N` steps, with
 //! `r = 1e-4` ([`ANNEAL_RATE`]), `N = 1000` (one point of the paper's grid); a cell can
@@ -40,18 +31,18 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::data::Pixels;
-use crate::error::{Error, Result};
-use crate::estimators::TemperatureSchedule;
-use crate::io::json::Json;
-use crate::io::write_atomic;
-use crate::models::discrete_vae::DiscreteVae;
-use crate::models::sbn::{Sbn, SbnConfig, split_halves};
-use crate::models::sbn_training::{SbnTrainConfig, SbnTrainer};
-use crate::models::seeds::{Stream, rng_for};
-use crate::models::training::{TrainConfig, Trainer};
-use crate::models::{Latent, VaeConfig};
-use crate::optim::LearningRateSchedule;
+use gumbelgrad::data::Pixels;
+use gumbelgrad::error::{Error, Result};
+use gumbelgrad::estimators::TemperatureSchedule;
+use gumbelgrad::io::json::Json;
+use gumbelgrad::io::write_atomic;
+use gumbelgrad::models::discrete_vae::DiscreteVae;
+use gumbelgrad::models::sbn::{Sbn, SbnConfig, split_halves};
+use gumbelgrad::models::sbn_training::{SbnTrainConfig, SbnTrainer};
+use gumbelgrad::models::seeds::{Stream, rng_for};
+use gumbelgrad::models::training::{TrainConfig, Trainer};
+use gumbelgrad::models::{Latent, VaeConfig};
+use gumbelgrad::optim::LearningRateSchedule;
 
 /// The model rows, in table order.
 pub const ROWS: &[&str] = &["SBN Bern.", "SBN Cat.", "VAE Bern.", "VAE Cat."];
@@ -157,13 +148,13 @@ impl Cell {
     }
 
     /// The same cell run with another estimator, one of
-    /// [`ESTIMATOR_NAMES`](crate::estimators::ESTIMATOR_NAMES): for ablations and for
+    /// [`ESTIMATOR_NAMES`](gumbelgrad::estimators::ESTIMATOR_NAMES): for ablations and for
     /// choosing between variants of a column (say `muprop` and `muprop-normalised`) on the
     /// validation set. The result is still filed under the cell's row and column, with the
     /// estimator it ran in `estimator_name`. An unknown name is an
     /// [`Error::InvalidArgument`].
     pub fn with_estimator(self, name: &str) -> Result<Cell> {
-        let known = crate::estimators::ESTIMATOR_NAMES;
+        let known = gumbelgrad::estimators::ESTIMATOR_NAMES;
         let variant = known.iter().find(|k| **k == name.trim()).ok_or_else(|| {
             Error::invalid_argument(
                 "Cell::with_estimator",
@@ -176,7 +167,7 @@ impl Cell {
         })
     }
 
-    /// The [`Estimator::from_name`](crate::estimators::Estimator::from_name) name the
+    /// The [`Estimator::from_name`](gumbelgrad::estimators::Estimator::from_name) name the
     /// cell runs (see the module table), or its [`variant`](Cell::variant).
     pub fn estimator_name(&self) -> &'static str {
         if let Some(variant) = self.variant {

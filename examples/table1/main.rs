@@ -1,25 +1,31 @@
-//! Runs cells of the paper's Table 1 (Jang, Gu and Poole 2017): one command per cell,
-//! resumable, each result written to `docs/results/table1.json` as soon as it exists.
+//! Runs cells of the paper's Table 1 (Jang, Gu and Poole 2017, arXiv 1611.01144): one
+//! command per cell, resumable, each result merged into a JSON results file
+//! (`out/table1.json` unless `--out`) as soon as it exists.
 //!
 //! ```text
-//! cargo run --release --example table1 -- --cell "VAE Cat.:GS" --binarized-mnist ../shared/data/binarized_mnist --epochs 10
-//! cargo run --release --example table1 -- --all --binarized-mnist ../shared/data/binarized_mnist
+//! cargo run --release --example table1 -- --cell "VAE Cat.:GS" --binarized-mnist "$GUMBELGRAD_DATA/binarized_mnist" --epochs 10
+//! cargo run --release --example table1 -- --all --binarized-mnist "$GUMBELGRAD_DATA/binarized_mnist"
 //! cargo run --release --example table1 -- --smoke --cell "SBN Bern.:MuProp"   # seconds, synthetic digits, temp file
+//! cargo run --release --example table1 -- --markdown --out docs/results/table1.json
 //! cargo run --release --example table1 -- --help
 //! ```
 //!
-//! What each row and column runs is in `gumbelgrad::models::table1` and
-//! docs/results-table1.md.
+//! What each row and column runs is in `cells.rs` (this folder) and docs/results.md.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use gumbelgrad::Error;
 use gumbelgrad::data::{AmatSplit, SyntheticDigits, load_binarized_mnist};
-use gumbelgrad::models::table1::{
+mod cells;
+
+use cells::{
     ANNEAL_RATE, Budget, COLUMNS, Cell, ROWS, ResultsFile, paper_value, run_cell,
     run_cell_with_selection,
 };
+
+/// Where results go without `--out`: never into docs/.
+const DEFAULT_OUT: &str = "out/table1.json";
 
 const HELP: &str = "\
 Run cells of the paper's Table 1: train one model with one estimator, evaluate it with m samples,
@@ -52,7 +58,8 @@ USAGE: cargo run --release --example table1 -- (--cell \"ROW:COLUMN\")... | --al
   --anneal-rate R         r of the annealed temperature max(0.5, exp(-r t)) of the named cells that
                           anneal (Annealed ST; the VAE's GS and ST-GS), default 1e-4; the paper
                           chose r from {1e-5, 1e-4} on validation; recorded as \"anneal_rate\"
-  --out FILE              results file (default docs/results/table1.json)
+  --out FILE              results file (default out/table1.json; the published table is
+                          docs/results/table1.json)
   --force                 rerun cells that are already in the results file
   --markdown              print the paper's table beside the results file's (ours / paper) as
                           Markdown, then each of our cells with its command; runs nothing
@@ -275,13 +282,28 @@ fn command_for(cell: &Cell, args: &Args) -> String {
         format!("\"{}\"", cell.label()),
     ];
     words.extend(args.recorded.iter().map(|w| {
-        if w.contains(' ') {
+        let w = &portable_path(w);
+        if w.contains(' ') || w.starts_with('$') {
             format!("\"{w}\"")
         } else {
             w.clone()
         }
     }));
     words.join(" ")
+}
+
+/// A data folder under `$GUMBELGRAD_DATA` written relative to it, so that a recorded
+/// command names no folder of the machine it ran on.
+fn portable_path(word: &str) -> String {
+    if let Some(root) = std::env::var_os("GUMBELGRAD_DATA") {
+        let root = std::path::Path::new(&root);
+        if let Ok(rest) = std::path::Path::new(word).strip_prefix(root) {
+            if !root.as_os_str().is_empty() {
+                return format!("$GUMBELGRAD_DATA/{}", rest.display());
+            }
+        }
+    }
+    word.to_string()
 }
 
 /// The paper's Table 1 beside ours, then our cells' commands, as Markdown. Written in
@@ -375,7 +397,7 @@ fn run(args: &Args) -> Result<(), Error> {
         let path = args
             .out
             .clone()
-            .unwrap_or_else(|| PathBuf::from("docs/results/table1.json"));
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
         return print_markdown(&path);
     }
     gumbelgrad::kernels::set_num_threads(args.threads);
@@ -415,7 +437,7 @@ fn run(args: &Args) -> Result<(), Error> {
         if args.smoke {
             std::env::temp_dir().join("gumbelgrad-table1-smoke.json")
         } else {
-            PathBuf::from("docs/results/table1.json")
+            PathBuf::from(DEFAULT_OUT)
         }
     });
     let cells = if args.all {
