@@ -84,7 +84,8 @@ fn coordinate(values: &[Vec<f64>], i: usize) -> Vec<f64> {
     values.iter().map(|v| v[i]).collect()
 }
 
-/// The REBAR/RELAX toy (paper-notes §4.4): `b ~ Bernoulli(sigmoid(phi))`, cost
+/// The toy problem of REBAR (Tucker et al. 2017, arXiv 1703.07370) and RELAX (Grathwohl
+/// et al. 2018, arXiv 1711.00123, Fig. 1): `b ~ Bernoulli(sigmoid(phi))`, cost
 /// `(b - t)^2`. The Bernoulli is run as a K = 2 categorical with logits `[0, phi]`,
 /// whose one-hot sample is `[1 - b, b]`; the estimate for `phi` is the second logit's
 /// gradient (the first is its negative).

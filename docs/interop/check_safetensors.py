@@ -1,6 +1,6 @@
 # Reads files written by gumbelgrad with the reference safetensors reader, and writes
 # one for gumbelgrad to read back. Needs `pip install safetensors numpy`; run in a
-# folder holding model.safetensors and f64.safetensors (see docs/nn-data.md).
+# folder holding model.safetensors and f64.safetensors (see docs/nn-and-data.md).
 import numpy as np
 from safetensors.numpy import load_file, save_file
 from safetensors import safe_open

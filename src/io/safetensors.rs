@@ -45,7 +45,7 @@
 //! Rust parser `safetensors.torch.load_file` uses) with identical names, shapes,
 //! values and metadata, and a file written by its `save_file` (F32 and F64, shapes
 //! `[3]`, `[2, 2]` and `[]`) was read back here. The script is
-//! `docs/interop/check_safetensors.py`; see `docs/nn-data.md`.
+//! `docs/interop/check_safetensors.py`; see `docs/nn-and-data.md`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
