@@ -500,8 +500,8 @@ fn synthetic_digit_classes_are_distinguishable() {
     assert!(accuracy > 0.8, "accuracy {accuracy}");
 }
 
-/// Where the shared data folder is: $GUMBELGRAD_DATA, else ../shared/data or
-/// ../../shared/data relative to the crate root (the main checkout and worktrees).
+/// Where the data folder is: $GUMBELGRAD_DATA, else a `shared/data` folder one or two
+/// levels above the crate root.
 fn shared_data() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::env::var_os("GUMBELGRAD_DATA")
