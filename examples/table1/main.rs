@@ -297,10 +297,10 @@ fn command_for(cell: &Cell, args: &Args) -> String {
 fn portable_path(word: &str) -> String {
     if let Some(root) = std::env::var_os("GUMBELGRAD_DATA") {
         let root = std::path::Path::new(&root);
-        if let Ok(rest) = std::path::Path::new(word).strip_prefix(root) {
-            if !root.as_os_str().is_empty() {
-                return format!("$GUMBELGRAD_DATA/{}", rest.display());
-            }
+        if let Ok(rest) = std::path::Path::new(word).strip_prefix(root)
+            && !root.as_os_str().is_empty()
+        {
+            return format!("$GUMBELGRAD_DATA/{}", rest.display());
         }
     }
     word.to_string()
