@@ -217,6 +217,29 @@ fn amat_round_trips_plain_and_gzip() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A gzip file that inflates to one endless line is rejected after `MAX_LINE_BYTES`,
+/// and one whose IDX header promises 2 images followed by megabytes of zeros after the
+/// announced pixels: neither is read to its end.
+#[test]
+fn small_gzip_files_inflating_to_much_more_are_rejected_early() {
+    let dir = scratch("gzip-bombs");
+    let zeros = vec![b'0'; 8 << 20];
+    let path = dir.join("endless.amat.gz");
+    write(&path, &gzip(&zeros));
+    assert_bad_file(read_amat(&path), &path, "line 1: longer than");
+
+    let mut images = idx_images(2, 2, 2, &[0; 8]);
+    images.resize(8 << 20, 0);
+    let path = dir.join("lying-images.gz");
+    write(&path, &gzip(&images));
+    assert_bad_file(
+        read_idx_images(&path),
+        &path,
+        "trailing bytes: the header promises 2 images of 2x2 (8 pixel bytes)",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn bad_amat_lines_are_typed_errors_with_line_numbers() {
     let dir = scratch("amat-bad");
