@@ -162,7 +162,10 @@ impl<T: Float> UnlabelledObjective<T> {
     /// Sets the estimator's temperature (the marginal objective has none and ignores
     /// it). Rejects `<= 0`, NaN and infinity with [`Error::InvalidTemperature`].
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        crate::error::check_temperature("UnlabelledObjective::set_temperature", temperature)?;
+        crate::error::check_temperature_for::<T>(
+            "UnlabelledObjective::set_temperature",
+            temperature,
+        )?;
         match self {
             UnlabelledObjective::Marginal => Ok(()),
             UnlabelledObjective::Sampled(estimator) => estimator.set_temperature(temperature),
