@@ -238,3 +238,17 @@ pub fn check_temperature_for<T: Float>(op: &str, temperature: f64) -> Result<()>
         })
     }
 }
+
+/// The step counter after one more step, or an [`Error::InvalidArgument`] naming `op`
+/// when `step` is already `u64::MAX` (only a corrupt or crafted checkpoint gets there):
+/// a counter never wraps to 0, which would replay the schedules and random streams
+/// from the start. Trainers call it before changing anything, so a refused step leaves
+/// the model as it was.
+pub(crate) fn next_step(step: u64, op: &str) -> Result<u64> {
+    step.checked_add(1).ok_or_else(|| {
+        Error::invalid_argument(
+            op,
+            format!("the step counter is at its maximum ({step}); a checkpoint with this step is corrupt"),
+        )
+    })
+}

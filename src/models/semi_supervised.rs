@@ -816,6 +816,7 @@ impl<T: Float> SemiSupervisedTrainer<T> {
         unlabelled: &Tensor<T>,
         labelled: Option<(&Tensor<T>, &[usize])>,
     ) -> Result<SemiSupervisedStepReport> {
+        let next_step = crate::error::next_step(self.step, "SemiSupervisedTrainer::step")?;
         let temperature = self.config.temperature.at(self.step)?;
         self.objective.set_temperature(temperature)?;
         self.optimizer
@@ -853,7 +854,7 @@ impl<T: Float> SemiSupervisedTrainer<T> {
         drop(params);
         self.optimizer
             .step(self.model.parameters_mut(), &self.grads)?;
-        self.step += 1;
+        self.step = next_step;
         Ok(SemiSupervisedStepReport {
             step: self.step,
             loss: total,
