@@ -864,3 +864,40 @@ impl<T: Float> SemiSupervisedTrainer<T> {
         })
     }
 }
+
+/// Steps in one epoch over `unlabelled` images in batches of `batch` (each step also
+/// sees the `labelled` images), or an [`Error::InvalidArgument`] for a split that
+/// cannot train: no labelled image, or fewer unlabelled images than one batch (an
+/// epoch of 0 steps, whose mean loss would be 0 / 0).
+///
+/// ```
+/// use gumbelgrad::models::semi_supervised::steps_per_epoch;
+/// assert_eq!(steps_per_epoch(100, 1000, 100)?, 10);
+/// assert!(steps_per_epoch(20_000, 0, 100).is_err()); // every image labelled
+/// # Ok::<(), gumbelgrad::Error>(())
+/// ```
+pub fn steps_per_epoch(labelled: usize, unlabelled: usize, batch: usize) -> Result<u64> {
+    let op = "semi_supervised::steps_per_epoch";
+    if batch == 0 {
+        return Err(Error::invalid_argument(
+            op,
+            "the batch size must be at least 1",
+        ));
+    }
+    if labelled == 0 {
+        return Err(Error::invalid_argument(
+            op,
+            "the split has no labelled image",
+        ));
+    }
+    if unlabelled < batch {
+        return Err(Error::invalid_argument(
+            op,
+            format!(
+                "the split leaves {unlabelled} unlabelled images ({labelled} labelled), fewer \
+                 than one batch of {batch}: an epoch would have no step; label fewer images"
+            ),
+        ));
+    }
+    Ok((unlabelled / batch) as u64)
+}
