@@ -106,6 +106,7 @@ fn run(bencher: Bencher, name: &str, threads: usize) {
                 black_box(&b),
                 &mut c,
             )
+            .expect("lengths fit the dimensions")
         });
 }
 

@@ -349,7 +349,11 @@ fn train_and_test(args: &Args) -> Result<(), Error> {
         seed: args.seed,
     };
     let mut trainer = SemiSupervisedTrainer::<f32>::new(SemiSupervisedConfig::mnist(10), config)?;
-    let steps_per_epoch = (unlabelled_rows.len() / BATCH) as u64;
+    let steps_per_epoch = gumbelgrad::models::semi_supervised::steps_per_epoch(
+        labelled_rows.len(),
+        unlabelled_rows.len(),
+        BATCH,
+    )?;
     println!(
         "accuracy: {}; {} labelled ({} per class), {} unlabelled; objective {objective}; alpha {}; unlabelled weight {}; \
          Adam {}; {} epochs of {steps_per_epoch} steps (each {BATCH} unlabelled + all {} labelled); {} thread(s)",

@@ -4,6 +4,7 @@
 //! detected as early as possible: a shape mismatch is found when the op is *recorded*
 //! on the tape (naming the op and both shapes), never later inside a backward pass.
 
+use crate::float::Float;
 use crate::tensor::Shape;
 
 /// Everything that can go wrong in gumbelgrad.
@@ -53,6 +54,26 @@ pub enum Error {
         op: String,
         /// The rejected value.
         value: f64,
+    },
+
+    /// A temperature (or slope) is finite and positive but outside the range in which
+    /// the computation in the tensor's float type stays finite (see
+    /// [`temperature_range`]).
+    #[error(
+        "temperature {value:e} is outside [{min:e}, {max:e}], the range in which {float} \
+         computations at that temperature stay finite (in `{op}`)"
+    )]
+    TemperatureOutOfRange {
+        /// Where the temperature was given.
+        op: String,
+        /// The rejected value.
+        value: f64,
+        /// The tensor's float type, `"f32"` or `"f64"`.
+        float: &'static str,
+        /// The smallest temperature accepted for that type.
+        min: f64,
+        /// The largest temperature accepted for that type.
+        max: f64,
     },
 
     /// An input contained NaN or infinity.
@@ -166,4 +187,68 @@ pub fn check_temperature(op: &str, temperature: f64) -> Result<()> {
             value: temperature,
         })
     }
+}
+
+/// The temperatures accepted for computations in float type `T`:
+/// `[sqrt(T::MIN_POSITIVE), 1 / sqrt(T::MIN_POSITIVE)]`, about `[1.1e-19, 9.2e18]` in
+/// f32 and `[1.5e-154, 6.7e153]` in f64.
+///
+/// Why this range: the relaxations divide logits by `tau` and their gradients carry a
+/// factor `1 / tau`. With `tau` and `1 / tau` both in the range, `x / tau` and
+/// `g / tau` are finite for every logit `x` and upstream gradient `g` of magnitude up to
+/// `1 / sqrt(T::MIN_POSITIVE)` (whose square is still below `T::MAX`), and a value of
+/// magnitude at least `sqrt(T::MIN_POSITIVE)` stays a normal number after the division.
+/// A temperature outside it, though positive and finite in f64, makes the computation
+/// in `T` overflow or lose all precision: `tau = 1e-45` is subnormal in f32 and
+/// `1 / tau` is infinite there; `tau = 1e300` is infinite in f32.
+///
+/// ```
+/// let (min, max) = gumbelgrad::temperature_range::<f32>();
+/// assert!(min < 1e-18 && min > 1e-20 && max > 1e18 && max < 1e20);
+/// ```
+pub fn temperature_range<T: Float>() -> (f64, f64) {
+    let min = T::MIN_POSITIVE.to_f64().sqrt();
+    (min, 1.0 / min)
+}
+
+/// Checks a temperature for computations in float type `T`: finite, `> 0`
+/// ([`Error::InvalidTemperature`] otherwise) and within [`temperature_range::<T>`]
+/// ([`Error::TemperatureOutOfRange`] otherwise). Slopes (inverse temperatures) are
+/// checked the same way: the range is symmetric under `tau -> 1 / tau`.
+///
+/// ```
+/// use gumbelgrad::check_temperature_for;
+/// assert!(check_temperature_for::<f32>("gumbel_softmax", 0.5).is_ok());
+/// assert!(check_temperature_for::<f32>("gumbel_softmax", 1e-45).is_err());
+/// assert!(check_temperature_for::<f64>("gumbel_softmax", 1e-45).is_ok());
+/// assert!(check_temperature_for::<f64>("gumbel_softmax", 1e300).is_err());
+/// ```
+pub fn check_temperature_for<T: Float>(op: &str, temperature: f64) -> Result<()> {
+    check_temperature(op, temperature)?;
+    let (min, max) = temperature_range::<T>();
+    if (min..=max).contains(&temperature) {
+        Ok(())
+    } else {
+        Err(Error::TemperatureOutOfRange {
+            op: op.to_string(),
+            value: temperature,
+            float: T::NAME,
+            min,
+            max,
+        })
+    }
+}
+
+/// The step counter after one more step, or an [`Error::InvalidArgument`] naming `op`
+/// when `step` is already `u64::MAX` (only a corrupt or crafted checkpoint gets there):
+/// a counter never wraps to 0, which would replay the schedules and random streams
+/// from the start. Trainers call it before changing anything, so a refused step leaves
+/// the model as it was.
+pub(crate) fn next_step(step: u64, op: &str) -> Result<u64> {
+    step.checked_add(1).ok_or_else(|| {
+        Error::invalid_argument(
+            op,
+            format!("the step counter is at its maximum ({step}); a checkpoint with this step is corrupt"),
+        )
+    })
 }

@@ -133,7 +133,7 @@ pub mod tensor;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{Error, Result, check_temperature};
+pub use error::{Error, Result, check_temperature, check_temperature_for, temperature_range};
 pub use float::Float;
 pub use gradcheck::{GradcheckOptions, GradcheckReport, Mismatch, gradcheck};
 pub use op::Op;

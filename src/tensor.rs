@@ -32,8 +32,40 @@ impl Shape {
     pub const SCALAR: Shape = Shape { rows: 1, cols: 1 };
 
     /// Number of elements, `rows * cols`.
+    ///
+    /// # Panics
+    /// If `rows * cols` overflows `usize`, which no tensor's shape does (every
+    /// constructor checks it); [`checked_len`](Shape::checked_len) for other shapes.
     pub const fn len(&self) -> usize {
-        self.rows * self.cols
+        match self.checked_len() {
+            Some(len) => len,
+            None => panic!("Shape::len: rows * cols overflows usize"),
+        }
+    }
+
+    /// Number of elements, `rows * cols`, or `None` if the product overflows `usize`.
+    pub const fn checked_len(&self) -> Option<usize> {
+        self.rows.checked_mul(self.cols)
+    }
+
+    /// The number of elements of a `rows x cols` tensor, or an
+    /// [`Error::InvalidArgument`] naming `op` if `rows * cols` overflows `usize`.
+    ///
+    /// ```
+    /// use gumbelgrad::Shape;
+    /// assert_eq!(Shape::new(3, 4).size_for("example").unwrap(), 12);
+    /// assert!(Shape::new(1 << 63, 2).size_for("example").is_err());
+    /// ```
+    pub fn size_for(&self, op: &str) -> Result<usize> {
+        self.checked_len().ok_or_else(|| {
+            Error::invalid_argument(
+                op,
+                format!(
+                    "a {}x{} tensor has more elements than fit in usize",
+                    self.rows, self.cols
+                ),
+            )
+        })
     }
 
     /// True for a shape with no elements.
@@ -67,8 +99,10 @@ pub struct Tensor<T: Float> {
 
 impl<T: Float> Tensor<T> {
     /// Builds a `rows x cols` tensor from row-major data; errors if the length is wrong.
+    /// `rows * cols` is computed with checked arithmetic: a product that overflows
+    /// `usize` is a [`Error::BadLength`] like any other mismatch, never a wrapped size.
     pub fn from_vec(rows: usize, cols: usize, data: Vec<T>) -> Result<Self> {
-        if data.len() != rows * cols {
+        if rows.checked_mul(cols) != Some(data.len()) {
             return Err(Error::BadLength {
                 rows,
                 cols,
@@ -117,19 +151,51 @@ impl<T: Float> Tensor<T> {
     }
 
     /// A tensor filled with `value`.
+    ///
+    /// # Panics
+    /// If `rows * cols` overflows `usize` (never a wrapped, too small buffer); use
+    /// [`try_full`](Tensor::try_full) for sizes that come from input.
     pub fn full(rows: usize, cols: usize, value: T) -> Self {
-        Tensor {
-            shape: Shape::new(rows, cols),
-            data: vec![value; rows * cols],
-        }
+        Self::try_full(rows, cols, value).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A tensor filled with `value`, or an [`Error::InvalidArgument`] if `rows * cols`
+    /// overflows `usize`.
+    ///
+    /// ```
+    /// use gumbelgrad::Tensor;
+    /// assert_eq!(Tensor::<f32>::try_full(2, 3, 1.5)?.sum(), 9.0);
+    /// assert!(Tensor::<f32>::try_full(1 << 63, 2, 0.0).is_err());
+    /// # Ok::<(), gumbelgrad::Error>(())
+    /// ```
+    pub fn try_full(rows: usize, cols: usize, value: T) -> Result<Self> {
+        let shape = Shape::new(rows, cols);
+        let len = shape.size_for("Tensor::full")?;
+        Ok(Tensor {
+            shape,
+            data: vec![value; len],
+        })
     }
 
     /// A tensor of zeros.
+    ///
+    /// # Panics
+    /// If `rows * cols` overflows `usize`; [`try_zeros`](Tensor::try_zeros) returns
+    /// an error instead.
     pub fn zeros(rows: usize, cols: usize) -> Self {
         Self::full(rows, cols, T::ZERO)
     }
 
+    /// A tensor of zeros, or an [`Error::InvalidArgument`] if `rows * cols` overflows
+    /// `usize`.
+    pub fn try_zeros(rows: usize, cols: usize) -> Result<Self> {
+        Self::try_full(rows, cols, T::ZERO)
+    }
+
     /// A tensor of ones.
+    ///
+    /// # Panics
+    /// If `rows * cols` overflows `usize`.
     pub fn ones(rows: usize, cols: usize) -> Self {
         Self::full(rows, cols, T::ONE)
     }
@@ -147,6 +213,9 @@ impl<T: Float> Tensor<T> {
     /// let t = gumbelgrad::Tensor::<f64>::random_uniform(3, 4, -1.0, 1.0, &mut rng);
     /// assert!(t.as_slice().iter().all(|&x| (-1.0..1.0).contains(&x)));
     /// ```
+    ///
+    /// # Panics
+    /// If `rows * cols` overflows `usize`.
     pub fn random_uniform<R: Rng + ?Sized>(
         rows: usize,
         cols: usize,
@@ -154,7 +223,8 @@ impl<T: Float> Tensor<T> {
         high: f64,
         rng: &mut R,
     ) -> Self {
-        let data = (0..rows * cols)
+        let len = Shape::new(rows, cols).len();
+        let data = (0..len)
             .map(|_| T::from_f64(low + (high - low) * rng.random::<f64>()))
             .collect();
         Tensor {
@@ -164,6 +234,9 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Normal random values with the given mean and standard deviation.
+    ///
+    /// # Panics
+    /// If `rows * cols` overflows `usize`.
     pub fn random_normal<R: Rng + ?Sized>(
         rows: usize,
         cols: usize,
@@ -171,7 +244,8 @@ impl<T: Float> Tensor<T> {
         std_dev: f64,
         rng: &mut R,
     ) -> Self {
-        let data = (0..rows * cols)
+        let len = Shape::new(rows, cols).len();
+        let data = (0..len)
             .map(|_| {
                 let z: f64 = StandardNormal.sample(rng);
                 T::from_f64(mean + std_dev * z)
@@ -266,7 +340,7 @@ impl<T: Float> Tensor<T> {
 
     /// The same elements seen as `rows x cols` (no copy); errors if the count differs.
     pub fn reshape(self, rows: usize, cols: usize) -> Result<Self> {
-        if rows * cols != self.data.len() {
+        if rows.checked_mul(cols) != Some(self.data.len()) {
             return Err(Error::BadLength {
                 rows,
                 cols,

@@ -217,6 +217,69 @@ fn amat_round_trips_plain_and_gzip() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Ink in every column, first and last included, in both values: image 0 is all ink,
+/// image 1 has ink in the even columns, image 2 in the odd ones (column 783 among them),
+/// image 3 has ink only in the first and last columns.
+#[test]
+fn amat_round_trip_has_ink_in_every_column() {
+    let dir = scratch("amat-every-column");
+    let patterns: [fn(usize) -> bool; 4] = [
+        |_| true,
+        |p| p % 2 == 0,
+        |p| p % 2 == 1,
+        |p| p == 0 || p == 783,
+    ];
+    let mut text = String::new();
+    for ink in patterns {
+        let values: Vec<&str> = (0..784).map(|p| if ink(p) { "1" } else { "0" }).collect();
+        text.push_str(&values.join(" "));
+        text.push('\n');
+    }
+    for (name, bytes) in [
+        ("plain.amat", text.clone().into_bytes()),
+        ("zipped.amat.gz", gzip(text.as_bytes())),
+    ] {
+        let path = dir.join(name);
+        write(&path, &bytes);
+        let data = read_amat(&path).unwrap();
+        assert_eq!(data.len(), patterns.len());
+        for (i, ink) in patterns.iter().enumerate() {
+            for p in 0..784 {
+                let expected = if ink(p) { 1.0 } else { 0.0 };
+                assert_eq!(
+                    data.images.get(i, p),
+                    expected,
+                    "{name}: image {i}, pixel {p}"
+                );
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A gzip file that inflates to one endless line is rejected after `MAX_LINE_BYTES`,
+/// and one whose IDX header promises 2 images followed by megabytes of zeros after the
+/// announced pixels: neither is read to its end.
+#[test]
+fn small_gzip_files_inflating_to_much_more_are_rejected_early() {
+    let dir = scratch("gzip-bombs");
+    let zeros = vec![b'0'; 8 << 20];
+    let path = dir.join("endless.amat.gz");
+    write(&path, &gzip(&zeros));
+    assert_bad_file(read_amat(&path), &path, "line 1: longer than");
+
+    let mut images = idx_images(2, 2, 2, &[0; 8]);
+    images.resize(8 << 20, 0);
+    let path = dir.join("lying-images.gz");
+    write(&path, &gzip(&images));
+    assert_bad_file(
+        read_idx_images(&path),
+        &path,
+        "trailing bytes: the header promises 2 images of 2x2 (8 pixel bytes)",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn bad_amat_lines_are_typed_errors_with_line_numbers() {
     let dir = scratch("amat-bad");

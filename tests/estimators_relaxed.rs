@@ -255,7 +255,10 @@ fn invalid_temperatures_are_typed_errors() {
     let tape = Tape::<f32>::new();
     let x = tape.variable(&Tensor::zeros(1, 2));
     let y = gumbel_softmax(x, x, 1e-60, 2);
-    assert!(matches!(y.value(), Err(Error::InvalidTemperature { .. })));
+    assert!(matches!(
+        y.value(),
+        Err(Error::TemperatureOutOfRange { .. })
+    ));
 }
 
 #[test]

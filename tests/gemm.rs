@@ -19,6 +19,14 @@ fn available_isas() -> Vec<Isa> {
         .collect()
 }
 
+/// Writes a line to the process's stderr directly, past the test harness's capture (which
+/// only takes `print!`/`eprint!` output): shown by `cargo test` even for passing tests,
+/// so CI logs say which kernels were not exercised on this machine.
+fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn random_vec<T: Float>(len: usize, rng: &mut StdRng) -> Vec<T> {
     (0..len)
         .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
@@ -66,7 +74,7 @@ fn check_against_reference<T: Float>(dims: (bool, bool, usize, usize, usize), se
     for isa in available_isas() {
         let cfg = GemmConfig::current().with_threads(1).with_isa(isa).unwrap();
         let mut got = c0.clone();
-        gemm(&cfg, ta, tb, m, n, k, &a, &b, &mut got);
+        gemm(&cfg, ta, tb, m, n, k, &a, &b, &mut got).unwrap();
         assert_close(&format!("{isa:?}"), dims, &a, &b, &c0, &got, &want);
     }
     // The dispatching entry point the ops use (fast or plain depending on size).
@@ -139,10 +147,10 @@ fn fast_gemm_matches_reference_on_large_shapes() {
 fn empty_products_leave_c_alone() {
     let cfg = GemmConfig::current();
     let mut c = vec![3.0f32; 6];
-    gemm(&cfg, false, false, 2, 3, 0, &[], &[], &mut c);
+    gemm(&cfg, false, false, 2, 3, 0, &[], &[], &mut c).unwrap();
     assert_eq!(c, vec![3.0; 6]);
     let mut empty: Vec<f64> = vec![];
-    gemm(&cfg, true, true, 0, 4, 5, &[], &[0.5; 20], &mut empty);
+    gemm(&cfg, true, true, 0, 4, 5, &[], &[0.5; 20], &mut empty).unwrap();
 }
 
 fn check_thread_counts_bit_identical<T: Float>(dims: (bool, bool, usize, usize, usize), seed: u64) {
@@ -158,7 +166,7 @@ fn check_thread_counts_bit_identical<T: Float>(dims: (bool, bool, usize, usize, 
             .unwrap()
             .with_min_work_per_thread(1);
         let mut one = c0.clone();
-        gemm(&base.with_threads(1), ta, tb, m, n, k, &a, &b, &mut one);
+        gemm(&base.with_threads(1), ta, tb, m, n, k, &a, &b, &mut one).unwrap();
         for threads in [2, 3] {
             let mut many = c0.clone();
             gemm(
@@ -171,7 +179,8 @@ fn check_thread_counts_bit_identical<T: Float>(dims: (bool, bool, usize, usize, 
                 &a,
                 &b,
                 &mut many,
-            );
+            )
+            .unwrap();
             let same = one
                 .iter()
                 .zip(&many)
@@ -211,7 +220,7 @@ fn thread_count_does_not_change_a_single_bit() {
 #[test]
 fn avx2_and_avx512_agree_bit_for_bit() {
     if !(Isa::Avx2.is_available() && Isa::Avx512.is_available()) {
-        eprintln!("skipped: this CPU lacks AVX2 or AVX-512");
+        report("avx2_and_avx512_agree_bit_for_bit: SKIPPED, this CPU lacks AVX2 or AVX-512");
         return;
     }
     let mut rng = StdRng::seed_from_u64(7);
@@ -226,7 +235,7 @@ fn avx2_and_avx512_agree_bit_for_bit() {
         for isa in [Isa::Avx2, Isa::Avx512] {
             let cfg = GemmConfig::current().with_threads(1).with_isa(isa).unwrap();
             let mut c = vec![0.0f32; m * n];
-            gemm(&cfg, ta, tb, m, n, k, &a, &b, &mut c);
+            gemm(&cfg, ta, tb, m, n, k, &a, &b, &mut c).unwrap();
             results.push(c);
         }
         assert!(
@@ -236,4 +245,101 @@ fn avx2_and_avx512_agree_bit_for_bit() {
                 .all(|(x, y)| x.to_bits() == y.to_bits())
         );
     }
+}
+
+/// Each instruction set the micro-kernel is compiled for, one test each, against the
+/// scalar reference on random and large shapes, f32 and f64. The portable kernel runs on
+/// every machine; the x86-64 ones run where the CPU has them and otherwise report, in
+/// the output `cargo test` prints, that they were not exercised.
+fn check_isa_against_reference(isa: Isa) {
+    if !isa.is_available() {
+        report(&format!(
+            "gemm {isa:?} micro-kernel: NOT TESTED, this CPU does not have {isa:?} \
+             (set GUMBELGRAD_REQUIRE_ISAS to make this a failure)"
+        ));
+        let required = std::env::var("GUMBELGRAD_REQUIRE_ISAS").unwrap_or_default();
+        assert!(
+            !required
+                .split(',')
+                .any(|name| name.trim().eq_ignore_ascii_case(&format!("{isa:?}"))),
+            "GUMBELGRAD_REQUIRE_ISAS={required} requires {isa:?}, which this CPU lacks"
+        );
+        return;
+    }
+    let cfg = GemmConfig::current().with_threads(1).with_isa(isa).unwrap();
+    assert_eq!(cfg.isa(), isa);
+    let mut rng = StdRng::seed_from_u64(11);
+    let shapes = [
+        (1, 1, 1),
+        (7, 9, 13),
+        (33, 65, 17),
+        (100, 130, 400),
+        (5, 300, 450),
+    ];
+    for &(m, n, k) in &shapes {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let dims = (ta, tb, m, n, k);
+            let a = random_vec::<f32>(m * k, &mut rng);
+            let b = random_vec::<f32>(k * n, &mut rng);
+            let c0 = random_vec::<f32>(m * n, &mut rng);
+            let (mut got, mut want) = (c0.clone(), c0.clone());
+            gemm_reference(ta, tb, m, n, k, &a, &b, &mut want);
+            gemm(&cfg, ta, tb, m, n, k, &a, &b, &mut got).unwrap();
+            assert_close(&format!("{isa:?}"), dims, &a, &b, &c0, &got, &want);
+            let a: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
+            let b: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
+            let c0: Vec<f64> = c0.iter().map(|&v| f64::from(v)).collect();
+            let (mut got, mut want) = (c0.clone(), c0.clone());
+            gemm_reference(ta, tb, m, n, k, &a, &b, &mut want);
+            gemm(&cfg, ta, tb, m, n, k, &a, &b, &mut got).unwrap();
+            assert_close(&format!("{isa:?}"), dims, &a, &b, &c0, &got, &want);
+        }
+    }
+    report(&format!(
+        "gemm {isa:?} micro-kernel: tested against the scalar reference"
+    ));
+}
+
+#[test]
+fn portable_kernel_agrees_with_reference() {
+    check_isa_against_reference(Isa::Portable);
+}
+
+#[test]
+fn avx2_kernel_agrees_with_reference_or_reports_not_tested() {
+    check_isa_against_reference(Isa::Avx2);
+}
+
+#[test]
+fn avx512_kernel_agrees_with_reference_or_reports_not_tested() {
+    check_isa_against_reference(Isa::Avx512);
+}
+
+/// Lengths that do not fit the dimensions are typed errors, including size products that
+/// overflow `usize` (which once wrapped to 0 and passed the check).
+#[test]
+fn gemm_lengths_are_checked_without_wrapping() {
+    let cfg = GemmConfig::current();
+    let huge = 1usize << 63;
+    let mut c: Vec<f32> = vec![];
+    for (m, n, k, a_len, b_len) in [
+        (huge, 2, 2, 0, 4),
+        (2, huge, 2, 4, 0),
+        (2, 2, huge, 0, 0),
+        (2, 2, 2, 3, 4),
+    ] {
+        let a = vec![0.0f32; a_len];
+        let b = vec![0.0f32; b_len];
+        let err = gemm(&cfg, false, false, m, n, k, &a, &b, &mut c).unwrap_err();
+        assert!(
+            matches!(err, gumbelgrad::Error::InvalidArgument { .. }),
+            "{err:?}"
+        );
+        assert!(matmul::check_gemm_lengths("gemm", m, n, k, a_len, b_len, 0).is_err());
+    }
+    let result = std::panic::catch_unwind(|| {
+        let mut c: Vec<f64> = vec![];
+        matmul::gemm(false, false, huge, 2, 2, &[], &[0.0; 4], &mut c);
+    });
+    assert!(result.is_err(), "matmul::gemm must refuse, not wrap");
 }

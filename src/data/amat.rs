@@ -11,10 +11,16 @@ use crate::data::dataset::Dataset;
 use crate::data::pixels::Pixels;
 use crate::data::read::{find_file, open_maybe_gzip};
 use crate::error::{Error, Result};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 /// Values per line (28 x 28).
 pub const PIXELS: usize = 784;
+
+/// The longest line read, in bytes: room for 784 values spelled as long decimals
+/// (`0.000000000000e+00 `), far more than the 1,568 bytes of the published files. A
+/// longer line is an error before more of it is read, so a small gzip file inflating to
+/// one endless line cannot fill the memory.
+pub const MAX_LINE_BYTES: usize = 32 * PIXELS;
 
 /// Reads an `.amat` file of 0/1 images with `PIXELS` values a line.
 ///
@@ -34,7 +40,8 @@ fn parse_amat(mut reader: impl BufRead, path: &Path) -> Result<Pixels> {
     let mut lines = 0;
     loop {
         line.clear();
-        let read = reader
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
             .read_until(b'\n', &mut line)
             .map_err(|e| Error::bad_file(path, format!("unreadable after line {lines} ({e})")))?;
         if read == 0 {
@@ -42,6 +49,12 @@ fn parse_amat(mut reader: impl BufRead, path: &Path) -> Result<Pixels> {
         }
         lines += 1;
         let number = lines;
+        if line.len() > MAX_LINE_BYTES {
+            return Err(Error::bad_file(
+                path,
+                format!("line {number}: longer than {MAX_LINE_BYTES} bytes"),
+            ));
+        }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         let start = pixels.len();

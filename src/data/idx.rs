@@ -9,11 +9,12 @@
 //!
 //! Pixels are scaled to `[0, 1]` by dividing by 255.
 
+use std::io::Read;
 use std::path::Path;
 
 use crate::data::dataset::Dataset;
 use crate::data::pixels::Pixels;
-use crate::data::read::{find_file, read_maybe_gzip};
+use crate::data::read::{Announced, find_file, open_maybe_gzip, read_announced, read_header};
 use crate::error::{Error, Result};
 
 /// Magic number of an IDX file of unsigned bytes with 3 dimensions (images).
@@ -31,25 +32,36 @@ pub enum MnistSplit {
 }
 
 fn be_u32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
 /// Reads an image file: `(images [n, rows * cols], rows, cols)`, a byte per pixel
 /// (intensity `byte / 255`).
+///
+/// The 16-byte header is read and checked first; then exactly the pixel bytes it
+/// announces are read (decompressed on the fly for a gzip file), and one more byte to
+/// detect trailing data. Memory is bounded by the pixels the file really holds, however
+/// large the header's counts or the decompressed stream.
 pub fn read_idx_images(path: impl AsRef<Path>) -> Result<(Pixels, usize, usize)> {
     let path = path.as_ref();
-    let bytes = read_maybe_gzip(path)?;
-    parse_images(bytes, path)
+    read_images_from(&mut open_maybe_gzip(path)?, path)
 }
 
-/// Reads a label file: one byte per label.
+/// Reads a label file: one byte per label (header first, then exactly the announced
+/// labels, as [`read_idx_images`]).
 pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Vec<u8>> {
     let path = path.as_ref();
-    let bytes = read_maybe_gzip(path)?;
-    parse_labels(&bytes, path)
+    read_labels_from(&mut open_maybe_gzip(path)?, path)
 }
 
-fn check_magic(bytes: &[u8], expected: u32, header: usize, path: &Path) -> Result<()> {
+/// Reads and checks the `N`-byte header of an IDX file of the `expected` magic number.
+fn read_checked_header<const N: usize>(
+    reader: &mut dyn Read,
+    expected: u32,
+    path: &Path,
+) -> Result<[u8; N]> {
+    let mut header = [0u8; N];
+    let filled = read_header(reader, &mut header, path)?;
     let kind = if expected == IMAGES_MAGIC {
         "image"
     } else {
@@ -59,15 +71,14 @@ fn check_magic(bytes: &[u8], expected: u32, header: usize, path: &Path) -> Resul
         Error::bad_file(
             path,
             format!(
-                "truncated: {} bytes, shorter than the {header}-byte header of an IDX {kind} file",
-                bytes.len()
+                "truncated: {filled} bytes, shorter than the {N}-byte header of an IDX {kind} file"
             ),
         )
     };
-    if bytes.len() < 4 {
+    if filled < 4 {
         return Err(truncated());
     }
-    let magic = be_u32(bytes, 0);
+    let magic = be_u32(&header, 0);
     if magic != expected {
         let hint = match magic {
             IMAGES_MAGIC => " (this is an image file)",
@@ -81,67 +92,77 @@ fn check_magic(bytes: &[u8], expected: u32, header: usize, path: &Path) -> Resul
             ),
         ));
     }
-    if bytes.len() < header {
+    if filled < N {
         return Err(truncated());
     }
-    Ok(())
+    Ok(header)
 }
 
-fn parse_images(mut bytes: Vec<u8>, path: &Path) -> Result<(Pixels, usize, usize)> {
-    check_magic(&bytes, IMAGES_MAGIC, 16, path)?;
-    let count = be_u32(&bytes, 4) as usize;
-    let rows = be_u32(&bytes, 8) as usize;
-    let cols = be_u32(&bytes, 12) as usize;
+/// [`read_idx_images`] on an open (already decompressing) reader.
+pub(crate) fn read_images_from(
+    reader: &mut dyn Read,
+    path: &Path,
+) -> Result<(Pixels, usize, usize)> {
+    let header = read_checked_header::<16>(reader, IMAGES_MAGIC, path)?;
+    let count = be_u32(&header, 4) as usize;
+    let rows = be_u32(&header, 8) as usize;
+    let cols = be_u32(&header, 12) as usize;
     if rows == 0 || cols == 0 {
         return Err(Error::bad_file(
             path,
             format!("images of {rows}x{cols} pixels"),
         ));
     }
-    let expected = count
-        .checked_mul(rows * cols)
+    let expected = rows
+        .checked_mul(cols)
+        .and_then(|pixels| pixels.checked_mul(count))
         .ok_or_else(|| Error::bad_file(path, "image count overflows"))?;
-    let data = &bytes[16..];
-    if data.len() != expected {
-        let what = if data.len() < expected {
-            "truncated"
-        } else {
-            "trailing bytes"
-        };
-        return Err(Error::bad_file(
-            path,
-            format!(
-                "{what}: the header promises {count} images of {rows}x{cols} \
-                 ({expected} pixel bytes), the file has {} pixel bytes",
-                data.len()
-            ),
-        ));
+    let (bytes, status) = read_announced(reader, expected, path)?;
+    match status {
+        Announced::Exact => {}
+        Announced::Short => {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "truncated: the header promises {count} images of {rows}x{cols} \
+                     ({expected} pixel bytes), the file has {} pixel bytes",
+                    bytes.len()
+                ),
+            ));
+        }
+        Announced::Trailing => {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "trailing bytes: the header promises {count} images of {rows}x{cols} \
+                     ({expected} pixel bytes), the file has more"
+                ),
+            ));
+        }
     }
-    // The pixel bytes are the file's bytes after the header: keep them, no copy.
-    bytes.drain(..16);
     let images = Pixels::from_bytes(count, rows * cols, bytes)?;
     Ok((images, rows, cols))
 }
 
-fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
-    check_magic(bytes, LABELS_MAGIC, 8, path)?;
-    let count = be_u32(bytes, 4) as usize;
-    let data = &bytes[8..];
-    if data.len() != count {
-        let what = if data.len() < count {
-            "truncated"
-        } else {
-            "trailing bytes"
-        };
-        return Err(Error::bad_file(
+/// [`read_idx_labels`] on an open (already decompressing) reader.
+pub(crate) fn read_labels_from(reader: &mut dyn Read, path: &Path) -> Result<Vec<u8>> {
+    let header = read_checked_header::<8>(reader, LABELS_MAGIC, path)?;
+    let count = be_u32(&header, 4) as usize;
+    let (bytes, status) = read_announced(reader, count, path)?;
+    match status {
+        Announced::Exact => Ok(bytes),
+        Announced::Short => Err(Error::bad_file(
             path,
             format!(
-                "{what}: the header promises {count} labels, the file has {}",
-                data.len()
+                "truncated: the header promises {count} labels, the file has {}",
+                bytes.len()
             ),
-        ));
+        )),
+        Announced::Trailing => Err(Error::bad_file(
+            path,
+            format!("trailing bytes: the header promises {count} labels, the file has more"),
+        )),
     }
-    Ok(data.to_vec())
 }
 
 /// Loads one split of MNIST (or Fashion-MNIST) from a folder holding the IDX files
@@ -184,4 +205,70 @@ pub fn load_mnist(dir: impl AsRef<Path>, split: MnistSplit) -> Result<Dataset> {
         ));
     }
     Dataset::from_pixels(images, Some(labels), rows, cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::Compression;
+    use flate2::read::MultiGzDecoder;
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+
+    /// A reader that counts the bytes it hands out.
+    struct Counting<R> {
+        inner: R,
+        count: usize,
+    }
+
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.count += n;
+            Ok(n)
+        }
+    }
+
+    /// A gzip stream whose header promises 2 images of 2x2 pixels, followed by
+    /// `zeros` zero bytes: small compressed, large inflated.
+    fn lying_gzip(magic: u32, words: &[u32], zeros: usize) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+        encoder.write_all(&magic.to_be_bytes()).unwrap();
+        for word in words {
+            encoder.write_all(&word.to_be_bytes()).unwrap();
+        }
+        let chunk = vec![0u8; 1 << 16];
+        let mut left = zeros;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            encoder.write_all(&chunk[..n]).unwrap();
+            left -= n;
+        }
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn a_small_gzip_promising_few_images_is_never_inflated_past_its_header() {
+        let zeros = 16 << 20;
+        let path = Path::new("lying.gz");
+        let images = lying_gzip(IMAGES_MAGIC, &[2, 2, 2], zeros);
+        assert!(images.len() < zeros / 100, "{} bytes", images.len());
+        let mut reader = Counting {
+            inner: MultiGzDecoder::new(&images[..]),
+            count: 0,
+        };
+        let err = read_images_from(&mut reader, path).unwrap_err();
+        assert!(err.to_string().contains("trailing bytes"), "{err}");
+        // Header, 8 pixel bytes and the one byte that shows there is more.
+        assert_eq!(reader.count, 16 + 8 + 1);
+
+        let labels = lying_gzip(LABELS_MAGIC, &[3], zeros);
+        let mut reader = Counting {
+            inner: MultiGzDecoder::new(&labels[..]),
+            count: 0,
+        };
+        let err = read_labels_from(&mut reader, path).unwrap_err();
+        assert!(err.to_string().contains("trailing bytes"), "{err}");
+        assert_eq!(reader.count, 8 + 3 + 1);
+    }
 }

@@ -1,4 +1,5 @@
-//! Reading a whole data file, gunzipping it when it is gzip-compressed.
+//! Opening a data file, gunzipping it on the fly when it is gzip-compressed, and
+//! reading no more of it than its header announces.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -8,21 +9,73 @@ use flate2::read::MultiGzDecoder;
 
 use crate::error::{Error, Result};
 
-/// The bytes of `path`, decompressed if the file starts with the gzip magic bytes
-/// (whatever its name).
-pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, &e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                Error::bad_file(path, format!("gzip data is corrupt or truncated ({e})"))
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
+/// Reads exactly `len` bytes from `reader` (the part of a file its header announced),
+/// then checks that nothing follows. Never reads more than `len + 1` bytes, and grows
+/// the buffer only as bytes arrive, so neither a lying header nor a small gzip stream
+/// inflating to gigabytes sets the memory used: at most `len` bytes, and only as many
+/// as the file really holds.
+///
+/// Returns the bytes read (all `len` of them unless the file is short) and how the
+/// file's length compares with `len`.
+pub(crate) fn read_announced(
+    reader: &mut dyn Read,
+    len: usize,
+    path: &Path,
+) -> Result<(Vec<u8>, Announced)> {
+    let mut data = Vec::new();
+    let limit = u64::try_from(len)
+        .map_err(|_| Error::bad_file(path, "the header announces more bytes than fit in memory"))?;
+    (&mut *reader)
+        .take(limit)
+        .read_to_end(&mut data)
+        .map_err(|e| corrupt(path, &e))?;
+    if data.len() < len {
+        return Ok((data, Announced::Short));
     }
+    let mut one = [0u8; 1];
+    let extra = loop {
+        match reader.read(&mut one) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(corrupt(path, &e)),
+        }
+    };
+    let status = if extra == 0 {
+        Announced::Exact
+    } else {
+        Announced::Trailing
+    };
+    Ok((data, status))
+}
+
+/// How the bytes that followed a header compare with what it announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announced {
+    /// Fewer bytes than announced (the file is truncated).
+    Short,
+    /// Exactly the announced bytes, then the end of the file.
+    Exact,
+    /// The announced bytes, then more (only one extra byte is read, never the rest).
+    Trailing,
+}
+
+/// Reads a fixed-size header: `Ok(n)` bytes read, `n < header.len()` at the end of the
+/// file.
+pub(crate) fn read_header(reader: &mut dyn Read, header: &mut [u8], path: &Path) -> Result<usize> {
+    let mut filled = 0;
+    while filled < header.len() {
+        match reader.read(&mut header[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(corrupt(path, &e)),
+        }
+    }
+    Ok(filled)
+}
+
+fn corrupt(path: &Path, e: &std::io::Error) -> Error {
+    Error::bad_file(path, format!("gzip data is corrupt or truncated ({e})"))
 }
 
 /// A buffered reader over the bytes of `path`, decompressing on the fly if the file

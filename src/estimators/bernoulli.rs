@@ -31,7 +31,7 @@
 use rand::RngCore;
 
 use super::{Estimate, GradientEstimator, fail, relaxed_estimate};
-use crate::error::{Error, Result, check_temperature};
+use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
 use crate::op::{Op, expect_same_shapes};
 use crate::ops::unary::sigmoid;
@@ -59,7 +59,7 @@ impl<T: Float> Op<T> for RelaxedBernoulli<T> {
         format!("relaxed_bernoulli(tau={})", self.temperature)
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        check_temperature("relaxed_bernoulli", self.temperature.to_f64())?;
+        check_temperature_for::<T>("relaxed_bernoulli", self.temperature.to_f64())?;
         same_shape("relaxed_bernoulli", inputs)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
@@ -131,7 +131,7 @@ impl<T: Float> Op<T> for StRelaxedBernoulli<T> {
         format!("st_relaxed_bernoulli(tau={})", self.temperature)
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        check_temperature("st_relaxed_bernoulli", self.temperature.to_f64())?;
+        check_temperature_for::<T>("st_relaxed_bernoulli", self.temperature.to_f64())?;
         same_shape("st_relaxed_bernoulli", inputs)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
@@ -194,7 +194,7 @@ impl<T: Float> Op<T> for SlopeAnnealedSt<T> {
         format!("slope_annealed_st(slope={})", self.slope)
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        check_slope(self.slope.to_f64())?;
+        check_slope::<T>(self.slope.to_f64())?;
         same_shape("slope_annealed_st", inputs)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
@@ -249,8 +249,8 @@ fn sigmoid_backward<T: Float>(
 
 /// The slope of [`SlopeAnnealedSt`] must be finite and `> 0`; a bad one is reported as
 /// an [`Error::InvalidTemperature`] (the slope is an inverse temperature).
-fn check_slope(slope: f64) -> Result<()> {
-    check_temperature("slope_annealed_st (slope)", slope)
+fn check_slope<T: Float>(slope: f64) -> Result<()> {
+    check_temperature_for::<T>("slope_annealed_st (slope)", slope)
 }
 
 /// Records a [`RelaxedBernoulli`] op (invalid temperatures become a tape error).
@@ -259,7 +259,7 @@ pub fn relaxed_bernoulli<'t, T: Float>(
     noise: Var<'t, T>,
     temperature: f64,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("relaxed_bernoulli", temperature) {
+    if let Err(error) = check_temperature_for::<T>("relaxed_bernoulli", temperature) {
         return fail(logits.tape(), error);
     }
     logits.tape().record(
@@ -276,7 +276,7 @@ pub fn st_relaxed_bernoulli<'t, T: Float>(
     noise: Var<'t, T>,
     temperature: f64,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("st_relaxed_bernoulli", temperature) {
+    if let Err(error) = check_temperature_for::<T>("st_relaxed_bernoulli", temperature) {
         return fail(logits.tape(), error);
     }
     logits.tape().record(
@@ -298,7 +298,7 @@ pub fn slope_annealed_st<'t, T: Float>(
     noise: Var<'t, T>,
     slope: f64,
 ) -> Var<'t, T> {
-    if let Err(error) = check_slope(slope) {
+    if let Err(error) = check_slope::<T>(slope) {
         return fail(logits.tape(), error);
     }
     logits.tape().record(
@@ -347,9 +347,9 @@ impl<T: Float> BernoulliEstimator<T> {
         match kind {
             BernoulliKind::Relaxed { temperature }
             | BernoulliKind::StraightThroughRelaxed { temperature } => {
-                check_temperature("BernoulliEstimator", temperature)?
+                check_temperature_for::<T>("BernoulliEstimator", temperature)?
             }
-            BernoulliKind::SlopeAnnealed { slope } => check_slope(slope)?,
+            BernoulliKind::SlopeAnnealed { slope } => check_slope::<T>(slope)?,
             BernoulliKind::StraightThrough => {}
         }
         Ok(BernoulliEstimator {
@@ -376,7 +376,7 @@ impl<T: Float> BernoulliEstimator<T> {
     /// `1 / temperature` of slope-annealed ST (so annealing the temperature down raises
     /// the slope, as Chung et al. do); ignored by plain ST. Rejects invalid values.
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        check_temperature("BernoulliEstimator::set_temperature", temperature)?;
+        check_temperature_for::<T>("BernoulliEstimator::set_temperature", temperature)?;
         match &mut self.kind {
             BernoulliKind::Relaxed { temperature: t }
             | BernoulliKind::StraightThroughRelaxed { temperature: t } => *t = temperature,

@@ -39,7 +39,7 @@
 use rand::RngCore;
 
 use super::{Estimate, GradientEstimator, fail, relaxed_estimate, same_shape_grouped};
-use crate::error::{Result, check_temperature};
+use crate::error::{Result, check_temperature_for};
 use crate::float::Float;
 use crate::kernels::softmax::softmax_backward_groups;
 use crate::op::{Op, expect_arity};
@@ -87,7 +87,7 @@ impl<T: Float> Op<T> for GumbelSoftmax<T> {
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         expect_arity("gumbel_softmax", inputs, 2)?;
-        check_temperature("gumbel_softmax", self.temperature.to_f64())?;
+        check_temperature_for::<T>("gumbel_softmax", self.temperature.to_f64())?;
         same_shape_grouped("gumbel_softmax", inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
@@ -247,7 +247,7 @@ impl<T: Float> Op<T> for ExpConcrete<T> {
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         expect_arity("exp_concrete", inputs, 2)?;
-        check_temperature("exp_concrete", self.temperature.to_f64())?;
+        check_temperature_for::<T>("exp_concrete", self.temperature.to_f64())?;
         same_shape_grouped("exp_concrete", inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
@@ -300,7 +300,7 @@ pub fn gumbel_softmax<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("gumbel_softmax", temperature) {
+    if let Err(error) = check_temperature_for::<T>("gumbel_softmax", temperature) {
         return fail(logits.tape(), error);
     }
     logits.tape().record(
@@ -326,7 +326,7 @@ pub fn gumbel_softmax_learned_temperature<'t, T: Float>(
 ) -> Var<'t, T> {
     let name = "gumbel_softmax_learned_tau";
     if let Ok(Ok(value)) = temperature.with_value(|t| t.to_scalar())
-        && let Err(error) = check_temperature(name, value.to_f64())
+        && let Err(error) = check_temperature_for::<T>(name, value.to_f64())
     {
         return fail(logits.tape(), error);
     }
@@ -344,7 +344,7 @@ pub fn exp_concrete<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("exp_concrete", temperature) {
+    if let Err(error) = check_temperature_for::<T>("exp_concrete", temperature) {
         return fail(logits.tape(), error);
     }
     logits.tape().record(
@@ -373,7 +373,7 @@ pub struct GumbelSoftmaxEstimator<T: Float> {
 impl<T: Float> GumbelSoftmaxEstimator<T> {
     /// A Gumbel-Softmax estimator at `temperature` (an error unless finite and `> 0`).
     pub fn new(temperature: f64) -> Result<Self> {
-        check_temperature("GumbelSoftmaxEstimator", temperature)?;
+        check_temperature_for::<T>("GumbelSoftmaxEstimator", temperature)?;
         Ok(GumbelSoftmaxEstimator {
             temperature,
             last_noise: None,
@@ -385,7 +385,7 @@ impl<T: Float> GumbelSoftmaxEstimator<T> {
     }
     /// Changes the temperature (for schedules); rejects invalid values.
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        check_temperature("GumbelSoftmaxEstimator", temperature)?;
+        check_temperature_for::<T>("GumbelSoftmaxEstimator", temperature)?;
         self.temperature = temperature;
         Ok(())
     }

@@ -436,10 +436,12 @@ impl<T: Float> Estimator<T> {
     }
     /// REBAR starting at `eta = 1` and `temperature`, tuned by its variance.
     pub fn rebar(temperature: f64) -> Result<Self> {
+        crate::error::check_temperature_for::<T>("Estimator::rebar", temperature)?;
         Ok(Estimator::Rebar(score::Rebar::new(1.0, temperature)?))
     }
     /// RELAX starting at `eta = 1` and `temperature`, with a 10-unit surrogate.
     pub fn relax(temperature: f64) -> Result<Self> {
+        crate::error::check_temperature_for::<T>("Estimator::relax", temperature)?;
         Ok(Estimator::Relax(score::Relax::new(1.0, temperature, 10)?))
     }
 
@@ -459,7 +461,7 @@ impl<T: Float> Estimator<T> {
             }
             "st-bernoulli" => Self::st_bernoulli(),
             "slope-annealed-st" | "annealed-st" => {
-                crate::error::check_temperature("Estimator::from_name", temperature)?;
+                crate::error::check_temperature_for::<T>("Estimator::from_name", temperature)?;
                 Self::slope_annealed_st(1.0 / temperature)
             }
             "reinforce" | "sf" | "score-function" => Ok(Self::reinforce(score::Baseline::None)),
@@ -520,7 +522,7 @@ impl<T: Float> Estimator<T> {
     /// Sets the temperature (for schedules). Rejects `<= 0`, NaN and infinity with
     /// [`Error::InvalidTemperature`]; estimators without a temperature ignore it.
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        crate::error::check_temperature("Estimator::set_temperature", temperature)?;
+        crate::error::check_temperature_for::<T>("Estimator::set_temperature", temperature)?;
         match self {
             Estimator::GumbelSoftmax(e) => e.set_temperature(temperature),
             Estimator::StGumbelSoftmax(e)

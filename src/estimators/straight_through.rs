@@ -43,7 +43,7 @@ use rand::RngCore;
 
 use super::gumbel_softmax::tempered_softmax_group;
 use super::{Estimate, GradientEstimator, fail, relaxed_estimate, same_shape_grouped};
-use crate::error::{Result, check_temperature};
+use crate::error::{Result, check_temperature_for};
 use crate::float::Float;
 use crate::op::{Op, expect_arity};
 use crate::tape::Var;
@@ -120,7 +120,7 @@ impl<T: Float> Op<T> for StGumbelSoftmax<T> {
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         expect_arity("st_gumbel_softmax", inputs, 2)?;
-        check_temperature("st_gumbel_softmax", self.temperature.to_f64())?;
+        check_temperature_for::<T>("st_gumbel_softmax", self.temperature.to_f64())?;
         same_shape_grouped("st_gumbel_softmax", inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
@@ -180,7 +180,7 @@ impl<T: Float> Op<T> for StCategorical<T> {
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         expect_arity("st_categorical", inputs, 2)?;
-        check_temperature("st_categorical", self.temperature.to_f64())?;
+        check_temperature_for::<T>("st_categorical", self.temperature.to_f64())?;
         same_shape_grouped("st_categorical", inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
@@ -238,7 +238,7 @@ impl<T: Float> Op<T> for StArgmax<T> {
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         expect_arity("st_argmax", inputs, 1)?;
-        check_temperature("st_argmax", self.temperature.to_f64())?;
+        check_temperature_for::<T>("st_argmax", self.temperature.to_f64())?;
         same_shape_grouped("st_argmax", inputs[0], inputs[0], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
@@ -278,7 +278,7 @@ pub fn st_gumbel_softmax<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("st_gumbel_softmax", temperature) {
+    if let Err(error) = check_temperature_for::<T>("st_gumbel_softmax", temperature) {
         return fail(logits.tape(), error);
     }
     logits.tape().record(
@@ -297,7 +297,7 @@ pub fn st_categorical<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("st_categorical", temperature) {
+    if let Err(error) = check_temperature_for::<T>("st_categorical", temperature) {
         return fail(logits.tape(), error);
     }
     logits.tape().record(
@@ -315,7 +315,7 @@ pub fn st_argmax<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("st_argmax", temperature) {
+    if let Err(error) = check_temperature_for::<T>("st_argmax", temperature) {
         return fail(logits.tape(), error);
     }
     logits.tape().record(
@@ -355,7 +355,7 @@ impl<T: Float> StraightThroughEstimator<T> {
     /// A straight-through estimator of the given kind at `temperature` (an error unless
     /// finite and `> 0`).
     pub fn new(kind: StraightThroughKind, temperature: f64) -> Result<Self> {
-        check_temperature("StraightThroughEstimator", temperature)?;
+        check_temperature_for::<T>("StraightThroughEstimator", temperature)?;
         Ok(StraightThroughEstimator {
             kind,
             temperature,
@@ -372,7 +372,7 @@ impl<T: Float> StraightThroughEstimator<T> {
     }
     /// Changes the temperature (for schedules); rejects invalid values.
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        check_temperature("StraightThroughEstimator", temperature)?;
+        check_temperature_for::<T>("StraightThroughEstimator", temperature)?;
         self.temperature = temperature;
         Ok(())
     }

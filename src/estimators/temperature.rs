@@ -19,7 +19,7 @@
 //! # Ok::<(), gumbelgrad::Error>(())
 //! ```
 
-use crate::error::{Error, Result, check_temperature};
+use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -48,7 +48,7 @@ pub enum TemperatureSchedule {
 impl TemperatureSchedule {
     /// A constant temperature (an error unless finite and `> 0`).
     pub fn constant(temperature: f64) -> Result<Self> {
-        check_temperature("TemperatureSchedule::constant", temperature)?;
+        check_temperature_for::<f64>("TemperatureSchedule::constant", temperature)?;
         Ok(TemperatureSchedule::Constant { temperature })
     }
 
@@ -56,8 +56,8 @@ impl TemperatureSchedule {
     /// finite and `>= 0`, `every >= 1`.
     pub fn exponential(initial: f64, rate: f64, every: u64, minimum: f64) -> Result<Self> {
         let op = "TemperatureSchedule::exponential";
-        check_temperature(op, initial)?;
-        check_temperature(op, minimum)?;
+        check_temperature_for::<f64>(op, initial)?;
+        check_temperature_for::<f64>(op, minimum)?;
         if !(rate.is_finite() && rate >= 0.0) {
             return Err(Error::invalid_argument(
                 op,
@@ -94,7 +94,7 @@ impl TemperatureSchedule {
                 minimum.max(initial * (-rate * last_update as f64).exp())
             }
         };
-        check_temperature("TemperatureSchedule::at", temperature)?;
+        check_temperature_for::<f64>("TemperatureSchedule::at", temperature)?;
         Ok(temperature)
     }
 }
@@ -129,7 +129,7 @@ pub struct LearnableTemperature<T: Float> {
 impl<T: Float> LearnableTemperature<T> {
     /// Starts at `temperature` (an error unless finite and `> 0`).
     pub fn new(temperature: f64) -> Result<Self> {
-        check_temperature("LearnableTemperature", temperature)?;
+        check_temperature_for::<T>("LearnableTemperature", temperature)?;
         Ok(LearnableTemperature {
             log_temperature: Tensor::scalar(T::from_f64(temperature.ln())),
         })
@@ -140,7 +140,7 @@ impl<T: Float> LearnableTemperature<T> {
     }
     /// Sets the temperature (an error unless finite and `> 0`).
     pub fn set(&mut self, temperature: f64) -> Result<()> {
-        check_temperature("LearnableTemperature::set", temperature)?;
+        check_temperature_for::<T>("LearnableTemperature::set", temperature)?;
         self.log_temperature.as_mut_slice()[0] = T::from_f64(temperature.ln());
         Ok(())
     }

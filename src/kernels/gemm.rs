@@ -45,8 +45,12 @@
 //! // [1 2; 3 4] * [5 6; 7 8], added into zeros
 //! let (a, b) = ([1.0f32, 2.0, 3.0, 4.0], [5.0f32, 6.0, 7.0, 8.0]);
 //! let mut c = [0.0f32; 4];
-//! gemm(&GemmConfig::current(), false, false, 2, 2, 2, &a, &b, &mut c);
+//! gemm(&GemmConfig::current(), false, false, 2, 2, 2, &a, &b, &mut c)?;
 //! assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+//! // Lengths that do not fit the dimensions are a typed error, even when the size
+//! // product overflows.
+//! assert!(gemm(&GemmConfig::current(), false, false, 1 << 63, 2, 2, &[], &a, &mut []).is_err());
+//! # Ok::<(), gumbelgrad::Error>(())
 //! ```
 
 mod microkernel;
@@ -165,9 +169,10 @@ impl GemmConfig {
 /// contract as [`matmul::gemm_reference`](super::matmul::gemm_reference)
 /// (`transpose_a`: `a` is stored `k x m`; `transpose_b`: `b` is stored `n x k`).
 ///
-/// # Panics
-/// If a slice length does not match its dimensions (a caller bug: the ops check shapes
-/// before calling).
+/// The slice lengths are checked first, with checked arithmetic
+/// ([`check_gemm_lengths`](super::matmul::check_gemm_lengths)): a mismatch, or a size
+/// product that overflows `usize`, is an [`Error::InvalidArgument`](crate::Error) and
+/// nothing is computed.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm<T: Float>(
     config: &GemmConfig,
@@ -179,12 +184,10 @@ pub fn gemm<T: Float>(
     a: &[T],
     b: &[T],
     c: &mut [T],
-) {
-    assert_eq!(a.len(), m * k, "gemm: a has the wrong length");
-    assert_eq!(b.len(), k * n, "gemm: b has the wrong length");
-    assert_eq!(c.len(), m * n, "gemm: c has the wrong length");
+) -> crate::error::Result<()> {
+    super::matmul::check_gemm_lengths("kernels::gemm::gemm", m, n, k, a.len(), b.len(), c.len())?;
     if m == 0 || n == 0 || k == 0 {
-        return;
+        return Ok(());
     }
     let problem = Problem {
         transpose_a,
@@ -201,6 +204,7 @@ pub fn gemm<T: Float>(
     } else {
         super::matmul::gemm_reference(transpose_a, transpose_b, m, n, k, a, b, c);
     }
+    Ok(())
 }
 
 /// The dimensions and transpose flags of one product.
@@ -320,7 +324,8 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
 ) {
     let Problem { m, n, k, .. } = problem;
     let mut rows: Vec<&mut [E]> = c.chunks_mut(n).collect();
-    let threads = threads.min((m * n * k / min_work_per_thread).max(1));
+    let work = m.saturating_mul(n).saturating_mul(k);
+    let threads = threads.min((work / min_work_per_thread).max(1));
     if threads <= 1 {
         E::with_pack_buffers(1, |buffers| {
             run_band(kernel, problem, a, b, (0, 0), &mut rows, &mut buffers[0]);

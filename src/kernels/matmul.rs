@@ -6,6 +6,7 @@
 //! [`set_num_threads`](super::set_num_threads)) and computes small ones with the plain
 //! loops of [`gemm_reference`], the scalar reference the fast kernel is tested against.
 
+use crate::error::{Error, Result};
 use crate::float::Float;
 
 /// Products with fewer than this many multiply-adds (`m * n * k`) use the plain loops:
@@ -22,6 +23,10 @@ pub const FAST_GEMM_MIN_WORK: usize = 4096;
 ///
 /// The result is *added* into `c` (`m x n`), which is what both the forward pass (into
 /// a zeroed output) and the backward pass (accumulating gradients) want.
+///
+/// # Panics
+/// If a slice length does not match its dimensions (a caller bug: the ops check shapes
+/// before calling); [`check_gemm_lengths`] gives the same check as a typed error.
 ///
 /// Dispatches to [`kernels::gemm::gemm`](super::gemm::gemm) when
 /// `m * n * k >= FAST_GEMM_MIN_WORK`, else to [`gemm_reference`]. The results agree up
@@ -44,12 +49,49 @@ pub fn gemm<T: Float>(
     b: &[T],
     c: &mut [T],
 ) {
-    if m * n * k >= FAST_GEMM_MIN_WORK {
+    if let Err(e) = check_gemm_lengths("gemm", m, n, k, a.len(), b.len(), c.len()) {
+        panic!("{e}");
+    }
+    // The lengths are checked: m * k, k * n and m * n fit, so the saturating product
+    // only caps a work count that is in any case far above the threshold.
+    if m.saturating_mul(n).saturating_mul(k) >= FAST_GEMM_MIN_WORK {
         let config = super::gemm::GemmConfig::current();
-        super::gemm::gemm(&config, transpose_a, transpose_b, m, n, k, a, b, c);
+        if let Err(e) = super::gemm::gemm(&config, transpose_a, transpose_b, m, n, k, a, b, c) {
+            panic!("{e}");
+        }
     } else {
         gemm_reference(transpose_a, transpose_b, m, n, k, a, b, c);
     }
+}
+
+/// Checks the slice lengths of a product `c += op(a) * op(b)` against its dimensions
+/// with checked arithmetic: `a` must hold `m * k` values, `b` `k * n`, `c` `m * n`. A
+/// mismatch, or a product that overflows `usize`, is an [`Error::InvalidArgument`] naming the
+/// operand's dimensions and the length given; a size is never wrapped.
+///
+/// ```
+/// use gumbelgrad::kernels::matmul::check_gemm_lengths;
+/// assert!(check_gemm_lengths("gemm", 2, 3, 4, 8, 12, 6).is_ok());
+/// assert!(check_gemm_lengths("gemm", 1 << 63, 2, 2, 0, 4, 0).is_err());
+/// ```
+pub fn check_gemm_lengths(
+    op: &str,
+    m: usize,
+    n: usize,
+    k: usize,
+    a_len: usize,
+    b_len: usize,
+    c_len: usize,
+) -> Result<()> {
+    for (name, rows, cols, len) in [("a", m, k, a_len), ("b", k, n, b_len), ("c", m, n, c_len)] {
+        if rows.checked_mul(cols) != Some(len) {
+            return Err(Error::invalid_argument(
+                op,
+                format!("{name} should hold {rows}x{cols} values, it has {len}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The scalar reference: `c += op(a) * op(b)`, same arguments as [`gemm`], computed
@@ -57,6 +99,9 @@ pub fn gemm<T: Float>(
 ///
 /// Each loop order keeps the innermost loop running along contiguous memory so the
 /// compiler can vectorise it.
+///
+/// # Panics
+/// If a slice length does not match its dimensions (see [`check_gemm_lengths`]).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_reference<T: Float>(
     transpose_a: bool,
@@ -68,9 +113,9 @@ pub fn gemm_reference<T: Float>(
     b: &[T],
     c: &mut [T],
 ) {
-    assert_eq!(a.len(), m * k, "gemm: a has the wrong length");
-    assert_eq!(b.len(), k * n, "gemm: b has the wrong length");
-    assert_eq!(c.len(), m * n, "gemm: c has the wrong length");
+    if let Err(e) = check_gemm_lengths("gemm_reference", m, n, k, a.len(), b.len(), c.len()) {
+        panic!("{e}");
+    }
     match (transpose_a, transpose_b) {
         // c[i, :] += a[i, p] * b[p, :]
         (false, false) => {

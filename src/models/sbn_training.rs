@@ -98,6 +98,7 @@ impl<T: Float> SbnTrainer<T> {
         lower: &S,
         batch: &[usize],
     ) -> Result<f64> {
+        let next_step = crate::error::next_step(self.step, "SbnTrainer::step")?;
         // Only when the schedule moves: REBAR and RELAX tune their own temperature, which
         // setting it every step would undo.
         let temperature = self.config.temperature.at(self.step)?;
@@ -126,7 +127,7 @@ impl<T: Float> SbnTrainer<T> {
         let grads = params.gradients();
         drop(params);
         self.optimizer.step(self.model.parameters_mut(), &grads)?;
-        self.step += 1;
+        self.step = next_step;
         Ok(loss)
     }
 

@@ -162,7 +162,10 @@ impl<T: Float> UnlabelledObjective<T> {
     /// Sets the estimator's temperature (the marginal objective has none and ignores
     /// it). Rejects `<= 0`, NaN and infinity with [`Error::InvalidTemperature`].
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        crate::error::check_temperature("UnlabelledObjective::set_temperature", temperature)?;
+        crate::error::check_temperature_for::<T>(
+            "UnlabelledObjective::set_temperature",
+            temperature,
+        )?;
         match self {
             UnlabelledObjective::Marginal => Ok(()),
             UnlabelledObjective::Sampled(estimator) => estimator.set_temperature(temperature),
@@ -813,6 +816,7 @@ impl<T: Float> SemiSupervisedTrainer<T> {
         unlabelled: &Tensor<T>,
         labelled: Option<(&Tensor<T>, &[usize])>,
     ) -> Result<SemiSupervisedStepReport> {
+        let next_step = crate::error::next_step(self.step, "SemiSupervisedTrainer::step")?;
         let temperature = self.config.temperature.at(self.step)?;
         self.objective.set_temperature(temperature)?;
         self.optimizer
@@ -850,7 +854,7 @@ impl<T: Float> SemiSupervisedTrainer<T> {
         drop(params);
         self.optimizer
             .step(self.model.parameters_mut(), &self.grads)?;
-        self.step += 1;
+        self.step = next_step;
         Ok(SemiSupervisedStepReport {
             step: self.step,
             loss: total,
@@ -859,4 +863,41 @@ impl<T: Float> SemiSupervisedTrainer<T> {
             temperature,
         })
     }
+}
+
+/// Steps in one epoch over `unlabelled` images in batches of `batch` (each step also
+/// sees the `labelled` images), or an [`Error::InvalidArgument`] for a split that
+/// cannot train: no labelled image, or fewer unlabelled images than one batch (an
+/// epoch of 0 steps, whose mean loss would be 0 / 0).
+///
+/// ```
+/// use gumbelgrad::models::semi_supervised::steps_per_epoch;
+/// assert_eq!(steps_per_epoch(100, 1000, 100)?, 10);
+/// assert!(steps_per_epoch(20_000, 0, 100).is_err()); // every image labelled
+/// # Ok::<(), gumbelgrad::Error>(())
+/// ```
+pub fn steps_per_epoch(labelled: usize, unlabelled: usize, batch: usize) -> Result<u64> {
+    let op = "semi_supervised::steps_per_epoch";
+    if batch == 0 {
+        return Err(Error::invalid_argument(
+            op,
+            "the batch size must be at least 1",
+        ));
+    }
+    if labelled == 0 {
+        return Err(Error::invalid_argument(
+            op,
+            "the split has no labelled image",
+        ));
+    }
+    if unlabelled < batch {
+        return Err(Error::invalid_argument(
+            op,
+            format!(
+                "the split leaves {unlabelled} unlabelled images ({labelled} labelled), fewer \
+                 than one batch of {batch}: an epoch would have no step; label fewer images"
+            ),
+        ));
+    }
+    Ok((unlabelled / batch) as u64)
 }

@@ -176,6 +176,7 @@ impl<T: Float> Trainer<T> {
         images: &(impl RowSource<T> + ?Sized),
         rows: &[usize],
     ) -> Result<StepReport> {
+        let next_step = crate::error::next_step(self.step, "Trainer::step")?;
         let temperature = self.config.temperature.at(self.step)?;
         let learning_rate = self.config.learning_rate.rate_at(self.step);
         // Only when the schedule moves: REBAR and RELAX tune their own temperature
@@ -207,7 +208,7 @@ impl<T: Float> Trainer<T> {
         drop(params);
         self.optimizer
             .step(self.model.parameters_mut(), &self.grads)?;
-        self.step += 1;
+        self.step = next_step;
         Ok(StepReport {
             step: self.step,
             loss,

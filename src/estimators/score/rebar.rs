@@ -51,7 +51,7 @@ use rand::RngCore;
 use super::adam::Adam;
 use super::injected_gradient::inject_gradient;
 use super::{constant_from, poisoned_estimate, read_logits, softmax_f64, values_f64};
-use crate::error::{Result, check_temperature};
+use crate::error::{Result, check_temperature_for};
 use crate::estimators::{
     Estimate, GradientEstimator, check_cost_shape, conditional_gumbel, gumbel_softmax, noise,
 };
@@ -298,7 +298,7 @@ impl Rebar {
     /// REBAR with scale `eta` and temperature `temperature`, tuned by Adam (learning
     /// rate 0.01) on the variance. Errors on an invalid temperature.
     pub fn new(eta: f64, temperature: f64) -> Result<Self> {
-        check_temperature("Rebar::new", temperature)?;
+        check_temperature_for::<f64>("Rebar::new", temperature)?;
         Ok(Rebar {
             params: [eta, temperature.ln()],
             tune: true,
@@ -320,7 +320,7 @@ impl Rebar {
     /// Restarts the temperature at `temperature` (tuning continues from there).
     /// Rejects `<= 0`, NaN and infinity.
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        check_temperature("set_temperature", temperature)?;
+        check_temperature_for::<f64>("set_temperature", temperature)?;
         self.params[1] = temperature.ln();
         Ok(())
     }

@@ -44,7 +44,7 @@ use super::rebar::{
     rebar_parts, rebar_pass,
 };
 use super::{constant_from, read_logits};
-use crate::error::{Result, check_temperature};
+use crate::error::{Result, check_temperature_for};
 use crate::estimators::{Estimate, GradientEstimator};
 use crate::float::Float;
 use crate::tape::Var;
@@ -283,7 +283,7 @@ impl Relax {
     /// `hidden` tanh units (created at the first call, when the width is known); Adam
     /// at learning rate 0.01 tunes everything. Errors on an invalid temperature.
     pub fn new(eta: f64, temperature: f64, hidden: usize) -> Result<Self> {
-        check_temperature("Relax::new", temperature)?;
+        check_temperature_for::<f64>("Relax::new", temperature)?;
         Ok(Relax {
             hidden: hidden.max(1),
             learning_rate: 0.01,
@@ -308,7 +308,7 @@ impl Relax {
     /// Restarts the temperature at `temperature` (tuning continues from there).
     /// Rejects `<= 0`, NaN and infinity.
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        check_temperature("set_temperature", temperature)?;
+        check_temperature_for::<f64>("set_temperature", temperature)?;
         self.scalars[1] = temperature.ln();
         Ok(())
     }
