@@ -5,7 +5,7 @@
 //! and, where the expectation is computable, against it exactly). Tolerances come from
 //! standard errors, never hand-picked.
 
-use gumbelgrad::estimators::score::{Arm, Baseline, Reinforce, Rloo};
+use gumbelgrad::estimators::score::{ArmEstimator, Baseline, Reinforce, Rloo};
 use gumbelgrad::estimators::{GradientEstimator, exact};
 use gumbelgrad::{Tape, Tensor, Var};
 use rand::SeedableRng;
@@ -275,7 +275,7 @@ fn arm_and_disarm_are_unbiased_on_binary_units() {
         let mut rng = StdRng::seed_from_u64(1920 + case as u64);
         let toy = Toy::new(units, scale, &mut rng);
         let truth = toy.exact(1);
-        for mut estimator in [Arm::arm(), Arm::disarm()] {
+        for mut estimator in [ArmEstimator::arm(), ArmEstimator::disarm()] {
             let grads = toy.estimates(&mut estimator, 1, 200_000, &mut rng);
             let s = Summary::of(&grads);
             eprintln!(
@@ -298,8 +298,8 @@ fn disarm_has_lower_variance_than_arm() {
         let mut rng = StdRng::seed_from_u64(1930 + case as u64);
         let toy = Toy::new(units, scale, &mut rng);
         let samples = 100_000;
-        let arm = Summary::of(&toy.estimates(&mut Arm::arm(), 1, samples, &mut rng));
-        let disarm = Summary::of(&toy.estimates(&mut Arm::disarm(), 1, samples, &mut rng));
+        let arm = Summary::of(&toy.estimates(&mut ArmEstimator::arm(), 1, samples, &mut rng));
+        let disarm = Summary::of(&toy.estimates(&mut ArmEstimator::disarm(), 1, samples, &mut rng));
         let rloo = Summary::of(&toy.estimates(&mut Rloo::new(2).unwrap(), 1, samples, &mut rng));
         eprintln!(
             "N={units} logit scale {scale} total variance: arm {:.5} (se {:.5}), disarm {:.5} (se {:.5}), rloo-2 {:.5} (se {:.5})",
@@ -324,14 +324,14 @@ fn arm_formulas_on_hand_computed_cases() {
     // p = sigmoid(-1.5) = 0.182, sigmoid(1.5) = 0.818: u = 0.1 gives b1 = 0, b2 = 1.
     let (b1, b2) = ([1.0, 0.0], [0.0, 1.0]);
     let mut out = [0.0; 2];
-    Arm::arm().unit_estimates(&u, &phi, &b1, &b2, 2.0, &mut out);
+    ArmEstimator::arm().unit_estimates(&u, &phi, &b1, &b2, 2.0, &mut out);
     assert!((out[0] - 2.0 * 0.4).abs() < 1e-15 && (out[1] - 2.0 * -0.4).abs() < 1e-15);
-    Arm::disarm().unit_estimates(&u, &phi, &b1, &b2, 2.0, &mut out);
+    ArmEstimator::disarm().unit_estimates(&u, &phi, &b1, &b2, 2.0, &mut out);
     let s = |x: f64| 1.0 / (1.0 + (-x).exp());
     assert!((out[0] - s(0.8)).abs() < 1e-15, "{out:?}");
     assert!((out[1] + s(1.5)).abs() < 1e-15, "{out:?}");
     // equal pair: DisARM is exactly zero for that unit, ARM is not
-    Arm::disarm().unit_estimates(&u, &phi, &[1.0, 1.0], &[1.0, 0.0], 2.0, &mut out);
+    ArmEstimator::disarm().unit_estimates(&u, &phi, &[1.0, 1.0], &[1.0, 0.0], 2.0, &mut out);
     assert_eq!(out[0], 0.0);
 }
 
@@ -340,7 +340,7 @@ fn arm_rejects_categorical_groups() {
     let mut rng = StdRng::seed_from_u64(1);
     let tape = Tape::<f64>::new();
     let logits = tape.variable(&Tensor::zeros(2, 4));
-    let estimate = Arm::disarm().estimate(logits, 2, &mut |z| z.sum_cols(), &mut rng);
+    let estimate = ArmEstimator::disarm().estimate(logits, 2, &mut |z| z.sum_cols(), &mut rng);
     assert!(estimate.loss.is_poisoned());
     let error = tape.error().unwrap().to_string();
     assert!(

@@ -45,7 +45,7 @@ use crate::float::Float;
 use crate::ops::unary::sigmoid;
 use crate::tape::Var;
 
-/// Which antithetic estimator an [`Arm`] computes.
+/// Which antithetic estimator an [`ArmEstimator`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArmKind {
     /// ARM: `(f(b1) - f(b2)) (u - 1/2)`.
@@ -59,7 +59,7 @@ pub enum ArmKind {
 /// ```
 /// use gumbelgrad::{Tape, Tensor};
 /// use gumbelgrad::estimators::GradientEstimator;
-/// use gumbelgrad::estimators::score::Arm;
+/// use gumbelgrad::estimators::score::ArmEstimator;
 /// use rand::SeedableRng;
 ///
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(3);
@@ -67,29 +67,29 @@ pub enum ArmKind {
 /// // two examples, three binary units each
 /// let logits = tape.variable(&Tensor::from_vec(2, 3, vec![0.5, -1.0, 0.0, 2.0, 0.1, -0.3])?);
 /// let target = tape.constant(&Tensor::from_vec(1, 3, vec![0.45, 0.1, 0.9])?);
-/// let mut disarm = Arm::disarm();
+/// let mut disarm = ArmEstimator::disarm();
 /// let estimate = disarm.estimate(logits, 1, &mut |b| (b - target).square().sum_cols(), &mut rng);
 /// tape.backward(estimate.loss)?;
 /// assert_eq!(logits.grad().unwrap().shape(), gumbelgrad::Shape::new(2, 3));
 /// # Ok::<(), gumbelgrad::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Arm {
+pub struct ArmEstimator {
     kind: ArmKind,
 }
 
-impl Arm {
+impl ArmEstimator {
     /// The estimator of the given kind.
     pub fn new(kind: ArmKind) -> Self {
-        Arm { kind }
+        ArmEstimator { kind }
     }
     /// ARM (Yin and Zhou 2019).
     pub fn arm() -> Self {
-        Arm::new(ArmKind::Arm)
+        ArmEstimator::new(ArmKind::Arm)
     }
     /// DisARM (Dong, Mnih and Tucker 2020).
     pub fn disarm() -> Self {
-        Arm::new(ArmKind::DisArm)
+        ArmEstimator::new(ArmKind::DisArm)
     }
     /// Which of the two this is.
     pub fn kind(&self) -> ArmKind {
@@ -135,9 +135,9 @@ pub(crate) fn antithetic_pair(u: f64, phi: f64) -> (f64, f64) {
     (on(u > sigmoid(-phi)), on(u < sigmoid(phi)))
 }
 
-impl<T: Float> GradientEstimator<T> for Arm {
+impl<T: Float> GradientEstimator<T> for ArmEstimator {
     fn name(&self) -> &'static str {
-        Arm::name(self)
+        ArmEstimator::name(self)
     }
 
     fn is_unbiased(&self) -> bool {
@@ -151,7 +151,7 @@ impl<T: Float> GradientEstimator<T> for Arm {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
-        let name = Arm::name(self);
+        let name = ArmEstimator::name(self);
         if group_size != 1 {
             let bad = fail(
                 logits.tape(),

@@ -68,7 +68,7 @@ mod rloo;
 mod score_function;
 mod vimco;
 
-pub use arm::{Arm, ArmKind};
+pub use arm::{ArmEstimator, ArmKind};
 pub use baselines::{
     Baseline, LearnedBaseline, MovingAverage, NvilSignal, SignalNormalisation, VarianceNormaliser,
 };
