@@ -32,18 +32,31 @@
 //! parameters get the average of their gradients at the two samples), and
 //! [`Estimate::sample`] is `b1`.
 //!
-//! Binary units only: `group_size` must be 1 (`logits [batch, N]`, samples of zeros
-//! and ones). The categorical counterparts (ARSM, CARMS, categorical DisARM) are not
-//! implemented here.
+//! # Categorical groups, by stick-breaking
+//! A categorical `z ~ softmax(theta)` over `K` classes is the first success of `K - 1`
+//! *independent* bits `c_k ~ Bernoulli(sigmoid(eta_k))`,
+//! `eta_k = theta_k - logsumexp_{j > k} theta_j` (so `sigmoid(eta_k) = P(z = k | z >= k)`;
+//! no success means class `K`). The cost is a function of those bits, so the binary
+//! estimator on the `N (K - 1)` bits of a row is unbiased for `d E[f] / d eta`, and the
+//! chain rule through `eta(theta)` gives the gradient for the logits. This is the
+//! stick-breaking reduction of Dong, Mnih and Tucker's coupled estimators (arXiv
+//! 2106.08056) *without* their importance weights and logit sorting, which reduce the
+//! variance further (bits after the first success do not change the cost but still
+//! carry antithetic noise here). `K = 2` is the binary estimator on `theta_0 - theta_1`.
+//! ARSM and CARMS are not implemented.
+//!
+//! `group_size = 1` means binary units (`logits [batch, N]`, samples of zeros and
+//! ones); any other `group_size` means categorical groups, samples one-hot.
 
 use rand::RngCore;
 
-use super::{constant_from, inject_gradient, poisoned_estimate, values_f64};
-use crate::error::Error;
-use crate::estimators::{Estimate, GradientEstimator, check_cost_shape, fail, noise};
+use super::{constant_from, inject_gradient, poisoned_estimate, read_logits, values_f64};
+use crate::estimators::{Estimate, GradientEstimator, check_cost_shape, noise};
 use crate::float::Float;
+use crate::kernels::softmax::logsumexp;
 use crate::ops::unary::sigmoid;
 use crate::tape::Var;
+use crate::tensor::Tensor;
 
 /// Which antithetic estimator an [`ArmEstimator`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +148,55 @@ pub(crate) fn antithetic_pair(u: f64, phi: f64) -> (f64, f64) {
     (on(u > sigmoid(-phi)), on(u < sigmoid(phi)))
 }
 
+/// The stick-breaking logits of every group of `group_size` logits `theta`:
+/// `eta_k = theta_k - logsumexp_{j > k} theta_j` for `k < K - 1`, so that
+/// `sigmoid(eta_k) = P(z = k | z >= k)`. Returns `[rows, groups * (K - 1)]`.
+pub fn stick_breaking_logits(theta: &Tensor<f64>, group_size: usize) -> Tensor<f64> {
+    let k = group_size;
+    let groups = theta.cols() / k;
+    let mut out = Vec::with_capacity(theta.rows() * groups * (k - 1));
+    for group in theta.as_slice().chunks_exact(k) {
+        for i in 0..k - 1 {
+            out.push(group[i] - logsumexp(&group[i + 1..]));
+        }
+    }
+    Tensor::from_vec(theta.rows(), groups * (k - 1), out).expect("sizes")
+}
+
+/// One-hot samples from stick-breaking bits: per group, the first class `k < K - 1`
+/// whose bit is 1, or the last class if none is.
+pub fn first_success_one_hot(bits: &[f64], group_size: usize) -> Vec<f64> {
+    let k = group_size;
+    let mut out = Vec::with_capacity(bits.len() / (k - 1) * k);
+    for group in bits.chunks_exact(k - 1) {
+        let class = group.iter().position(|&b| b == 1.0).unwrap_or(k - 1);
+        out.extend((0..k).map(|i| if i == class { 1.0 } else { 0.0 }));
+    }
+    out
+}
+
+/// `J^T g` for the map [`stick_breaking_logits`], group by group: with
+/// `s^(i)_j = exp(theta_j - logsumexp_{l > i} theta_l)` for `j > i`,
+/// `(J^T g)_j = g_j [j < K - 1] - sum_{i < j} g_i s^(i)_j`.
+pub fn stick_breaking_vjp(theta: &[f64], bit_gradient: &[f64], group_size: usize) -> Vec<f64> {
+    let k = group_size;
+    let mut out = vec![0.0; theta.len()];
+    for ((x, g), o) in theta
+        .chunks_exact(k)
+        .zip(bit_gradient.chunks_exact(k - 1))
+        .zip(out.chunks_exact_mut(k))
+    {
+        for i in 0..k - 1 {
+            o[i] += g[i];
+            let tail = logsumexp(&x[i + 1..]);
+            for j in i + 1..k {
+                o[j] -= g[i] * (x[j] - tail).exp();
+            }
+        }
+    }
+    out
+}
+
 impl<T: Float> GradientEstimator<T> for ArmEstimator {
     fn name(&self) -> &'static str {
         ArmEstimator::name(self)
@@ -152,31 +214,34 @@ impl<T: Float> GradientEstimator<T> for ArmEstimator {
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
         let name = ArmEstimator::name(self);
-        if group_size != 1 {
-            let bad = fail(
-                logits.tape(),
-                Error::invalid_argument(
-                    name,
-                    format!(
-                        "{name} is for binary units: group_size must be 1 (logits [batch, units]), got {group_size}"
-                    ),
-                ),
-            );
-            return poisoned_estimate(bad);
-        }
-        let phi = match logits.value() {
-            Ok(value) => value.cast::<f64>(),
-            Err(_) => return poisoned_estimate(logits),
+        let theta = match read_logits(logits, group_size, name) {
+            Ok(values) => values,
+            Err(poisoned) => return poisoned,
         };
-        let (rows, cols) = (phi.rows(), phi.cols());
-        let u = noise::uniform::<f64, _>(rows, cols, rng);
-        let mut b1 = vec![0.0; rows * cols];
-        let mut b2 = vec![0.0; rows * cols];
+        // The independent bits and their logits: the units themselves, or the
+        // stick-breaking bits of every categorical group.
+        let phi = if group_size == 1 {
+            theta.clone()
+        } else {
+            stick_breaking_logits(&theta, group_size)
+        };
+        let (rows, cols) = (theta.rows(), theta.cols());
+        let bits = phi.cols();
+        let u = noise::uniform::<f64, _>(rows, bits, rng);
+        let mut b1 = vec![0.0; rows * bits];
+        let mut b2 = vec![0.0; rows * bits];
         for (i, (&u, &x)) in u.as_slice().iter().zip(phi.as_slice()).enumerate() {
             (b1[i], b2[i]) = antithetic_pair(u, x);
         }
-        let first = constant_from(logits, rows, cols, b1.clone());
-        let second = constant_from(logits, rows, cols, b2.clone());
+        let decode = |b: &[f64]| {
+            if group_size == 1 {
+                b.to_vec()
+            } else {
+                first_success_one_hot(b, group_size)
+            }
+        };
+        let first = constant_from(logits, rows, cols, decode(&b1));
+        let second = constant_from(logits, rows, cols, decode(&b2));
         let f1 = check_cost_shape(first, cost(first));
         let f2 = check_cost_shape(second, cost(second));
         let (c1, c2) = (values_f64(f1), values_f64(f2));
@@ -186,18 +251,23 @@ impl<T: Float> GradientEstimator<T> for ArmEstimator {
         if c2.len() != rows {
             return poisoned_estimate(f2);
         }
-        let mut gradient = vec![0.0; rows * cols];
+        let mut bit_gradient = vec![0.0; rows * bits];
         for r in 0..rows {
-            let span = r * cols..(r + 1) * cols;
+            let span = r * bits..(r + 1) * bits;
             self.unit_estimates(
                 &u.as_slice()[span.clone()],
                 &phi.as_slice()[span.clone()],
                 &b1[span.clone()],
                 &b2[span.clone()],
                 c1[r] - c2[r],
-                &mut gradient[span],
+                &mut bit_gradient[span],
             );
         }
+        let gradient = if group_size == 1 {
+            bit_gradient
+        } else {
+            stick_breaking_vjp(theta.as_slice(), &bit_gradient, group_size)
+        };
         let gradient = constant_from(logits, rows, cols, gradient);
         let mean_cost = (f1 + f2).scale(T::from_f64(0.5));
         Estimate {

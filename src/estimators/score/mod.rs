@@ -68,7 +68,9 @@ mod rloo;
 mod score_function;
 mod vimco;
 
-pub use arm::{ArmEstimator, ArmKind};
+pub use arm::{
+    ArmEstimator, ArmKind, first_success_one_hot, stick_breaking_logits, stick_breaking_vjp,
+};
 pub use baselines::{
     Baseline, LearnedBaseline, MovingAverage, NvilSignal, SignalNormalisation, VarianceNormaliser,
 };
