@@ -392,13 +392,13 @@ fn stick_breaking_map_and_its_gradient() {
     for n in 0..2 {
         let p = softmax(&theta.as_slice()[n * k..(n + 1) * k]);
         let mut remaining = 1.0;
-        for c in 0..k {
+        for (c, &pc) in p.iter().enumerate() {
             let q = if c < k - 1 {
                 remaining * s(eta.as_slice()[n * (k - 1) + c])
             } else {
                 remaining
             };
-            assert!((q - p[c]).abs() < 1e-14, "class {c}: {q} vs {}", p[c]);
+            assert!((q - pc).abs() < 1e-14, "class {c}: {q} vs {pc}");
             if c < k - 1 {
                 remaining *= 1.0 - s(eta.as_slice()[n * (k - 1) + c]);
             }

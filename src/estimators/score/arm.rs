@@ -1,7 +1,8 @@
 //! ARM (Yin and Zhou, "ARM: Augment-REINFORCE-Merge Gradient for Stochastic Binary
 //! Networks", ICLR 2019, arXiv 1807.11143) and DisARM (Dong, Mnih and Tucker, "DisARM:
 //! An Antithetic Gradient Estimator for Binary Latent Variables", NeurIPS 2020, arXiv
-//! 2006.10680): antithetic estimators for binary units.
+//! 2006.10680): antithetic estimators for binary units, and for categorical groups by
+//! stick-breaking.
 //!
 //! For `N` Bernoulli units with logits `phi` and one uniform vector `u ~ U(0, 1)^N`, the
 //! antithetic pair
@@ -67,7 +68,7 @@ pub enum ArmKind {
     DisArm,
 }
 
-/// ARM or DisARM for binary units (see the module documentation).
+/// ARM or DisARM, for binary units or categorical groups (see the module documentation).
 ///
 /// ```
 /// use gumbelgrad::{Tape, Tensor};
