@@ -51,8 +51,10 @@ pub mod bernoulli;
 pub mod conditional;
 pub mod density;
 pub mod exact;
+pub mod gumbel_rao;
 pub mod gumbel_softmax;
 pub mod noise;
+pub mod reinmax;
 pub mod straight_through;
 pub mod temperature;
 
@@ -63,10 +65,12 @@ pub use bernoulli::{
 pub use conditional::{
     ConditionalGumbel, ConditionalLogistic, conditional_gumbel, conditional_logistic,
 };
+pub use gumbel_rao::{GumbelRao, GumbelRaoOp, gumbel_rao};
 pub use gumbel_softmax::{
     ExpConcrete, GumbelSoftmax, GumbelSoftmaxEstimator, GumbelSoftmaxLearnedTemperature,
     exp_concrete, gumbel_softmax, gumbel_softmax_learned_temperature,
 };
+pub use reinmax::{ReinMax, ReinMaxOp, reinmax};
 pub use straight_through::{
     StArgmax, StCategorical, StGumbelSoftmax, StraightThroughEstimator, StraightThroughKind,
     st_argmax, st_categorical, st_gumbel_softmax,

@@ -56,6 +56,7 @@
 //! of example `b`.
 
 mod adam;
+mod arm;
 mod baselines;
 mod darn;
 mod injected_gradient;
@@ -63,9 +64,13 @@ mod muprop;
 mod rebar;
 mod reinforce;
 mod relax;
+mod rloo;
 mod score_function;
 mod vimco;
 
+pub use arm::{
+    ArmEstimator, ArmKind, first_success_one_hot, stick_breaking_logits, stick_breaking_vjp,
+};
 pub use baselines::{
     Baseline, LearnedBaseline, MovingAverage, NvilSignal, SignalNormalisation, VarianceNormaliser,
 };
@@ -76,6 +81,7 @@ pub use rebar::Rebar;
 
 pub use reinforce::Reinforce;
 pub use relax::{Relax, Surrogate};
+pub use rloo::Rloo;
 
 pub use score_function::{LogProb, ScoreFunction, log_prob, score_function_term};
 pub use vimco::{Vimco, VimcoObjective};
