@@ -10,7 +10,8 @@
 //! mod cli;
 //! ```
 //!
-//! and derives its own `clap::Parser`, flattening the groups it needs
+//! and derives its own `clap::Parser` (with `#[command(name = "<example>", version)]`,
+//! so that usage lines and `--version` name the example), flattening the groups it needs
 //! (`#[command(flatten)] threads: cli::Threads`). Every example then behaves the same:
 //! `--help`/`-h` lists every option with its default and exits 0, `--version` prints
 //! the crate's version, `--flag=value` and `--flag value` both work, a value that
@@ -34,7 +35,9 @@ pub fn parse<T: Parser>() -> T {
 /// Reports a usage error found after parsing (two options that contradict each other,
 /// say) in clap's style and exits with code 2.
 pub fn usage_error<T: CommandFactory>(message: impl std::fmt::Display) -> ! {
-    T::command().error(ErrorKind::ArgumentConflict, message).exit()
+    T::command()
+        .error(ErrorKind::ArgumentConflict, message)
+        .exit()
 }
 
 /// Prints a run-time error and gives exit code 1.

@@ -261,7 +261,10 @@ impl LinePlot {
             svg,
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
         );
-        let _ = writeln!(svg, r#"<rect width="{width}" height="{height}" fill="white"/>"#);
+        let _ = writeln!(
+            svg,
+            r#"<rect width="{width}" height="{height}" fill="white"/>"#
+        );
         let _ = writeln!(
             svg,
             r#"<text x="{}" y="24" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,

@@ -104,6 +104,16 @@ impl ProgressBar {
         }
     }
 
+    /// On a terminal, erases the bar's line so that other text can be printed; the
+    /// next [`set`](Self::set) draws it again. Does nothing otherwise.
+    pub fn clear(&mut self) {
+        if self.terminal && !self.hidden {
+            eprint!("\r\x1b[K");
+            let _ = std::io::stderr().flush();
+            self.last_draw = None;
+        }
+    }
+
     /// Draws the final state and ends the line.
     pub fn finish(&mut self, message: &str) {
         if self.hidden {

@@ -160,7 +160,10 @@ impl GridFigure {
             svg,
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="13">"#
         );
-        let _ = writeln!(svg, r#"<rect width="{width}" height="{height}" fill="white"/>"#);
+        let _ = writeln!(
+            svg,
+            r#"<rect width="{width}" height="{height}" fill="white"/>"#
+        );
         if !self.title.is_empty() {
             let _ = writeln!(
                 svg,
