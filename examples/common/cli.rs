@@ -84,22 +84,34 @@ pub struct Seed {
     pub seed: u64,
 }
 
+/// `--mnist DIR`; none means the crate's synthetic digits.
+#[derive(Debug, Clone, Args)]
+pub struct Mnist {
+    /// MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...), binarised dynamically
+    /// [default: synthetic digits drawn by the crate]
+    #[arg(long, value_name = "DIR")]
+    pub mnist: Option<PathBuf>,
+}
+
 /// `--mnist DIR` or `--binarized-mnist DIR`; neither means the crate's synthetic digits.
 #[derive(Debug, Clone, Args)]
 pub struct Data {
-    /// MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...), binarised dynamically
-    /// [default: synthetic digits drawn by the crate]
-    #[arg(long, value_name = "DIR", conflicts_with = "binarized_mnist")]
-    pub mnist: Option<PathBuf>,
+    #[command(flatten)]
+    pub mnist: Mnist,
     /// Statically binarised MNIST (binarized_mnist_{train,test}.amat[.gz])
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "mnist")]
     pub binarized_mnist: Option<PathBuf>,
 }
 
 impl Data {
+    /// The `--mnist` folder, if given.
+    pub fn mnist(&self) -> Option<&Path> {
+        self.mnist.mnist.as_deref()
+    }
+
     /// Whether a real data set (not the synthetic digits) was asked for.
     pub fn is_real(&self) -> bool {
-        self.mnist.is_some() || self.binarized_mnist.is_some()
+        self.mnist.mnist.is_some() || self.binarized_mnist.is_some()
     }
 }
 

@@ -81,14 +81,14 @@ pub struct GridFigure {
 impl GridFigure {
     /// Frames `image`, a grid of `cell_height x cell_width` cells with `padding`
     /// pixels around and between them (the arguments given to
-    /// [`image_grid`](crate::io::image_grid)). Pixels are drawn 3x3 screen pixels each.
+    /// [`image_grid`](crate::io::image_grid)). Pixels are drawn 2x2 screen pixels each.
     pub fn new(image: GrayImage, cell_height: usize, cell_width: usize, padding: usize) -> Self {
         GridFigure {
             image,
             cell_height,
             cell_width,
             padding,
-            scale: 3,
+            scale: 2,
             title: String::new(),
             caption: Vec::new(),
             row_labels: Vec::new(),
@@ -120,7 +120,7 @@ impl GridFigure {
         self
     }
 
-    /// Screen pixels per image pixel (default 3).
+    /// Screen pixels per image pixel (default 2).
     pub fn scale(mut self, scale: usize) -> Self {
         self.scale = scale.max(1);
         self
