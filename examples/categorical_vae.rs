@@ -124,7 +124,7 @@ fn estimator_list() -> String {
 
 /// Train and test images, and whether they need dynamic binarisation.
 fn load_data(args: &Args) -> Result<(Dataset, Dataset, bool, &'static str), Error> {
-    let (train, test, dynamic, name) = if let Some(dir) = args.data.mnist() {
+    let (train, test, dynamic, name) = if let Some(dir) = &args.data.mnist {
         let train = load_mnist(dir, MnistSplit::Train)?;
         let test = load_mnist(dir, MnistSplit::Test)?;
         // Test images get one fixed binarisation, so every evaluation sees the same data.

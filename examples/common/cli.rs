@@ -84,34 +84,39 @@ pub struct Seed {
     pub seed: u64,
 }
 
+const MNIST_HELP: &str = "MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...), binarised \
+    dynamically [default: synthetic digits drawn by the crate]";
+const BINARIZED_MNIST_HELP: &str =
+    "Statically binarised MNIST (binarized_mnist_{train,valid,test}.amat[.gz])";
+
 /// `--mnist DIR`; none means the crate's synthetic digits.
 #[derive(Debug, Clone, Args)]
 pub struct Mnist {
-    /// MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...), binarised dynamically
-    /// [default: synthetic digits drawn by the crate]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help = MNIST_HELP)]
     pub mnist: Option<PathBuf>,
 }
 
-/// `--mnist DIR` or `--binarized-mnist DIR`; neither means the crate's synthetic digits.
+/// `--binarized-mnist DIR`, alone (for tools that read it beside `--mnist`).
+#[derive(Debug, Clone, Args)]
+pub struct BinarizedMnist {
+    #[arg(long, value_name = "DIR", help = BINARIZED_MNIST_HELP)]
+    pub binarized_mnist: Option<PathBuf>,
+}
+
+/// `--mnist DIR` or `--binarized-mnist DIR` (not both); neither means the crate's
+/// synthetic digits.
 #[derive(Debug, Clone, Args)]
 pub struct Data {
-    #[command(flatten)]
-    pub mnist: Mnist,
-    /// Statically binarised MNIST (binarized_mnist_{train,test}.amat[.gz])
-    #[arg(long, value_name = "DIR", conflicts_with = "mnist")]
+    #[arg(long, value_name = "DIR", help = MNIST_HELP, conflicts_with = "binarized_mnist")]
+    pub mnist: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", help = BINARIZED_MNIST_HELP)]
     pub binarized_mnist: Option<PathBuf>,
 }
 
 impl Data {
-    /// The `--mnist` folder, if given.
-    pub fn mnist(&self) -> Option<&Path> {
-        self.mnist.mnist.as_deref()
-    }
-
     /// Whether a real data set (not the synthetic digits) was asked for.
     pub fn is_real(&self) -> bool {
-        self.mnist.mnist.is_some() || self.binarized_mnist.is_some()
+        self.mnist.is_some() || self.binarized_mnist.is_some()
     }
 }
 
