@@ -178,10 +178,20 @@ impl Say {
     }
 }
 
+/// What is kept of `metrics.jsonl` on resume.
+struct KeptMetrics {
+    /// The rows up to and including the checkpoint's epoch, one JSON object a line.
+    rows: String,
+    /// `(steps, test -ELBO)` of those rows, for the loss plot.
+    test_curve: Vec<(f64, f64)>,
+    /// How many rows were dropped.
+    dropped: usize,
+}
+
 /// The rows of `metrics.jsonl` up to and including `epoch`, and the test curve they
 /// hold; rows of later epochs (written by a run that died before its checkpoint) are
 /// dropped.
-fn metrics_up_to(path: &Path, epoch: u64) -> Result<(String, Vec<(f64, f64)>, usize), Error> {
+fn metrics_up_to(path: &Path, epoch: u64) -> Result<KeptMetrics, Error> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -209,7 +219,11 @@ fn metrics_up_to(path: &Path, epoch: u64) -> Result<(String, Vec<(f64, f64)>, us
             _ => dropped += 1,
         }
     }
-    Ok((kept, curve, dropped))
+    Ok(KeptMetrics {
+        rows: kept,
+        test_curve: curve,
+        dropped,
+    })
 }
 
 /// The first `count` rows of `images`.
@@ -294,16 +308,17 @@ fn run(args: &Args) -> Result<(), Error> {
         // Metrics are written before the checkpoint, so a run killed between the two
         // leaves rows the checkpoint has not reached: cut them, so that the rows
         // always describe the weights on disk.
-        let (kept, curve, dropped) = metrics_up_to(&metrics_path, trainer.epochs())?;
-        if dropped > 0 {
+        let kept = metrics_up_to(&metrics_path, trainer.epochs())?;
+        if kept.dropped > 0 {
             eprintln!(
-                "{}: dropped {dropped} row(s) past the checkpoint's epoch {}",
+                "{}: dropped {} row(s) past the checkpoint's epoch {}",
                 metrics_path.display(),
+                kept.dropped,
                 trainer.epochs()
             );
-            write_atomic(&metrics_path, kept.as_bytes())?;
+            write_atomic(&metrics_path, kept.rows.as_bytes())?;
         }
-        (metrics, test_curve) = (kept, curve);
+        (metrics, test_curve) = (kept.rows, kept.test_curve);
     }
     let mut written: Vec<&str> = Vec::new();
     let mut losses: Vec<f64> = Vec::new();

@@ -120,12 +120,12 @@ fn draw(columns: &[Column], samples: usize) -> String {
     );
     let rows = [
         (
-            format!("expectation E[y]"),
-            format!("(mean of {samples} samples)"),
+            "expectation E[y]".to_string(),
+            format!("mean of {samples} samples"),
         ),
         (
             "one sample y".to_string(),
-            "(same noise in every column)".to_string(),
+            "same noise in each column".to_string(),
         ),
     ];
     for (r, (name, note)) in rows.iter().enumerate() {

@@ -308,7 +308,7 @@ fn train_and_test(args: &Args) -> Result<(), Error> {
         objective: objective.to_string(),
         alpha: args.alpha,
         unlabelled_weight: args.unlabelled_weight,
-        seed: seed,
+        seed,
     };
     let mut trainer = SemiSupervisedTrainer::<f32>::new(SemiSupervisedConfig::mnist(10), config)?;
     let steps_per_epoch = (unlabelled_rows.len() / BATCH) as u64;
