@@ -243,10 +243,15 @@ impl LinePlot {
             ));
         }
         let ((x_min, x_max), (y_min, y_max)) = self.ranges()?;
-        let x_ticks = nice_ticks(x_min, x_max);
+        // The vertical axis widens to round ticks; the horizontal one (steps, epochs)
+        // spans the data exactly, with the round ticks inside it.
         let y_ticks = nice_ticks(y_min, y_max);
-        let (x_min, x_max) = (x_min.min(x_ticks[0]), x_max.max(x_ticks[x_ticks.len() - 1]));
         let (y_min, y_max) = (y_min.min(y_ticks[0]), y_max.max(y_ticks[y_ticks.len() - 1]));
+        let slack = 1e-9 * (x_max - x_min);
+        let x_ticks: Vec<f64> = nice_ticks(x_min, x_max)
+            .into_iter()
+            .filter(|&t| t >= x_min - slack && t <= x_max + slack)
+            .collect();
         let (x0, x1) = (left, width - right);
         let (y0, y1) = (height - bottom - legend_height, top);
         let px = |x: f64| x0 + (x - x_min) / (x_max - x_min) * (x1 - x0);
