@@ -430,6 +430,7 @@ fn run(args: &Args) -> Result<(), Error> {
             ("data", Json::string(data_name)),
             ("epochs", Json::from_u64(trainer.epochs())),
             ("steps", Json::from_u64(trainer.steps())),
+            ("train_images", Json::from_u64(train.len() as u64)),
             ("test_images", Json::from_u64(test_images.rows() as u64)),
             ("eval_seed", Json::from_u64(eval_seed)),
             ("test_neg_elbo", cli::number("test_neg_elbo", hard)),
