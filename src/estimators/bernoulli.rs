@@ -30,7 +30,7 @@
 
 use rand::RngCore;
 
-use super::{Estimate, GradientEstimator, fail, relaxed_estimate};
+use super::{Estimate, GradientEstimator, LatentKinds, fail, relaxed_estimate};
 use crate::error::{Error, Result, check_temperature};
 use crate::float::Float;
 use crate::op::{Op, expect_same_shapes};
@@ -415,6 +415,18 @@ impl<T: Float> GradientEstimator<T> for BernoulliEstimator<T> {
     }
     fn is_unbiased(&self) -> bool {
         false
+    }
+    fn gradient_through_sample(&self) -> bool {
+        true
+    }
+    fn latent_kinds(&self) -> LatentKinds {
+        LatentKinds::BINARY
+    }
+    fn temperature(&self) -> Option<f64> {
+        BernoulliEstimator::temperature(self)
+    }
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        BernoulliEstimator::set_temperature(self, temperature)
     }
     fn estimate<'t>(
         &mut self,

@@ -38,7 +38,7 @@
 
 use rand::RngCore;
 
-use super::{Estimate, GradientEstimator, fail, relaxed_estimate, same_shape_grouped};
+use super::{Estimate, GradientEstimator, LatentKinds, fail, relaxed_estimate, same_shape_grouped};
 use crate::error::{Result, check_temperature};
 use crate::float::Float;
 use crate::kernels::softmax::softmax_backward_groups;
@@ -413,6 +413,18 @@ impl<T: Float> GradientEstimator<T> for GumbelSoftmaxEstimator<T> {
     }
     fn is_unbiased(&self) -> bool {
         false
+    }
+    fn gradient_through_sample(&self) -> bool {
+        true
+    }
+    fn latent_kinds(&self) -> LatentKinds {
+        LatentKinds::CATEGORICAL
+    }
+    fn temperature(&self) -> Option<f64> {
+        Some(self.temperature)
+    }
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        GumbelSoftmaxEstimator::set_temperature(self, temperature)
     }
     fn estimate<'t>(
         &mut self,

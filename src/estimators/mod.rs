@@ -20,6 +20,8 @@
 //! | [`straight_through`] | ST Gumbel-Softmax, ST categorical, ST argmax |
 //! | [`bernoulli`] | relaxed Bernoulli, ST Bernoulli, slope-annealed ST |
 //! | [`temperature`] | temperature schedules, learnable temperature |
+//! | [`state`] | an estimator's saved state, for checkpoints |
+//! | [`score`] | REINFORCE, NVIL, MuProp, DARN, VIMCO, REBAR, RELAX |
 //!
 //! # The closure contract
 //! `cost` receives the latent sample `[batch, N*K]` (a `Var` on the same tape as the
@@ -74,6 +76,13 @@ pub use straight_through::{
 pub use temperature::{LearnableTemperature, TemperatureSchedule};
 
 pub mod score;
+pub mod state;
+
+pub use score::{
+    bernoulli_as_categorical, bernoulli_pairs, constant_from, on_bits_estimate, poisoned_estimate,
+    read_logits, sample_one_hot, softmax_f64, values_f64,
+};
+pub use state::{EstimatorState, StateValue};
 
 use rand::RngCore;
 
@@ -103,7 +112,7 @@ pub struct Estimate<'t, T: Float> {
 /// `cost` maps a latent sample `[batch, N*K]` to per-example costs `[batch, 1]`,
 /// built on the same tape. Estimators that need the cost at several points (MuProp,
 /// DARN, REBAR, RELAX) call it several times; the others call it once.
-pub trait GradientEstimator<T: Float> {
+pub trait GradientEstimator<T: Float>: std::fmt::Debug {
     /// Short name for tables, e.g. `"gumbel-softmax"`.
     fn name(&self) -> &'static str;
 
@@ -154,6 +163,53 @@ pub trait GradientEstimator<T: Float> {
         1.0
     }
 
+    /// Which latent layouts this estimator handles: categorical groups (`group_size >= 2`),
+    /// independent binary units (`group_size = 1`), or both (the default, right for any
+    /// estimator that goes through the score function or [`bernoulli_as_categorical`]).
+    /// Models ask this before training instead of matching on estimator types.
+    fn latent_kinds(&self) -> LatentKinds {
+        LatentKinds::BOTH
+    }
+
+    /// Whether [`sample`](Self::sample) works: the gradient flows through the sample
+    /// itself (Gumbel-Softmax, straight-through, relaxed Bernoulli), so a model may use
+    /// the sample without handing over a cost. `false` by default (the score-function
+    /// family needs the cost).
+    fn gradient_through_sample(&self) -> bool {
+        false
+    }
+
+    /// The temperature (or, for slope-annealed ST, `1 / slope`), for estimators that have
+    /// one; `None` (the default) for those that do not.
+    fn temperature(&self) -> Option<f64> {
+        None
+    }
+
+    /// Sets the temperature (a [`TemperatureSchedule`] calls this). Rejects `<= 0`, NaN
+    /// and infinity with [`Error::InvalidTemperature`]; estimators without a temperature
+    /// (the default) check the value and otherwise ignore it.
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        crate::error::check_temperature(self.name(), temperature)
+    }
+
+    /// Writes whatever this estimator learns or accumulates between calls (baseline
+    /// averages, learned-baseline and surrogate weights and their optimiser moments, a
+    /// tuned temperature, step counters) into `state`, so that
+    /// [`load_state`](Self::load_state) on a fresh estimator of the same configuration
+    /// continues bit for bit. Never a random generator: noise comes from the caller's.
+    /// Stateless estimators write nothing (the default).
+    fn save_state(&self, state: &mut EstimatorState) {
+        let _ = state;
+    }
+
+    /// Restores a state written by [`save_state`](Self::save_state). An entry that is
+    /// missing or has the wrong shape is an [`Error::InvalidArgument`] naming it.
+    /// Stateless estimators accept any state (the default).
+    fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        let _ = state;
+        Ok(())
+    }
+
     /// For models that only want the sample: the latent (relaxed or straight-through)
     /// whose backward pass carries this estimator's gradient, without a cost closure.
     ///
@@ -176,6 +232,34 @@ pub trait GradientEstimator<T: Float> {
             ),
         )
     }
+}
+
+/// Which latent layouts an estimator handles (see
+/// [`GradientEstimator::latent_kinds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatentKinds {
+    /// Groups of `K >= 2` consecutive logits, one categorical variable each.
+    pub categorical: bool,
+    /// Independent binary units, one logit each (`group_size = 1`).
+    pub binary: bool,
+}
+
+impl LatentKinds {
+    /// Categorical groups and binary units.
+    pub const BOTH: LatentKinds = LatentKinds {
+        categorical: true,
+        binary: true,
+    };
+    /// Categorical groups only.
+    pub const CATEGORICAL: LatentKinds = LatentKinds {
+        categorical: true,
+        binary: false,
+    };
+    /// Binary units only.
+    pub const BINARY: LatentKinds = LatentKinds {
+        categorical: false,
+        binary: true,
+    };
 }
 
 /// An op that never records: its `output_shape` returns the stored error, which the
@@ -205,8 +289,17 @@ impl<T: Float> Op<T> for Reject {
 
 /// Stores `error` on the tape (unless it already holds an earlier one) and returns a
 /// poisoned variable: how estimators report bad arguments through the sticky-error
-/// mechanism instead of panicking.
-pub(crate) fn fail<'t, T: Float>(tape: &'t Tape<T>, error: Error) -> Var<'t, T> {
+/// mechanism instead of panicking. The error surfaces at the next `backward` or `value`.
+///
+/// ```
+/// use gumbelgrad::estimators::fail;
+/// use gumbelgrad::{Error, Tape};
+/// let tape = Tape::<f64>::new();
+/// let bad = fail(&tape, Error::invalid_argument("my-estimator", "no logits"));
+/// assert!(bad.is_poisoned());
+/// assert!(tape.backward(bad).is_err());
+/// ```
+pub fn fail<'t, T: Float>(tape: &'t Tape<T>, error: Error) -> Var<'t, T> {
     tape.record(Reject { error }, &[])
 }
 
@@ -232,8 +325,9 @@ pub(crate) fn same_shape_grouped(
 
 /// Evaluates `cost` at `sample`, checks it is `[batch, 1]`, and forms the
 /// [`Estimate`] with `loss = mean(cost)`: the whole estimator for the families whose
-/// gradient flows through the sample.
-pub(crate) fn relaxed_estimate<'t, T: Float>(
+/// gradient flows through the sample. A custom estimator whose gradient also flows
+/// through its sample (a new relaxation, say) ends with this.
+pub fn relaxed_estimate<'t, T: Float>(
     sample: Var<'t, T>,
     cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
 ) -> Estimate<'t, T> {
@@ -496,50 +590,6 @@ impl<T: Float> Estimator<T> {
         }
     }
 
-    /// The temperature, for the estimators that have one.
-    pub fn temperature(&self) -> Option<f64> {
-        match self {
-            Estimator::GumbelSoftmax(e) => Some(e.temperature()),
-            Estimator::StGumbelSoftmax(e)
-            | Estimator::StraightThrough(e)
-            | Estimator::StArgmax(e) => Some(e.temperature()),
-            Estimator::RelaxedBernoulli(e)
-            | Estimator::StRelaxedBernoulli(e)
-            | Estimator::StBernoulli(e)
-            | Estimator::SlopeAnnealedSt(e) => e.temperature(),
-            Estimator::Rebar(e) => Some(e.temperature()),
-            Estimator::Relax(e) => Some(e.temperature()),
-            Estimator::Reinforce(_)
-            | Estimator::Nvil(_)
-            | Estimator::MuProp(_)
-            | Estimator::Darn(_)
-            | Estimator::Vimco(_) => None,
-        }
-    }
-
-    /// Sets the temperature (for schedules). Rejects `<= 0`, NaN and infinity with
-    /// [`Error::InvalidTemperature`]; estimators without a temperature ignore it.
-    pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        crate::error::check_temperature("Estimator::set_temperature", temperature)?;
-        match self {
-            Estimator::GumbelSoftmax(e) => e.set_temperature(temperature),
-            Estimator::StGumbelSoftmax(e)
-            | Estimator::StraightThrough(e)
-            | Estimator::StArgmax(e) => e.set_temperature(temperature),
-            Estimator::RelaxedBernoulli(e)
-            | Estimator::StRelaxedBernoulli(e)
-            | Estimator::StBernoulli(e)
-            | Estimator::SlopeAnnealedSt(e) => e.set_temperature(temperature),
-            Estimator::Rebar(e) => e.set_temperature(temperature),
-            Estimator::Relax(e) => e.set_temperature(temperature),
-            Estimator::Reinforce(_)
-            | Estimator::Nvil(_)
-            | Estimator::MuProp(_)
-            | Estimator::Darn(_)
-            | Estimator::Vimco(_) => Ok(()),
-        }
-    }
-
     fn inner(&mut self) -> &mut dyn GradientEstimator<T> {
         match self {
             Estimator::GumbelSoftmax(e) => e,
@@ -588,6 +638,25 @@ impl<T: Float> GradientEstimator<T> for Estimator<T> {
     }
     fn signal_scale(&self) -> f64 {
         self.inner_ref().signal_scale()
+    }
+    fn latent_kinds(&self) -> LatentKinds {
+        self.inner_ref().latent_kinds()
+    }
+    fn gradient_through_sample(&self) -> bool {
+        self.inner_ref().gradient_through_sample()
+    }
+    fn temperature(&self) -> Option<f64> {
+        self.inner_ref().temperature()
+    }
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        crate::error::check_temperature("Estimator::set_temperature", temperature)?;
+        self.inner().set_temperature(temperature)
+    }
+    fn save_state(&self, state: &mut EstimatorState) {
+        self.inner_ref().save_state(state)
+    }
+    fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        self.inner().load_state(state)
     }
     fn estimate<'t>(
         &mut self,

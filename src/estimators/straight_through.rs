@@ -42,7 +42,7 @@
 use rand::RngCore;
 
 use super::gumbel_softmax::tempered_softmax_group;
-use super::{Estimate, GradientEstimator, fail, relaxed_estimate, same_shape_grouped};
+use super::{Estimate, GradientEstimator, LatentKinds, fail, relaxed_estimate, same_shape_grouped};
 use crate::error::{Result, check_temperature};
 use crate::float::Float;
 use crate::op::{Op, expect_arity};
@@ -416,6 +416,18 @@ impl<T: Float> GradientEstimator<T> for StraightThroughEstimator<T> {
     }
     fn is_unbiased(&self) -> bool {
         false
+    }
+    fn gradient_through_sample(&self) -> bool {
+        true
+    }
+    fn latent_kinds(&self) -> LatentKinds {
+        LatentKinds::CATEGORICAL
+    }
+    fn temperature(&self) -> Option<f64> {
+        Some(StraightThroughEstimator::temperature(self))
+    }
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        StraightThroughEstimator::set_temperature(self, temperature)
     }
     fn estimate<'t>(
         &mut self,

@@ -50,7 +50,8 @@ use super::{
     SignalNormalisation, constant_from, poisoned_estimate, read_logits, sample_one_hot,
     score_function_term, softmax_f64, values_f64,
 };
-use crate::estimators::{Estimate, GradientEstimator};
+use crate::error::Result;
+use crate::estimators::{Estimate, EstimatorState, GradientEstimator};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -156,6 +157,22 @@ impl<T: Float> GradientEstimator<T> for Darn {
 
     fn is_unbiased(&self) -> bool {
         false
+    }
+
+    /// The normalisation's averages (`centre`, `variance`), if any, and the last scale.
+    fn save_state(&self, state: &mut EstimatorState) {
+        if let Some(normalisation) = &self.normalisation {
+            normalisation.save_state(state);
+        }
+        state.set_scalar("last_scale", self.last_scale);
+    }
+
+    fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        if let Some(normalisation) = &mut self.normalisation {
+            normalisation.load_state(state)?;
+        }
+        self.last_scale = state.scalar("last_scale")?;
+        Ok(())
     }
 
     fn signal_scale(&self) -> f64 {

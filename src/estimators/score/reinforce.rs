@@ -23,7 +23,8 @@ use rand::RngCore;
 
 use super::baselines::{Baseline, LearnedBaseline, MovingAverage, VarianceNormaliser};
 use super::{constant_from, read_logits, sample_one_hot, score_function_term, values_f64};
-use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
+use crate::error::Result;
+use crate::estimators::{Estimate, EstimatorState, GradientEstimator, check_cost_shape};
 use crate::float::Float;
 use crate::tape::Var;
 
@@ -125,6 +126,37 @@ impl<T: Float> GradientEstimator<T> for Reinforce {
 
     fn is_unbiased(&self) -> bool {
         true
+    }
+
+    /// The moving average (`moving_average`), the learned baseline (`baseline.*`), the
+    /// variance normaliser (`variance`) and the last scale, whichever it has.
+    fn save_state(&self, state: &mut EstimatorState) {
+        if let Some(average) = &self.moving_average {
+            average.save_state("moving_average", state);
+        }
+        if let Some(learned) = &self.learned {
+            let mut net = EstimatorState::new();
+            learned.save_state(&mut net);
+            state.insert_all("baseline", &net);
+        }
+        if let Some(normaliser) = &self.normaliser {
+            normaliser.variance.save_state("variance", state);
+        }
+        state.set_scalar("last_scale", self.last_scale);
+    }
+
+    fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        if let Some(average) = &mut self.moving_average {
+            average.load_state("moving_average", state)?;
+        }
+        if let Some(learned) = &mut self.learned {
+            learned.load_state(&state.part("baseline"))?;
+        }
+        if let Some(normaliser) = &mut self.normaliser {
+            normaliser.variance.load_state("variance", state)?;
+        }
+        self.last_scale = state.scalar("last_scale")?;
+        Ok(())
     }
 
     fn signal_scale(&self) -> f64 {
