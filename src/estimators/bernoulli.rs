@@ -2,6 +2,11 @@
 //! version (the binary ST Gumbel-Softmax), straight-through Bernoulli, and
 //! slope-annealed straight-through (Chung, Ahn and Bengio 2016).
 //!
+//! Papers: the binary Concrete of Maddison, Mnih and Teh (arXiv 1611.00712) and Jang,
+//! Gu and Poole (arXiv 1611.01144); straight-through, Bengio, Léonard and Courville
+//! (arXiv 1308.3432); slope annealing, Chung, Ahn and Bengio, *Hierarchical Multiscale
+//! Recurrent Neural Networks* (arXiv 1609.01704).
+//!
 //! A Bernoulli unit with logit `x` is sampled by `b = 1[x + l > 0]` with logistic noise
 //! `l = ln u - ln(1 - u)` (the difference of two Gumbels: this is Gumbel-max with
 //! `K = 2`). Every column of the logits is one independent unit, so the estimators

@@ -1,6 +1,9 @@
 //! Log-densities of the relaxed distributions: Concrete / Gumbel-Softmax (eq. 3 of the
 //! paper), its log-space form ExpConcrete, and the relaxed Bernoulli.
 //!
+//! Papers: Maddison, Mnih and Teh, *The Concrete Distribution* (arXiv 1611.00712,
+//! appendix C for the log-space forms); Jang, Gu and Poole (arXiv 1611.01144, eq. 3).
+//!
 //! These are densities of the *relaxed* samples (points of the simplex, or of `(0, 1)`),
 //! with respect to Lebesgue measure; they can exceed 1. A relaxed objective with a KL
 //! term estimated by Monte Carlo (`log q(y) - log p(y)`) needs them. (What is the

@@ -1,5 +1,9 @@
 //! The Gumbel-Softmax (Concrete) relaxation, as tape ops and as an estimator.
 //!
+//! Papers: Jang, Gu and Poole, *Categorical Reparameterization with Gumbel-Softmax*
+//! (ICLR 2017, arXiv 1611.01144); Maddison, Mnih and Teh, *The Concrete Distribution*
+//! (ICLR 2017, arXiv 1611.00712).
+//!
 //! A categorical sample can be written `z = one_hot(argmax_i (x_i + g_i))` with
 //! Gumbel noise `g` (Gumbel-max). The argmax has no useful derivative, so Jang, Gu and
 //! Poole (and Maddison, Mnih and Teh, who call it "Concrete") replace it by a softmax at

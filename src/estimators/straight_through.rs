@@ -1,5 +1,9 @@
 //! Straight-through estimators: a hard one-hot sample forward, a soft gradient backward.
 //!
+//! Papers: Bengio, Léonard and Courville, *Estimating or Propagating Gradients Through
+//! Stochastic Neurons* (arXiv 1308.3432), for straight-through; Jang, Gu and Poole
+//! (arXiv 1611.01144, §2.2) for straight-through Gumbel-Softmax.
+//!
 //! A straight-through (ST) node outputs an exact one-hot vector, so the downstream cost
 //! sees a genuine discrete sample, but its backward pass pretends the node was a smooth
 //! function and returns that function's gradient. Three variants:

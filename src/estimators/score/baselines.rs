@@ -1,4 +1,5 @@
-//! Baselines for the score-function estimator, and NVIL's variance normalisation.
+//! Baselines for the score-function estimator, and NVIL's variance normalisation
+//! (Mnih and Gregor, arXiv 1402.0030).
 //!
 //! Subtracting a baseline `b` from the cost leaves REINFORCE unbiased as long as `b`
 //! does not depend on the sample `z` it multiplies:

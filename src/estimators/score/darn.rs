@@ -1,4 +1,6 @@
-//! DARN's estimator (Gregor et al., 2014, as described in Jang et al. §3.2). **Biased.**
+//! DARN's estimator (Gregor, Danihelka, Mnih, Blundell and Wierstra, *Deep
+//! AutoRegressive Networks*, arXiv 1310.8499, as described in Jang et al.,
+//! arXiv 1611.01144, §3.2). **Biased.**
 //! The paper describes it in one sentence: MuProp's Taylor baseline
 //! `b(z) = f(z_bar) + <f'(z_bar), z - z_bar>` with `z_bar = 1/2` for Bernoulli units,
 //! without MuProp's correction term, "which makes the estimator biased for

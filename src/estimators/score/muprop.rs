@@ -1,5 +1,5 @@
 //! MuProp (Gu, Levine, Sutskever and Mnih, ICLR 2016): a first-order Taylor baseline
-//! around the mean-field point, with its analytic correction.
+//! around the mean-field point, with its analytic correction (arXiv 1511.05176).
 //!
 //! Let `z_bar = E[z] = softmax(logits)` (per group) and expand the cost to first order:
 //! `b(z) = f(z_bar) + <f'(z_bar), z - z_bar>`. Subtracting it inside the score term and

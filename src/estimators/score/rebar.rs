@@ -1,5 +1,6 @@
 //! REBAR (Tucker, Mnih, Maddison, Lawson and Sohl-Dickstein, NeurIPS 2017): the
-//! Gumbel-Softmax relaxation as a control variate, with conditionally re-sampled noise.
+//! Gumbel-Softmax relaxation as a control variate, with conditionally re-sampled noise
+//! (arXiv 1703.07370).
 //!
 //! Write the categorical sample through its Gumbel-max noise: `z = log p + g`,
 //! `b = one_hot(argmax z)`, with `p = softmax(logits)`. Draw a second noise `z~` from

@@ -1,5 +1,10 @@
 //! REINFORCE (the score-function estimator) with baselines; NVIL.
 //!
+//! Papers: Williams, *Simple Statistical Gradient-Following Algorithms for
+//! Connectionist Reinforcement Learning* (Machine Learning 8, 1992; no arXiv id); Mnih
+//! and Gregor, *Neural Variational Inference and Learning in Belief Networks* (NVIL,
+//! arXiv 1402.0030).
+//!
 //! For a hard sample `z ~ q(z) = Categorical(softmax(logits))` and per-example cost `f`:
 //!
 //! ```text

@@ -1,5 +1,5 @@
 //! RELAX (Grathwohl, Choi, Wu, Roeder and Duvenaud, ICLR 2018): REBAR with a learned
-//! surrogate in its control variate.
+//! surrogate in its control variate (arXiv 1711.00123).
 //!
 //! With `b`, `z`, `z~` as in [REBAR](super::Rebar) and any differentiable surrogate
 //! `c(z)`,
