@@ -35,7 +35,7 @@
 
 use rand::RngCore;
 
-use super::{Estimate, GradientEstimator, LatentKinds, fail, relaxed_estimate};
+use super::{Estimate, GradientEstimator, LatentKinds, fail, record_tempered, relaxed_estimate};
 use crate::error::{Error, Result, check_temperature};
 use crate::float::Float;
 use crate::op::{Op, expect_same_shapes};
@@ -264,14 +264,11 @@ pub fn relaxed_bernoulli<'t, T: Float>(
     noise: Var<'t, T>,
     temperature: f64,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("relaxed_bernoulli", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        RelaxedBernoulli {
-            temperature: T::from_f64(temperature),
-        },
+    record_tempered(
+        "relaxed_bernoulli",
         &[logits, noise],
+        temperature,
+        |temperature| RelaxedBernoulli { temperature },
     )
 }
 
@@ -281,14 +278,11 @@ pub fn st_relaxed_bernoulli<'t, T: Float>(
     noise: Var<'t, T>,
     temperature: f64,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("st_relaxed_bernoulli", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        StRelaxedBernoulli {
-            temperature: T::from_f64(temperature),
-        },
+    record_tempered(
+        "st_relaxed_bernoulli",
         &[logits, noise],
+        temperature,
+        |temperature| StRelaxedBernoulli { temperature },
     )
 }
 

@@ -42,7 +42,10 @@
 
 use rand::RngCore;
 
-use super::{Estimate, GradientEstimator, LatentKinds, fail, relaxed_estimate, same_shape_grouped};
+use super::{
+    Estimate, GradientEstimator, LatentKinds, fail, record_tempered, relaxed_estimate,
+    same_shape_grouped,
+};
 use crate::error::{Result, check_temperature};
 use crate::float::Float;
 use crate::kernels::softmax::softmax_backward_groups;
@@ -304,15 +307,14 @@ pub fn gumbel_softmax<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("gumbel_softmax", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        GumbelSoftmax {
-            temperature: T::from_f64(temperature),
+    record_tempered(
+        "gumbel_softmax",
+        &[logits, noise],
+        temperature,
+        |temperature| GumbelSoftmax {
+            temperature,
             group_size,
         },
-        &[logits, noise],
     )
 }
 
@@ -348,15 +350,14 @@ pub fn exp_concrete<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("exp_concrete", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        ExpConcrete {
-            temperature: T::from_f64(temperature),
+    record_tempered(
+        "exp_concrete",
+        &[logits, noise],
+        temperature,
+        |temperature| ExpConcrete {
+            temperature,
             group_size,
         },
-        &[logits, noise],
     )
 }
 

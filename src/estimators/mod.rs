@@ -303,6 +303,24 @@ pub fn fail<'t, T: Float>(tape: &'t Tape<T>, error: Error) -> Var<'t, T> {
     tape.record(Reject { error }, &[])
 }
 
+/// Records the op `make(temperature)` on `inputs` after checking the temperature: the
+/// recording function every tempered op shares (`gumbel_softmax`, `exp_concrete`,
+/// `st_gumbel_softmax`, `st_categorical`, `st_argmax`, `relaxed_bernoulli`,
+/// `st_relaxed_bernoulli`). An invalid temperature (`<= 0`, NaN, infinite) is stored on
+/// the tape as [`Error::InvalidTemperature`] and a poisoned variable returned.
+pub(crate) fn record_tempered<'t, T: Float, O: Op<T>>(
+    op: &str,
+    inputs: &[Var<'t, T>],
+    temperature: f64,
+    make: impl FnOnce(T) -> O,
+) -> Var<'t, T> {
+    let tape = inputs[0].tape();
+    if let Err(error) = crate::error::check_temperature(op, temperature) {
+        return fail(tape, error);
+    }
+    tape.record(make(T::from_f64(temperature)), inputs)
+}
+
 /// Checks that two inputs have the same shape and that `group_size` divides its
 /// columns; returns that shape.
 pub(crate) fn same_shape_grouped(
@@ -363,9 +381,14 @@ pub fn check_cost_shape<'t, T: Float>(sample: Var<'t, T>, cost: Var<'t, T>) -> V
 
 /// Every estimator by value: switching estimator is changing this one argument.
 ///
-/// Each variant wraps the struct that implements it (and keeps its state: the last
-/// noise, a temperature, a baseline...). Build variants with the constructors, which
-/// validate their parameters, or by name with [`Estimator::from_name`].
+/// One variant per estimator *type*, wrapping the struct that implements it (and keeps
+/// its state: the last noise, a temperature, a baseline...). A variant names no more
+/// than its type, so it cannot hold a value of another kind: which estimator it is
+/// (`st` or `st-argmax`, `reinforce` or `nvil`) is the value's
+/// [`name`](GradientEstimator::name), one of [`ESTIMATOR_NAMES`]. Build estimators with
+/// the constructors, which validate their parameters, or by name with
+/// [`Estimator::from_name`]. Models take any [`GradientEstimator`]; this enum is only a
+/// convenience for choosing among the crate's by value.
 ///
 /// ```
 /// use gumbelgrad::estimators::{Estimator, GradientEstimator, TemperatureSchedule};
@@ -388,38 +411,31 @@ pub fn check_cost_shape<'t, T: Float>(sample: Var<'t, T>, cost: Var<'t, T>) -> V
 /// ```
 #[derive(Debug, Clone)]
 pub enum Estimator<T: Float> {
-    /// Gumbel-Softmax (relaxed sample, biased, §2.1).
+    /// Gumbel-Softmax (relaxed sample, biased, §2.1): `gumbel-softmax`.
     GumbelSoftmax(GumbelSoftmaxEstimator<T>),
-    /// Straight-through Gumbel-Softmax (one-hot forward, GS backward, §2.2).
-    StGumbelSoftmax(StraightThroughEstimator<T>),
-    /// The paper's "ST": one-hot sample forward, `softmax(x/tau)` backward (§3.1).
+    /// The straight-through family, one-hot forward and a softmax backward; which one
+    /// its [`StraightThroughKind`] says: `st-gumbel-softmax` (§2.2), `st` (§3.1) or
+    /// `st-argmax`.
     StraightThrough(StraightThroughEstimator<T>),
-    /// Deterministic argmax forward, `softmax(x/tau)` backward.
-    StArgmax(StraightThroughEstimator<T>),
-    /// Relaxed Bernoulli / binary Concrete (binary units, `group_size = 1`).
-    RelaxedBernoulli(BernoulliEstimator<T>),
-    /// Straight-through relaxed Bernoulli, the binary ST Gumbel-Softmax (binary units,
-    /// `group_size = 1`): exact 0/1 forward, relaxed-Bernoulli backward.
-    StRelaxedBernoulli(BernoulliEstimator<T>),
-    /// Straight-through Bernoulli (binary units, `group_size = 1`).
-    StBernoulli(BernoulliEstimator<T>),
-    /// Slope-annealed straight-through, Chung et al. 2016 (binary units).
-    SlopeAnnealedSt(BernoulliEstimator<T>),
-    /// REINFORCE with a baseline (none, moving average, learned), unbiased (§3.2).
+    /// The binary-unit estimators (`group_size = 1`), which one its [`BernoulliKind`]
+    /// says: `relaxed-bernoulli`, `st-relaxed-bernoulli`, `st-bernoulli` or
+    /// `slope-annealed-st`.
+    Bernoulli(BernoulliEstimator<T>),
+    /// REINFORCE with its baselines, unbiased (§3.2): `reinforce`, `reinforce-ema`,
+    /// `nvil` (variance-normalised: unbiased for `gradient / s`).
     Reinforce(score::Reinforce),
-    /// NVIL: REINFORCE with moving average, learned baseline and variance normalisation.
-    Nvil(score::Reinforce),
-    /// MuProp: Taylor baseline at the mean with its analytic correction; unbiased except
-    /// in its NVIL-trained variant (`muprop-nvil`).
+    /// MuProp: Taylor baseline at the mean with its analytic correction; `muprop`,
+    /// `muprop-normalised`, and the biased `muprop-nvil`.
     MuProp(score::MuProp),
-    /// DARN: Taylor baseline without the correction, biased.
+    /// DARN: Taylor baseline without the correction, biased; `darn` and its variants.
     Darn(score::Darn),
     /// VIMCO-style leave-one-out baselines over `m` samples per example, unbiased (for
-    /// `E[f]`, or for the `m`-sample bound with [`score::VimcoObjective::LogMeanExp`]).
+    /// `E[f]`, or for the `m`-sample bound with [`score::VimcoObjective::LogMeanExp`]):
+    /// `vimco`, `vimco-bound`.
     Vimco(score::Vimco),
-    /// REBAR: Gumbel-Softmax control variate with conditional noise, unbiased.
+    /// REBAR: Gumbel-Softmax control variate with conditional noise, unbiased: `rebar`.
     Rebar(score::Rebar),
-    /// RELAX: REBAR plus a learned surrogate network, unbiased.
+    /// RELAX: REBAR plus a learned surrogate network, unbiased: `relax`.
     Relax(score::Relax),
 }
 
@@ -460,7 +476,7 @@ impl<T: Float> Estimator<T> {
     }
     /// Straight-through Gumbel-Softmax at `temperature`.
     pub fn st_gumbel_softmax(temperature: f64) -> Result<Self> {
-        Ok(Estimator::StGumbelSoftmax(StraightThroughEstimator::new(
+        Ok(Estimator::StraightThrough(StraightThroughEstimator::new(
             StraightThroughKind::GumbelSoftmax,
             temperature,
         )?))
@@ -475,7 +491,7 @@ impl<T: Float> Estimator<T> {
     }
     /// Straight-through argmax, backward through `softmax(x/temperature)`.
     pub fn st_argmax(temperature: f64) -> Result<Self> {
-        Ok(Estimator::StArgmax(StraightThroughEstimator::new(
+        Ok(Estimator::StraightThrough(StraightThroughEstimator::new(
             StraightThroughKind::Argmax,
             temperature,
         )?))
@@ -483,26 +499,26 @@ impl<T: Float> Estimator<T> {
 
     /// Relaxed Bernoulli (binary Concrete) at `temperature`.
     pub fn relaxed_bernoulli(temperature: f64) -> Result<Self> {
-        Ok(Estimator::RelaxedBernoulli(BernoulliEstimator::new(
+        Ok(Estimator::Bernoulli(BernoulliEstimator::new(
             BernoulliKind::Relaxed { temperature },
         )?))
     }
     /// Straight-through relaxed Bernoulli (binary ST Gumbel-Softmax) at `temperature`.
     pub fn st_relaxed_bernoulli(temperature: f64) -> Result<Self> {
-        Ok(Estimator::StRelaxedBernoulli(BernoulliEstimator::new(
+        Ok(Estimator::Bernoulli(BernoulliEstimator::new(
             BernoulliKind::StraightThroughRelaxed { temperature },
         )?))
     }
     /// Straight-through Bernoulli.
     pub fn st_bernoulli() -> Result<Self> {
-        Ok(Estimator::StBernoulli(BernoulliEstimator::new(
+        Ok(Estimator::Bernoulli(BernoulliEstimator::new(
             BernoulliKind::StraightThrough,
         )?))
     }
     /// Slope-annealed straight-through at `slope` (raise it during training, e.g. with
     /// [`Estimator::set_temperature`], which sets `slope = 1/temperature`).
     pub fn slope_annealed_st(slope: f64) -> Result<Self> {
-        Ok(Estimator::SlopeAnnealedSt(BernoulliEstimator::new(
+        Ok(Estimator::Bernoulli(BernoulliEstimator::new(
             BernoulliKind::SlopeAnnealed { slope },
         )?))
     }
@@ -513,7 +529,7 @@ impl<T: Float> Estimator<T> {
     }
     /// NVIL with its defaults (see [`score::Reinforce::nvil`]).
     pub fn nvil() -> Self {
-        Estimator::Nvil(score::Reinforce::nvil())
+        Estimator::Reinforce(score::Reinforce::nvil())
     }
     /// MuProp.
     pub fn muprop() -> Self {
@@ -593,14 +609,9 @@ impl<T: Float> Estimator<T> {
     fn inner(&mut self) -> &mut dyn GradientEstimator<T> {
         match self {
             Estimator::GumbelSoftmax(e) => e,
-            Estimator::StGumbelSoftmax(e)
-            | Estimator::StraightThrough(e)
-            | Estimator::StArgmax(e) => e,
-            Estimator::RelaxedBernoulli(e)
-            | Estimator::StRelaxedBernoulli(e)
-            | Estimator::StBernoulli(e)
-            | Estimator::SlopeAnnealedSt(e) => e,
-            Estimator::Reinforce(e) | Estimator::Nvil(e) => e,
+            Estimator::StraightThrough(e) => e,
+            Estimator::Bernoulli(e) => e,
+            Estimator::Reinforce(e) => e,
             Estimator::MuProp(e) => e,
             Estimator::Darn(e) => e,
             Estimator::Vimco(e) => e,
@@ -612,14 +623,9 @@ impl<T: Float> Estimator<T> {
     fn inner_ref(&self) -> &dyn GradientEstimator<T> {
         match self {
             Estimator::GumbelSoftmax(e) => e,
-            Estimator::StGumbelSoftmax(e)
-            | Estimator::StraightThrough(e)
-            | Estimator::StArgmax(e) => e,
-            Estimator::RelaxedBernoulli(e)
-            | Estimator::StRelaxedBernoulli(e)
-            | Estimator::StBernoulli(e)
-            | Estimator::SlopeAnnealedSt(e) => e,
-            Estimator::Reinforce(e) | Estimator::Nvil(e) => e,
+            Estimator::StraightThrough(e) => e,
+            Estimator::Bernoulli(e) => e,
+            Estimator::Reinforce(e) => e,
             Estimator::MuProp(e) => e,
             Estimator::Darn(e) => e,
             Estimator::Vimco(e) => e,

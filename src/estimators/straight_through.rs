@@ -46,7 +46,9 @@
 use rand::RngCore;
 
 use super::gumbel_softmax::tempered_softmax_group;
-use super::{Estimate, GradientEstimator, LatentKinds, fail, relaxed_estimate, same_shape_grouped};
+use super::{
+    Estimate, GradientEstimator, LatentKinds, record_tempered, relaxed_estimate, same_shape_grouped,
+};
 use crate::error::{Result, check_temperature};
 use crate::float::Float;
 use crate::op::{Op, expect_arity};
@@ -66,16 +68,44 @@ fn one_hot_of_perturbed<T: Float>(x: &[T], g: Option<&[T]>, out: &mut [T]) {
     out[best] = T::ONE;
 }
 
+/// The forward pass the three straight-through ops share: `one_hot(argmax(x + g))` for
+/// every group of `group_size` (`g = 0` without noise).
+fn one_hot_forward<T: Float>(
+    logits: &Tensor<T>,
+    noise: Option<&Tensor<T>>,
+    output: &mut Tensor<T>,
+    group_size: usize,
+) {
+    let k = group_size;
+    let x = logits.as_slice().chunks_exact(k);
+    let out = output.as_mut_slice().chunks_exact_mut(k);
+    match noise {
+        Some(g) => {
+            for ((x, g), out) in x.zip(g.as_slice().chunks_exact(k)).zip(out) {
+                one_hot_of_perturbed(x, Some(g), out);
+            }
+        }
+        None => {
+            for (x, out) in x.zip(out) {
+                one_hot_of_perturbed(x, None, out);
+            }
+        }
+    }
+}
+
 /// Adds `(1/tau) p ⊙ (grad - <grad, p>)` with `p = softmax((x + g)/tau)` (or
 /// `softmax(x/tau)` when `g` is `None`) to `grad_x`, group by group, recomputing `p`.
+/// The backward pass the three straight-through ops share.
 fn soft_backward<T: Float>(
-    x: &[T],
-    g: Option<&[T]>,
-    grad_output: &[T],
-    grad_x: &mut [T],
+    logits: &Tensor<T>,
+    noise: Option<&Tensor<T>>,
+    grad_output: &Tensor<T>,
+    grad: &mut Tensor<T>,
     group_size: usize,
     temperature: T,
 ) {
+    let (x, g) = (logits.as_slice(), noise.map(Tensor::as_slice));
+    let (grad_output, grad_x) = (grad_output.as_slice(), grad.as_mut_slice());
     let inverse_tau = T::ONE / temperature;
     let zeros = vec![T::ZERO; group_size];
     let mut p = vec![T::ZERO; group_size];
@@ -128,15 +158,7 @@ impl<T: Float> Op<T> for StGumbelSoftmax<T> {
         same_shape_grouped("st_gumbel_softmax", inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
-        let k = self.group_size;
-        for ((x, g), out) in inputs[0]
-            .as_slice()
-            .chunks_exact(k)
-            .zip(inputs[1].as_slice().chunks_exact(k))
-            .zip(output.as_mut_slice().chunks_exact_mut(k))
-        {
-            one_hot_of_perturbed(x, Some(g), out);
-        }
+        one_hot_forward(inputs[0], Some(inputs[1]), output, self.group_size);
     }
     fn backward(
         &self,
@@ -145,12 +167,13 @@ impl<T: Float> Op<T> for StGumbelSoftmax<T> {
         grad_output: &Tensor<T>,
         grad_inputs: &mut [Option<&mut Tensor<T>>],
     ) {
+        // d z / d g = d z / d x: logits and noise enter only through x + g.
         for grad in grad_inputs.iter_mut().flatten() {
             soft_backward(
-                inputs[0].as_slice(),
-                Some(inputs[1].as_slice()),
-                grad_output.as_slice(),
-                grad.as_mut_slice(),
+                inputs[0],
+                Some(inputs[1]),
+                grad_output,
+                grad,
                 self.group_size,
                 self.temperature,
             );
@@ -188,15 +211,7 @@ impl<T: Float> Op<T> for StCategorical<T> {
         same_shape_grouped("st_categorical", inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
-        let k = self.group_size;
-        for ((x, g), out) in inputs[0]
-            .as_slice()
-            .chunks_exact(k)
-            .zip(inputs[1].as_slice().chunks_exact(k))
-            .zip(output.as_mut_slice().chunks_exact_mut(k))
-        {
-            one_hot_of_perturbed(x, Some(g), out);
-        }
+        one_hot_forward(inputs[0], Some(inputs[1]), output, self.group_size);
     }
     fn backward(
         &self,
@@ -207,10 +222,10 @@ impl<T: Float> Op<T> for StCategorical<T> {
     ) {
         if let Some(grad) = grad_inputs[0].as_deref_mut() {
             soft_backward(
-                inputs[0].as_slice(),
+                inputs[0],
                 None,
-                grad_output.as_slice(),
-                grad.as_mut_slice(),
+                grad_output,
+                grad,
                 self.group_size,
                 self.temperature,
             );
@@ -246,14 +261,7 @@ impl<T: Float> Op<T> for StArgmax<T> {
         same_shape_grouped("st_argmax", inputs[0], inputs[0], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
-        let k = self.group_size;
-        for (x, out) in inputs[0]
-            .as_slice()
-            .chunks_exact(k)
-            .zip(output.as_mut_slice().chunks_exact_mut(k))
-        {
-            one_hot_of_perturbed(x, None, out);
-        }
+        one_hot_forward(inputs[0], None, output, self.group_size);
     }
     fn backward(
         &self,
@@ -264,10 +272,10 @@ impl<T: Float> Op<T> for StArgmax<T> {
     ) {
         if let Some(grad) = grad_inputs[0].as_deref_mut() {
             soft_backward(
-                inputs[0].as_slice(),
+                inputs[0],
                 None,
-                grad_output.as_slice(),
-                grad.as_mut_slice(),
+                grad_output,
+                grad,
                 self.group_size,
                 self.temperature,
             );
@@ -282,15 +290,14 @@ pub fn st_gumbel_softmax<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("st_gumbel_softmax", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        StGumbelSoftmax {
-            temperature: T::from_f64(temperature),
+    record_tempered(
+        "st_gumbel_softmax",
+        &[logits, noise],
+        temperature,
+        |temperature| StGumbelSoftmax {
+            temperature,
             group_size,
         },
-        &[logits, noise],
     )
 }
 
@@ -301,15 +308,14 @@ pub fn st_categorical<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("st_categorical", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        StCategorical {
-            temperature: T::from_f64(temperature),
+    record_tempered(
+        "st_categorical",
+        &[logits, noise],
+        temperature,
+        |temperature| StCategorical {
+            temperature,
             group_size,
         },
-        &[logits, noise],
     )
 }
 
@@ -319,16 +325,12 @@ pub fn st_argmax<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("st_argmax", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
+    record_tempered("st_argmax", &[logits], temperature, |temperature| {
         StArgmax {
-            temperature: T::from_f64(temperature),
+            temperature,
             group_size,
-        },
-        &[logits],
-    )
+        }
+    })
 }
 
 /// Which straight-through node an [`StraightThroughEstimator`] records.
