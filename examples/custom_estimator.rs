@@ -109,17 +109,17 @@ impl<T: Float> GradientEstimator<T> for PerVariableReinforce {
         let probs = softmax_f64(values.as_slice(), group_size);
         let mut gradient = vec![0.0; rows * cols];
         let (mut sum_fw, mut sum_w) = (vec![0.0; variables], vec![0.0; variables]);
-        for r in 0..rows {
+        for (r, &f) in costs.iter().enumerate() {
             for n in 0..variables {
                 let b = self.baseline(n);
                 let mut norm = 0.0;
                 for k in 0..group_size {
                     let j = r * cols + n * group_size + k;
                     let score = sample[j] - probs[j];
-                    gradient[j] = (costs[r] - b) * score;
+                    gradient[j] = (f - b) * score;
                     norm += score * score;
                 }
-                sum_fw[n] += costs[r] * norm;
+                sum_fw[n] += f * norm;
                 sum_w[n] += norm;
             }
         }

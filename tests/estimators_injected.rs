@@ -45,10 +45,10 @@ fn reinforce_at_a_given_sample_matches_the_formula() {
             let grad = x.grad().unwrap();
             let costs: Vec<f64> = (0..2).map(|r| f_by_hand(sample.row(r))).collect();
             let b = if calls == 2 { average } else { 0.0 };
-            for r in 0..2 {
+            for (r, &f) in costs.iter().enumerate() {
                 let p = softmax(logits.row(r));
-                for j in 0..3 {
-                    let expected = (costs[r] - b) * (sample.get(r, j) - p[j]) / 2.0;
+                for (j, &pj) in p.iter().enumerate() {
+                    let expected = (f - b) * (sample.get(r, j) - pj) / 2.0;
                     let got = grad.get(r, j);
                     assert!(
                         (got - expected).abs() < 1e-12,

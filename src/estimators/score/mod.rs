@@ -203,7 +203,7 @@ fn error_in(estimator: &str, error: Error) -> Error {
 }
 
 /// An estimate whose three parts are the given (poisoned) variable: what an estimator
-/// returns after recording an error with [`fail`](super::fail).
+/// returns after recording an error with [`fail`].
 pub fn poisoned_estimate<'t, T: Float>(var: Var<'t, T>) -> Estimate<'t, T> {
     Estimate {
         sample: var,
