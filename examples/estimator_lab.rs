@@ -219,7 +219,7 @@ impl Measured {
 /// a known scale, which is multiplied back here.
 fn unbiasing_scale(estimator: &Estimator<f64>) -> f64 {
     match estimator {
-        Estimator::Reinforce(r) | Estimator::Nvil(r) => r.last_scale(),
+        Estimator::Reinforce(r) => r.last_scale(),
         _ => 1.0,
     }
 }

@@ -3,8 +3,10 @@
 //! agreement with sampled histograms, and the tape version's gradient.
 
 use gumbelgrad::estimators::density::{
-    concrete_log_density, exp_concrete_log_density, exp_concrete_log_density_var,
-    ln_gamma_of_classes, logit_relaxed_bernoulli_log_density, relaxed_bernoulli_log_density,
+    concrete_log_density, concrete_log_density_var, exp_concrete_log_density,
+    exp_concrete_log_density_var, ln_gamma_of_classes, logit_relaxed_bernoulli_log_density,
+    logit_relaxed_bernoulli_log_density_var, relaxed_bernoulli_log_density,
+    relaxed_bernoulli_log_density_var,
 };
 use gumbelgrad::estimators::{exp_concrete, gumbel_softmax, noise};
 use gumbelgrad::testing::{config, grouped_shape, tensor_of_shape};
@@ -123,14 +125,74 @@ proptest! {
     ) {
         let plain = exp_concrete_log_density(&log_y, &logits, tau, k).unwrap();
         let tape = Tape::new();
-        let on_tape = exp_concrete_log_density_var(tape.constant(&log_y), tape.constant(&logits), tau, k)
+        let t = tape.constant(&Tensor::scalar(tau));
+        let on_tape = exp_concrete_log_density_var(tape.constant(&log_y), tape.constant(&logits), t, k)
             .value().unwrap();
         for (row, &v) in on_tape.as_slice().iter().enumerate() {
             let expected: f64 = plain.row(row).iter().sum();
             prop_assert!((v - expected).abs() < 1e-10 * (1.0 + v.abs()));
         }
-        let report = gradcheck(&[log_y, logits], GradcheckOptions::default(), |_, v| {
-            exp_concrete_log_density_var(v[0], v[1], tau, k)
+        let report = gradcheck(&[log_y, logits, Tensor::scalar(tau)], GradcheckOptions::default(), |_, v| {
+            exp_concrete_log_density_var(v[0], v[1], v[2], k)
+        }).unwrap();
+        prop_assert!(report.max_rel_error < 1e-7, "{}", report);
+    }
+
+    /// The Concrete (eq. 3) density on the tape agrees with the plain one and is
+    /// gradchecked in the sample, the logits and the temperature.
+    #[test]
+    fn concrete_density_on_tape(
+        (logits, y, k, tau) in (grouped_shape(1..=3, 8), 0.3f64..3.0).prop_flat_map(|((r, k, g), tau)| {
+            let shape = Shape::new(r, k * g);
+            (tensor_of_shape(shape, -2.0..2.0), tensor_of_shape(shape, 0.05..1.0), Just(k), Just(tau))
+        })
+    ) {
+        let plain = concrete_log_density(&y, &logits, tau, k).unwrap();
+        let tape = Tape::new();
+        let t = tape.constant(&Tensor::scalar(tau));
+        let on_tape = concrete_log_density_var(tape.constant(&y), tape.constant(&logits), t, k)
+            .value().unwrap();
+        for (row, &v) in on_tape.as_slice().iter().enumerate() {
+            let expected: f64 = plain.row(row).iter().sum();
+            prop_assert!((v - expected).abs() < 1e-9 * (1.0 + v.abs()), "{} vs {}", v, expected);
+        }
+        let report = gradcheck(&[y, logits, Tensor::scalar(tau)], GradcheckOptions::default(), |_, v| {
+            concrete_log_density_var(v[0], v[1], v[2], k)
+        }).unwrap();
+        prop_assert!(report.max_rel_error < 1e-6, "{}", report);
+    }
+
+    /// The binary Concrete densities (in `(0, 1)` and in logit space) on the tape agree
+    /// with the plain ones and are gradchecked in the sample, the logits and the
+    /// temperature.
+    #[test]
+    fn relaxed_bernoulli_densities_on_tape(
+        (logits, y, z, tau) in (1usize..=3, 1usize..=5, 0.3f64..3.0).prop_flat_map(|(r, n, tau)| {
+            let shape = Shape::new(r, n);
+            (tensor_of_shape(shape, -2.0..2.0), tensor_of_shape(shape, 0.05..0.95),
+             tensor_of_shape(shape, -3.0..3.0), Just(tau))
+        })
+    ) {
+        let tape = Tape::new();
+        let t = tape.constant(&Tensor::scalar(tau));
+        let x = tape.constant(&logits);
+        for (on_tape, plain) in [
+            (relaxed_bernoulli_log_density_var(tape.constant(&y), x, t).value().unwrap(),
+             relaxed_bernoulli_log_density(&y, &logits, tau).unwrap()),
+            (logit_relaxed_bernoulli_log_density_var(tape.constant(&z), x, t).value().unwrap(),
+             logit_relaxed_bernoulli_log_density(&z, &logits, tau).unwrap()),
+        ] {
+            for (row, &v) in on_tape.as_slice().iter().enumerate() {
+                let expected: f64 = plain.row(row).iter().sum();
+                prop_assert!((v - expected).abs() < 1e-9 * (1.0 + v.abs()), "{} vs {}", v, expected);
+            }
+        }
+        let report = gradcheck(&[y, logits.clone(), Tensor::scalar(tau)], GradcheckOptions::default(), |_, v| {
+            relaxed_bernoulli_log_density_var(v[0], v[1], v[2])
+        }).unwrap();
+        prop_assert!(report.max_rel_error < 1e-6, "{}", report);
+        let report = gradcheck(&[z, logits, Tensor::scalar(tau)], GradcheckOptions::default(), |_, v| {
+            logit_relaxed_bernoulli_log_density_var(v[0], v[1], v[2])
         }).unwrap();
         prop_assert!(report.max_rel_error < 1e-7, "{}", report);
     }
@@ -234,6 +296,24 @@ fn density_errors_are_typed() {
         Err(Error::InvalidArgument { .. })
     ));
     let tape = Tape::<f64>::new();
-    let v = exp_concrete_log_density_var(tape.constant(&y), tape.constant(&x), f64::NAN, 3);
+    // (a NaN cannot even enter the tape: that is a NonFiniteInput error)
+    let zero = tape.constant(&Tensor::scalar(0.0));
+    let v = exp_concrete_log_density_var(tape.constant(&y), tape.constant(&x), zero, 3);
+    assert!(
+        matches!(v.value(), Err(Error::InvalidTemperature { .. })),
+        "{:?}",
+        v.value()
+    );
+    let tape = Tape::<f64>::new();
+    let negative = tape.constant(&Tensor::scalar(-0.5));
+    let v = relaxed_bernoulli_log_density_var(
+        tape.constant(&Tensor::scalar(0.5)),
+        tape.constant(&Tensor::scalar(0.0)),
+        negative,
+    );
     assert!(matches!(v.value(), Err(Error::InvalidTemperature { .. })));
+    let tape = Tape::<f64>::new();
+    let not_scalar = tape.constant(&Tensor::ones(1, 2));
+    let v = concrete_log_density_var(tape.constant(&y), tape.constant(&x), not_scalar, 3);
+    assert!(matches!(v.value(), Err(Error::ShapeMismatch { .. })));
 }

@@ -3,7 +3,7 @@
 //! unbiased against the exact gradient, and training on synthetic digits.
 
 use gumbelgrad::data::SyntheticDigits;
-use gumbelgrad::estimators::{Estimator, TemperatureSchedule};
+use gumbelgrad::estimators::{Estimator, GradientEstimator, TemperatureSchedule};
 use gumbelgrad::models::{Latent, Sbn, SbnConfig, SbnTrainConfig, SbnTrainer, split_halves};
 use gumbelgrad::nn::BoundParameters;
 use gumbelgrad::{GradcheckOptions, Tape, Tensor, gradcheck};
@@ -441,6 +441,6 @@ fn the_trainer_leaves_rebar_tuning_its_own_temperature() {
     // a constant schedule does not reset the temperature REBAR tunes by its variance:
     // 20 steps of tuning (Adam, rate 0.01 on log tau) move it further than the one step
     // it would have if the trainer reset it every step
-    let drift = |e: &Estimator<f32>| e.temperature().unwrap().ln().abs();
+    let drift = |e: &dyn GradientEstimator<f32>| e.temperature().unwrap().ln().abs();
     assert!(drift(first) > 0.08 && drift(second) > 0.08);
 }

@@ -2,6 +2,11 @@
 //! version (the binary ST Gumbel-Softmax), straight-through Bernoulli, and
 //! slope-annealed straight-through (Chung, Ahn and Bengio 2016).
 //!
+//! Papers: the binary Concrete of Maddison, Mnih and Teh (arXiv 1611.00712) and Jang,
+//! Gu and Poole (arXiv 1611.01144); straight-through, Bengio, Léonard and Courville
+//! (arXiv 1308.3432); slope annealing, Chung, Ahn and Bengio, *Hierarchical Multiscale
+//! Recurrent Neural Networks* (arXiv 1609.01704).
+//!
 //! A Bernoulli unit with logit `x` is sampled by `b = 1[x + l > 0]` with logistic noise
 //! `l = ln u - ln(1 - u)` (the difference of two Gumbels: this is Gumbel-max with
 //! `K = 2`). Every column of the logits is one independent unit, so the estimators
@@ -30,7 +35,7 @@
 
 use rand::RngCore;
 
-use super::{Estimate, GradientEstimator, fail, relaxed_estimate};
+use super::{Estimate, GradientEstimator, LatentKinds, fail, record_tempered, relaxed_estimate};
 use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
 use crate::op::{Op, expect_same_shapes};
@@ -259,14 +264,11 @@ pub fn relaxed_bernoulli<'t, T: Float>(
     noise: Var<'t, T>,
     temperature: f64,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature_for::<T>("relaxed_bernoulli", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        RelaxedBernoulli {
-            temperature: T::from_f64(temperature),
-        },
+    record_tempered(
+        "relaxed_bernoulli",
         &[logits, noise],
+        temperature,
+        |temperature| RelaxedBernoulli { temperature },
     )
 }
 
@@ -276,14 +278,11 @@ pub fn st_relaxed_bernoulli<'t, T: Float>(
     noise: Var<'t, T>,
     temperature: f64,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature_for::<T>("st_relaxed_bernoulli", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        StRelaxedBernoulli {
-            temperature: T::from_f64(temperature),
-        },
+    record_tempered(
+        "st_relaxed_bernoulli",
         &[logits, noise],
+        temperature,
+        |temperature| StRelaxedBernoulli { temperature },
     )
 }
 
@@ -415,6 +414,18 @@ impl<T: Float> GradientEstimator<T> for BernoulliEstimator<T> {
     }
     fn is_unbiased(&self) -> bool {
         false
+    }
+    fn gradient_through_sample(&self) -> bool {
+        true
+    }
+    fn latent_kinds(&self) -> LatentKinds {
+        LatentKinds::BINARY
+    }
+    fn temperature(&self) -> Option<f64> {
+        BernoulliEstimator::temperature(self)
+    }
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        BernoulliEstimator::set_temperature(self, temperature)
     }
     fn estimate<'t>(
         &mut self,

@@ -1,6 +1,9 @@
 //! Log-densities of the relaxed distributions: Concrete / Gumbel-Softmax (eq. 3 of the
 //! paper), its log-space form ExpConcrete, and the relaxed Bernoulli.
 //!
+//! Papers: Maddison, Mnih and Teh, *The Concrete Distribution* (arXiv 1611.00712,
+//! appendix C for the log-space forms); Jang, Gu and Poole (arXiv 1611.01144, eq. 3).
+//!
 //! These are densities of the *relaxed* samples (points of the simplex, or of `(0, 1)`),
 //! with respect to Lebesgue measure; they can exceed 1. A relaxed objective with a KL
 //! term estimated by Monte Carlo (`log q(y) - log p(y)`) needs them. (What is the
@@ -23,7 +26,11 @@
 //!   `ln p(y) = ln p(logit y) - ln y - ln(1 - y)`.
 //!
 //! The plain functions return one log-density per group (`[rows, N]`), computed in
-//! `f64` whatever `T` is. [`exp_concrete_log_density_var`] is the tape version.
+//! `f64` whatever `T` is. The `_var` functions ([`exp_concrete_log_density_var`],
+//! [`concrete_log_density_var`], [`logit_relaxed_bernoulli_log_density_var`],
+//! [`relaxed_bernoulli_log_density_var`]) are their tape versions, summed over each
+//! row and differentiable in the sample, the logits and the temperature (a `[1, 1]`
+//! variable), each gradchecked in `f64` by the property tests.
 //!
 //! ```
 //! use gumbelgrad::estimators::density::concrete_log_density;
@@ -207,27 +214,114 @@ pub fn relaxed_bernoulli_log_density<T: Float>(
     .expect("same shape"))
 }
 
+/// Checks a `[1, 1]` temperature variable's current value; on a bad value stores the
+/// error on the tape and returns it poisoned.
+fn checked_temperature<'t, T: Float>(op: &str, temperature: Var<'t, T>) -> Var<'t, T> {
+    if temperature.is_poisoned() {
+        return temperature;
+    }
+    let shape = temperature.shape();
+    if shape.rows != 1 || shape.cols != 1 {
+        return super::fail(
+            temperature.tape(),
+            Error::shape_mismatch(
+                op,
+                shape,
+                crate::tensor::Shape::new(1, 1),
+                "the temperature must be a [1, 1] variable",
+            ),
+        );
+    }
+    match temperature.scalar() {
+        Ok(value) => match check_temperature(op, value.to_f64()) {
+            Ok(()) => temperature,
+            Err(error) => super::fail(temperature.tape(), error),
+        },
+        Err(_) => temperature,
+    }
+}
+
 /// The ExpConcrete log-density on the tape, summed over the `N` groups of each row:
-/// `[rows, 1]`, differentiable in the logits and in the log-sample.
+/// `[rows, 1]`, differentiable in the log-sample, the logits and the temperature (a
+/// `[1, 1]` variable; a constant if it is not learned).
 ///
 /// `N (ln Gamma(K) + (K-1) ln tau) + sum_groups sum_i log_softmax(x - tau s)_i`.
 /// Use it for a Monte Carlo relaxed KL, `ln q(s) - ln p(s)` at an
-/// [`exp_concrete`](super::exp_concrete) sample `s`.
+/// [`exp_concrete`](super::exp_concrete) sample `s`. A temperature `<= 0`, NaN or
+/// infinite is stored on the tape as [`Error::InvalidTemperature`].
+///
+/// ```
+/// use gumbelgrad::estimators::density::{exp_concrete_log_density, exp_concrete_log_density_var};
+/// use gumbelgrad::{Tape, Tensor};
+/// let logits = Tensor::<f64>::from_vec(1, 3, vec![0.2, -0.1, 0.4])?;
+/// let log_y = Tensor::from_vec(1, 3, vec![-1.5, -0.6, -1.3])?;
+/// let tape = Tape::new();
+/// let tau = tape.variable(&Tensor::scalar(0.7));
+/// let log_p = exp_concrete_log_density_var(tape.constant(&log_y), tape.variable(&logits), tau, 3);
+/// let plain = exp_concrete_log_density(&log_y, &logits, 0.7, 3)?;
+/// assert!((log_p.scalar()? - plain.get(0, 0)).abs() < 1e-12);
+/// tape.backward(log_p)?;
+/// assert!(tau.grad().is_some()); // d ln p / d tau
+/// # Ok::<(), gumbelgrad::Error>(())
+/// ```
 pub fn exp_concrete_log_density_var<'t, T: Float>(
     log_sample: Var<'t, T>,
     logits: Var<'t, T>,
-    temperature: f64,
+    temperature: Var<'t, T>,
     group_size: usize,
 ) -> Var<'t, T> {
-    let op = "exp_concrete_log_density_var";
-    if let Err(error) = check_temperature(op, temperature) {
-        return super::fail(logits.tape(), error);
-    }
+    let temperature = checked_temperature("exp_concrete_log_density_var", temperature);
     let groups = logits.shape().cols.checked_div(group_size).unwrap_or(0);
-    let constant = groups as f64
-        * (ln_gamma_of_classes(group_size) + (group_size as f64 - 1.0) * temperature.ln());
-    (logits - log_sample * T::from_f64(temperature))
+    let constant = groups as f64 * ln_gamma_of_classes(group_size);
+    let per_groups = T::from_f64(groups as f64 * (group_size as f64 - 1.0));
+    (logits - log_sample * temperature)
         .log_softmax(group_size)
         .sum_cols()
+        + temperature.ln().scale(per_groups)
         + T::from_f64(constant)
+}
+
+/// The Concrete / Gumbel-Softmax log-density (eq. 3) on the tape, summed over the `N`
+/// groups of each row: `[rows, 1]`, differentiable in the sample `y` (entries `> 0`),
+/// the logits and the `[1, 1]` temperature. By the change of variables `s = ln y`, it
+/// is [`exp_concrete_log_density_var`] at `ln y` minus `sum_i ln y_i`.
+pub fn concrete_log_density_var<'t, T: Float>(
+    sample: Var<'t, T>,
+    logits: Var<'t, T>,
+    temperature: Var<'t, T>,
+    group_size: usize,
+) -> Var<'t, T> {
+    let log_sample = sample.ln();
+    exp_concrete_log_density_var(log_sample, logits, temperature, group_size)
+        - log_sample.sum_cols()
+}
+
+/// The logit-space relaxed Bernoulli (binary Concrete) log-density on the tape, summed
+/// over the units of each row: `[rows, 1]`, differentiable in the logit sample `z`,
+/// the logits and the `[1, 1]` temperature:
+/// `sum_n (ln tau + d_n - 2 softplus(d_n))`, `d = x - tau z`.
+pub fn logit_relaxed_bernoulli_log_density_var<'t, T: Float>(
+    logit_sample: Var<'t, T>,
+    logits: Var<'t, T>,
+    temperature: Var<'t, T>,
+) -> Var<'t, T> {
+    let temperature = checked_temperature("logit_relaxed_bernoulli_log_density_var", temperature);
+    let units = T::from_f64(logits.shape().cols as f64);
+    let d = logits - logit_sample * temperature;
+    (d - d.softplus().scale(T::from_f64(2.0))).sum_cols() + temperature.ln().scale(units)
+}
+
+/// The relaxed Bernoulli (binary Concrete) log-density of `y` in `(0, 1)` on the tape,
+/// summed over the units of each row: `[rows, 1]`, differentiable in `y`, the logits
+/// and the `[1, 1]` temperature: the logit-space density at `ln y - ln(1 - y)` minus
+/// `sum_n (ln y_n + ln(1 - y_n))`.
+pub fn relaxed_bernoulli_log_density_var<'t, T: Float>(
+    sample: Var<'t, T>,
+    logits: Var<'t, T>,
+    temperature: Var<'t, T>,
+) -> Var<'t, T> {
+    let ln_y = sample.ln();
+    let ln_1my = sample.scale(T::from_f64(-1.0)).add_scalar(T::ONE).ln();
+    logit_relaxed_bernoulli_log_density_var(ln_y - ln_1my, logits, temperature)
+        - (ln_y + ln_1my).sum_cols()
 }

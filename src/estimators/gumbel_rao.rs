@@ -33,7 +33,7 @@ use rand::RngCore;
 use super::gumbel_softmax::tempered_softmax_group;
 use super::score::{bernoulli_pairs, poisoned_estimate};
 use super::{Estimate, GradientEstimator, fail, noise, relaxed_estimate};
-use crate::error::{Error, Result, check_temperature};
+use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
 use crate::op::{Op, expect_arity};
 use crate::tape::Var;
@@ -66,7 +66,7 @@ impl<T: Float> Op<T> for GumbelRaoOp<T> {
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         expect_arity("gumbel_rao", inputs, 3)?;
-        check_temperature("gumbel_rao", self.temperature.to_f64())?;
+        check_temperature_for::<T>("gumbel_rao", self.temperature.to_f64())?;
         let (logits, sample, noise) = (inputs[0], inputs[1], inputs[2]);
         num_groups(logits, self.group_size, "gumbel_rao")?;
         if sample != logits {
@@ -136,7 +136,7 @@ pub fn gumbel_rao<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("gumbel_rao", temperature) {
+    if let Err(error) = check_temperature_for::<T>("gumbel_rao", temperature) {
         return fail(logits.tape(), error);
     }
     logits.tape().record(
@@ -207,7 +207,7 @@ impl GumbelRao {
     /// GR-MC`num_samples` at `temperature`: an error unless the temperature is finite
     /// and positive and `num_samples >= 1`.
     pub fn new(temperature: f64, num_samples: usize) -> Result<Self> {
-        check_temperature("GumbelRao::new", temperature)?;
+        check_temperature_for::<f64>("GumbelRao::new", temperature)?;
         if num_samples == 0 {
             return Err(Error::invalid_argument(
                 "GumbelRao::new",
@@ -229,7 +229,7 @@ impl GumbelRao {
     }
     /// Changes the temperature (for schedules); rejects invalid values.
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        check_temperature("GumbelRao::set_temperature", temperature)?;
+        check_temperature_for::<f64>("GumbelRao::set_temperature", temperature)?;
         self.temperature = temperature;
         Ok(())
     }

@@ -1,5 +1,9 @@
 //! The Gumbel-Softmax (Concrete) relaxation, as tape ops and as an estimator.
 //!
+//! Papers: Jang, Gu and Poole, *Categorical Reparameterization with Gumbel-Softmax*
+//! (ICLR 2017, arXiv 1611.01144); Maddison, Mnih and Teh, *The Concrete Distribution*
+//! (ICLR 2017, arXiv 1611.00712).
+//!
 //! A categorical sample can be written `z = one_hot(argmax_i (x_i + g_i))` with
 //! Gumbel noise `g` (Gumbel-max). The argmax has no useful derivative, so Jang, Gu and
 //! Poole (and Maddison, Mnih and Teh, who call it "Concrete") replace it by a softmax at
@@ -38,7 +42,10 @@
 
 use rand::RngCore;
 
-use super::{Estimate, GradientEstimator, fail, relaxed_estimate, same_shape_grouped};
+use super::{
+    Estimate, GradientEstimator, LatentKinds, fail, record_tempered, relaxed_estimate,
+    same_shape_grouped,
+};
 use crate::error::{Result, check_temperature_for};
 use crate::float::Float;
 use crate::kernels::softmax::softmax_backward_groups;
@@ -300,15 +307,14 @@ pub fn gumbel_softmax<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature_for::<T>("gumbel_softmax", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        GumbelSoftmax {
-            temperature: T::from_f64(temperature),
+    record_tempered(
+        "gumbel_softmax",
+        &[logits, noise],
+        temperature,
+        |temperature| GumbelSoftmax {
+            temperature,
             group_size,
         },
-        &[logits, noise],
     )
 }
 
@@ -344,15 +350,14 @@ pub fn exp_concrete<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature_for::<T>("exp_concrete", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        ExpConcrete {
-            temperature: T::from_f64(temperature),
+    record_tempered(
+        "exp_concrete",
+        &[logits, noise],
+        temperature,
+        |temperature| ExpConcrete {
+            temperature,
             group_size,
         },
-        &[logits, noise],
     )
 }
 
@@ -413,6 +418,18 @@ impl<T: Float> GradientEstimator<T> for GumbelSoftmaxEstimator<T> {
     }
     fn is_unbiased(&self) -> bool {
         false
+    }
+    fn gradient_through_sample(&self) -> bool {
+        true
+    }
+    fn latent_kinds(&self) -> LatentKinds {
+        LatentKinds::CATEGORICAL
+    }
+    fn temperature(&self) -> Option<f64> {
+        Some(self.temperature)
+    }
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        GumbelSoftmaxEstimator::set_temperature(self, temperature)
     }
     fn estimate<'t>(
         &mut self,

@@ -20,6 +20,8 @@
 //! | [`straight_through`] | ST Gumbel-Softmax, ST categorical, ST argmax |
 //! | [`bernoulli`] | relaxed Bernoulli, ST Bernoulli, slope-annealed ST |
 //! | [`temperature`] | temperature schedules, learnable temperature |
+//! | [`state`] | an estimator's saved state, for checkpoints |
+//! | [`score`] | REINFORCE, NVIL, MuProp, DARN, VIMCO, REBAR, RELAX |
 //!
 //! # The closure contract
 //! `cost` receives the latent sample `[batch, N*K]` (a `Var` on the same tape as the
@@ -78,6 +80,13 @@ pub use straight_through::{
 pub use temperature::{LearnableTemperature, TemperatureSchedule};
 
 pub mod score;
+pub mod state;
+
+pub use score::{
+    bernoulli_as_categorical, bernoulli_pairs, constant_from, on_bits_estimate, poisoned_estimate,
+    read_logits, sample_one_hot, softmax_f64, values_f64,
+};
+pub use state::{EstimatorState, StateValue};
 
 use rand::RngCore;
 
@@ -107,7 +116,7 @@ pub struct Estimate<'t, T: Float> {
 /// `cost` maps a latent sample `[batch, N*K]` to per-example costs `[batch, 1]`,
 /// built on the same tape. Estimators that need the cost at several points (MuProp,
 /// DARN, REBAR, RELAX) call it several times; the others call it once.
-pub trait GradientEstimator<T: Float> {
+pub trait GradientEstimator<T: Float>: std::fmt::Debug {
     /// Short name for tables, e.g. `"gumbel-softmax"`.
     fn name(&self) -> &'static str;
 
@@ -158,6 +167,53 @@ pub trait GradientEstimator<T: Float> {
         1.0
     }
 
+    /// Which latent layouts this estimator handles: categorical groups (`group_size >= 2`),
+    /// independent binary units (`group_size = 1`), or both (the default, right for any
+    /// estimator that goes through the score function or [`bernoulli_as_categorical`]).
+    /// Models ask this before training instead of matching on estimator types.
+    fn latent_kinds(&self) -> LatentKinds {
+        LatentKinds::BOTH
+    }
+
+    /// Whether [`sample`](Self::sample) works: the gradient flows through the sample
+    /// itself (Gumbel-Softmax, straight-through, relaxed Bernoulli), so a model may use
+    /// the sample without handing over a cost. `false` by default (the score-function
+    /// family needs the cost).
+    fn gradient_through_sample(&self) -> bool {
+        false
+    }
+
+    /// The temperature (or, for slope-annealed ST, `1 / slope`), for estimators that have
+    /// one; `None` (the default) for those that do not.
+    fn temperature(&self) -> Option<f64> {
+        None
+    }
+
+    /// Sets the temperature (a [`TemperatureSchedule`] calls this). Rejects `<= 0`, NaN
+    /// and infinity with [`Error::InvalidTemperature`]; estimators without a temperature
+    /// (the default) check the value and otherwise ignore it.
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        crate::error::check_temperature_for::<T>(self.name(), temperature)
+    }
+
+    /// Writes whatever this estimator learns or accumulates between calls (baseline
+    /// averages, learned-baseline and surrogate weights and their optimiser moments, a
+    /// tuned temperature, step counters) into `state`, so that
+    /// [`load_state`](Self::load_state) on a fresh estimator of the same configuration
+    /// continues bit for bit. Never a random generator: noise comes from the caller's.
+    /// Stateless estimators write nothing (the default).
+    fn save_state(&self, state: &mut EstimatorState) {
+        let _ = state;
+    }
+
+    /// Restores a state written by [`save_state`](Self::save_state). An entry that is
+    /// missing or has the wrong shape is an [`Error::InvalidArgument`] naming it.
+    /// Stateless estimators accept any state (the default).
+    fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        let _ = state;
+        Ok(())
+    }
+
     /// For models that only want the sample: the latent (relaxed or straight-through)
     /// whose backward pass carries this estimator's gradient, without a cost closure.
     ///
@@ -180,6 +236,34 @@ pub trait GradientEstimator<T: Float> {
             ),
         )
     }
+}
+
+/// Which latent layouts an estimator handles (see
+/// [`GradientEstimator::latent_kinds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatentKinds {
+    /// Groups of `K >= 2` consecutive logits, one categorical variable each.
+    pub categorical: bool,
+    /// Independent binary units, one logit each (`group_size = 1`).
+    pub binary: bool,
+}
+
+impl LatentKinds {
+    /// Categorical groups and binary units.
+    pub const BOTH: LatentKinds = LatentKinds {
+        categorical: true,
+        binary: true,
+    };
+    /// Categorical groups only.
+    pub const CATEGORICAL: LatentKinds = LatentKinds {
+        categorical: true,
+        binary: false,
+    };
+    /// Binary units only.
+    pub const BINARY: LatentKinds = LatentKinds {
+        categorical: false,
+        binary: true,
+    };
 }
 
 /// An op that never records: its `output_shape` returns the stored error, which the
@@ -209,9 +293,36 @@ impl<T: Float> Op<T> for Reject {
 
 /// Stores `error` on the tape (unless it already holds an earlier one) and returns a
 /// poisoned variable: how estimators report bad arguments through the sticky-error
-/// mechanism instead of panicking.
-pub(crate) fn fail<'t, T: Float>(tape: &'t Tape<T>, error: Error) -> Var<'t, T> {
+/// mechanism instead of panicking. The error surfaces at the next `backward` or `value`.
+///
+/// ```
+/// use gumbelgrad::estimators::fail;
+/// use gumbelgrad::{Error, Tape};
+/// let tape = Tape::<f64>::new();
+/// let bad = fail(&tape, Error::invalid_argument("my-estimator", "no logits"));
+/// assert!(bad.is_poisoned());
+/// assert!(tape.backward(bad).is_err());
+/// ```
+pub fn fail<'t, T: Float>(tape: &'t Tape<T>, error: Error) -> Var<'t, T> {
     tape.record(Reject { error }, &[])
+}
+
+/// Records the op `make(temperature)` on `inputs` after checking the temperature: the
+/// recording function every tempered op shares (`gumbel_softmax`, `exp_concrete`,
+/// `st_gumbel_softmax`, `st_categorical`, `st_argmax`, `relaxed_bernoulli`,
+/// `st_relaxed_bernoulli`). An invalid temperature (`<= 0`, NaN, infinite) is stored on
+/// the tape as [`Error::InvalidTemperature`] and a poisoned variable returned.
+pub(crate) fn record_tempered<'t, T: Float, O: Op<T>>(
+    op: &str,
+    inputs: &[Var<'t, T>],
+    temperature: f64,
+    make: impl FnOnce(T) -> O,
+) -> Var<'t, T> {
+    let tape = inputs[0].tape();
+    if let Err(error) = crate::error::check_temperature_for::<T>(op, temperature) {
+        return fail(tape, error);
+    }
+    tape.record(make(T::from_f64(temperature)), inputs)
 }
 
 /// Checks that two inputs have the same shape and that `group_size` divides its
@@ -236,8 +347,9 @@ pub(crate) fn same_shape_grouped(
 
 /// Evaluates `cost` at `sample`, checks it is `[batch, 1]`, and forms the
 /// [`Estimate`] with `loss = mean(cost)`: the whole estimator for the families whose
-/// gradient flows through the sample.
-pub(crate) fn relaxed_estimate<'t, T: Float>(
+/// gradient flows through the sample. A custom estimator whose gradient also flows
+/// through its sample (a new relaxation, say) ends with this.
+pub fn relaxed_estimate<'t, T: Float>(
     sample: Var<'t, T>,
     cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
 ) -> Estimate<'t, T> {
@@ -273,9 +385,14 @@ pub fn check_cost_shape<'t, T: Float>(sample: Var<'t, T>, cost: Var<'t, T>) -> V
 
 /// Every estimator by value: switching estimator is changing this one argument.
 ///
-/// Each variant wraps the struct that implements it (and keeps its state: the last
-/// noise, a temperature, a baseline...). Build variants with the constructors, which
-/// validate their parameters, or by name with [`Estimator::from_name`].
+/// One variant per estimator *type*, wrapping the struct that implements it (and keeps
+/// its state: the last noise, a temperature, a baseline...). A variant names no more
+/// than its type, so it cannot hold a value of another kind: which estimator it is
+/// (`st` or `st-argmax`, `reinforce` or `nvil`) is the value's
+/// [`name`](GradientEstimator::name), one of [`ESTIMATOR_NAMES`]. Build estimators with
+/// the constructors, which validate their parameters, or by name with
+/// [`Estimator::from_name`]. Models take any [`GradientEstimator`]; this enum is only a
+/// convenience for choosing among the crate's by value.
 ///
 /// ```
 /// use gumbelgrad::estimators::{Estimator, GradientEstimator, TemperatureSchedule};
@@ -298,38 +415,31 @@ pub fn check_cost_shape<'t, T: Float>(sample: Var<'t, T>, cost: Var<'t, T>) -> V
 /// ```
 #[derive(Debug, Clone)]
 pub enum Estimator<T: Float> {
-    /// Gumbel-Softmax (relaxed sample, biased, §2.1).
+    /// Gumbel-Softmax (relaxed sample, biased, §2.1): `gumbel-softmax`.
     GumbelSoftmax(GumbelSoftmaxEstimator<T>),
-    /// Straight-through Gumbel-Softmax (one-hot forward, GS backward, §2.2).
-    StGumbelSoftmax(StraightThroughEstimator<T>),
-    /// The paper's "ST": one-hot sample forward, `softmax(x/tau)` backward (§3.1).
+    /// The straight-through family, one-hot forward and a softmax backward; which one
+    /// its [`StraightThroughKind`] says: `st-gumbel-softmax` (§2.2), `st` (§3.1) or
+    /// `st-argmax`.
     StraightThrough(StraightThroughEstimator<T>),
-    /// Deterministic argmax forward, `softmax(x/tau)` backward.
-    StArgmax(StraightThroughEstimator<T>),
-    /// Relaxed Bernoulli / binary Concrete (binary units, `group_size = 1`).
-    RelaxedBernoulli(BernoulliEstimator<T>),
-    /// Straight-through relaxed Bernoulli, the binary ST Gumbel-Softmax (binary units,
-    /// `group_size = 1`): exact 0/1 forward, relaxed-Bernoulli backward.
-    StRelaxedBernoulli(BernoulliEstimator<T>),
-    /// Straight-through Bernoulli (binary units, `group_size = 1`).
-    StBernoulli(BernoulliEstimator<T>),
-    /// Slope-annealed straight-through, Chung et al. 2016 (binary units).
-    SlopeAnnealedSt(BernoulliEstimator<T>),
-    /// REINFORCE with a baseline (none, moving average, learned), unbiased (§3.2).
+    /// The binary-unit estimators (`group_size = 1`), which one its [`BernoulliKind`]
+    /// says: `relaxed-bernoulli`, `st-relaxed-bernoulli`, `st-bernoulli` or
+    /// `slope-annealed-st`.
+    Bernoulli(BernoulliEstimator<T>),
+    /// REINFORCE with its baselines, unbiased (§3.2): `reinforce`, `reinforce-ema`,
+    /// `nvil` (variance-normalised: unbiased for `gradient / s`).
     Reinforce(score::Reinforce),
-    /// NVIL: REINFORCE with moving average, learned baseline and variance normalisation.
-    Nvil(score::Reinforce),
-    /// MuProp: Taylor baseline at the mean with its analytic correction; unbiased except
-    /// in its NVIL-trained variant (`muprop-nvil`).
+    /// MuProp: Taylor baseline at the mean with its analytic correction; `muprop`,
+    /// `muprop-normalised`, and the biased `muprop-nvil`.
     MuProp(score::MuProp),
-    /// DARN: Taylor baseline without the correction, biased.
+    /// DARN: Taylor baseline without the correction, biased; `darn` and its variants.
     Darn(score::Darn),
     /// VIMCO-style leave-one-out baselines over `m` samples per example, unbiased (for
-    /// `E[f]`, or for the `m`-sample bound with [`score::VimcoObjective::LogMeanExp`]).
+    /// `E[f]`, or for the `m`-sample bound with [`score::VimcoObjective::LogMeanExp`]):
+    /// `vimco`, `vimco-bound`.
     Vimco(score::Vimco),
-    /// REBAR: Gumbel-Softmax control variate with conditional noise, unbiased.
+    /// REBAR: Gumbel-Softmax control variate with conditional noise, unbiased: `rebar`.
     Rebar(score::Rebar),
-    /// RELAX: REBAR plus a learned surrogate network, unbiased.
+    /// RELAX: REBAR plus a learned surrogate network, unbiased: `relax`.
     Relax(score::Relax),
 }
 
@@ -370,7 +480,7 @@ impl<T: Float> Estimator<T> {
     }
     /// Straight-through Gumbel-Softmax at `temperature`.
     pub fn st_gumbel_softmax(temperature: f64) -> Result<Self> {
-        Ok(Estimator::StGumbelSoftmax(StraightThroughEstimator::new(
+        Ok(Estimator::StraightThrough(StraightThroughEstimator::new(
             StraightThroughKind::GumbelSoftmax,
             temperature,
         )?))
@@ -385,7 +495,7 @@ impl<T: Float> Estimator<T> {
     }
     /// Straight-through argmax, backward through `softmax(x/temperature)`.
     pub fn st_argmax(temperature: f64) -> Result<Self> {
-        Ok(Estimator::StArgmax(StraightThroughEstimator::new(
+        Ok(Estimator::StraightThrough(StraightThroughEstimator::new(
             StraightThroughKind::Argmax,
             temperature,
         )?))
@@ -393,26 +503,26 @@ impl<T: Float> Estimator<T> {
 
     /// Relaxed Bernoulli (binary Concrete) at `temperature`.
     pub fn relaxed_bernoulli(temperature: f64) -> Result<Self> {
-        Ok(Estimator::RelaxedBernoulli(BernoulliEstimator::new(
+        Ok(Estimator::Bernoulli(BernoulliEstimator::new(
             BernoulliKind::Relaxed { temperature },
         )?))
     }
     /// Straight-through relaxed Bernoulli (binary ST Gumbel-Softmax) at `temperature`.
     pub fn st_relaxed_bernoulli(temperature: f64) -> Result<Self> {
-        Ok(Estimator::StRelaxedBernoulli(BernoulliEstimator::new(
+        Ok(Estimator::Bernoulli(BernoulliEstimator::new(
             BernoulliKind::StraightThroughRelaxed { temperature },
         )?))
     }
     /// Straight-through Bernoulli.
     pub fn st_bernoulli() -> Result<Self> {
-        Ok(Estimator::StBernoulli(BernoulliEstimator::new(
+        Ok(Estimator::Bernoulli(BernoulliEstimator::new(
             BernoulliKind::StraightThrough,
         )?))
     }
     /// Slope-annealed straight-through at `slope` (raise it during training, e.g. with
     /// [`Estimator::set_temperature`], which sets `slope = 1/temperature`).
     pub fn slope_annealed_st(slope: f64) -> Result<Self> {
-        Ok(Estimator::SlopeAnnealedSt(BernoulliEstimator::new(
+        Ok(Estimator::Bernoulli(BernoulliEstimator::new(
             BernoulliKind::SlopeAnnealed { slope },
         )?))
     }
@@ -423,7 +533,7 @@ impl<T: Float> Estimator<T> {
     }
     /// NVIL with its defaults (see [`score::Reinforce::nvil`]).
     pub fn nvil() -> Self {
-        Estimator::Nvil(score::Reinforce::nvil())
+        Estimator::Reinforce(score::Reinforce::nvil())
     }
     /// MuProp.
     pub fn muprop() -> Self {
@@ -502,61 +612,12 @@ impl<T: Float> Estimator<T> {
         }
     }
 
-    /// The temperature, for the estimators that have one.
-    pub fn temperature(&self) -> Option<f64> {
-        match self {
-            Estimator::GumbelSoftmax(e) => Some(e.temperature()),
-            Estimator::StGumbelSoftmax(e)
-            | Estimator::StraightThrough(e)
-            | Estimator::StArgmax(e) => Some(e.temperature()),
-            Estimator::RelaxedBernoulli(e)
-            | Estimator::StRelaxedBernoulli(e)
-            | Estimator::StBernoulli(e)
-            | Estimator::SlopeAnnealedSt(e) => e.temperature(),
-            Estimator::Rebar(e) => Some(e.temperature()),
-            Estimator::Relax(e) => Some(e.temperature()),
-            Estimator::Reinforce(_)
-            | Estimator::Nvil(_)
-            | Estimator::MuProp(_)
-            | Estimator::Darn(_)
-            | Estimator::Vimco(_) => None,
-        }
-    }
-
-    /// Sets the temperature (for schedules). Rejects `<= 0`, NaN and infinity with
-    /// [`Error::InvalidTemperature`]; estimators without a temperature ignore it.
-    pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        crate::error::check_temperature_for::<T>("Estimator::set_temperature", temperature)?;
-        match self {
-            Estimator::GumbelSoftmax(e) => e.set_temperature(temperature),
-            Estimator::StGumbelSoftmax(e)
-            | Estimator::StraightThrough(e)
-            | Estimator::StArgmax(e) => e.set_temperature(temperature),
-            Estimator::RelaxedBernoulli(e)
-            | Estimator::StRelaxedBernoulli(e)
-            | Estimator::StBernoulli(e)
-            | Estimator::SlopeAnnealedSt(e) => e.set_temperature(temperature),
-            Estimator::Rebar(e) => e.set_temperature(temperature),
-            Estimator::Relax(e) => e.set_temperature(temperature),
-            Estimator::Reinforce(_)
-            | Estimator::Nvil(_)
-            | Estimator::MuProp(_)
-            | Estimator::Darn(_)
-            | Estimator::Vimco(_) => Ok(()),
-        }
-    }
-
     fn inner(&mut self) -> &mut dyn GradientEstimator<T> {
         match self {
             Estimator::GumbelSoftmax(e) => e,
-            Estimator::StGumbelSoftmax(e)
-            | Estimator::StraightThrough(e)
-            | Estimator::StArgmax(e) => e,
-            Estimator::RelaxedBernoulli(e)
-            | Estimator::StRelaxedBernoulli(e)
-            | Estimator::StBernoulli(e)
-            | Estimator::SlopeAnnealedSt(e) => e,
-            Estimator::Reinforce(e) | Estimator::Nvil(e) => e,
+            Estimator::StraightThrough(e) => e,
+            Estimator::Bernoulli(e) => e,
+            Estimator::Reinforce(e) => e,
             Estimator::MuProp(e) => e,
             Estimator::Darn(e) => e,
             Estimator::Vimco(e) => e,
@@ -568,14 +629,9 @@ impl<T: Float> Estimator<T> {
     fn inner_ref(&self) -> &dyn GradientEstimator<T> {
         match self {
             Estimator::GumbelSoftmax(e) => e,
-            Estimator::StGumbelSoftmax(e)
-            | Estimator::StraightThrough(e)
-            | Estimator::StArgmax(e) => e,
-            Estimator::RelaxedBernoulli(e)
-            | Estimator::StRelaxedBernoulli(e)
-            | Estimator::StBernoulli(e)
-            | Estimator::SlopeAnnealedSt(e) => e,
-            Estimator::Reinforce(e) | Estimator::Nvil(e) => e,
+            Estimator::StraightThrough(e) => e,
+            Estimator::Bernoulli(e) => e,
+            Estimator::Reinforce(e) => e,
             Estimator::MuProp(e) => e,
             Estimator::Darn(e) => e,
             Estimator::Vimco(e) => e,
@@ -594,6 +650,25 @@ impl<T: Float> GradientEstimator<T> for Estimator<T> {
     }
     fn signal_scale(&self) -> f64 {
         self.inner_ref().signal_scale()
+    }
+    fn latent_kinds(&self) -> LatentKinds {
+        self.inner_ref().latent_kinds()
+    }
+    fn gradient_through_sample(&self) -> bool {
+        self.inner_ref().gradient_through_sample()
+    }
+    fn temperature(&self) -> Option<f64> {
+        self.inner_ref().temperature()
+    }
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        crate::error::check_temperature_for::<T>("Estimator::set_temperature", temperature)?;
+        self.inner().set_temperature(temperature)
+    }
+    fn save_state(&self, state: &mut EstimatorState) {
+        self.inner_ref().save_state(state)
+    }
+    fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        self.inner().load_state(state)
     }
     fn estimate<'t>(
         &mut self,

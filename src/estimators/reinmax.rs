@@ -36,7 +36,7 @@ use rand::RngCore;
 
 use super::score::{bernoulli_pairs, poisoned_estimate};
 use super::{Estimate, GradientEstimator, fail, noise, relaxed_estimate};
-use crate::error::{Error, Result, check_temperature};
+use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
 use crate::kernels::softmax::softmax_groups;
 use crate::op::{Op, expect_arity};
@@ -77,7 +77,7 @@ impl<T: Float> Op<T> for ReinMaxOp<T> {
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         expect_arity("reinmax", inputs, 2)?;
-        check_temperature("reinmax", self.temperature.to_f64())?;
+        check_temperature_for::<T>("reinmax", self.temperature.to_f64())?;
         num_groups(inputs[0], self.group_size, "reinmax")?;
         if inputs[0] != inputs[1] {
             return Err(Error::shape_mismatch(
@@ -136,7 +136,7 @@ pub fn reinmax<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature("reinmax", temperature) {
+    if let Err(error) = check_temperature_for::<T>("reinmax", temperature) {
         return fail(logits.tape(), error);
     }
     logits.tape().record(
@@ -176,7 +176,7 @@ impl ReinMax {
     /// ReinMax at `temperature` (an error unless finite and positive; the authors
     /// recommend `temperature >= 1`).
     pub fn new(temperature: f64) -> Result<Self> {
-        check_temperature("ReinMax::new", temperature)?;
+        check_temperature_for::<f64>("ReinMax::new", temperature)?;
         Ok(ReinMax { temperature })
     }
     /// The estimator's name, `"reinmax"`.
@@ -189,7 +189,7 @@ impl ReinMax {
     }
     /// Changes the temperature (for schedules); rejects invalid values.
     pub fn set_temperature(&mut self, temperature: f64) -> Result<()> {
-        check_temperature("ReinMax::set_temperature", temperature)?;
+        check_temperature_for::<f64>("ReinMax::set_temperature", temperature)?;
         self.temperature = temperature;
         Ok(())
     }

@@ -1,5 +1,9 @@
 //! Straight-through estimators: a hard one-hot sample forward, a soft gradient backward.
 //!
+//! Papers: Bengio, Léonard and Courville, *Estimating or Propagating Gradients Through
+//! Stochastic Neurons* (arXiv 1308.3432), for straight-through; Jang, Gu and Poole
+//! (arXiv 1611.01144, §2.2) for straight-through Gumbel-Softmax.
+//!
 //! A straight-through (ST) node outputs an exact one-hot vector, so the downstream cost
 //! sees a genuine discrete sample, but its backward pass pretends the node was a smooth
 //! function and returns that function's gradient. Three variants:
@@ -42,7 +46,9 @@
 use rand::RngCore;
 
 use super::gumbel_softmax::tempered_softmax_group;
-use super::{Estimate, GradientEstimator, fail, relaxed_estimate, same_shape_grouped};
+use super::{
+    Estimate, GradientEstimator, LatentKinds, record_tempered, relaxed_estimate, same_shape_grouped,
+};
 use crate::error::{Result, check_temperature_for};
 use crate::float::Float;
 use crate::op::{Op, expect_arity};
@@ -62,16 +68,44 @@ fn one_hot_of_perturbed<T: Float>(x: &[T], g: Option<&[T]>, out: &mut [T]) {
     out[best] = T::ONE;
 }
 
+/// The forward pass the three straight-through ops share: `one_hot(argmax(x + g))` for
+/// every group of `group_size` (`g = 0` without noise).
+fn one_hot_forward<T: Float>(
+    logits: &Tensor<T>,
+    noise: Option<&Tensor<T>>,
+    output: &mut Tensor<T>,
+    group_size: usize,
+) {
+    let k = group_size;
+    let x = logits.as_slice().chunks_exact(k);
+    let out = output.as_mut_slice().chunks_exact_mut(k);
+    match noise {
+        Some(g) => {
+            for ((x, g), out) in x.zip(g.as_slice().chunks_exact(k)).zip(out) {
+                one_hot_of_perturbed(x, Some(g), out);
+            }
+        }
+        None => {
+            for (x, out) in x.zip(out) {
+                one_hot_of_perturbed(x, None, out);
+            }
+        }
+    }
+}
+
 /// Adds `(1/tau) p ⊙ (grad - <grad, p>)` with `p = softmax((x + g)/tau)` (or
 /// `softmax(x/tau)` when `g` is `None`) to `grad_x`, group by group, recomputing `p`.
+/// The backward pass the three straight-through ops share.
 fn soft_backward<T: Float>(
-    x: &[T],
-    g: Option<&[T]>,
-    grad_output: &[T],
-    grad_x: &mut [T],
+    logits: &Tensor<T>,
+    noise: Option<&Tensor<T>>,
+    grad_output: &Tensor<T>,
+    grad: &mut Tensor<T>,
     group_size: usize,
     temperature: T,
 ) {
+    let (x, g) = (logits.as_slice(), noise.map(Tensor::as_slice));
+    let (grad_output, grad_x) = (grad_output.as_slice(), grad.as_mut_slice());
     let inverse_tau = T::ONE / temperature;
     let zeros = vec![T::ZERO; group_size];
     let mut p = vec![T::ZERO; group_size];
@@ -124,15 +158,7 @@ impl<T: Float> Op<T> for StGumbelSoftmax<T> {
         same_shape_grouped("st_gumbel_softmax", inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
-        let k = self.group_size;
-        for ((x, g), out) in inputs[0]
-            .as_slice()
-            .chunks_exact(k)
-            .zip(inputs[1].as_slice().chunks_exact(k))
-            .zip(output.as_mut_slice().chunks_exact_mut(k))
-        {
-            one_hot_of_perturbed(x, Some(g), out);
-        }
+        one_hot_forward(inputs[0], Some(inputs[1]), output, self.group_size);
     }
     fn backward(
         &self,
@@ -141,12 +167,13 @@ impl<T: Float> Op<T> for StGumbelSoftmax<T> {
         grad_output: &Tensor<T>,
         grad_inputs: &mut [Option<&mut Tensor<T>>],
     ) {
+        // d z / d g = d z / d x: logits and noise enter only through x + g.
         for grad in grad_inputs.iter_mut().flatten() {
             soft_backward(
-                inputs[0].as_slice(),
-                Some(inputs[1].as_slice()),
-                grad_output.as_slice(),
-                grad.as_mut_slice(),
+                inputs[0],
+                Some(inputs[1]),
+                grad_output,
+                grad,
                 self.group_size,
                 self.temperature,
             );
@@ -184,15 +211,7 @@ impl<T: Float> Op<T> for StCategorical<T> {
         same_shape_grouped("st_categorical", inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
-        let k = self.group_size;
-        for ((x, g), out) in inputs[0]
-            .as_slice()
-            .chunks_exact(k)
-            .zip(inputs[1].as_slice().chunks_exact(k))
-            .zip(output.as_mut_slice().chunks_exact_mut(k))
-        {
-            one_hot_of_perturbed(x, Some(g), out);
-        }
+        one_hot_forward(inputs[0], Some(inputs[1]), output, self.group_size);
     }
     fn backward(
         &self,
@@ -203,10 +222,10 @@ impl<T: Float> Op<T> for StCategorical<T> {
     ) {
         if let Some(grad) = grad_inputs[0].as_deref_mut() {
             soft_backward(
-                inputs[0].as_slice(),
+                inputs[0],
                 None,
-                grad_output.as_slice(),
-                grad.as_mut_slice(),
+                grad_output,
+                grad,
                 self.group_size,
                 self.temperature,
             );
@@ -242,14 +261,7 @@ impl<T: Float> Op<T> for StArgmax<T> {
         same_shape_grouped("st_argmax", inputs[0], inputs[0], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
-        let k = self.group_size;
-        for (x, out) in inputs[0]
-            .as_slice()
-            .chunks_exact(k)
-            .zip(output.as_mut_slice().chunks_exact_mut(k))
-        {
-            one_hot_of_perturbed(x, None, out);
-        }
+        one_hot_forward(inputs[0], None, output, self.group_size);
     }
     fn backward(
         &self,
@@ -260,10 +272,10 @@ impl<T: Float> Op<T> for StArgmax<T> {
     ) {
         if let Some(grad) = grad_inputs[0].as_deref_mut() {
             soft_backward(
-                inputs[0].as_slice(),
+                inputs[0],
                 None,
-                grad_output.as_slice(),
-                grad.as_mut_slice(),
+                grad_output,
+                grad,
                 self.group_size,
                 self.temperature,
             );
@@ -278,15 +290,14 @@ pub fn st_gumbel_softmax<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature_for::<T>("st_gumbel_softmax", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        StGumbelSoftmax {
-            temperature: T::from_f64(temperature),
+    record_tempered(
+        "st_gumbel_softmax",
+        &[logits, noise],
+        temperature,
+        |temperature| StGumbelSoftmax {
+            temperature,
             group_size,
         },
-        &[logits, noise],
     )
 }
 
@@ -297,15 +308,14 @@ pub fn st_categorical<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature_for::<T>("st_categorical", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
-        StCategorical {
-            temperature: T::from_f64(temperature),
+    record_tempered(
+        "st_categorical",
+        &[logits, noise],
+        temperature,
+        |temperature| StCategorical {
+            temperature,
             group_size,
         },
-        &[logits, noise],
     )
 }
 
@@ -315,16 +325,12 @@ pub fn st_argmax<'t, T: Float>(
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    if let Err(error) = check_temperature_for::<T>("st_argmax", temperature) {
-        return fail(logits.tape(), error);
-    }
-    logits.tape().record(
+    record_tempered("st_argmax", &[logits], temperature, |temperature| {
         StArgmax {
-            temperature: T::from_f64(temperature),
+            temperature,
             group_size,
-        },
-        &[logits],
-    )
+        }
+    })
 }
 
 /// Which straight-through node an [`StraightThroughEstimator`] records.
@@ -416,6 +422,18 @@ impl<T: Float> GradientEstimator<T> for StraightThroughEstimator<T> {
     }
     fn is_unbiased(&self) -> bool {
         false
+    }
+    fn gradient_through_sample(&self) -> bool {
+        true
+    }
+    fn latent_kinds(&self) -> LatentKinds {
+        LatentKinds::CATEGORICAL
+    }
+    fn temperature(&self) -> Option<f64> {
+        Some(StraightThroughEstimator::temperature(self))
+    }
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        StraightThroughEstimator::set_temperature(self, temperature)
     }
     fn estimate<'t>(
         &mut self,

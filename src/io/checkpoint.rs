@@ -4,7 +4,8 @@
 //! Tensors hold model parameters and optimizer moments (see the naming in
 //! [`safetensors`](super::safetensors)); the metadata holds scalars as strings. The
 //! typed helpers store them so they read back *exactly*: integers in decimal, floats
-//! as the hex of their bits, byte strings (a random generator's state) as hex.
+//! as the hex of their bits, byte strings (a random generator's state) as hex, and
+//! small `f64` tensors (an estimator's state) as the hex of their bits.
 //!
 //! ```
 //! use gumbelgrad::io::Checkpoint;
@@ -122,6 +123,41 @@ impl<T: Float> Checkpoint<T> {
     pub fn bytes(&self, key: &str) -> Result<Vec<u8>> {
         let text = self.get(key)?;
         hex_decode(text).ok_or_else(|| bad_value(key, text, "hex bytes"))
+    }
+
+    /// Stores an `f64` tensor exactly in the metadata (whatever `T` is), as
+    /// `"{rows}x{cols}:"` followed by 16 hex digits of the bits of each value: for
+    /// state that must survive bit for bit in an `f32` checkpoint (an estimator's).
+    pub fn set_f64_tensor(&mut self, key: impl Into<String>, tensor: &Tensor<f64>) {
+        let mut text = format!("{}x{}:", tensor.rows(), tensor.cols());
+        for x in tensor.as_slice() {
+            text.push_str(&format!("{:016x}", x.to_bits()));
+        }
+        self.set(key, text);
+    }
+
+    /// Reads a tensor stored with [`Checkpoint::set_f64_tensor`], bit for bit.
+    pub fn f64_tensor(&self, key: &str) -> Result<Tensor<f64>> {
+        let text = self.get(key)?;
+        let expected = "`{rows}x{cols}:` and 16 hex digits per value";
+        let head: String = text.chars().take(40).collect();
+        let bad = || bad_value(key, &head, expected);
+        let (shape, digits) = text.split_once(':').ok_or_else(bad)?;
+        let (rows, cols) = shape.split_once('x').ok_or_else(bad)?;
+        let rows: usize = rows.parse().map_err(|_| bad())?;
+        let cols: usize = cols.parse().map_err(|_| bad())?;
+        let len = rows.checked_mul(cols).ok_or_else(bad)?;
+        if Some(digits.len()) != len.checked_mul(16) || !digits.is_ascii() {
+            return Err(bad());
+        }
+        let values = (0..len)
+            .map(|i| {
+                u64::from_str_radix(&digits[16 * i..16 * (i + 1)], 16)
+                    .map(f64::from_bits)
+                    .map_err(|_| bad())
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        Tensor::from_vec(rows, cols, values)
     }
 
     /// Writes the checkpoint atomically.

@@ -27,7 +27,7 @@ use rand::{Rng, RngCore};
 use crate::error::{Error, Result};
 use crate::estimators::bernoulli::relaxed_bernoulli;
 use crate::estimators::noise::{sample_bernoulli, sample_categorical};
-use crate::estimators::{Estimator, GradientEstimator, gumbel_softmax, noise};
+use crate::estimators::{GradientEstimator, gumbel_softmax, noise};
 use crate::float::Float;
 use crate::kernels::softmax::logsumexp;
 use crate::nn::{Activation, BoundParameters, Mlp, Parameters};
@@ -88,29 +88,21 @@ impl Latent {
         }
     }
 
-    /// Checks that `estimator` suits this latent layer: the binary-unit estimators
-    /// (relaxed Bernoulli and its ST version, ST Bernoulli, slope-annealed ST) need Bernoulli latents and
-    /// the categorical relaxations (Gumbel-Softmax, ST-GS, ST, ST-argmax) categorical
-    /// ones; the score-function family works with both. `model` names the caller in
-    /// the error.
-    pub fn check_estimator<T: Float>(&self, estimator: &Estimator<T>, model: &str) -> Result<()> {
-        let for_units = matches!(
-            estimator,
-            Estimator::RelaxedBernoulli(_)
-                | Estimator::StRelaxedBernoulli(_)
-                | Estimator::StBernoulli(_)
-                | Estimator::SlopeAnnealedSt(_)
-        );
-        let for_categories = matches!(
-            estimator,
-            Estimator::GumbelSoftmax(_)
-                | Estimator::StGumbelSoftmax(_)
-                | Estimator::StraightThrough(_)
-                | Estimator::StArgmax(_)
-        );
+    /// Checks that `estimator` suits this latent layer, by asking it
+    /// ([`GradientEstimator::latent_kinds`]): the binary-unit estimators (relaxed
+    /// Bernoulli and its ST version, ST Bernoulli, slope-annealed ST) need Bernoulli
+    /// latents and the categorical relaxations (Gumbel-Softmax, ST-GS, ST, ST-argmax)
+    /// categorical ones; the score-function family works with both. `model` names the
+    /// caller in the error.
+    pub fn check_estimator<T: Float>(
+        &self,
+        estimator: &dyn GradientEstimator<T>,
+        model: &str,
+    ) -> Result<()> {
+        let kinds = estimator.latent_kinds();
         let fits = match self {
-            Latent::Categorical { .. } => !for_units,
-            Latent::Bernoulli { .. } => !for_categories,
+            Latent::Categorical { .. } => kinds.categorical,
+            Latent::Bernoulli { .. } => kinds.binary,
         };
         if fits {
             Ok(())
@@ -304,7 +296,7 @@ impl<T: Float> DiscreteVae<T> {
     }
 
     /// Checks that `estimator` suits the latent layer (see [`Latent::check_estimator`]).
-    pub fn check_estimator(&self, estimator: &Estimator<T>) -> Result<()> {
+    pub fn check_estimator(&self, estimator: &dyn GradientEstimator<T>) -> Result<()> {
         self.config.latent.check_estimator(estimator, "DiscreteVae")
     }
 
@@ -335,7 +327,7 @@ impl<T: Float> DiscreteVae<T> {
         &self,
         params: &BoundParameters<'t, T>,
         images: Var<'t, T>,
-        estimator: &mut Estimator<T>,
+        estimator: &mut dyn GradientEstimator<T>,
         rng: &mut dyn RngCore,
     ) -> VaeTerms<'t, T> {
         let logits = self.encode(params, images);

@@ -15,4 +15,4 @@ pub use sbn_training::{SbnTrainConfig, SbnTrainer};
 pub use semi_supervised::{
     SemiSupervisedConfig, SemiSupervisedTrainer, SemiSupervisedVae, UnlabelledObjective,
 };
-pub use training::{TrainConfig, Trainer};
+pub use training::{TrainConfig, Trainer, read_estimator_state, write_estimator_state};

@@ -71,8 +71,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
 use crate::error::{Error, Result};
+use crate::estimators::GradientEstimator;
 use crate::estimators::noise::{sample_bernoulli, sample_categorical};
-use crate::estimators::{Estimator, GradientEstimator};
 use crate::float::Float;
 use crate::kernels::softmax::logsumexp;
 use crate::models::discrete_vae::Latent;
@@ -207,7 +207,7 @@ impl<T: Float> Sbn<T> {
 
     /// Checks that an estimator suits the latent layer (as
     /// [`DiscreteVae::check_estimator`](crate::models::DiscreteVae::check_estimator)).
-    pub fn check_estimator(&self, estimator: &Estimator<T>) -> Result<()> {
+    pub fn check_estimator(&self, estimator: &dyn GradientEstimator<T>) -> Result<()> {
         self.config.latent.check_estimator(estimator, "Sbn")
     }
 
@@ -240,8 +240,8 @@ impl<T: Float> Sbn<T> {
         params: &BoundParameters<'t, T>,
         upper: Var<'t, T>,
         lower: Var<'t, T>,
-        first: &mut Estimator<T>,
-        second: &mut Estimator<T>,
+        first: &mut dyn GradientEstimator<T>,
+        second: &mut dyn GradientEstimator<T>,
         rng: &mut dyn RngCore,
     ) -> SbnTerms<'t, T> {
         let group_size = self.config.latent.group_size();

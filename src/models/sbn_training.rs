@@ -4,7 +4,7 @@
 
 use crate::data::{Minibatches, RowSource};
 use crate::error::{Error, Result};
-use crate::estimators::{Estimator, TemperatureSchedule};
+use crate::estimators::{Estimator, GradientEstimator, TemperatureSchedule};
 use crate::float::Float;
 use crate::models::sbn::{Sbn, SbnConfig};
 use crate::models::seeds::{Stream, rng_for};
@@ -22,7 +22,8 @@ pub struct SbnTrainConfig {
     /// The temperature as a function of the step (the paper: constant 1; annealed only
     /// for "Annealed ST"). Ignored by estimators without a temperature.
     pub temperature: TemperatureSchedule,
-    /// Estimator name for both layers, as accepted by [`Estimator::from_name`].
+    /// Estimator name for both layers, as accepted by [`Estimator::from_name`]
+    /// (used by [`SbnTrainer::new`]; [`SbnTrainer::with_estimators`] ignores it).
     pub estimator: String,
     /// The seed every random number derives from.
     pub seed: u64,
@@ -33,8 +34,8 @@ pub struct SbnTrainConfig {
 pub struct SbnTrainer<T: Float> {
     model: Sbn<T>,
     optimizer: Adam<T>,
-    first: Estimator<T>,
-    second: Estimator<T>,
+    first: Box<dyn GradientEstimator<T>>,
+    second: Box<dyn GradientEstimator<T>>,
     config: SbnTrainConfig,
     step: u64,
     epoch: u64,
@@ -44,13 +45,31 @@ pub struct SbnTrainer<T: Float> {
 }
 
 impl<T: Float> SbnTrainer<T> {
-    /// A fresh run, the model initialised from `(seed, Init)`.
+    /// A fresh run, the model initialised from `(seed, Init)`, both layers' estimators
+    /// built from `config.estimator` by [`Estimator::from_name`].
     pub fn new(model_config: SbnConfig, config: SbnTrainConfig) -> Result<Self> {
-        let model = Sbn::new(model_config, &mut rng_for(config.seed, Stream::Init, 0))?;
         let temperature = config.temperature.at(0)?;
         let first = Estimator::from_name(&config.estimator, temperature)?;
         let second = Estimator::from_name(&config.estimator, temperature)?;
-        model.check_estimator(&first)?;
+        Self::with_estimators(model_config, config, Box::new(first), Box::new(second))
+    }
+
+    /// A fresh run with any estimators, the crate's or your own (one per stochastic
+    /// layer: each keeps its own state). Their temperature is set from
+    /// `config.temperature` (those without one ignore it); each must suit the latent
+    /// layer ([`Sbn::check_estimator`]).
+    pub fn with_estimators(
+        model_config: SbnConfig,
+        config: SbnTrainConfig,
+        mut first: Box<dyn GradientEstimator<T>>,
+        mut second: Box<dyn GradientEstimator<T>>,
+    ) -> Result<Self> {
+        let model = Sbn::new(model_config, &mut rng_for(config.seed, Stream::Init, 0))?;
+        let temperature = config.temperature.at(0)?;
+        first.set_temperature(temperature)?;
+        second.set_temperature(temperature)?;
+        model.check_estimator(first.as_ref())?;
+        model.check_estimator(second.as_ref())?;
         if config.batch_size == 0 {
             return Err(Error::invalid_argument(
                 "SbnTrainer::new",
@@ -76,8 +95,8 @@ impl<T: Float> SbnTrainer<T> {
     }
 
     /// The two layers' estimators (with their state: baselines, tuned temperatures).
-    pub fn estimators(&self) -> (&Estimator<T>, &Estimator<T>) {
-        (&self.first, &self.second)
+    pub fn estimators(&self) -> (&dyn GradientEstimator<T>, &dyn GradientEstimator<T>) {
+        (self.first.as_ref(), self.second.as_ref())
     }
 
     /// Steps completed.
@@ -118,8 +137,8 @@ impl<T: Float> SbnTrainer<T> {
             &params,
             up,
             low,
-            &mut self.first,
-            &mut self.second,
+            self.first.as_mut(),
+            self.second.as_mut(),
             &mut rng,
         );
         tape.backward(terms.loss)?;

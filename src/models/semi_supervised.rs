@@ -112,13 +112,14 @@ impl Default for SemiSupervisedConfig {
 }
 
 /// How the expectation over the unknown class of an unlabelled image is computed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum UnlabelledObjective<T: Float> {
     /// Exact: a weighted sum over all `k` classes (encoder and decoder run `k` times).
     Marginal,
     /// One sample of `y` from `q(y|x)` through a categorical estimator whose gradient
-    /// flows through the sample: Gumbel-Softmax, ST Gumbel-Softmax, ST or ST-argmax.
-    Sampled(Estimator<T>),
+    /// flows through the sample (Gumbel-Softmax, ST Gumbel-Softmax, ST, ST-argmax, or
+    /// your own: see [`GradientEstimator::gradient_through_sample`]).
+    Sampled(Box<dyn GradientEstimator<T>>),
 }
 
 impl<T: Float> UnlabelledObjective<T> {
@@ -128,27 +129,17 @@ impl<T: Float> UnlabelledObjective<T> {
     pub fn from_name(name: &str, temperature: f64) -> Result<Self> {
         match name.trim().to_ascii_lowercase().as_str() {
             "marginal" | "marginalise" | "marginalize" => Ok(UnlabelledObjective::Marginal),
-            other => Self::sampled(Estimator::from_name(other, temperature)?),
+            other => Self::sampled(Box::new(Estimator::from_name(other, temperature)?)),
         }
     }
 
-    /// The one-sample objective with `estimator`, which must be one whose gradient
-    /// flows through the sample (Gumbel-Softmax, ST Gumbel-Softmax, ST, ST-argmax);
-    /// any other is an [`Error::InvalidArgument`].
-    pub fn sampled(estimator: Estimator<T>) -> Result<Self> {
-        match estimator {
-            Estimator::GumbelSoftmax(_)
-            | Estimator::StGumbelSoftmax(_)
-            | Estimator::StraightThrough(_)
-            | Estimator::StArgmax(_) => Ok(UnlabelledObjective::Sampled(estimator)),
-            other => Err(Error::invalid_argument(
-                "UnlabelledObjective::sampled",
-                format!(
-                    "estimator `{}` is not supported for the class of unlabelled data; use marginal, gumbel-softmax, st-gumbel-softmax, st or st-argmax",
-                    other.name()
-                ),
-            )),
-        }
+    /// The one-sample objective with `estimator`, which must handle categorical
+    /// latents and pass its gradient through the sample (Gumbel-Softmax, ST
+    /// Gumbel-Softmax, ST, ST-argmax, or a user's estimator saying so); any other is an
+    /// [`Error::InvalidArgument`].
+    pub fn sampled(estimator: Box<dyn GradientEstimator<T>>) -> Result<Self> {
+        check_sampling_estimator("UnlabelledObjective::sampled", estimator.as_ref())?;
+        Ok(UnlabelledObjective::Sampled(estimator))
     }
 
     /// `"marginal"` or the estimator's name.
@@ -170,6 +161,25 @@ impl<T: Float> UnlabelledObjective<T> {
             UnlabelledObjective::Marginal => Ok(()),
             UnlabelledObjective::Sampled(estimator) => estimator.set_temperature(temperature),
         }
+    }
+}
+
+/// Checks that `estimator` can stand for the class of unlabelled data: categorical, and
+/// its gradient flows through the sample.
+fn check_sampling_estimator<T: Float>(
+    op: &str,
+    estimator: &dyn GradientEstimator<T>,
+) -> Result<()> {
+    if estimator.latent_kinds().categorical && estimator.gradient_through_sample() {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(
+            op,
+            format!(
+                "estimator `{}` does not pass gradients through a categorical sample; use marginal, gumbel-softmax, st-gumbel-softmax, st or st-argmax",
+                estimator.name()
+            ),
+        ))
     }
 }
 
@@ -517,27 +527,13 @@ impl<T: Float> SemiSupervisedVae<T> {
         &self,
         params: &BoundParameters<'t, T>,
         images: Var<'t, T>,
-        estimator: &mut Estimator<T>,
+        estimator: &mut dyn GradientEstimator<T>,
         noise: &Tensor<T>,
         rng: &mut dyn RngCore,
     ) -> Result<UnlabelledTerms<'t, T>> {
         let op = "SemiSupervisedVae::sampled_unlabelled_loss";
         self.check_batch(op, images, noise, 1)?;
-        if !matches!(
-            estimator,
-            Estimator::GumbelSoftmax(_)
-                | Estimator::StGumbelSoftmax(_)
-                | Estimator::StraightThrough(_)
-                | Estimator::StArgmax(_)
-        ) {
-            return Err(Error::invalid_argument(
-                op,
-                format!(
-                    "estimator `{}` does not pass gradients through the sample",
-                    estimator.name()
-                ),
-            ));
-        }
+        check_sampling_estimator(op, estimator)?;
         let tape = images.tape();
         let class_logits = self.classify(params, images);
         let z_noise = tape.constant(noise);
@@ -573,7 +569,7 @@ impl<T: Float> SemiSupervisedVae<T> {
             }
             UnlabelledObjective::Sampled(estimator) => {
                 let noise = self.latent_noise(batch, rng);
-                self.sampled_unlabelled_loss(params, images, estimator, &noise, rng)
+                self.sampled_unlabelled_loss(params, images, estimator.as_mut(), &noise, rng)
             }
         }
     }
@@ -757,15 +753,29 @@ pub struct SemiSupervisedTrainer<T: Float> {
 }
 
 impl<T: Float> SemiSupervisedTrainer<T> {
-    /// A fresh run: the model is initialised from `(config.seed, Init)`.
+    /// A fresh run: the model is initialised from `(config.seed, Init)`, the
+    /// unlabelled objective built from `config.objective` by
+    /// [`UnlabelledObjective::from_name`].
     pub fn new(
         model_config: SemiSupervisedConfig,
         config: SemiSupervisedTrainConfig,
     ) -> Result<Self> {
-        let model =
-            SemiSupervisedVae::new(model_config, &mut rng_for(config.seed, Stream::Init, 0))?;
         let objective =
             UnlabelledObjective::from_name(&config.objective, config.temperature.at(0)?)?;
+        Self::with_objective(model_config, config, objective)
+    }
+
+    /// A fresh run with any unlabelled objective, for instance
+    /// `UnlabelledObjective::sampled(Box::new(my_estimator))` (`config.objective` is
+    /// then ignored).
+    pub fn with_objective(
+        model_config: SemiSupervisedConfig,
+        config: SemiSupervisedTrainConfig,
+        mut objective: UnlabelledObjective<T>,
+    ) -> Result<Self> {
+        let model =
+            SemiSupervisedVae::new(model_config, &mut rng_for(config.seed, Stream::Init, 0))?;
+        objective.set_temperature(config.temperature.at(0)?)?;
         for (name, value) in [
             ("alpha", config.alpha),
             ("unlabelled_weight", config.unlabelled_weight),

@@ -7,7 +7,20 @@
 //! negative ELBO on the tape with the chosen estimator (its noise comes from
 //! `(seed, step)`), backpropagate, and let Adam update the parameters. Because every
 //! random number is derived from the seed and a counter, a checkpoint needs only the
-//! parameters, Adam's moments and the counters to continue exactly where it stopped.
+//! parameters, Adam's moments, the counters and the estimator's own state (baselines,
+//! tuned temperatures, learned networks: [`GradientEstimator::save_state`]) to continue
+//! exactly where it stopped.
+//!
+//! # Checkpoint layout
+//! One safetensors file ([`Checkpoint`]):
+//!
+//! | where | what |
+//! |---|---|
+//! | tensors `model.<parameter>` | the model's weights (`model.encoder.0.weight`, ...) |
+//! | tensors `optim.adam.m.<parameter>`, `optim.adam.v.<parameter>` | Adam's moments |
+//! | metadata `optimizer_steps`, `step`, `epoch`, `seed`, `scheduled_temperature` | counters (exact) |
+//! | metadata `model`, `estimator` | the model's configuration and the estimator's name, checked on resume |
+//! | metadata `estimator.<key>` | the estimator's state, `f64` scalars and tensors stored bit for bit |
 
 use std::path::Path;
 
@@ -15,7 +28,9 @@ use rand::Rng;
 
 use crate::data::{Minibatches, RowSource};
 use crate::error::{Error, Result};
-use crate::estimators::{Estimator, TemperatureSchedule};
+use crate::estimators::{
+    Estimator, EstimatorState, GradientEstimator, StateValue, TemperatureSchedule,
+};
 use crate::float::Float;
 use crate::io::Checkpoint;
 use crate::models::discrete_vae::{DiscreteVae, VaeConfig};
@@ -34,7 +49,8 @@ pub struct TrainConfig {
     pub learning_rate: LearningRateSchedule,
     /// The temperature as a function of the step (ignored by estimators without one).
     pub temperature: TemperatureSchedule,
-    /// Estimator name, as accepted by [`Estimator::from_name`].
+    /// Estimator name, as accepted by [`Estimator::from_name`] (used by
+    /// [`Trainer::new`]; [`Trainer::with_estimator`] ignores it).
     pub estimator: String,
     /// Resample binary pixels from grey levels at every step (dynamic binarisation);
     /// off for data that is already binary.
@@ -86,11 +102,14 @@ pub struct EpochReport {
 }
 
 /// A model, its optimiser and estimator, and the counters of a run.
+///
+/// Any estimator trains it: [`Trainer::new`] builds one of the crate's by name,
+/// [`Trainer::with_estimator`] takes any boxed [`GradientEstimator`], yours included.
 #[derive(Debug)]
 pub struct Trainer<T: Float> {
     model: DiscreteVae<T>,
     optimizer: Adam<T>,
-    estimator: Estimator<T>,
+    estimator: Box<dyn GradientEstimator<T>>,
     config: TrainConfig,
     step: u64,
     epoch: u64,
@@ -103,11 +122,25 @@ pub struct Trainer<T: Float> {
 }
 
 impl<T: Float> Trainer<T> {
-    /// A fresh run: the model is initialised from `(config.seed, Init)`.
+    /// A fresh run: the model is initialised from `(config.seed, Init)`, the estimator
+    /// built from `config.estimator` by [`Estimator::from_name`].
     pub fn new(model_config: VaeConfig, config: TrainConfig) -> Result<Self> {
-        let model = DiscreteVae::new(model_config, &mut rng_for(config.seed, Stream::Init, 0))?;
         let estimator = Estimator::from_name(&config.estimator, config.temperature.at(0)?)?;
-        model.check_estimator(&estimator)?;
+        Self::with_estimator(model_config, config, Box::new(estimator))
+    }
+
+    /// A fresh run with any estimator, the crate's or your own. Its temperature is set
+    /// from `config.temperature` (estimators without one ignore it), it must suit the
+    /// latent layer ([`DiscreteVae::check_estimator`]), and `config.estimator` is
+    /// ignored (checkpoints record [`GradientEstimator::name`]).
+    pub fn with_estimator(
+        model_config: VaeConfig,
+        config: TrainConfig,
+        mut estimator: Box<dyn GradientEstimator<T>>,
+    ) -> Result<Self> {
+        let model = DiscreteVae::new(model_config, &mut rng_for(config.seed, Stream::Init, 0))?;
+        estimator.set_temperature(config.temperature.at(0)?)?;
+        model.check_estimator(estimator.as_ref())?;
         if config.batch_size == 0 {
             return Err(Error::invalid_argument(
                 "Trainer::new",
@@ -134,8 +167,8 @@ impl<T: Float> Trainer<T> {
     }
 
     /// The estimator, with whatever state it keeps (a tuned temperature, a baseline).
-    pub fn estimator(&self) -> &Estimator<T> {
-        &self.estimator
+    pub fn estimator(&self) -> &dyn GradientEstimator<T> {
+        self.estimator.as_ref()
     }
 
     /// The training configuration.
@@ -201,7 +234,7 @@ impl<T: Float> Trainer<T> {
         let x = tape.constant(&self.batch);
         let terms = self
             .model
-            .negative_elbo(&params, x, &mut self.estimator, &mut rng);
+            .negative_elbo(&params, x, self.estimator.as_mut(), &mut rng);
         tape.backward(terms.loss)?;
         let loss = terms.loss.with_value(|v| v.as_slice()[0].to_f64())?;
         params.take_gradients_into(&mut self.grads);
@@ -259,39 +292,63 @@ impl<T: Float> Trainer<T> {
         })
     }
 
-    /// Saves parameters, Adam's state and the counters, atomically, to a safetensors
-    /// file (parameters under their own names, Adam's moments as `adam.m.<name>` and
-    /// `adam.v.<name>`).
+    /// Saves parameters, Adam's state, the counters and the estimator's state,
+    /// atomically, to a safetensors file laid out as the [module
+    /// documentation](self#checkpoint-layout) says.
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut checkpoint = Checkpoint::<T>::new();
         checkpoint.extend(
             self.model
                 .parameters()
                 .iter()
-                .map(|(name, tensor)| (name.to_string(), tensor.clone())),
+                .map(|(name, tensor)| (format!("{MODEL_PREFIX}{name}"), tensor.clone())),
         );
         let state = self.optimizer.state(self.model.parameters());
-        checkpoint.extend(state.tensors);
+        checkpoint.extend(
+            state
+                .tensors
+                .into_iter()
+                .map(|(name, tensor)| (format!("{OPTIM_PREFIX}{name}"), tensor)),
+        );
         checkpoint.set_u64("optimizer_steps", state.steps);
         checkpoint.set_u64("step", self.step);
         checkpoint.set_u64("epoch", self.epoch);
         checkpoint.set_u64("seed", self.config.seed);
-        checkpoint.set("estimator", self.config.estimator.clone());
+        if let Some(t) = self.scheduled_temperature {
+            checkpoint.set_f64("scheduled_temperature", t);
+        }
+        checkpoint.set("estimator", self.estimator.name());
         checkpoint.set("model", format!("{:?}", self.model.config()));
+        write_estimator_state(&mut checkpoint, ESTIMATOR_PREFIX, self.estimator.as_ref());
         checkpoint.save(path)
     }
 
-    /// Continues a run from a checkpoint written by [`Trainer::save_checkpoint`].
-    /// `model_config` and `config` must describe the same run (the model's sizes, the
-    /// seed and the estimator are checked against the file).
+    /// Continues a run from a checkpoint written by [`Trainer::save_checkpoint`], with
+    /// the estimator built from `config.estimator` (see [`Trainer::resume_with_estimator`]).
     pub fn resume(
         path: impl AsRef<Path>,
         model_config: VaeConfig,
         config: TrainConfig,
     ) -> Result<Self> {
+        let estimator = Estimator::from_name(&config.estimator, config.temperature.at(0)?)?;
+        Self::resume_with_estimator(path, model_config, config, Box::new(estimator))
+    }
+
+    /// Continues a run from a checkpoint written by [`Trainer::save_checkpoint`], with a
+    /// fresh `estimator` of the same configuration as the one that wrote it: its state
+    /// is loaded from the file ([`GradientEstimator::load_state`]). `model_config` and
+    /// `config` must describe the same run: the model's sizes, the seed and the
+    /// estimator's name are checked against the file (a mismatch is
+    /// [`Error::BadFile`]).
+    pub fn resume_with_estimator(
+        path: impl AsRef<Path>,
+        model_config: VaeConfig,
+        config: TrainConfig,
+        estimator: Box<dyn GradientEstimator<T>>,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let checkpoint = Checkpoint::<T>::load(path)?;
-        let mut trainer = Trainer::new(model_config, config)?;
+        let mut trainer = Trainer::with_estimator(model_config, config, estimator)?;
         let expect = |key: &str, ours: String| -> Result<()> {
             let theirs = checkpoint.get(key)?;
             if theirs != ours {
@@ -303,7 +360,7 @@ impl<T: Float> Trainer<T> {
             Ok(())
         };
         expect("model", format!("{:?}", trainer.model.config()))?;
-        expect("estimator", trainer.config.estimator.clone())?;
+        expect("estimator", trainer.estimator.name().to_string())?;
         expect("seed", trainer.config.seed.to_string())?;
         let names: Vec<String> = trainer
             .model
@@ -312,18 +369,18 @@ impl<T: Float> Trainer<T> {
             .map(str::to_string)
             .collect();
         for name in &names {
-            trainer
-                .model
-                .parameters_mut()
-                .set(name, checkpoint.tensor(name)?.clone())?;
+            let tensor = checkpoint.tensor(&format!("{MODEL_PREFIX}{name}"))?;
+            trainer.model.parameters_mut().set(name, tensor.clone())?;
         }
         let state = OptimizerState {
             steps: checkpoint.u64("optimizer_steps")?,
             tensors: checkpoint
                 .tensors()
                 .iter()
-                .filter(|(name, _)| !names.contains(name))
-                .cloned()
+                .filter_map(|(name, tensor)| {
+                    name.strip_prefix(OPTIM_PREFIX)
+                        .map(|name| (name.to_string(), tensor.clone()))
+                })
                 .collect(),
         };
         trainer
@@ -331,8 +388,63 @@ impl<T: Float> Trainer<T> {
             .load_state(trainer.model.parameters(), &state)?;
         trainer.step = checkpoint.u64("step")?;
         trainer.epoch = checkpoint.u64("epoch")?;
+        if checkpoint.metadata().contains_key("scheduled_temperature") {
+            let t = checkpoint.f64("scheduled_temperature")?;
+            trainer.estimator.set_temperature(t)?;
+            trainer.scheduled_temperature = Some(t);
+        }
+        let state = read_estimator_state(&checkpoint, ESTIMATOR_PREFIX)?;
+        trainer
+            .estimator
+            .load_state(&state)
+            .map_err(|e| Error::bad_file(path, format!("estimator state: {e}")))?;
         Ok(trainer)
     }
+}
+
+/// Prefix of the model's weights in a checkpoint.
+const MODEL_PREFIX: &str = "model.";
+/// Prefix of the optimiser's moments in a checkpoint.
+const OPTIM_PREFIX: &str = "optim.";
+/// Prefix of the estimator's state in a checkpoint's metadata.
+const ESTIMATOR_PREFIX: &str = "estimator.";
+
+/// Writes `estimator`'s state ([`GradientEstimator::save_state`]) into the metadata of
+/// `checkpoint`, each entry as `{prefix}{key}`: scalars with [`Checkpoint::set_f64`],
+/// tensors with [`Checkpoint::set_f64_tensor`], both exact.
+pub fn write_estimator_state<T: Float>(
+    checkpoint: &mut Checkpoint<T>,
+    prefix: &str,
+    estimator: &dyn GradientEstimator<T>,
+) {
+    let mut state = EstimatorState::new();
+    estimator.save_state(&mut state);
+    for (key, value) in state.entries() {
+        let key = format!("{prefix}{key}");
+        match value {
+            StateValue::Scalar(x) => checkpoint.set_f64(key, *x),
+            StateValue::Tensor(t) => checkpoint.set_f64_tensor(key, t),
+        }
+    }
+}
+
+/// Reads back the state written by [`write_estimator_state`] under `prefix`.
+pub fn read_estimator_state<T: Float>(
+    checkpoint: &Checkpoint<T>,
+    prefix: &str,
+) -> Result<EstimatorState> {
+    let mut state = EstimatorState::new();
+    for (key, text) in checkpoint.metadata() {
+        let Some(name) = key.strip_prefix(prefix) else {
+            continue;
+        };
+        if text.contains(':') {
+            state.set_tensor(name, checkpoint.f64_tensor(key)?);
+        } else {
+            state.set_scalar(name, checkpoint.f64(key)?);
+        }
+    }
+    Ok(state)
 }
 
 /// Copies the chosen rows into `batch` (reusing its buffer); with `binarize`, each

@@ -1,4 +1,5 @@
-//! Baselines for the score-function estimator, and NVIL's variance normalisation.
+//! Baselines for the score-function estimator, and NVIL's variance normalisation
+//! (Mnih and Gregor, arXiv 1402.0030).
 //!
 //! Subtracting a baseline `b` from the cost leaves REINFORCE unbiased as long as `b`
 //! does not depend on the sample `z` it multiplies:
@@ -11,9 +12,13 @@
 //! Constants follow NVIL (Mnih and Gregor, 2014, appendix) as implemented in
 //! beam2d/sbn: decay `alpha = 0.8`.
 
-use rand::RngCore;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 
-use super::adam::Adam;
+use crate::error::Result;
+use crate::estimators::{EstimatorState, StateValue};
+use crate::nn::{Activation, Mlp, Parameters};
+use crate::optim::{Adam, Optimizer, OptimizerState};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
 
@@ -59,6 +64,17 @@ impl MovingAverage {
         if x.is_finite() {
             self.value += (1.0 - self.decay) * (x - self.value);
         }
+    }
+
+    /// Writes the current value as `{key}`.
+    pub fn save_state(&self, key: &str, state: &mut EstimatorState) {
+        state.set_scalar(key, self.value);
+    }
+
+    /// Reads the value written by [`MovingAverage::save_state`].
+    pub fn load_state(&mut self, key: &str, state: &EstimatorState) -> Result<()> {
+        self.value = state.scalar(key)?;
+        Ok(())
     }
 }
 
@@ -109,6 +125,18 @@ pub struct SignalNormalisation {
 }
 
 impl SignalNormalisation {
+    /// Writes `c` as `centre` and `v` as `variance`.
+    pub fn save_state(&self, state: &mut EstimatorState) {
+        self.centre.save_state("centre", state);
+        self.normaliser.variance.save_state("variance", state);
+    }
+
+    /// Reads the state written by [`SignalNormalisation::save_state`].
+    pub fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        self.centre.load_state("centre", state)?;
+        self.normaliser.variance.load_state("variance", state)
+    }
+
     /// Both moving averages with NVIL's decay `alpha = 0.8`, starting at `c = 0, v = 0`.
     pub fn nvil() -> Self {
         SignalNormalisation {
@@ -166,6 +194,20 @@ pub struct NvilSignal {
 }
 
 impl NvilSignal {
+    /// Writes `c`, `v` and the baseline network (under `baseline.`).
+    pub fn save_state(&self, state: &mut EstimatorState) {
+        self.normalisation.save_state(state);
+        let mut net = EstimatorState::new();
+        self.baseline.save_state(&mut net);
+        state.insert_all("baseline", &net);
+    }
+
+    /// Reads the state written by [`NvilSignal::save_state`].
+    pub fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        self.normalisation.load_state(state)?;
+        self.baseline.load_state(&state.part("baseline"))
+    }
+
     /// NVIL's constants, as [`Reinforce::nvil`](super::Reinforce::nvil): decays 0.8, a
     /// baseline network of 16 tanh units trained by Adam at 0.01.
     pub fn nvil() -> Self {
@@ -191,23 +233,28 @@ impl NvilSignal {
     }
 }
 
-/// NVIL's input-dependent baseline `b_psi(x)`: `w2 . tanh(W1 x + b1) + b2`.
+/// NVIL's input-dependent baseline `b_psi(x)`: an [`Mlp`] `D -> hidden -> 1` with a
+/// tanh hidden layer, trained by the crate's [`Adam`].
 ///
 /// The estimator sees only the logits, not the model's input, so the network's input
 /// `x` is the **detached logits** of the example: they are a function of the input (the
 /// encoder's output), which is all an input-dependent baseline needs, and detaching them
 /// keeps the baseline independent of the sample and out of the model's gradient.
 /// The network is fitted by one Adam step per call on `mean_r (f_r - c - b_psi(x_r))^2`
-/// on its own private tape, *after* its prediction has been used.
+/// on its own private tape, *after* its prediction has been used. It is built at the
+/// first call, when `D` is known, from the caller's generator (hidden layer He-style
+/// uniform for tanh as [`Activation::suggested_init`] picks, output layer Glorot).
 #[derive(Debug, Clone)]
 pub struct LearnedBaseline {
     hidden: usize,
     learning_rate: f64,
-    input_dim: usize,
-    /// `W1 [D, H]`, `b1 [H]`, `w2 [H]`, `b2`, flattened; empty until first use.
-    params: Vec<f64>,
-    adam: Option<Adam>,
+    net: Option<Mlp>,
+    params: Parameters<f64>,
+    adam: Adam<f64>,
 }
+
+/// The name under which the network's parameters live (`baseline.0.weight`, ...).
+const BASELINE_NET: &str = "baseline";
 
 impl LearnedBaseline {
     /// A network with `hidden` tanh units trained by Adam at `learning_rate`.
@@ -215,88 +262,125 @@ impl LearnedBaseline {
         LearnedBaseline {
             hidden: hidden.max(1),
             learning_rate,
-            input_dim: 0,
-            params: Vec::new(),
-            adam: None,
+            net: None,
+            params: Parameters::new(),
+            adam: Adam::new(learning_rate),
         }
     }
 
-    /// The current parameters, flattened as `W1, b1, w2, b2` (empty before first use).
-    pub fn parameters(&self) -> &[f64] {
+    /// The network's parameters (empty before the first call).
+    pub fn parameters(&self) -> &Parameters<f64> {
         &self.params
     }
 
-    fn ensure_initialised(&mut self, input_dim: usize, rng: &mut dyn RngCore) {
-        if self.input_dim == input_dim && !self.params.is_empty() {
-            return;
-        }
-        let h = self.hidden;
-        let bound = 1.0 / (input_dim as f64).sqrt();
-        let w1 = Tensor::<f64>::random_uniform(input_dim, h, -bound, bound, rng);
-        let w2 = Tensor::<f64>::random_uniform(h, 1, -0.1, 0.1, rng);
-        self.input_dim = input_dim;
-        self.params = w1.as_slice().to_vec();
-        self.params.extend(std::iter::repeat_n(0.0, h));
-        self.params.extend_from_slice(w2.as_slice());
-        self.params.push(0.0);
-        self.adam = Some(Adam::new(self.learning_rate, self.params.len()));
+    /// Input width `D` of the network, once built.
+    pub fn input_dim(&self) -> Option<usize> {
+        self.net.as_ref().map(Mlp::in_features)
     }
 
-    /// Splits the flat parameters into tensors `W1 [D,H], b1 [1,H], w2 [H,1], b2 [1,1]`.
-    fn tensors(&self) -> [Tensor<f64>; 4] {
-        let (d, h) = (self.input_dim, self.hidden);
-        let p = &self.params;
-        [
-            Tensor::from_slice(d, h, &p[..d * h]).expect("sizes"),
-            Tensor::from_slice(1, h, &p[d * h..d * h + h]).expect("sizes"),
-            Tensor::from_slice(h, 1, &p[d * h + h..d * h + 2 * h]).expect("sizes"),
-            Tensor::from_slice(1, 1, &p[d * h + 2 * h..]).expect("sizes"),
-        ]
+    fn build(&mut self, input_dim: usize, rng: &mut dyn RngCore) -> Result<()> {
+        let mut params = Parameters::new();
+        let net = Mlp::new(
+            &mut params,
+            BASELINE_NET,
+            &[input_dim, self.hidden, 1],
+            Activation::Tanh,
+            rng,
+        )?;
+        self.net = Some(net);
+        self.params = params;
+        self.adam = Adam::new(self.learning_rate);
+        Ok(())
     }
 
     /// Predicts `b_psi(x_r)` for each row of `inputs [rows, D]`, then (if `targets` is
     /// given) takes one Adam step on `mean_r (targets_r - b_psi(x_r))^2`. Returns the
-    /// predictions made *before* the step.
+    /// predictions made *before* the step (zeros if the inputs cannot be used).
     pub fn predict_and_fit(
         &mut self,
         inputs: &Tensor<f64>,
         targets: Option<&[f64]>,
         rng: &mut dyn RngCore,
     ) -> Vec<f64> {
-        self.ensure_initialised(inputs.cols(), rng);
+        let zeros = vec![0.0; inputs.rows()];
+        if self.input_dim() != Some(inputs.cols()) && self.build(inputs.cols(), rng).is_err() {
+            return zeros;
+        }
+        let Some(net) = &self.net else {
+            return zeros;
+        };
         let tape = Tape::<f64>::new();
-        let [w1, b1, w2, b2] = self.tensors();
-        let (w1, b1, w2, b2) = (
-            tape.variable(&w1),
-            tape.variable(&b1),
-            tape.variable(&w2),
-            tape.variable(&b2),
-        );
-        let x = tape.constant(inputs);
-        let prediction = (x.matmul(w1) + b1).tanh().matmul(w2) + b2;
+        let bound = self.params.bind(&tape);
+        let prediction = net.forward(&bound, tape.constant(inputs));
         let predicted: Vec<f64> = prediction
             .with_value(|t| t.as_slice().to_vec())
-            .unwrap_or_else(|_| vec![0.0; inputs.rows()]);
+            .unwrap_or(zeros);
         let Some(targets) = targets else {
             return predicted;
         };
         let Ok(target) = Tensor::from_slice(inputs.rows(), 1, targets) else {
             return predicted;
         };
-        let target = tape.constant(&target);
-        let loss = (prediction - target).square().mean();
+        let loss = (prediction - tape.constant(&target)).square().mean();
         if tape.backward(loss).is_ok() {
-            let mut grads = Vec::with_capacity(self.params.len());
-            for v in [w1, b1, w2, b2] {
-                match v.grad() {
-                    Some(g) => grads.extend_from_slice(g.as_slice()),
-                    None => grads.extend(std::iter::repeat_n(0.0, v.shape().len())),
-                }
-            }
-            if let Some(adam) = &mut self.adam {
-                adam.step(&mut self.params, &grads);
+            let grads = bound.gradients();
+            drop(bound);
+            if grads.global_norm().is_finite() {
+                // Cannot fail: the gradients come from these parameters.
+                let _ = self.adam.step(&mut self.params, &grads);
             }
         }
         predicted
+    }
+
+    /// Writes the network's weights (`net.<parameter>`) and Adam's moments and step
+    /// count (`adam.*`), nothing before the first call.
+    pub fn save_state(&self, state: &mut EstimatorState) {
+        if self.net.is_none() {
+            return;
+        }
+        for (name, tensor) in self.params.iter() {
+            state.set_tensor(format!("net.{name}"), tensor.clone());
+        }
+        let adam = self.adam.state(&self.params);
+        for (name, tensor) in adam.tensors {
+            state.set_tensor(name, tensor);
+        }
+        state.set_scalar("adam.steps", adam.steps as f64);
+    }
+
+    /// Restores a state written by [`LearnedBaseline::save_state`] (an empty state
+    /// leaves the network unbuilt, as before its first call).
+    pub fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        let first = format!("net.{BASELINE_NET}.0.weight");
+        if !state.contains(&first) {
+            self.net = None;
+            self.params = Parameters::new();
+            self.adam = Adam::new(self.learning_rate);
+            return Ok(());
+        }
+        let input_dim = state.tensor(&first)?.rows();
+        // The draw is overwritten below; a fixed generator keeps loading free of noise.
+        self.build(input_dim, &mut StdRng::seed_from_u64(0))?;
+        let names: Vec<String> = self.params.names().map(str::to_string).collect();
+        for name in &names {
+            let like = self.params.get(self.params.id(name).expect("own name"));
+            let (rows, cols) = (like.rows(), like.cols());
+            let tensor = state.tensor_shaped(&format!("net.{name}"), rows, cols)?;
+            self.params.set(name, tensor.clone())?;
+        }
+        let adam_state = OptimizerState {
+            steps: state.count("adam.steps")?,
+            tensors: state
+                .entries()
+                .filter_map(|(k, v)| match v {
+                    StateValue::Tensor(t) if k.starts_with("adam.") => {
+                        Some((k.to_string(), t.clone()))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        };
+        self.adam.load_state(&self.params, &adam_state)
     }
 }

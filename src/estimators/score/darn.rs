@@ -1,4 +1,6 @@
-//! DARN's estimator (Gregor et al., 2014, as described in Jang et al. §3.2). **Biased.**
+//! DARN's estimator (Gregor, Danihelka, Mnih, Blundell and Wierstra, *Deep
+//! AutoRegressive Networks*, arXiv 1310.8499, as described in Jang et al.,
+//! arXiv 1611.01144, §3.2). **Biased.**
 //! The paper describes it in one sentence: MuProp's Taylor baseline
 //! `b(z) = f(z_bar) + <f'(z_bar), z - z_bar>` with `z_bar = 1/2` for Bernoulli units,
 //! without MuProp's correction term, "which makes the estimator biased for
@@ -50,7 +52,8 @@ use super::{
     SignalNormalisation, constant_from, poisoned_estimate, read_logits, sample_one_hot,
     score_function_term, softmax_f64, values_f64,
 };
-use crate::estimators::{Estimate, GradientEstimator};
+use crate::error::Result;
+use crate::estimators::{Estimate, EstimatorState, GradientEstimator};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -156,6 +159,22 @@ impl<T: Float> GradientEstimator<T> for Darn {
 
     fn is_unbiased(&self) -> bool {
         false
+    }
+
+    /// The normalisation's averages (`centre`, `variance`), if any, and the last scale.
+    fn save_state(&self, state: &mut EstimatorState) {
+        if let Some(normalisation) = &self.normalisation {
+            normalisation.save_state(state);
+        }
+        state.set_scalar("last_scale", self.last_scale);
+    }
+
+    fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        if let Some(normalisation) = &mut self.normalisation {
+            normalisation.load_state(state)?;
+        }
+        self.last_scale = state.scalar("last_scale")?;
+        Ok(())
     }
 
     fn signal_scale(&self) -> f64 {

@@ -55,10 +55,10 @@
 //! `[batch * m, N*K]` tensor laid out *example-major*: row `b * m + j` is sample `j`
 //! of example `b`.
 
-mod adam;
 mod arm;
 mod baselines;
 mod darn;
+mod flat_adam;
 mod injected_gradient;
 mod muprop;
 mod rebar;
@@ -99,16 +99,19 @@ use super::GradientEstimator; // for the rustdoc link above
 
 use super::Estimate;
 
-/// Softmax of each group of `group_size` values of a row-major slice, in `f64`.
-pub(crate) fn softmax_f64(values: &[f64], group_size: usize) -> Vec<f64> {
+/// Softmax of each group of `group_size` values of a row-major slice, in `f64`: the
+/// class probabilities of logits read with [`read_logits`].
+pub fn softmax_f64(values: &[f64], group_size: usize) -> Vec<f64> {
     let mut out = vec![0.0; values.len()];
     crate::kernels::softmax::softmax_groups(values, &mut out, group_size);
     out
 }
 
-/// Draws `repeats` one-hot samples per row by Gumbel-max
-/// ([`noise::sample_categorical`]), laid out example-major (row `r * repeats + j`).
-pub(crate) fn sample_one_hot(
+/// Draws `repeats` one-hot samples per row of `values` (logits, `[rows, N*K]`) by
+/// Gumbel-max ([`noise::sample_categorical`]), laid out example-major (row
+/// `r * repeats + j`): the hard sample a score-function estimator evaluates its cost at.
+/// `group_size` must divide the columns (check it first with [`read_logits`]).
+pub fn sample_one_hot(
     values: &Tensor<f64>,
     group_size: usize,
     repeats: usize,
@@ -131,7 +134,10 @@ pub(crate) fn sample_one_hot(
 /// the pairs `[0, phi_n]` are `logits.matmul(spread)` with the constant `spread [N, 2N]`
 /// (`spread[n, 2n+1] = 1`), the cost and the returned sample see `z.matmul(pick)` with
 /// `pick [2N, N]` (`pick[2n+1, n] = 1`), i.e. the `b` entry of each one-hot pair.
-pub(crate) fn bernoulli_as_categorical<'t, T: Float>(
+///
+/// A categorical estimator supports binary units by starting its `estimate` with
+/// `if group_size == 1 { return bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| self.estimate(pairs, 2, cost, rng)); }`.
+pub fn bernoulli_as_categorical<'t, T: Float>(
     logits: Var<'t, T>,
     cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
     rng: &mut dyn RngCore,
@@ -153,7 +159,7 @@ pub(crate) fn bernoulli_as_categorical<'t, T: Float>(
 /// The two pieces of [`bernoulli_as_categorical`]: the pairs `[0, phi_n]` as
 /// categorical logits `[B, 2N]`, and the constant `pick [2N, N]` that maps a pair
 /// back to its unit. (For estimators that wrap more than one cost closure.)
-pub(crate) fn bernoulli_pairs<'t, T: Float>(logits: Var<'t, T>) -> (Var<'t, T>, Var<'t, T>) {
+pub fn bernoulli_pairs<'t, T: Float>(logits: Var<'t, T>) -> (Var<'t, T>, Var<'t, T>) {
     let n = logits.shape().cols;
     let mut spread = vec![0.0; n * 2 * n];
     let mut pick = vec![0.0; 2 * n * n];
@@ -167,10 +173,7 @@ pub(crate) fn bernoulli_pairs<'t, T: Float>(logits: Var<'t, T>) -> (Var<'t, T>, 
 }
 
 /// A categorical estimate on the pairs, with its sample mapped back to the units.
-pub(crate) fn on_bits_estimate<'t, T: Float>(
-    inner: Estimate<'t, T>,
-    pick: Var<'t, T>,
-) -> Estimate<'t, T> {
+pub fn on_bits_estimate<'t, T: Float>(inner: Estimate<'t, T>, pick: Var<'t, T>) -> Estimate<'t, T> {
     Estimate {
         sample: inner.sample.matmul(pick),
         cost: inner.cost,
@@ -178,9 +181,11 @@ pub(crate) fn on_bits_estimate<'t, T: Float>(
     }
 }
 
-/// The logits as `f64`, after checking that `group_size` divides their columns.
-/// On failure the error is stored on the tape and `Err(poisoned estimate)` returned.
-pub(crate) fn read_logits<'t, T: Float>(
+/// The logits as `f64`, after checking that `group_size` divides their columns: how a
+/// score-function estimator starts. On failure the error (named after `estimator`) is
+/// stored on the tape and `Err(poisoned estimate)` returned, which the estimator hands
+/// back as it is.
+pub fn read_logits<'t, T: Float>(
     logits: Var<'t, T>,
     group_size: usize,
     estimator: &str,
@@ -203,8 +208,9 @@ fn error_in(estimator: &str, error: Error) -> Error {
     }
 }
 
-/// An estimate whose three parts are the given (poisoned) variable.
-pub(crate) fn poisoned_estimate<'t, T: Float>(var: Var<'t, T>) -> Estimate<'t, T> {
+/// An estimate whose three parts are the given (poisoned) variable: what an estimator
+/// returns after recording an error with [`fail`].
+pub fn poisoned_estimate<'t, T: Float>(var: Var<'t, T>) -> Estimate<'t, T> {
     Estimate {
         sample: var,
         cost: var,
@@ -213,7 +219,7 @@ pub(crate) fn poisoned_estimate<'t, T: Float>(var: Var<'t, T>) -> Estimate<'t, T
 }
 
 /// A `[rows, cols]` constant on `like`'s tape from `f64` data.
-pub(crate) fn constant_from<'t, T: Float>(
+pub fn constant_from<'t, T: Float>(
     like: Var<'t, T>,
     rows: usize,
     cols: usize,
@@ -224,7 +230,7 @@ pub(crate) fn constant_from<'t, T: Float>(
 }
 
 /// The values of a variable as `f64` (empty if the tape has failed).
-pub(crate) fn values_f64<T: Float>(var: Var<'_, T>) -> Vec<f64> {
+pub fn values_f64<T: Float>(var: Var<'_, T>) -> Vec<f64> {
     var.with_value(|t| t.as_slice().iter().map(|x| x.to_f64()).collect())
         .unwrap_or_default()
 }

@@ -1,5 +1,5 @@
 //! MuProp (Gu, Levine, Sutskever and Mnih, ICLR 2016): a first-order Taylor baseline
-//! around the mean-field point, with its analytic correction.
+//! around the mean-field point, with its analytic correction (arXiv 1511.05176).
 //!
 //! Let `z_bar = E[z] = softmax(logits)` (per group) and expand the cost to first order:
 //! `b(z) = f(z_bar) + <f'(z_bar), z - z_bar>`. Subtracting it inside the score term and
@@ -54,7 +54,8 @@ use super::{
     NvilSignal, SignalNormalisation, bernoulli_pairs, constant_from, on_bits_estimate,
     poisoned_estimate, read_logits, sample_one_hot, score_function_term, softmax_f64, values_f64,
 };
-use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
+use crate::error::Result;
+use crate::estimators::{Estimate, EstimatorState, GradientEstimator, check_cost_shape};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -244,6 +245,27 @@ impl<T: Float> GradientEstimator<T> for MuProp {
 
     fn is_unbiased(&self) -> bool {
         self.signal.scales_mu_b()
+    }
+
+    /// The normalisation's averages (`centre`, `variance`), the learned baseline
+    /// (`baseline.*`, NVIL variant) and the last scale.
+    fn save_state(&self, state: &mut EstimatorState) {
+        match &self.signal {
+            ResidualSignal::Raw => {}
+            ResidualSignal::Normalised(normalisation) => normalisation.save_state(state),
+            ResidualSignal::Nvil(nvil) => nvil.save_state(state),
+        }
+        state.set_scalar("last_scale", self.last_scale);
+    }
+
+    fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        match &mut self.signal {
+            ResidualSignal::Raw => {}
+            ResidualSignal::Normalised(normalisation) => normalisation.load_state(state)?,
+            ResidualSignal::Nvil(nvil) => nvil.load_state(state)?,
+        }
+        self.last_scale = state.scalar("last_scale")?;
+        Ok(())
     }
 
     /// `s` when the whole estimate was divided by it; 1 for [`MuProp::nvil`], whose

@@ -1,5 +1,6 @@
 //! REBAR (Tucker, Mnih, Maddison, Lawson and Sohl-Dickstein, NeurIPS 2017): the
-//! Gumbel-Softmax relaxation as a control variate, with conditionally re-sampled noise.
+//! Gumbel-Softmax relaxation as a control variate, with conditionally re-sampled noise
+//! (arXiv 1703.07370).
 //!
 //! Write the categorical sample through its Gumbel-max noise: `z = log p + g`,
 //! `b = one_hot(argmax z)`, with `p = softmax(logits)`. Draw a second noise `z~` from
@@ -48,12 +49,13 @@
 
 use rand::RngCore;
 
-use super::adam::Adam;
+use super::flat_adam::FlatAdam;
 use super::injected_gradient::inject_gradient;
 use super::{constant_from, poisoned_estimate, read_logits, softmax_f64, values_f64};
 use crate::error::{Result, check_temperature_for};
 use crate::estimators::{
-    Estimate, GradientEstimator, check_cost_shape, conditional_gumbel, gumbel_softmax, noise,
+    Estimate, EstimatorState, GradientEstimator, check_cost_shape, conditional_gumbel,
+    gumbel_softmax, noise,
 };
 use crate::float::Float;
 use crate::tape::Var;
@@ -291,7 +293,7 @@ pub struct Rebar {
     /// `[eta, ln tau]`.
     params: [f64; 2],
     tune: bool,
-    adam: Adam,
+    adam: FlatAdam,
 }
 
 impl Rebar {
@@ -302,7 +304,7 @@ impl Rebar {
         Ok(Rebar {
             params: [eta, temperature.ln()],
             tune: true,
-            adam: Adam::new(0.01, 2),
+            adam: FlatAdam::new(0.01, 2),
         })
     }
 
@@ -338,6 +340,28 @@ impl<T: Float> GradientEstimator<T> for Rebar {
 
     fn is_unbiased(&self) -> bool {
         true
+    }
+
+    fn temperature(&self) -> Option<f64> {
+        Some(Rebar::temperature(self))
+    }
+
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        Rebar::set_temperature(self, temperature)
+    }
+
+    /// `eta`, `log_temperature` and the tuning Adam's moments.
+    fn save_state(&self, state: &mut EstimatorState) {
+        state.set_scalar("eta", self.params[0]);
+        state.set_scalar("log_temperature", self.params[1]);
+        self.adam.save_state(state);
+    }
+
+    fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        let params = [state.scalar("eta")?, state.scalar("log_temperature")?];
+        self.adam.load_state(state)?;
+        self.params = params;
+        Ok(())
     }
 
     fn estimate<'t>(

@@ -1,5 +1,10 @@
 //! REINFORCE (the score-function estimator) with baselines; NVIL.
 //!
+//! Papers: Williams, *Simple Statistical Gradient-Following Algorithms for
+//! Connectionist Reinforcement Learning* (Machine Learning 8, 1992; no arXiv id); Mnih
+//! and Gregor, *Neural Variational Inference and Learning in Belief Networks* (NVIL,
+//! arXiv 1402.0030).
+//!
 //! For a hard sample `z ~ q(z) = Categorical(softmax(logits))` and per-example cost `f`:
 //!
 //! ```text
@@ -22,10 +27,12 @@
 use rand::RngCore;
 
 use super::baselines::{Baseline, LearnedBaseline, MovingAverage, VarianceNormaliser};
-use super::{constant_from, read_logits, sample_one_hot, score_function_term, values_f64};
-use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
+use super::{constant_from, fail, read_logits, sample_one_hot, score_function_term, values_f64};
+use crate::error::Result;
+use crate::estimators::{Estimate, EstimatorState, GradientEstimator, check_cost_shape};
 use crate::float::Float;
 use crate::tape::Var;
+use crate::tensor::Tensor;
 
 /// The score-function estimator with an optional baseline and variance normalisation.
 ///
@@ -127,6 +134,37 @@ impl<T: Float> GradientEstimator<T> for Reinforce {
         true
     }
 
+    /// The moving average (`moving_average`), the learned baseline (`baseline.*`), the
+    /// variance normaliser (`variance`) and the last scale, whichever it has.
+    fn save_state(&self, state: &mut EstimatorState) {
+        if let Some(average) = &self.moving_average {
+            average.save_state("moving_average", state);
+        }
+        if let Some(learned) = &self.learned {
+            let mut net = EstimatorState::new();
+            learned.save_state(&mut net);
+            state.insert_all("baseline", &net);
+        }
+        if let Some(normaliser) = &self.normaliser {
+            normaliser.variance.save_state("variance", state);
+        }
+        state.set_scalar("last_scale", self.last_scale);
+    }
+
+    fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        if let Some(average) = &mut self.moving_average {
+            average.load_state("moving_average", state)?;
+        }
+        if let Some(learned) = &mut self.learned {
+            learned.load_state(&state.part("baseline"))?;
+        }
+        if let Some(normaliser) = &mut self.normaliser {
+            normaliser.variance.load_state("variance", state)?;
+        }
+        self.last_scale = state.scalar("last_scale")?;
+        Ok(())
+    }
+
     fn signal_scale(&self) -> f64 {
         self.last_scale
     }
@@ -148,8 +186,70 @@ impl<T: Float> GradientEstimator<T> for Reinforce {
             Ok(values) => values,
             Err(poisoned) => return poisoned,
         };
-        let (rows, cols) = (values.rows(), values.cols());
         let sample = sample_one_hot(&values, group_size, 1, rng).into_vec();
+        self.estimate_at(logits, &values, group_size, sample, cost, rng)
+    }
+}
+
+impl Reinforce {
+    /// [`estimate`](GradientEstimator::estimate) at a given sample instead of one drawn
+    /// from `rng`: `sample` is one-hot `[batch, N*K]` (or, for binary units with
+    /// `group_size = 1`, zeros and ones `[batch, N]`). So the output for a given sample
+    /// can be reproduced by hand: the gradient of the returned loss with respect to
+    /// the logits is `(1/B) sum_b signal_b (z_b - softmax(logits_b))`, with
+    /// `signal_b = (f(z_b) - baselines) / s`. `rng` is used only to initialise a learned
+    /// baseline at its first call. A sample of the wrong shape, or not one-hot, is an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) on the tape.
+    pub fn estimate_with_sample<'t, T: Float>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        sample: &Tensor<f64>,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        if group_size == 1 {
+            // bits b -> one-hot pairs [1 - b, b]
+            let pairs: Vec<f64> = sample
+                .as_slice()
+                .iter()
+                .flat_map(|&b| [1.0 - b, b])
+                .collect();
+            let pairs =
+                Tensor::from_vec(sample.rows(), 2 * sample.cols(), pairs).expect("two per bit");
+            return super::bernoulli_as_categorical(logits, cost, rng, |logits, cost, rng| {
+                self.estimate_with_sample(logits, 2, &pairs, cost, rng)
+            });
+        }
+        let name = <Self as GradientEstimator<T>>::name(self);
+        let values = match read_logits(logits, group_size, name) {
+            Ok(values) => values,
+            Err(poisoned) => return poisoned,
+        };
+        if let Err(error) = check_one_hot(sample, &values, group_size) {
+            return super::poisoned_estimate(fail(logits.tape(), error));
+        }
+        self.estimate_at(
+            logits,
+            &values,
+            group_size,
+            sample.as_slice().to_vec(),
+            cost,
+            rng,
+        )
+    }
+
+    /// The estimate at a one-hot `sample` (flattened like `values`).
+    fn estimate_at<'t, T: Float>(
+        &mut self,
+        logits: Var<'t, T>,
+        values: &Tensor<f64>,
+        group_size: usize,
+        sample: Vec<f64>,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        let (rows, cols) = (values.rows(), values.cols());
         let sample = constant_from(logits, rows, cols, sample);
         let cost_value = check_cost_shape(sample, cost(sample));
         let costs = values_f64(cost_value);
@@ -161,7 +261,7 @@ impl<T: Float> GradientEstimator<T> for Reinforce {
         let average = self.moving_average.map_or(0.0, |m| m.value);
         let centred: Vec<f64> = costs.iter().map(|f| f - average).collect();
         let learned = match &mut self.learned {
-            Some(net) => net.predict_and_fit(&values, Some(&centred), rng),
+            Some(net) => net.predict_and_fit(values, Some(&centred), rng),
             None => vec![0.0; rows],
         };
         let scale = self.normaliser.map_or(1.0, |n| n.scale());
@@ -185,4 +285,32 @@ impl<T: Float> GradientEstimator<T> for Reinforce {
             loss: (cost_value + term).mean(),
         }
     }
+}
+
+/// Checks that `sample` is one-hot per group and shaped like `values`.
+fn check_one_hot(
+    sample: &Tensor<f64>,
+    values: &Tensor<f64>,
+    group_size: usize,
+) -> crate::error::Result<()> {
+    let op = "Reinforce::estimate_with_sample";
+    if sample.shape() != values.shape() {
+        return Err(crate::Error::shape_mismatch(
+            op,
+            sample.shape(),
+            values.shape(),
+            "the sample must be shaped like the logits",
+        ));
+    }
+    for group in sample.as_slice().chunks_exact(group_size) {
+        let ones = group.iter().filter(|&&v| v == 1.0).count();
+        let zeros = group.iter().filter(|&&v| v == 0.0).count();
+        if ones != 1 || zeros != group_size - 1 {
+            return Err(crate::Error::invalid_argument(
+                op,
+                format!("every group of {group_size} must be one-hot, got {group:?}"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! RELAX (Grathwohl, Choi, Wu, Roeder and Duvenaud, ICLR 2018): REBAR with a learned
-//! surrogate in its control variate.
+//! surrogate in its control variate (arXiv 1711.00123).
 //!
 //! With `b`, `z`, `z~` as in [REBAR](super::Rebar) and any differentiable surrogate
 //! `c(z)`,
@@ -35,9 +35,10 @@
 //!   ([`Surrogate::directional_parameter_gradient`]), checked against finite
 //!   differences in the tests.
 
-use rand::RngCore;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 
-use super::adam::Adam;
+use super::flat_adam::FlatAdam;
 use super::injected_gradient::inject_gradient;
 use super::rebar::{
     Draw, LOG_TEMPERATURE_RANGE, LOG_TEMPERATURE_STEP, Relaxed, conditional_slopes, mean_square,
@@ -45,7 +46,7 @@ use super::rebar::{
 };
 use super::{constant_from, read_logits};
 use crate::error::{Result, check_temperature_for};
-use crate::estimators::{Estimate, GradientEstimator};
+use crate::estimators::{Estimate, EstimatorState, GradientEstimator};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -274,7 +275,7 @@ pub struct Relax {
     /// `[eta, ln tau]`.
     scalars: [f64; 2],
     surrogate: Option<Surrogate>,
-    adam: Option<Adam>,
+    adam: Option<FlatAdam>,
     tune: bool,
 }
 
@@ -414,6 +415,52 @@ impl<T: Float> GradientEstimator<T> for Relax {
         true
     }
 
+    fn temperature(&self) -> Option<f64> {
+        Some(Relax::temperature(self))
+    }
+
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        Relax::set_temperature(self, temperature)
+    }
+
+    /// `eta`, `log_temperature`, the surrogate's inputs and weights (once built) and
+    /// the tuning Adam's moments.
+    fn save_state(&self, state: &mut EstimatorState) {
+        state.set_scalar("eta", self.scalars[0]);
+        state.set_scalar("log_temperature", self.scalars[1]);
+        if let (Some(surrogate), Some(adam)) = (&self.surrogate, &self.adam) {
+            state.set_scalar("surrogate.inputs", surrogate.inputs() as f64);
+            let weights = surrogate.parameters();
+            state.set_tensor(
+                "surrogate.weights",
+                Tensor::from_slice(1, weights.len(), weights).expect("length"),
+            );
+            adam.save_state(state);
+        }
+    }
+
+    fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
+        let scalars = [state.scalar("eta")?, state.scalar("log_temperature")?];
+        if state.contains("surrogate.inputs") {
+            let inputs = state.count("surrogate.inputs")? as usize;
+            let mut surrogate = Surrogate::new(inputs, self.hidden, &mut StdRng::seed_from_u64(0));
+            let len = surrogate.parameters().len();
+            let weights = state.tensor_shaped("surrogate.weights", 1, len)?;
+            surrogate
+                .parameters_mut()
+                .copy_from_slice(weights.as_slice());
+            let mut adam = FlatAdam::new(self.learning_rate, 2 + len);
+            adam.load_state(state)?;
+            self.surrogate = Some(surrogate);
+            self.adam = Some(adam);
+        } else {
+            self.surrogate = None;
+            self.adam = None;
+        }
+        self.scalars = scalars;
+        Ok(())
+    }
+
     fn estimate<'t>(
         &mut self,
         logits: Var<'t, T>,
@@ -433,7 +480,7 @@ impl<T: Float> GradientEstimator<T> for Relax {
         let cols = values.cols();
         if self.surrogate.as_ref().is_none_or(|s| s.inputs() != cols) {
             let surrogate = Surrogate::new(cols, self.hidden, rng);
-            self.adam = Some(Adam::new(
+            self.adam = Some(FlatAdam::new(
                 self.learning_rate,
                 2 + surrogate.parameters().len(),
             ));

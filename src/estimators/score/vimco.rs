@@ -1,5 +1,5 @@
 //! VIMCO-style multi-sample score function with leave-one-out baselines (Mnih and
-//! Rezende, ICML 2016).
+//! Rezende, ICML 2016, arXiv 1602.06725).
 //!
 //! Draw `m >= 2` independent samples `z_1..z_m` per example. The objective is the
 //! average cost `(1/m) sum_j f(z_j)`, an unbiased estimate of `E[f(z)]`, and each
