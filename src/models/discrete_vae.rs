@@ -29,6 +29,7 @@ use crate::estimators::bernoulli::relaxed_bernoulli;
 use crate::estimators::noise::{sample_bernoulli, sample_categorical};
 use crate::estimators::{GradientEstimator, gumbel_softmax, noise};
 use crate::float::Float;
+use crate::io::json::Json;
 use crate::kernels::softmax::logsumexp;
 use crate::nn::{Activation, BoundParameters, Mlp, Parameters};
 use crate::ops::unary::softplus;
@@ -241,6 +242,45 @@ impl<T: Float> DiscreteVae<T> {
     /// The model's sizes.
     pub fn config(&self) -> &VaeConfig {
         &self.config
+    }
+
+    /// A machine-readable description of the model, enough to rebuild it in another
+    /// framework from a checkpoint's `model.*` tensors:
+    ///
+    /// ```text
+    /// {"kind": "discrete_vae", "input_dim": 784,
+    ///  "latent": {"kind": "categorical", "variables": 20, "classes": 10},
+    ///  "encoder": {"sizes": [784, 512, 256, 200], "activation": "relu"},
+    ///  "decoder": {"sizes": [200, 256, 512, 784], "activation": "relu"},
+    ///  "likelihood": "bernoulli_logits", "prior": "uniform"}
+    /// ```
+    ///
+    /// (`"latent": {"kind": "bernoulli", "units": 200}` for binary units.) Each MLP is
+    /// described by [`Mlp::description`].
+    pub fn description(&self) -> Json {
+        let latent = match self.config.latent {
+            Latent::Categorical { variables, classes } => Json::Object(vec![
+                ("kind".into(), Json::string("categorical")),
+                ("variables".into(), Json::from_u64(variables as u64)),
+                ("classes".into(), Json::from_u64(classes as u64)),
+            ]),
+            Latent::Bernoulli { units } => Json::Object(vec![
+                ("kind".into(), Json::string("bernoulli")),
+                ("units".into(), Json::from_u64(units as u64)),
+            ]),
+        };
+        Json::Object(vec![
+            ("kind".into(), Json::string("discrete_vae")),
+            (
+                "input_dim".into(),
+                Json::from_u64(self.config.input_dim as u64),
+            ),
+            ("latent".into(), latent),
+            ("encoder".into(), self.encoder.description()),
+            ("decoder".into(), self.decoder.description()),
+            ("likelihood".into(), Json::string("bernoulli_logits")),
+            ("prior".into(), Json::string("uniform")),
+        ])
     }
 
     /// The parameters (for optimisers and checkpoints).

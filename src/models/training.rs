@@ -21,6 +21,11 @@
 //! | metadata `optimizer_steps`, `step`, `epoch`, `seed`, `scheduled_temperature` | counters (exact) |
 //! | metadata `model`, `estimator` | the model's configuration and the estimator's name, checked on resume |
 //! | metadata `estimator.<key>` | the estimator's state, `f64` scalars and tensors stored bit for bit |
+//! | metadata `gumbelgrad` | JSON for other programs: the model ([`DiscreteVae::description`]: kind, layer sizes, activations, latent shape), the estimator and its temperature, the counters, and which tensor prefixes hold what |
+//!
+//! Model weights, optimiser moments and estimator state never share a prefix, so a
+//! program that only wants the model reads `model.*` and the `gumbelgrad` JSON
+//! (`interop/torch_vae.py` rebuilds the VAE in PyTorch that way).
 
 use std::path::Path;
 
@@ -33,6 +38,7 @@ use crate::estimators::{
 };
 use crate::float::Float;
 use crate::io::Checkpoint;
+use crate::io::json::Json;
 use crate::models::discrete_vae::{DiscreteVae, VaeConfig};
 use crate::models::seeds::{Stream, rng_for};
 use crate::nn::Gradients;
@@ -320,7 +326,48 @@ impl<T: Float> Trainer<T> {
         checkpoint.set("estimator", self.estimator.name());
         checkpoint.set("model", format!("{:?}", self.model.config()));
         write_estimator_state(&mut checkpoint, ESTIMATOR_PREFIX, self.estimator.as_ref());
+        checkpoint.set(DESCRIPTION_KEY, self.description().to_string());
         checkpoint.save(path)
+    }
+
+    /// What [`Trainer::save_checkpoint`] stores under the metadata key `gumbelgrad`: a
+    /// JSON object with `format` (`"gumbelgrad-checkpoint"`), `version` (1), `model`
+    /// ([`DiscreteVae::description`]), `estimator` (`name`, `temperature` or `null`),
+    /// `step`, `epoch`, `seed`, and `tensors` (the prefix of each kind of tensor and the
+    /// weight layout).
+    pub fn description(&self) -> Json {
+        let prefixes = Json::Object(vec![
+            ("model".into(), Json::string(MODEL_PREFIX)),
+            ("optimiser".into(), Json::string(OPTIM_PREFIX)),
+            (
+                "estimator_state".into(),
+                Json::string(format!("metadata {ESTIMATOR_PREFIX}")),
+            ),
+            (
+                "linear_weight".into(),
+                Json::string("[in, out], y = x W + b: the transpose of torch.nn.Linear.weight"),
+            ),
+            ("linear_bias".into(), Json::string("[1, out]")),
+        ]);
+        let estimator = Json::Object(vec![
+            ("name".into(), Json::string(self.estimator.name())),
+            (
+                "temperature".into(),
+                self.estimator
+                    .temperature()
+                    .map_or(Json::Null, Json::from_f64),
+            ),
+        ]);
+        Json::Object(vec![
+            ("format".into(), Json::string("gumbelgrad-checkpoint")),
+            ("version".into(), Json::from_u64(1)),
+            ("model".into(), self.model.description()),
+            ("estimator".into(), estimator),
+            ("step".into(), Json::from_u64(self.step)),
+            ("epoch".into(), Json::from_u64(self.epoch)),
+            ("seed".into(), Json::from_u64(self.config.seed)),
+            ("tensors".into(), prefixes),
+        ])
     }
 
     /// Continues a run from a checkpoint written by [`Trainer::save_checkpoint`], with
@@ -402,6 +449,8 @@ impl<T: Float> Trainer<T> {
     }
 }
 
+/// Metadata key of the checkpoint's JSON description ([`Trainer::description`]).
+pub const DESCRIPTION_KEY: &str = "gumbelgrad";
 /// Prefix of the model's weights in a checkpoint.
 const MODEL_PREFIX: &str = "model.";
 /// Prefix of the optimiser's moments in a checkpoint.

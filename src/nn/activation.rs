@@ -50,6 +50,19 @@ impl Activation {
         })
     }
 
+    /// The nonlinearity's name as PyTorch spells its module, lower case: `relu`, `tanh`,
+    /// `sigmoid`, `leaky_relu` (its slope is [`Activation::LeakyRelu`]'s field) or
+    /// `identity`. Checkpoint descriptions use it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::LeakyRelu { .. } => "leaky_relu",
+            Activation::Identity => "identity",
+        }
+    }
+
     /// The initialisation suited to layers followed by this nonlinearity: He for the
     /// rectifiers (they zero half their inputs, so weights need twice the variance),
     /// Glorot for the others.

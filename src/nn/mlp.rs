@@ -4,6 +4,7 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::io::json::Json;
 use crate::nn::activation::Activation;
 use crate::nn::init::Init;
 use crate::nn::linear::Linear;
@@ -97,6 +98,39 @@ impl Mlp {
             };
         }
         h
+    }
+
+    /// The layer sizes, input first: `[784, 512, 256, 200]` for the paper's encoder.
+    pub fn sizes(&self) -> Vec<usize> {
+        let mut sizes = vec![self.in_features()];
+        sizes.extend(self.layers.iter().map(Linear::out_features));
+        sizes
+    }
+
+    /// A machine-readable description: `{"sizes": [...], "activation": "relu"}` (plus
+    /// `"slope"` for a leaky ReLU). The activation sits between layers, not after the
+    /// last; the weights of layer `i` are the parameters `{name}.{i}.weight` (`[in, out]`,
+    /// the transpose of `torch.nn.Linear.weight`) and `{name}.{i}.bias` (`[1, out]`).
+    pub fn description(&self) -> Json {
+        let mut fields = vec![
+            (
+                "sizes".to_string(),
+                Json::Array(
+                    self.sizes()
+                        .into_iter()
+                        .map(|n| Json::from_u64(n as u64))
+                        .collect(),
+                ),
+            ),
+            (
+                "activation".to_string(),
+                Json::string(self.activation.name()),
+            ),
+        ];
+        if let Activation::LeakyRelu { slope } = self.activation {
+            fields.push(("slope".to_string(), Json::from_f64(slope)));
+        }
+        Json::Object(fields)
     }
 
     /// The layers, first to last.
