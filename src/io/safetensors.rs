@@ -24,9 +24,10 @@
 //! an `nn::Mlp` called `encoder` has `encoder.0.weight`,
 //! `encoder.0.bias`, `encoder.1.weight`, ... A weight is stored `[in, out]` (gumbelgrad
 //! computes `x W`), the *transpose* of PyTorch's `nn.Linear.weight` `[out, in]`; a
-//! bias is `[1, out]` (PyTorch's is `[out]`: take `b[0]`). Checkpoints add optimizer
-//! moments named `adam.m.<parameter>` / `adam.v.<parameter>` and keep scalars (step,
-//! epoch, temperature, random-generator state) in `__metadata__`.
+//! bias is `[1, out]` (PyTorch's is `[out]`: take `b[0]`). A trainer's checkpoint
+//! prefixes the weights with `model.`, adds the optimiser's moments under `optim.`
+//! (`optim.adam.m.<parameter>`) and keeps scalars, the estimator's state and a JSON
+//! description of the model in `__metadata__` (see `models::training`).
 //!
 //! # Reading
 //!
