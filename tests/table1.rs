@@ -9,6 +9,10 @@ use gumbelgrad::io::json::Json;
 // compiled into this test as well.
 #[path = "../examples/table1/cells.rs"]
 mod cells;
+// ... and so is the examples' command-line module, whose JSON numbers it writes with.
+#[path = "../examples/common/cli.rs"]
+#[allow(dead_code)] // the cells use only a part of it
+mod cli;
 
 use cells::{
     Budget, COLUMNS, Cell, ROWS, ResultsFile, evaluate_cell, paper_value, run_cell,
