@@ -194,7 +194,7 @@ fn main() -> ExitCode {
             "--estimator and --anneal-rate apply to named cells; give --cell \"ROW:COLUMN\", not --all",
         );
     }
-    if args.all == !args.cells.is_empty() {
+    if args.all != args.cells.is_empty() {
         cli::usage_error::<Args>("give --all or one or more --cell \"ROW:COLUMN\"");
     }
     if args.smoke == args.data.binarized_mnist.is_some() {
