@@ -31,13 +31,13 @@
 use std::path::Path;
 use std::time::Instant;
 
+use super::cli; // the examples' command-line module: its JSON numbers
+
 use gumbelgrad::data::Pixels;
 use gumbelgrad::error::{Error, Result};
 use gumbelgrad::estimators::TemperatureSchedule;
 use gumbelgrad::io::json::Json;
 use gumbelgrad::io::write_atomic;
-
-use super::cli;
 use gumbelgrad::models::discrete_vae::DiscreteVae;
 use gumbelgrad::models::sbn::{Sbn, SbnConfig, split_halves};
 use gumbelgrad::models::sbn_training::{SbnTrainConfig, SbnTrainer};

@@ -171,7 +171,7 @@ fn recorded_options(words: impl IntoIterator<Item = OsString>) -> Vec<String> {
     recorded
 }
 
-/// The parsed command line, with defaults that depend on `--smoke` resolved.
+/// A checked command line: the options, the cells they name and the recorded options.
 struct Run {
     args: Args,
     /// The cells to run, with `--estimator` and `--anneal-rate` applied.
