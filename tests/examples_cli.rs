@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 use gumbelgrad::io::json::Json;
 
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 8] = [
     "bench_step",
     "categorical_vae",
     "custom_op",
@@ -20,6 +20,7 @@ const EXAMPLES: [&str; 7] = [
     "gumbel_samples",
     "semi_supervised",
     "show_data",
+    "table1",
 ];
 
 fn example(name: &str) -> PathBuf {
@@ -122,8 +123,39 @@ fn help_shows_every_default() {
 }
 
 #[test]
+fn table1_help_shows_every_default() {
+    let help = text(&run("table1", &["--help"]).stdout);
+    for option in [
+        "--epochs",
+        "--eval-samples",
+        "--lr",
+        "--lr-grid",
+        "--valid-samples",
+        "--batch-size",
+        "--seed",
+        "--threads",
+        "--estimator",
+        "--anneal-rate",
+        "--out",
+    ] {
+        let section = help
+            .split(&format!("\n      {option} <"))
+            .nth(1)
+            .expect(option);
+        let until_next = section.split("\n      --").next().unwrap();
+        assert!(
+            until_next.contains("[default: "),
+            "{option} shows no default:\n{until_next}"
+        );
+    }
+    for listed in ["VAE Cat.", "Annealed ST", "muprop-normalised"] {
+        assert!(help.contains(listed), "--help lacks {listed}");
+    }
+}
+
+#[test]
 fn bad_values_are_usage_errors_before_any_work() {
-    let cases: [(&str, &[&str], &str); 9] = [
+    let cases: [(&str, &[&str], &str); 18] = [
         (
             "categorical_vae",
             &["--epochs", "--out", "x"],
@@ -153,6 +185,47 @@ fn bad_values_are_usage_errors_before_any_work() {
             "at least 2",
         ),
         ("gumbel_samples", &["--samples=0"], "at least 1"),
+        ("table1", &["--smoke"], "give --all or one or more --cell"),
+        (
+            "table1",
+            &["--all"],
+            "--binarized-mnist DIR for a real run, or --smoke",
+        ),
+        (
+            "table1",
+            &["--smoke", "--cell", "VAE Cat.:Nope"],
+            "is not ROW:COLUMN",
+        ),
+        (
+            "table1",
+            &["--smoke", "--all", "--epochs", "1", "--epochs=2"],
+            "cannot be used multiple times",
+        ),
+        (
+            "table1",
+            &["--smoke", "--all", "--lr-grid", "1e-3", "--lr-grid", "3e-3"],
+            "cannot be used multiple times",
+        ),
+        (
+            "table1",
+            &["--smoke", "--all", "--lr-grid=1e-3,0"],
+            "greater than 0",
+        ),
+        (
+            "table1",
+            &["--smoke", "--all", "--threads", "0"],
+            "at least 1",
+        ),
+        (
+            "table1",
+            &["--smoke", "--all", "--estimator", "gumbel-softmax"],
+            "apply to named cells",
+        ),
+        (
+            "table1",
+            &["--smoke", "--cell", "VAE Cat.:GS", "--estimator", "nope"],
+            "unknown estimator `nope`",
+        ),
     ];
     for (name, args, expected) in cases {
         let output = run(name, args);
@@ -322,4 +395,133 @@ fn zero_epochs_claims_only_files_it_wrote() {
     assert!(!out.join("metrics.jsonl").exists() && !out.join("checkpoint.safetensors").exists());
     assert!(!names.contains("metrics.jsonl") && !names.contains("checkpoint"));
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The Table 1 runner's arguments from a command quoted in the docs: the words after
+/// `--`, with `"..."` grouping and `$GUMBELGRAD_DATA` standing for `data`.
+fn table1_words(command: &str, data: &str) -> Vec<String> {
+    let (_, options) = command.split_once("--example table1 --").unwrap();
+    let (mut words, mut word, mut quoted, mut started) = (Vec::new(), String::new(), false, false);
+    for c in options.replace("$GUMBELGRAD_DATA", data).chars() {
+        match c {
+            '"' => (quoted, started) = (!quoted, true),
+            ' ' if !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                }
+                started = false;
+            }
+            _ => (word.push(c), started = true).1,
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
+/// Every `cargo run --release --example table1 -- ...` command in the README and docs/
+/// is accepted by the runner's parser. Nothing trains: each command gets an `--out`
+/// that cannot be written, which fails (exit 1) after parsing and before any work; a
+/// `--markdown` command (which only reads) runs as quoted.
+#[test]
+fn every_table1_command_in_the_docs_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = temporary_folder("table1-docs");
+    let blocker = dir.join("a-file");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let unwritable = blocker.join("table1.json");
+    let mut pages = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    let mut checked = 0;
+    for page in pages {
+        let content = std::fs::read_to_string(&page).unwrap();
+        for line in content.lines() {
+            for (at, _) in line.match_indices("cargo run --release --example table1 --") {
+                let command = line[at..].split('`').next().unwrap();
+                let command = command.split("  #").next().unwrap().trim();
+                if command.ends_with("...") {
+                    continue; // a placeholder, not a command
+                }
+                let mut args = table1_words(command, "/no/such/data");
+                let markdown = args.iter().any(|w| w == "--markdown");
+                if !markdown {
+                    args.push(format!("--out={}", unwritable.display()));
+                }
+                let output = Command::new(example("table1"))
+                    .args(&args)
+                    .current_dir(root)
+                    .output()
+                    .unwrap();
+                let stderr = text(&output.stderr);
+                let expected = if markdown { 0 } else { 1 };
+                assert_eq!(
+                    output.status.code(),
+                    Some(expected),
+                    "{}: {command}\n{stderr}",
+                    page.display()
+                );
+                if !markdown {
+                    assert!(stderr.contains("a-file"), "{command}: {stderr}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    // results.md quotes one command per published cell, and a few more.
+    assert!(checked > 36, "only {checked} commands found");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A smoke cell end to end: the results file is valid JSON written through the one JSON
+/// writer, and the recorded command has every result-shaping option as `--flag value`.
+#[test]
+fn table1_smoke_cell_writes_valid_json_and_its_command() {
+    let dir = temporary_folder("table1-smoke");
+    let out = dir.join("results").join("table1.json");
+    let output = run(
+        "table1",
+        &[
+            "--smoke",
+            "--cell=VAE Cat.:GS",
+            "--epochs=1",
+            "--eval-samples",
+            "2",
+            "--threads=1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("VAE Cat.:GS\t") && stdout.lines().count() == 1,
+        "stdout holds one result line: {stdout}"
+    );
+    assert!(stderr.contains("epoch 1/1"), "no progress: {stderr}");
+    let table = Json::parse(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let entries = table.as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    assert!(
+        entry
+            .get("nats")
+            .and_then(Json::as_f64)
+            .is_some_and(f64::is_finite)
+    );
+    assert_eq!(entry.get("eval_samples").and_then(Json::as_u64), Some(2));
+    assert_eq!(
+        entry.get("command").and_then(Json::as_str),
+        Some(
+            "cargo run --release --example table1 -- --cell \"VAE Cat.:GS\" --smoke \
+             --epochs 1 --eval-samples 2 --threads 1"
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,6 +9,10 @@ use gumbelgrad::io::json::Json;
 // compiled into this test as well.
 #[path = "../examples/table1/cells.rs"]
 mod cells;
+// ... and so is the examples' command-line module, whose JSON numbers it writes with.
+#[path = "../examples/common/cli.rs"]
+#[allow(dead_code)] // the cells use only a part of it
+mod cli;
 
 use cells::{
     Budget, COLUMNS, Cell, ROWS, ResultsFile, evaluate_cell, paper_value, run_cell,
@@ -118,8 +122,12 @@ fn the_anneal_rate_changes_only_annealed_cells_and_is_recorded() {
     };
     let slow_result = run(&slower);
     assert_eq!(slow_result.anneal_rate, Some(1e-5));
-    let json = slow_result.to_json().to_string();
-    assert!(json.contains("\"anneal_rate\":0.00001"), "{json}");
+    let json = Json::parse(&slow_result.to_json().to_string()).unwrap();
+    assert_eq!(
+        json.get("anneal_rate").and_then(Json::as_f64),
+        Some(1e-5),
+        "{json}"
+    );
     assert_eq!(
         run(&Cell::parse("VAE Cat.:GS").unwrap()).anneal_rate,
         Some(ANNEAL_RATE)
@@ -330,4 +338,32 @@ fn learning_rate_selection_keeps_the_best_validation_score() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn a_non_finite_result_is_written_as_null_and_the_file_stays_valid_json() {
+    let result = cells::CellResult {
+        model: "VAE Cat.".into(),
+        estimator: "GS".into(),
+        nats: f64::NAN,
+        eval_samples: 3,
+        epochs: 1,
+        wall_seconds: f64::INFINITY,
+        command: "test".into(),
+        learning_rate: 1e-3,
+        seed: 0,
+        estimator_name: "gumbel-softmax".into(),
+        anneal_rate: Some(1e-4),
+        selection: Some(cells::Selection {
+            candidates: vec![(1e-3, f64::NEG_INFINITY)],
+            valid_samples: 2,
+        }),
+    };
+    let text = result.to_json().to_string();
+    let json = Json::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert_eq!(json.get("nats"), Some(&Json::Null));
+    assert_eq!(json.get("wall_seconds"), Some(&Json::Null));
+    let grid = json.get("lr_grid").and_then(Json::as_array).unwrap();
+    assert_eq!(grid[0].get("valid_nats"), Some(&Json::Null));
+    assert_eq!(json.get("learning_rate").and_then(Json::as_f64), Some(1e-3));
 }

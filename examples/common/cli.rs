@@ -46,18 +46,12 @@ pub fn fail(error: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// The default number of matrix-product threads of every example: all cores the
-/// process may use, at most 4.
-///
-/// Results do not depend on the thread count (the kernels split work so that every
-/// sum is taken in the same order), so the default only changes speed. The cap: the
-/// models' matrices are small (100-row minibatches) and beyond a few threads each
-/// thread gets too little work to pay for waking it.
+/// The default number of matrix-product threads of every example: the library's own
+/// default, [`gumbelgrad::kernels::default_num_threads`] (all cores the process may
+/// use, at most 4; why is in `gumbelgrad::kernels::threads`). Results do not depend on
+/// the thread count, so the default only changes speed.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(4)
+    gumbelgrad::kernels::default_num_threads()
 }
 
 /// `--threads N`: threads for the matrix products.

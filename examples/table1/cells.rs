@@ -31,6 +31,8 @@
 use std::path::Path;
 use std::time::Instant;
 
+use super::cli; // the examples' command-line module: its JSON numbers
+
 use gumbelgrad::data::Pixels;
 use gumbelgrad::error::{Error, Result};
 use gumbelgrad::estimators::TemperatureSchedule;
@@ -320,11 +322,16 @@ impl CellResult {
     /// existed ran [`ANNEAL_RATE`]), and with a selection `valid_samples` and `lr_grid`:
     /// an array of `{"learning_rate", "valid_nats"}`).
     pub fn to_json(&self) -> Json {
-        let number = |x: f64| Json::Number(format!("{x:.3}"));
+        // Through the examples' one JSON writer: a non-finite value is `null` and a
+        // warning. Nats to 3 decimals, seconds to 1, as the published table shows them.
+        let rounded = |name: &str, x: f64, decimals: i32| {
+            let scale = 10f64.powi(decimals);
+            cli::number(name, (x * scale).round() / scale)
+        };
         let mut fields = vec![
             ("model".into(), Json::String(self.model.clone())),
             ("estimator".into(), Json::String(self.estimator.clone())),
-            ("nats".into(), number(self.nats)),
+            ("nats".into(), rounded("nats", self.nats, 3)),
             (
                 "eval_samples".into(),
                 Json::from_u64(self.eval_samples as u64),
@@ -332,12 +339,12 @@ impl CellResult {
             ("epochs".into(), Json::from_u64(self.epochs)),
             (
                 "wall_seconds".into(),
-                Json::Number(format!("{:.1}", self.wall_seconds)),
+                rounded("wall_seconds", self.wall_seconds, 1),
             ),
             ("command".into(), Json::String(self.command.clone())),
             (
                 "learning_rate".into(),
-                Json::Number(format!("{}", self.learning_rate)),
+                cli::number("learning_rate", self.learning_rate),
             ),
             ("seed".into(), Json::from_u64(self.seed)),
             (
@@ -346,7 +353,7 @@ impl CellResult {
             ),
         ];
         if let Some(rate) = self.anneal_rate {
-            fields.push(("anneal_rate".into(), Json::Number(format!("{rate}"))));
+            fields.push(("anneal_rate".into(), cli::number("anneal_rate", rate)));
         }
         if let Some(selection) = &self.selection {
             fields.push((
@@ -358,8 +365,8 @@ impl CellResult {
                 .iter()
                 .map(|&(rate, nats)| {
                     Json::Object(vec![
-                        ("learning_rate".into(), Json::Number(format!("{rate}"))),
-                        ("valid_nats".into(), number(nats)),
+                        ("learning_rate".into(), cli::number("learning_rate", rate)),
+                        ("valid_nats".into(), rounded("valid_nats", nats, 3)),
                     ])
                 })
                 .collect();

@@ -11,203 +11,194 @@
 //! ```
 //!
 //! What each row and column runs is in `cells.rs` (this folder) and docs/results.md.
+//! Results go to stdout (one line per cell), progress to stderr.
 
-use std::path::PathBuf;
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::Parser;
 use gumbelgrad::Error;
 use gumbelgrad::data::{AmatSplit, SyntheticDigits, load_binarized_mnist};
+use gumbelgrad::io::ProgressBar;
+use gumbelgrad::io::json::Json;
+
 mod cells;
+#[path = "../common/cli.rs"]
+#[allow(dead_code)] // each example uses a part of the shared module
+mod cli;
 
 use cells::{
     ANNEAL_RATE, Budget, COLUMNS, Cell, ROWS, ResultsFile, paper_value, run_cell,
     run_cell_with_selection,
 };
 
-/// Where results go without `--out`: never into docs/.
+/// Where results go without `--out`: a git-ignored folder, never into docs/.
 const DEFAULT_OUT: &str = "out/table1.json";
 
-const HELP: &str = "\
-Run cells of the paper's Table 1: train one model with one estimator, evaluate it with m samples,
-and merge the result into a JSON table (atomically, as each cell finishes).
-
-USAGE: cargo run --release --example table1 -- (--cell \"ROW:COLUMN\")... | --all  [OPTIONS]
-
-  --cell \"ROW:COLUMN\"     a cell, e.g. \"VAE Cat.:GS\" (repeatable)
-                          ROW one of {rows}
-                          COLUMN one of {columns}
-  --all                   every cell, row by row (cells already in the results file are skipped)
-  --binarized-mnist DIR   statically binarised MNIST (binarized_mnist_{train,valid,test}.amat[.gz]);
-                          trains on the 50,000 training images, reports on the 10,000 test images
-  --smoke                 a tiny run on 200 synthetic digits the crate draws (no data folder):
-                          1 epoch of batch 20, m = 5; writes to a temporary file unless --out
-  --epochs N              passes over the training set (default 10; smoke 1)
-  --eval-samples M        m of the evaluation (default 1000, the paper's; smoke 5)
-  --lr RATE               Adam learning rate (default 1e-3)
-  --lr-grid R1,R2,...     choose the learning rate on the validation set, as the paper did: train
-                          once per rate, keep the one with the best validation score (binarised
-                          MNIST's 10,000 validation images; smoke: 20 held-out synthetic digits),
-                          report its test score; the JSON records every candidate
-  --valid-samples M       m of the validation scores (default 100)
-  --batch-size N          examples per step (default 100; smoke 20)
-  --seed S                seed of every random number (default 0)
-  --threads N             threads for the matrix products (default 1)
-  --estimator NAME        run the cells with this estimator instead of the column's own (an
-                          ablation, e.g. muprop-normalised; filed under the same cell, with the
-                          estimator in \"estimator_name\"; use --out to keep the table apart)
-  --anneal-rate R         r of the annealed temperature max(0.5, exp(-r t)) of the named cells that
-                          anneal (Annealed ST; the VAE's GS and ST-GS), default 1e-4; the paper
-                          chose r from {1e-5, 1e-4} on validation; recorded as \"anneal_rate\"
-  --out FILE              results file (default out/table1.json; the published table is
-                          docs/results/table1.json)
-  --force                 rerun cells that are already in the results file
-  --markdown              print the paper's table beside the results file's (ours / paper) as
-                          Markdown, then each of our cells with its command; runs nothing
-  --help                  this text
-";
-
-#[derive(Debug)]
+/// Run cells of the paper's Table 1: train one model with one estimator, evaluate it
+/// with m samples, and merge the result into a JSON table (atomically, as each cell
+/// finishes).
+///
+/// Give --all or one or more --cell, and --binarized-mnist DIR (trains on the 50,000
+/// training images, reports on the 10,000 test images) or --smoke.
+#[derive(Debug, Parser)]
+#[command(name = "table1", version, after_help = cell_list())]
 struct Args {
+    /// A cell "ROW:COLUMN", e.g. "VAE Cat.:GS" (repeatable; rows and columns below)
+    #[arg(long = "cell", value_name = "ROW:COLUMN", value_parser = parse_cell)]
     cells: Vec<Cell>,
+    /// Every cell, row by row (cells already in the results file are skipped)
+    #[arg(long)]
     all: bool,
-    binarized_mnist: Option<PathBuf>,
+    #[command(flatten)]
+    data: cli::BinarizedMnist,
+    /// A tiny run on 200 synthetic digits the crate draws (no data folder): 1 epoch of
+    /// batch 20, m = 5; writes to a temporary file unless --out
+    #[arg(long)]
     smoke: bool,
+    /// Passes over the training set [default: 10; 1 with --smoke]
+    #[arg(long, value_name = "N")]
     epochs: Option<u64>,
+    /// m of the test evaluation [default: 1000, the paper's; 5 with --smoke]
+    #[arg(long, value_name = "M", value_parser = cli::at_least_one)]
     eval_samples: Option<usize>,
-    learning_rate: f64,
-    lr_grid: Option<Vec<f64>>,
+    /// Adam learning rate
+    #[arg(long, value_name = "RATE", default_value_t = 1e-3, value_parser = cli::positive)]
+    lr: f64,
+    /// Choose the learning rate on the validation set, as the paper did: train once per
+    /// rate, keep the one with the best validation score (binarised MNIST's 10,000
+    /// validation images; with --smoke 20 held-out synthetic digits), report its test
+    /// score; the JSON records every candidate [default: none, train with --lr]
+    #[arg(long, value_name = "R1,R2,...", value_parser = parse_grid)]
+    lr_grid: Option<Grid>,
+    /// m of the validation scores of --lr-grid
+    #[arg(long, value_name = "M", default_value_t = 100, value_parser = cli::at_least_one)]
     valid_samples: usize,
+    /// Examples per step [default: 100; 20 with --smoke]
+    #[arg(long, value_name = "N", value_parser = cli::at_least_one)]
     batch_size: Option<usize>,
-    seed: u64,
-    threads: usize,
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    seed: cli::Seed,
+    #[command(flatten)]
+    threads: cli::Threads,
+    /// Run the named cells with this estimator instead of the column's own (an
+    /// ablation, e.g. muprop-normalised; filed under the same cell, with the estimator
+    /// in "estimator_name"; use --out to keep the table apart) [default: the column's]
+    #[arg(long, value_name = "NAME")]
     estimator: Option<String>,
+    /// Rate r of the annealed temperature max(0.5, exp(-r t)) of the named cells that
+    /// anneal (Annealed ST; the VAE's GS and ST-GS); the paper chose r from {1e-5,
+    /// 1e-4} on validation; recorded as "anneal_rate" [default: 1e-4]
+    #[arg(long, value_name = "R", value_parser = cli::positive)]
     anneal_rate: Option<f64>,
+    /// Results file, read and merged into [default: out/table1.json (git-ignored); with
+    /// --smoke a file in the temporary folder]. The published table is
+    /// docs/results/table1.json: only an explicit --out writes there
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Rerun cells that are already in the results file
+    #[arg(long)]
     force: bool,
+    /// Print the paper's table beside the results file's (ours / paper) as Markdown,
+    /// then each of our cells with its command; runs nothing
+    #[arg(long)]
     markdown: bool,
+}
+
+/// A learning-rate grid, `R1,R2,...` (one value for clap, so a repeated `--lr-grid` is
+/// rejected like every single-valued option).
+#[derive(Debug, Clone)]
+struct Grid(Vec<f64>);
+
+fn parse_grid(text: &str) -> Result<Grid, String> {
+    text.split(',')
+        .map(|rate| cli::positive(rate.trim()).map_err(|e| format!("'{rate}': {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Grid)
+}
+
+fn parse_cell(text: &str) -> Result<Cell, String> {
+    Cell::parse(text).map_err(|e| e.to_string())
+}
+
+fn cell_list() -> String {
+    format!(
+        "Rows: {}\nColumns: {}\nEstimators for --estimator: {}",
+        ROWS.join(", "),
+        COLUMNS.join(", "),
+        gumbelgrad::estimators::ESTIMATOR_NAMES.join(", ")
+    )
+}
+
+/// The options that shape a cell's result, recorded (as typed) in its command.
+const RECORDED: [&str; 11] = [
+    "--binarized-mnist",
+    "--epochs",
+    "--eval-samples",
+    "--lr",
+    "--lr-grid",
+    "--valid-samples",
+    "--batch-size",
+    "--seed",
+    "--threads",
+    "--estimator",
+    "--anneal-rate",
+];
+
+/// The recorded options of a command line clap has accepted, in the order typed, each
+/// as `--flag value` (also when typed `--flag=value`).
+fn recorded_options(words: impl IntoIterator<Item = OsString>) -> Vec<String> {
+    let mut recorded = Vec::new();
+    let mut words = words.into_iter().map(|w| w.to_string_lossy().into_owned());
+    while let Some(word) = words.next() {
+        if word == "--smoke" {
+            recorded.push(word);
+            continue;
+        }
+        let (flag, inline) = match word.split_once('=') {
+            Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
+            None => (word, None),
+        };
+        if RECORDED.contains(&flag.as_str()) {
+            // clap has checked that every valued option has its value.
+            let value = inline.or_else(|| words.next()).unwrap_or_default();
+            recorded.push(flag);
+            recorded.push(value);
+        }
+    }
+    recorded
+}
+
+/// A checked command line: the options, the cells they name and the recorded options.
+struct Run {
+    args: Args,
+    /// The cells to run, with `--estimator` and `--anneal-rate` applied.
+    cells: Vec<Cell>,
     /// The options that shape a cell's result, as typed, for the recorded command.
     recorded: Vec<String>,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut args = Args {
-        cells: Vec::new(),
-        all: false,
-        binarized_mnist: None,
-        smoke: false,
-        epochs: None,
-        eval_samples: None,
-        learning_rate: 1e-3,
-        lr_grid: None,
-        valid_samples: 100,
-        batch_size: None,
-        seed: 0,
-        threads: 1,
-        out: None,
-        estimator: None,
-        anneal_rate: None,
-        force: false,
-        markdown: false,
-        recorded: Vec::new(),
-    };
-    let mut words = std::env::args().skip(1);
-    while let Some(flag) = words.next() {
-        let mut value = |flag: &str| words.next().ok_or_else(|| format!("{flag} needs a value"));
-        fn number<N: std::str::FromStr>(flag: &str, text: &str) -> Result<N, String> {
-            text.parse()
-                .map_err(|_| format!("{flag} wants a number, got '{text}'"))
-        }
-        let mut record = |flag: &str, v: &str| {
-            args.recorded.push(flag.to_string());
-            args.recorded.push(v.to_string());
-        };
-        match flag.as_str() {
-            "--help" | "-h" => return Ok(None),
-            "--all" => args.all = true,
-            "--smoke" => {
-                args.smoke = true;
-                args.recorded.push(flag);
-            }
-            "--force" => args.force = true,
-            "--markdown" => args.markdown = true,
-            "--cell" => {
-                let v = value(&flag)?;
-                args.cells.push(Cell::parse(&v).map_err(|e| e.to_string())?);
-            }
-            "--binarized-mnist" => {
-                let v = value(&flag)?;
-                record(&flag, &v);
-                args.binarized_mnist = Some(v.into());
-            }
-            "--epochs" => {
-                let v = value(&flag)?;
-                record(&flag, &v);
-                args.epochs = Some(number(&flag, &v)?);
-            }
-            "--eval-samples" => {
-                let v = value(&flag)?;
-                record(&flag, &v);
-                args.eval_samples = Some(number(&flag, &v)?);
-            }
-            "--lr" => {
-                let v = value(&flag)?;
-                record(&flag, &v);
-                args.learning_rate = number(&flag, &v)?;
-            }
-            "--lr-grid" => {
-                let v = value(&flag)?;
-                record(&flag, &v);
-                let rates = v
-                    .split(',')
-                    .map(|rate| number::<f64>(&flag, rate.trim()))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if rates.is_empty() || rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
-                    return Err(format!("--lr-grid wants positive rates, got '{v}'"));
-                }
-                args.lr_grid = Some(rates);
-            }
-            "--valid-samples" => {
-                let v = value(&flag)?;
-                record(&flag, &v);
-                args.valid_samples = number(&flag, &v)?;
-            }
-            "--batch-size" => {
-                let v = value(&flag)?;
-                record(&flag, &v);
-                args.batch_size = Some(number(&flag, &v)?);
-            }
-            "--seed" => {
-                let v = value(&flag)?;
-                record(&flag, &v);
-                args.seed = number(&flag, &v)?;
-            }
-            "--threads" => {
-                let v = value(&flag)?;
-                record(&flag, &v);
-                args.threads = number(&flag, &v)?;
-            }
-            "--out" => args.out = Some(value(&flag)?.into()),
-            "--estimator" => {
-                let v = value(&flag)?;
-                record(&flag, &v);
-                args.estimator = Some(v);
-            }
-            "--anneal-rate" => {
-                let v = value(&flag)?;
-                record(&flag, &v);
-                args.anneal_rate = Some(number(&flag, &v)?);
-            }
-            other => return Err(format!("unknown option '{other}' (see --help)")),
-        }
-    }
+fn main() -> ExitCode {
+    let args: Args = cli::parse();
+    let recorded = recorded_options(std::env::args_os().skip(1));
     if args.markdown {
-        return Ok(Some(args));
+        return match print_markdown(args.out.as_deref().unwrap_or(Path::new(DEFAULT_OUT))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => cli::fail(error),
+        };
     }
     if (args.estimator.is_some() || args.anneal_rate.is_some()) && args.all {
-        return Err(
-            "--estimator and --anneal-rate apply to named cells; give --cell \"ROW:COLUMN\", not --all"
-                .into(),
+        cli::usage_error::<Args>(
+            "--estimator and --anneal-rate apply to named cells; give --cell \"ROW:COLUMN\", not --all",
         );
+    }
+    if args.all != args.cells.is_empty() {
+        cli::usage_error::<Args>("give --all or one or more --cell \"ROW:COLUMN\"");
+    }
+    if args.smoke == args.data.binarized_mnist.is_some() {
+        cli::usage_error::<Args>("give --binarized-mnist DIR for a real run, or --smoke");
     }
     // Each named cell with the overrides it was given.
     let with_overrides = |cell: Cell| -> gumbelgrad::Result<Cell> {
@@ -220,68 +211,33 @@ fn parse_args() -> Result<Option<Args>, String> {
             None => Ok(cell),
         }
     };
-    args.cells = std::mem::take(&mut args.cells)
-        .into_iter()
-        .map(with_overrides)
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    if args.all != args.cells.is_empty() {
-        return Err("give --all or one or more --cell \"ROW:COLUMN\" (see --help)".into());
-    }
-    if args.smoke == args.binarized_mnist.is_some() {
-        return Err("give --binarized-mnist DIR for a real run, or --smoke".into());
-    }
-    if args.threads == 0
-        || args.batch_size == Some(0)
-        || args.eval_samples == Some(0)
-        || args.valid_samples == 0
-    {
-        return Err(
-            "--threads, --batch-size, --eval-samples and --valid-samples must be at least 1".into(),
-        );
-    }
-    if !(args.learning_rate.is_finite() && args.learning_rate > 0.0) {
-        return Err(format!(
-            "--lr must be a positive number, got {}",
-            args.learning_rate
-        ));
-    }
-    Ok(Some(args))
-}
-
-fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            print!(
-                "{}",
-                HELP.replace("{rows}", &format!("{ROWS:?}"))
-                    .replace("{columns}", &format!("{COLUMNS:?}"))
-            );
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
+    let cells = if args.all {
+        Cell::all()
+    } else {
+        match args.cells.iter().cloned().map(with_overrides).collect() {
+            Ok(cells) => cells,
+            Err(error) => cli::usage_error::<Args>(error),
         }
     };
-    match run(&args) {
+    let run = Run {
+        args,
+        cells,
+        recorded,
+    };
+    match run_cells(&run) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => cli::fail(error),
     }
 }
 
 /// The command that reruns one cell with the same options.
-fn command_for(cell: &Cell, args: &Args) -> String {
+fn command_for(cell: &Cell, recorded: &[String]) -> String {
     let mut words = vec![
         "cargo run --release --example table1 --".to_string(),
         "--cell".to_string(),
         format!("\"{}\"", cell.label()),
     ];
-    words.extend(args.recorded.iter().map(|w| {
+    words.extend(recorded.iter().map(|w| {
         let w = &portable_path(w);
         if w.contains(' ') || w.starts_with('$') {
             format!("\"{w}\"")
@@ -308,7 +264,7 @@ fn portable_path(word: &str) -> String {
 
 /// The paper's Table 1 beside ours, then our cells' commands, as Markdown. Written in
 /// one piece, and a closed pipe (`| head`) ends it quietly.
-fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
+fn print_markdown(path: &Path) -> Result<(), Error> {
     use std::fmt::Write as _;
     use std::io::Write as _;
     let table = ResultsFile::load(path)?;
@@ -339,7 +295,7 @@ fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
         "\n| cell | nats | m | epochs | Adam lr | wall time | command |\n|---|---|---|---|---|---|---|"
     );
     for entry in table.entries() {
-        let text = |entry: &gumbelgrad::io::json::Json, key: &str| {
+        let text = |entry: &Json, key: &str| {
             entry.get(key).map_or(String::new(), |v| match v.as_str() {
                 Some(s) => s.to_string(),
                 None => v.to_string(),
@@ -392,17 +348,25 @@ fn print_markdown(path: &std::path::Path) -> Result<(), Error> {
     }
 }
 
-fn run(args: &Args) -> Result<(), Error> {
-    if args.markdown {
-        let path = args
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
-        return print_markdown(&path);
-    }
-    gumbelgrad::kernels::set_num_threads(args.threads);
+fn run_cells(run: &Run) -> Result<(), Error> {
+    let args = &run.args;
+    args.threads.apply();
+    let seed = args.seed.seed;
     let selecting = args.lr_grid.is_some();
-    let (train, valid, test, data_name) = match &args.binarized_mnist {
+    let out = args.out.clone().unwrap_or_else(|| {
+        if args.smoke {
+            std::env::temp_dir().join("gumbelgrad-table1-smoke.json")
+        } else {
+            PathBuf::from(DEFAULT_OUT)
+        }
+    });
+    // A results file that cannot be written must fail now, not after the first cell.
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))?;
+    }
+    gumbelgrad::io::atomic::check_writable(&out)?;
+    ResultsFile::load(&out)?;
+    let (train, valid, test, data_name) = match &args.data.binarized_mnist {
         Some(dir) => (
             load_binarized_mnist(dir, AmatSplit::Train)?,
             if selecting {
@@ -416,10 +380,10 @@ fn run(args: &Args) -> Result<(), Error> {
         None => {
             // 200 training digits; with a grid, 20 more held out for validation.
             let held_out = if selecting { 20 } else { 0 };
-            let (train, test) = SyntheticDigits::new(args.seed)
+            let (train, test) = SyntheticDigits::new(seed)
                 .with_sizes(200 + held_out, 20)
                 .generate();
-            let (train, valid) = train.split_validation(held_out, args.seed)?;
+            let (train, valid) = train.split_validation(held_out, seed)?;
             let valid = selecting.then_some(valid);
             (train, valid, test, "200 synthetic digits (smoke)")
         }
@@ -427,27 +391,15 @@ fn run(args: &Args) -> Result<(), Error> {
     let budget = Budget {
         epochs: args.epochs.unwrap_or(if args.smoke { 1 } else { 10 }),
         batch_size: args.batch_size.unwrap_or(if args.smoke { 20 } else { 100 }),
-        learning_rate: args.learning_rate,
+        learning_rate: args.lr,
         eval_samples: args
             .eval_samples
             .unwrap_or(if args.smoke { 5 } else { 1000 }),
-        seed: args.seed,
-    };
-    let out = args.out.clone().unwrap_or_else(|| {
-        if args.smoke {
-            std::env::temp_dir().join("gumbelgrad-table1-smoke.json")
-        } else {
-            PathBuf::from(DEFAULT_OUT)
-        }
-    });
-    let cells = if args.all {
-        Cell::all()
-    } else {
-        args.cells.clone()
+        seed,
     };
     // With --lr-grid the rate is chosen per cell on validation, so name the candidates.
     let rate = match &args.lr_grid {
-        Some(grid) => format!(
+        Some(Grid(grid)) => format!(
             "from {{{}}} on validation",
             grid.iter()
                 .map(|r| r.to_string())
@@ -462,25 +414,54 @@ fn run(args: &Args) -> Result<(), Error> {
         budget.batch_size,
         budget.eval_samples,
         budget.seed,
-        args.threads,
+        args.threads.threads,
         out.display()
     );
-    for cell in &cells {
+    let candidates = args.lr_grid.as_ref().map_or(1, |Grid(grid)| grid.len()) as u64;
+    for (index, cell) in run.cells.iter().enumerate() {
+        let label = format!("cell {}/{} {}", index + 1, run.cells.len(), cell.label());
         // Re-read before every cell: another process may have added cells meanwhile.
         if !args.force && ResultsFile::load(&out)?.get(cell).is_some() {
             eprintln!(
-                "{}: already in {}, skipped (--force reruns it)",
-                cell.label(),
+                "{label}: already in {}, skipped (--force reruns it)",
                 out.display()
             );
             continue;
         }
-        eprintln!("{}: training with {}", cell.label(), cell.estimator_name());
-        let command = command_for(cell, args);
-        let mut on_epoch =
-            |epoch: u64, cost: f64| eprintln!("  epoch {epoch}: mean training cost {cost:.3}");
+        eprintln!("{label}: training with {}", cell.estimator_name());
+        let command = command_for(cell, &run.recorded);
+        // One bar over every epoch of the cell (of every candidate rate with a grid).
+        let total = budget.epochs * candidates;
+        let bar = RefCell::new(ProgressBar::new(total).unit("epochs"));
+        let done = std::cell::Cell::new(0u64);
+        // The test evaluation (m = 1000 on 10,000 images) takes minutes.
+        let announce_test = || {
+            eprintln!(
+                "{label}: evaluating on {} test images, m = {}",
+                test.images.rows(),
+                budget.eval_samples
+            )
+        };
+        let scored = std::cell::Cell::new(0u64);
+        let mut on_epoch = |epoch: u64, cost: f64| {
+            done.set(done.get() + 1);
+            let candidate = (done.get() - 1) / budget.epochs.max(1);
+            let rate = match &args.lr_grid {
+                Some(Grid(grid)) => format!("lr {}  ", grid[candidate as usize]),
+                None => String::new(),
+            };
+            let message = format!("{rate}epoch {epoch}/{}  loss {cost:.3}", budget.epochs);
+            let mut bar = bar.borrow_mut();
+            bar.set(done.get(), &message);
+            if done.get() == total {
+                bar.finish(&message);
+            }
+            if done.get() == total && !selecting {
+                announce_test();
+            }
+        };
         let result = match (&args.lr_grid, &valid) {
-            (Some(grid), Some(valid)) => run_cell_with_selection(
+            (Some(Grid(grid)), Some(valid)) => run_cell_with_selection(
                 cell,
                 &budget,
                 grid,
@@ -490,10 +471,15 @@ fn run(args: &Args) -> Result<(), Error> {
                 &test.images,
                 &command,
                 &mut |rate, nats| {
+                    bar.borrow_mut().clear();
                     eprintln!(
-                        "  lr {rate}: validation {nats:.3} nats (m = {})",
+                        "{label}: lr {rate}: validation {nats:.3} nats (m = {})",
                         args.valid_samples
-                    )
+                    );
+                    scored.set(scored.get() + 1);
+                    if scored.get() == candidates {
+                        announce_test();
+                    }
                 },
                 &mut on_epoch,
             )?,

@@ -30,7 +30,8 @@
 //!   depth blocking and the same order of additions as with one thread, so **the
 //!   result is bit-identical for every thread count** (and whoever took which band).
 //!   The count comes from [`GemmConfig`], by default from the setting
-//!   [`set_num_threads`](super::set_num_threads) (1 unless set); products too small to
+//!   [`set_num_threads`](super::set_num_threads) (the available cores, at most 4, unless
+//!   set; see [`threads`](super::threads)); products too small to
 //!   pay for a thread start (see [`GemmConfig::with_min_work_per_thread`]) use fewer.
 //!   Threads are started per product, not pooled: a pool that lends borrowed slices to
 //!   long-lived threads needs `unsafe` lifetime tricks, which this crate keeps out of

@@ -10,4 +10,4 @@ pub mod matmul;
 pub mod softmax;
 pub mod threads;
 
-pub use threads::{num_threads, set_num_threads};
+pub use threads::{default_num_threads, num_threads, set_num_threads};
