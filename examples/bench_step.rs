@@ -5,7 +5,7 @@
 //! cargo run --release --example bench_step -- --threads 2 --steps 300
 //! ```
 //!
-//! Model (the same as `/work/shared/bench/torch_cat_vae.py`): encoder 784-512-256 (ReLU)
+//! Model (the same as the PyTorch and JAX references of `docs/performance.md`): encoder 784-512-256 (ReLU)
 //! -> 200 logits = 20 categorical variables x 10 classes; relaxed sample
 //! `y = softmax((logits + g) / tau)` per group of 10 with Gumbel noise `g` drawn outside
 //! the tape; decoder 200-256-512 (ReLU) -> 784 Bernoulli logits; loss = batch mean of
@@ -13,58 +13,50 @@
 //! step is `models::Trainer::step`, the crate's real training path (the one
 //! `examples/categorical_vae.rs` runs), so what is timed is what users train with.
 //!
-//! Options: `--threads N` (matrix-product threads, default 1), `--steps S` (timed steps,
-//! default 200), `--warmup W` (untimed steps first, default 50), `--seed X`.
+//! Options (`--help` lists them with their defaults): `--threads N`, `--steps S` (timed
+//! steps), `--warmup W` (untimed steps first), `--seed X`. Progress goes to stderr.
 //! Prints the median, min and max milliseconds per step, the matrix-product GFLOP/s
 //! implied by the median, the median time of the step's 17 matrix products run alone
 //! (same kernel, same threads: how much of the step is GEMM), and as its last line
 //! `ms_per_step: X` (the median step).
 
+use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::Parser;
+use gumbelgrad::io::ProgressBar;
+
 use gumbelgrad::Tensor;
+use gumbelgrad::kernels::gemm::Isa;
 use gumbelgrad::kernels::matmul::gemm;
-use gumbelgrad::kernels::{gemm::Isa, set_num_threads};
 use gumbelgrad::models::{TrainConfig, Trainer, VaeConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+#[path = "common/cli.rs"]
+#[allow(dead_code)] // each example uses a part of the shared module
+mod cli;
 
 const BATCH: usize = 100;
 const PIXELS: usize = 784;
 /// Random binary batches cycled through (enough that no batch repeats within a few steps).
 const NUM_BATCHES: usize = 16;
 
+/// Time training steps of the paper's categorical VAE (batch 100, random binary data),
+/// the workload of docs/performance.md.
+#[derive(Debug, Parser)]
+#[command(name = "bench_step", version)]
 struct Options {
-    threads: usize,
+    #[command(flatten)]
+    threads: cli::Threads,
+    /// Timed steps
+    #[arg(long, value_name = "S", default_value_t = 200, value_parser = cli::at_least_one)]
     steps: usize,
+    /// Untimed steps first
+    #[arg(long, value_name = "W", default_value_t = 50)]
     warmup: usize,
-    seed: u64,
-}
-
-fn parse_options() -> Result<Options, String> {
-    let mut options = Options {
-        threads: 1,
-        steps: 200,
-        warmup: 50,
-        seed: 0,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
-        match flag.as_str() {
-            "--threads" => options.threads = number(&value)?.max(1) as usize,
-            "--steps" => options.steps = number(&value)?.max(1) as usize,
-            "--warmup" => options.warmup = number(&value)? as usize,
-            "--seed" => options.seed = number(&value)?,
-            other => {
-                return Err(format!(
-                    "unknown option {other} (use --threads, --steps, --warmup, --seed)"
-                ));
-            }
-        }
-    }
-    Ok(options)
+    #[command(flatten)]
+    seed: cli::Seed,
 }
 
 /// FLOPs of the matrix products of one step: forward, weight gradients, and input
@@ -129,16 +121,24 @@ fn time_products_alone(repeats: usize, rng: &mut StdRng) -> f64 {
     times[times.len() / 2]
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let options = parse_options()?;
-    set_num_threads(options.threads);
-    let mut rng = StdRng::seed_from_u64(options.seed);
+fn main() -> ExitCode {
+    let options: Options = cli::parse();
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => cli::fail(error),
+    }
+}
+
+fn run(options: &Options) -> gumbelgrad::Result<()> {
+    options.threads.apply();
+    let seed = options.seed.seed;
+    let mut rng = StdRng::seed_from_u64(seed);
 
     // The crate's own training path: `models::Trainer` on the paper's categorical VAE
     // (Gumbel-Softmax, Adam 1e-3), exactly what `examples/categorical_vae.rs` runs.
     let config = TrainConfig {
         batch_size: BATCH,
-        seed: options.seed,
+        seed,
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::<f32>::new(VaeConfig::default(), config)?;
@@ -152,19 +152,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut step_ms = Vec::with_capacity(options.steps);
     let mut last_loss = f64::NAN;
-    for step in 0..options.warmup + options.steps {
+    let total = options.warmup + options.steps;
+    let mut bar = ProgressBar::new(total as u64);
+    for step in 0..total {
         let started = Instant::now();
-        last_loss = trainer.step(&images, &batches[step % NUM_BATCHES])?.loss;
+        let report = trainer.step(&images, &batches[step % NUM_BATCHES])?;
+        last_loss = report.loss;
         if step >= options.warmup {
             step_ms.push(started.elapsed().as_secs_f64() * 1e3);
         }
+        let phase = if step < options.warmup {
+            "warm-up"
+        } else {
+            "timed"
+        };
+        bar.set(
+            step as u64 + 1,
+            &format!(
+                "{phase}  loss {last_loss:7.2}  tau {:.3}",
+                report.temperature
+            ),
+        );
     }
+    bar.finish("steps done");
 
     step_ms.sort_by(f64::total_cmp);
     let median = step_ms[step_ms.len() / 2];
     println!(
         "categorical VAE step, batch {BATCH}, f32, {} thread(s), GEMM kernel {:?}, {} steps after {} warm-up",
-        options.threads,
+        options.threads.threads,
         Isa::detect(),
         options.steps,
         options.warmup

@@ -5,191 +5,259 @@
 //!
 //! ```text
 //! cargo run --release --example categorical_vae
-//! cargo run --release --example categorical_vae -- --binarized-mnist ../shared/data/binarized_mnist --epochs 10
+//! cargo run --release --example categorical_vae -- --binarized-mnist path/to/binarized_mnist --epochs 10
 //! cargo run --release --example categorical_vae -- --help
 //! ```
+//!
+//! Results go to stdout (or, with `--json`, only one JSON line goes there and the text
+//! goes to stderr); progress goes to stderr.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::Parser;
 use gumbelgrad::data::{
     AmatSplit, Dataset, MnistSplit, SyntheticDigits, load_binarized_mnist, load_mnist,
 };
 use gumbelgrad::estimators::{ESTIMATOR_NAMES, TemperatureSchedule};
-use gumbelgrad::io::{LinePlot, ProgressBar, Series, save_image_grid, write_atomic};
+use gumbelgrad::io::atomic::remove_stale_temporaries;
+use gumbelgrad::io::json::Json;
+use gumbelgrad::io::{GridFigure, LinePlot, ProgressBar, Series, image_grid, write_atomic};
 use gumbelgrad::models::seeds::{Stream, rng_for};
 use gumbelgrad::models::{DiscreteVae, EvalMode, Latent, TrainConfig, Trainer, VaeConfig};
 use gumbelgrad::optim::LearningRateSchedule;
 use gumbelgrad::{Error, Tape, Tensor};
+use rand::rngs::StdRng;
 
-const HELP: &str = "\
-Train a categorical VAE (20 variables x 10 classes; or a Bernoulli VAE) with a discrete-latent
-gradient estimator.
+#[path = "common/cli.rs"]
+#[allow(dead_code)] // each example uses a part of the shared module
+mod cli;
 
-USAGE: cargo run --release --example categorical_vae -- [OPTIONS]
+const METRICS: &str = "metrics.jsonl";
+const CHECKPOINT: &str = "checkpoint.safetensors";
+const LOSS_PLOT: &str = "loss.svg";
+const RECONSTRUCTIONS: &str = "reconstructions.svg";
+const LATENT_CLASSES: &str = "latent_classes.svg";
+const SAMPLES: &str = "samples.svg";
+/// Every file a run may write into `--out`.
+const OUTPUTS: [&str; 6] = [
+    METRICS,
+    CHECKPOINT,
+    LOSS_PLOT,
+    RECONSTRUCTIONS,
+    LATENT_CLASSES,
+    SAMPLES,
+];
 
-DATA (default: 20,000 + 2,000 synthetic binary digits drawn by the crate)
-  --mnist DIR             MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...), binarised
-                          dynamically (resampled every minibatch)
-  --binarized-mnist DIR   statically binarised MNIST (binarized_mnist_{train,test}.amat[.gz])
-
-TRAINING
-  --estimator NAME        gradient estimator (default gumbel-softmax, or relaxed-bernoulli with
-                          --bernoulli); one of: {names}
-  --bernoulli UNITS       train the Bernoulli VAE with UNITS binary latents (the paper: 200)
-                          instead of the categorical one (20 variables x 10 classes)
-  --epochs N              passes over the training set (default 8; 10 on MNIST)
-  --batch-size N          examples per step (default 100)
-  --lr RATE               Adam learning rate (default 1e-3)
-  --tau0 T                initial temperature (default 1.0)
-  --tau-min T             temperature floor (default 0.5)
-  --anneal-rate R         tau = max(tau-min, tau0 * exp(-R * step)) (default 3e-5)
-  --anneal-every N        ... updated every N steps (default 1000)
-  --seed S                seed of every random number (default 0)
-  --threads N             threads for the matrix products (default 2)
-  --resume FILE           continue from a checkpoint written by an earlier run
-
-OUTPUT
-  --out DIR               where pictures, metrics and checkpoints go (default out/categorical_vae)
-  --eval-samples M        samples of the importance-weighted test bound (default 100; 1 = none)
-  --json                  end with one JSON line: test_neg_elbo, test_iw_bound, epochs, train_seconds
-  --help                  this text
-";
-
-#[derive(Debug)]
+/// Train a categorical VAE (20 variables x 10 classes; or a Bernoulli VAE) with a
+/// discrete-latent gradient estimator, then evaluate it on the test images.
+///
+/// Data: the crate's synthetic digits (20,000 + 2,000) unless --mnist or
+/// --binarized-mnist names a folder.
+#[derive(Debug, Parser)]
+#[command(name = "categorical_vae", version, after_help = estimator_list())]
 struct Args {
-    mnist: Option<PathBuf>,
-    binarized_mnist: Option<PathBuf>,
+    #[command(flatten)]
+    data: cli::Data,
+    /// Use only the first N training images [default: all]
+    #[arg(long, value_name = "N", value_parser = cli::at_least_one)]
+    train_images: Option<usize>,
+    /// Gradient estimator (see the list below) [default: gumbel-softmax, or
+    /// relaxed-bernoulli with --bernoulli]
+    #[arg(long, value_name = "NAME")]
     estimator: Option<String>,
+    /// Train the Bernoulli VAE with UNITS binary latents (the paper: 200) instead of
+    /// the categorical one (20 variables x 10 classes)
+    #[arg(long, value_name = "UNITS", value_parser = cli::at_least_one)]
     bernoulli: Option<usize>,
+    /// Passes over the training set, counted from the start of the run (a resumed run
+    /// trains up to this many) [default: 8; 10 on MNIST]
+    #[arg(long, value_name = "N")]
     epochs: Option<u64>,
+    /// Examples per step
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = cli::at_least_one)]
     batch_size: usize,
-    learning_rate: f64,
+    /// Adam learning rate
+    #[arg(long, value_name = "RATE", default_value_t = 1e-3, value_parser = cli::positive)]
+    lr: f64,
+    /// Initial temperature
+    #[arg(long, value_name = "T", default_value_t = 1.0, value_parser = cli::positive)]
     tau0: f64,
+    /// Temperature floor (at most --tau0)
+    #[arg(long, value_name = "T", default_value_t = 0.5, value_parser = cli::positive)]
     tau_min: f64,
+    /// Annealing rate R: tau = max(tau-min, tau0 * exp(-R * step))
+    #[arg(long, value_name = "R", default_value_t = 3e-5, value_parser = cli::non_negative)]
     anneal_rate: f64,
+    /// Update the temperature every N steps
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     anneal_every: u64,
-    seed: u64,
-    threads: usize,
-    out: PathBuf,
-    eval_samples: usize,
+    #[command(flatten)]
+    seed: cli::Seed,
+    #[command(flatten)]
+    threads: cli::Threads,
+    /// Continue from a checkpoint written by an earlier run (metrics.jsonl in --out is
+    /// cut back to the checkpoint's epoch)
+    #[arg(long, value_name = "FILE")]
     resume: Option<PathBuf>,
+    /// Folder for pictures, metrics and the checkpoint
+    #[arg(long, value_name = "DIR", default_value = "out/categorical_vae")]
+    out: PathBuf,
+    /// Samples per image of the importance-weighted test bound (1 = skip it)
+    #[arg(long, value_name = "M", default_value_t = 100, value_parser = cli::at_least_one)]
+    eval_samples: usize,
+    /// Evaluate on the first N test images only [default: all]
+    #[arg(long, value_name = "N", value_parser = cli::at_least_one)]
+    eval_images: Option<usize>,
+    /// Seed of the evaluation's samples [default: --seed]
+    #[arg(long, value_name = "S")]
+    eval_seed: Option<u64>,
+    /// Print one JSON line with every result on stdout (text goes to stderr)
+    #[arg(long)]
     json: bool,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut args = Args {
-        mnist: None,
-        binarized_mnist: None,
-        estimator: None,
-        bernoulli: None,
-        epochs: None,
-        batch_size: 100,
-        learning_rate: 1e-3,
-        tau0: 1.0,
-        tau_min: 0.5,
-        anneal_rate: 3e-5,
-        anneal_every: 1000,
-        seed: 0,
-        threads: 2,
-        out: PathBuf::from("out/categorical_vae"),
-        eval_samples: 100,
-        resume: None,
-        json: false,
-    };
-    let mut words = std::env::args().skip(1);
-    while let Some(flag) = words.next() {
-        let mut value = |name: &str| words.next().ok_or_else(|| format!("{name} needs a value"));
-        fn number<N: std::str::FromStr>(flag: &str, text: String) -> Result<N, String> {
-            text.parse()
-                .map_err(|_| format!("{flag}: '{text}' is not a valid number"))
-        }
-        match flag.as_str() {
-            "--help" | "-h" => return Ok(None),
-            "--json" => args.json = true,
-            "--mnist" => args.mnist = Some(value(&flag)?.into()),
-            "--binarized-mnist" => args.binarized_mnist = Some(value(&flag)?.into()),
-            "--estimator" => args.estimator = Some(value(&flag)?),
-            "--bernoulli" => args.bernoulli = Some(number(&flag, value(&flag)?)?),
-            "--epochs" => args.epochs = Some(number(&flag, value(&flag)?)?),
-            "--batch-size" => args.batch_size = number(&flag, value(&flag)?)?,
-            "--lr" => args.learning_rate = number(&flag, value(&flag)?)?,
-            "--tau0" => args.tau0 = number(&flag, value(&flag)?)?,
-            "--tau-min" => args.tau_min = number(&flag, value(&flag)?)?,
-            "--anneal-rate" => args.anneal_rate = number(&flag, value(&flag)?)?,
-            "--anneal-every" => args.anneal_every = number(&flag, value(&flag)?)?,
-            "--seed" => args.seed = number(&flag, value(&flag)?)?,
-            "--threads" => args.threads = number(&flag, value(&flag)?)?,
-            "--out" => args.out = value(&flag)?.into(),
-            "--eval-samples" => args.eval_samples = number(&flag, value(&flag)?)?,
-            "--resume" => args.resume = Some(value(&flag)?.into()),
-            other => return Err(format!("unknown option '{other}' (see --help)")),
-        }
-    }
-    if args.mnist.is_some() && args.binarized_mnist.is_some() {
-        return Err("give --mnist or --binarized-mnist, not both".into());
-    }
-    if args.batch_size == 0 || args.threads == 0 || args.eval_samples == 0 {
-        return Err("--batch-size, --threads and --eval-samples must be at least 1".into());
-    }
-    if !(args.learning_rate.is_finite() && args.learning_rate > 0.0) {
-        return Err(format!(
-            "--lr must be a positive number, got {}",
-            args.learning_rate
-        ));
-    }
-    Ok(Some(args))
+fn estimator_list() -> String {
+    format!("Estimators: {}", ESTIMATOR_NAMES.join(", "))
 }
 
 /// Train and test images, and whether they need dynamic binarisation.
 fn load_data(args: &Args) -> Result<(Dataset, Dataset, bool, &'static str), Error> {
-    if let Some(dir) = &args.mnist {
+    let (train, test, dynamic, name) = if let Some(dir) = &args.data.mnist {
         let train = load_mnist(dir, MnistSplit::Train)?;
         let test = load_mnist(dir, MnistSplit::Test)?;
         // Test images get one fixed binarisation, so every evaluation sees the same data.
         let test_images = gumbelgrad::data::binarize::sample(
             &test.images.to_tensor(),
-            &mut rng_for(args.seed, Stream::Eval, 1),
+            &mut rng_for(args.seed.seed, Stream::Eval, 1),
         );
         let test = Dataset::new(test_images, test.labels, test.height, test.width)?;
-        Ok((train, test, true, "MNIST (dynamically binarised)"))
-    } else if let Some(dir) = &args.binarized_mnist {
+        (train, test, true, "MNIST (dynamically binarised)")
+    } else if let Some(dir) = &args.data.binarized_mnist {
         let train = load_binarized_mnist(dir, AmatSplit::Train)?;
         let test = load_binarized_mnist(dir, AmatSplit::Test)?;
-        Ok((train, test, false, "statically binarised MNIST"))
+        (train, test, false, "statically binarised MNIST")
     } else {
-        let (train, test) = SyntheticDigits::new(args.seed).generate();
-        Ok((train, test, false, "synthetic digits drawn by the crate"))
-    }
+        let (train, test) = SyntheticDigits::new(args.seed.seed).generate();
+        (train, test, false, "synthetic digits drawn by the crate")
+    };
+    let train = match args.train_images {
+        Some(n) => train.take(n),
+        None => train,
+    };
+    Ok((train, test, dynamic, name))
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            print!("{}", HELP.replace("{names}", &ESTIMATOR_NAMES.join(", ")));
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
-    };
+    let args: Args = cli::parse();
+    if args.tau_min > args.tau0 {
+        cli::usage_error::<Args>(format!(
+            "--tau-min {} is greater than --tau0 {}: the temperature would never anneal",
+            args.tau_min, args.tau0
+        ));
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
+        Err(error) => cli::fail(error),
+    }
+}
+
+/// Text results: on stdout, or on stderr when stdout carries the JSON line.
+struct Say {
+    json: bool,
+}
+
+impl Say {
+    fn line(&self, text: String) {
+        if self.json {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
         }
     }
 }
 
+/// What is kept of `metrics.jsonl` on resume.
+struct KeptMetrics {
+    /// The rows up to and including the checkpoint's epoch, one JSON object a line.
+    rows: String,
+    /// `(steps, test -ELBO)` of those rows, for the loss plot.
+    test_curve: Vec<(f64, f64)>,
+    /// How many rows were dropped.
+    dropped: usize,
+}
+
+/// The rows of `metrics.jsonl` up to and including `epoch`, and the test curve they
+/// hold; rows of later epochs (written by a run that died before its checkpoint) are
+/// dropped.
+fn metrics_up_to(path: &Path, epoch: u64) -> Result<KeptMetrics, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => return Err(Error::io(path, &error)),
+    };
+    let (mut kept, mut curve, mut dropped) = (String::new(), Vec::new(), 0);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let row = Json::parse(line).ok();
+        let row_epoch = row
+            .as_ref()
+            .and_then(|r| r.get("epoch"))
+            .and_then(Json::as_u64);
+        match row_epoch {
+            Some(e) if e <= epoch => {
+                kept.push_str(line);
+                kept.push('\n');
+                let row = row.as_ref().expect("parsed above");
+                if let (Some(steps), Some(loss)) = (
+                    row.get("steps").and_then(Json::as_f64),
+                    row.get("test_neg_elbo").and_then(Json::as_f64),
+                ) {
+                    curve.push((steps, loss));
+                }
+            }
+            _ => dropped += 1,
+        }
+    }
+    Ok(KeptMetrics {
+        rows: kept,
+        test_curve: curve,
+        dropped,
+    })
+}
+
+/// The first `count` rows of `images`.
+fn first_rows(images: &Tensor<f32>, count: usize) -> Result<Tensor<f32>, Error> {
+    let count = count.min(images.rows());
+    Tensor::from_vec(
+        count,
+        images.cols(),
+        images.as_slice()[..count * images.cols()].to_vec(),
+    )
+}
+
 fn run(args: &Args) -> Result<(), Error> {
-    gumbelgrad::kernels::set_num_threads(args.threads);
+    let say = Say { json: args.json };
+    // Fail now, not after an epoch, if the results cannot be written; and clear away
+    // temporary files that a killed run left half-written.
+    cli::prepare_output(&args.out, &OUTPUTS)?;
+    let mut stale = 0;
+    for name in OUTPUTS {
+        stale += remove_stale_temporaries(args.out.join(name))?;
+    }
+    if stale > 0 {
+        eprintln!(
+            "removed {stale} temporary file(s) left in {} by a run that died",
+            args.out.display()
+        );
+    }
+    args.threads.apply();
+    let seed = args.seed.seed;
+    let eval_seed = args.eval_seed.unwrap_or(seed);
     let (train, test, dynamic_binarization, data_name) = load_data(args)?;
-    let on_mnist = args.mnist.is_some() || args.binarized_mnist.is_some();
-    let epochs = args.epochs.unwrap_or(if on_mnist { 10 } else { 8 });
+    let epochs = args
+        .epochs
+        .unwrap_or(if args.data.is_real() { 10 } else { 8 });
     let (model_config, default_estimator) = match args.bernoulli {
         Some(units) => (VaeConfig::bernoulli(units), "relaxed-bernoulli"),
         None => (VaeConfig::default(), "gumbel-softmax"),
@@ -200,7 +268,7 @@ fn run(args: &Args) -> Result<(), Error> {
         .unwrap_or(default_estimator.to_string());
     let config = TrainConfig {
         batch_size: args.batch_size,
-        learning_rate: LearningRateSchedule::Constant(args.learning_rate),
+        learning_rate: LearningRateSchedule::Constant(args.lr),
         temperature: TemperatureSchedule::exponential(
             args.tau0,
             args.anneal_rate,
@@ -209,61 +277,66 @@ fn run(args: &Args) -> Result<(), Error> {
         )?,
         estimator: estimator.clone(),
         dynamic_binarization,
-        seed: args.seed,
+        seed,
     };
     let mut trainer = match &args.resume {
         Some(path) => Trainer::<f32>::resume(path, model_config, config)?,
         None => Trainer::<f32>::new(model_config, config)?,
     };
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, &e))?;
-    let say = |text: String| {
-        if args.json {
-            eprintln!("{text}");
-        } else {
-            println!("{text}");
-        }
-    };
-    say(format!(
-        "data: {data_name}, {} train / {} test images; estimator {}; {epochs} epochs of {} steps; {} thread(s)",
+    let steps_per_epoch = trainer.steps_per_epoch(&train.images);
+    // Training draws its minibatches from the byte pixels; the (smaller) test set is
+    // evaluated many times, so it is converted to floats once.
+    let all_test_images: Tensor<f32> = test.images.to_tensor();
+    let test_images = first_rows(&all_test_images, args.eval_images.unwrap_or(usize::MAX))?;
+    say.line(format!(
+        "data: {data_name}, {} train / {} test images ({} evaluated); estimator {estimator}; {epochs} epochs of {steps_per_epoch} steps; {} thread(s)",
         train.len(),
         test.len(),
-        estimator,
-        trainer.steps_per_epoch(&train.images),
-        args.threads
+        test_images.rows(),
+        args.threads.threads
     ));
-    if trainer.epochs() > 0 {
-        say(format!(
+
+    let metrics_path = args.out.join(METRICS);
+    let checkpoint_path = args.out.join(CHECKPOINT);
+    let (mut metrics, mut test_curve) = (String::new(), Vec::new());
+    if args.resume.is_some() {
+        say.line(format!(
             "resumed at epoch {} (step {})",
             trainer.epochs(),
             trainer.steps()
         ));
+        // Metrics are written before the checkpoint, so a run killed between the two
+        // leaves rows the checkpoint has not reached: cut them, so that the rows
+        // always describe the weights on disk.
+        let kept = metrics_up_to(&metrics_path, trainer.epochs())?;
+        if kept.dropped > 0 {
+            eprintln!(
+                "{}: dropped {} row(s) past the checkpoint's epoch {}",
+                metrics_path.display(),
+                kept.dropped,
+                trainer.epochs()
+            );
+            write_atomic(&metrics_path, kept.rows.as_bytes())?;
+        }
+        (metrics, test_curve) = (kept.rows, kept.test_curve);
     }
-
-    let metrics_path = args.out.join("metrics.jsonl");
-    let mut metrics = match &args.resume {
-        Some(_) => std::fs::read_to_string(&metrics_path).unwrap_or_default(),
-        None => String::new(),
-    };
+    let mut written: Vec<&str> = Vec::new();
     let mut losses: Vec<f64> = Vec::new();
-    let mut test_curve: Vec<(f64, f64)> = Vec::new();
-    let steps_per_epoch = trainer.steps_per_epoch(&train.images);
-    // Training draws its minibatches from the byte pixels; the (smaller) test set is
-    // evaluated many times, so it is converted to floats once.
-    let test_images: Tensor<f32> = test.images.to_tensor();
     let started = Instant::now();
+    let first_epoch = trainer.epochs();
+    let run_steps = epochs.saturating_sub(first_epoch) * steps_per_epoch;
+    let mut bar = ProgressBar::new(run_steps);
+    let run_first_step = trainer.steps();
     while trainer.epochs() < epochs {
         let epoch_started = Instant::now();
-        let first_step = trainer.steps();
-        let mut bar = ProgressBar::new(steps_per_epoch);
+        let epoch = trainer.epochs() + 1;
         let report = trainer.train_epoch(&train.images, |step| {
             losses.push(step.loss);
             bar.set(
-                step.step - first_step,
+                step.step - run_first_step,
                 &format!(
-                    "epoch {}  loss {:7.2}  tau {:.3}",
-                    trainer_epoch_label(step.step, steps_per_epoch),
-                    step.loss,
-                    step.temperature
+                    "epoch {epoch}/{epochs}  loss {:7.2}  tau {:.3}",
+                    step.loss, step.temperature
                 ),
             );
         })?;
@@ -271,56 +344,57 @@ fn run(args: &Args) -> Result<(), Error> {
             &test_images,
             500,
             EvalMode::Hard,
-            &mut rng_for(args.seed, Stream::Eval, report.epoch),
+            &mut rng_for(eval_seed, Stream::Eval, report.epoch),
         )?;
         test_curve.push((report.steps as f64, test_neg_elbo));
-        metrics.push_str(&format!(
-            "{{\"epoch\": {}, \"steps\": {}, \"train_loss\": {:.4}, \"test_neg_elbo\": {:.4}, \"temperature\": {:.5}, \"epoch_seconds\": {:.3}}}\n",
-            report.epoch,
-            report.steps,
-            report.mean_loss,
-            test_neg_elbo,
-            report.temperature,
-            epoch_started.elapsed().as_secs_f64()
-        ));
+        let epoch_seconds = epoch_started.elapsed().as_secs_f64();
+        let row = cli::object([
+            ("epoch", Json::from_u64(report.epoch)),
+            ("steps", Json::from_u64(report.steps)),
+            ("train_loss", cli::number("train_loss", report.mean_loss)),
+            ("test_neg_elbo", cli::number("test_neg_elbo", test_neg_elbo)),
+            (
+                "temperature",
+                cli::number("temperature", report.temperature),
+            ),
+            ("epoch_seconds", cli::number("epoch_seconds", epoch_seconds)),
+        ]);
+        metrics.push_str(&format!("{row}\n"));
         write_atomic(&metrics_path, metrics.as_bytes())?;
-        trainer.save_checkpoint(args.out.join("checkpoint.safetensors"))?;
-        bar.finish(&format!("epoch {} done", report.epoch));
-        say(format!(
-            "epoch {:3}  train -ELBO {:8.3}  test -ELBO (hard) {:8.3}  tau {:.3}  {:.1} s",
-            report.epoch,
-            report.mean_loss,
-            test_neg_elbo,
-            report.temperature,
-            epoch_started.elapsed().as_secs_f64()
+        trainer.save_checkpoint(&checkpoint_path)?;
+        bar.clear();
+        say.line(format!(
+            "epoch {:3}/{epochs}  train -ELBO {:8.3}  test -ELBO (hard) {:8.3}  tau {:.3}  {:.1} s",
+            report.epoch, report.mean_loss, test_neg_elbo, report.temperature, epoch_seconds
         ));
+    }
+    if run_steps > 0 {
+        bar.finish(&format!("{epochs} epochs done"));
+        written.extend([METRICS, CHECKPOINT]);
     }
     let train_seconds = started.elapsed().as_secs_f64();
 
+    let eval_started = Instant::now();
     let model = trainer.model();
-    let mut eval_rng = rng_for(args.seed, Stream::Eval, u64::MAX);
+    let temperature = trainer.last_temperature()?;
+    let mut eval_rng = rng_for(eval_seed, Stream::Eval, u64::MAX);
     let hard = model.evaluate(&test_images, 500, EvalMode::Hard, &mut eval_rng)?;
     let relaxed = model.evaluate(
         &test_images,
         500,
-        EvalMode::Relaxed(trainer.last_temperature()?),
+        EvalMode::Relaxed(temperature),
         &mut eval_rng,
     )?;
-    say(format!(
+    say.line(format!(
         "test -ELBO, hard samples (the discrete model's bound): {hard:.3} nats"
     ));
-    say(format!(
-        "test -ELBO, relaxed samples at tau {:.3} (what Gumbel-Softmax trains on; not a bound): {relaxed:.3} nats",
-        trainer.last_temperature()?
+    say.line(format!(
+        "test -ELBO, relaxed samples at tau {temperature:.3} (what the relaxation trains on; not a bound): {relaxed:.3} nats"
     ));
     let iw_bound = if args.eval_samples > 1 {
-        let bound = model.importance_weighted_bound(
-            &test_images,
-            args.eval_samples,
-            1000,
-            &mut eval_rng,
-        )?;
-        say(format!(
+        let bound =
+            importance_weighted_bound(model, &test_images, args.eval_samples, &mut eval_rng)?;
+        say.line(format!(
             "test importance-weighted bound, m = {}: {bound:.3} nats",
             args.eval_samples
         ));
@@ -328,29 +402,90 @@ fn run(args: &Args) -> Result<(), Error> {
     } else {
         None
     };
-    say(format!("trained for {train_seconds:.1} s"));
-
-    draw_pictures(model, &test, &args.out, losses, test_curve, args.seed)?;
-    say(format!(
-        "wrote {0}/reconstructions.png, {0}/latent_classes.png, {0}/samples.png, {0}/loss.png, {0}/metrics.jsonl, {0}/checkpoint.safetensors",
-        args.out.display()
+    let eval_seconds = eval_started.elapsed().as_secs_f64();
+    say.line(format!(
+        "trained for {train_seconds:.1} s, evaluated for {eval_seconds:.1} s"
     ));
-    if args.json {
-        let mut line = format!("{{\"test_neg_elbo\": {hard:.4}");
-        if let Some(bound) = iw_bound {
-            line.push_str(&format!(", \"test_iw_bound\": {bound:.4}"));
-        }
-        line.push_str(&format!(
-            ", \"epochs\": {epochs}, \"train_seconds\": {train_seconds:.2}}}"
+
+    written.extend(draw_pictures(
+        model,
+        &test,
+        &args.out,
+        (run_first_step, losses),
+        test_curve,
+        seed,
+    )?);
+    if written.is_empty() {
+        say.line(format!("wrote nothing to {}", args.out.display()));
+    } else {
+        say.line(format!(
+            "wrote {} in {}",
+            written.join(", "),
+            args.out.display()
         ));
+    }
+    if args.json {
+        let line = cli::object([
+            ("estimator", Json::string(estimator)),
+            ("data", Json::string(data_name)),
+            ("epochs", Json::from_u64(trainer.epochs())),
+            ("steps", Json::from_u64(trainer.steps())),
+            ("test_images", Json::from_u64(test_images.rows() as u64)),
+            ("eval_seed", Json::from_u64(eval_seed)),
+            ("test_neg_elbo", cli::number("test_neg_elbo", hard)),
+            (
+                "test_neg_elbo_relaxed",
+                cli::number("test_neg_elbo_relaxed", relaxed),
+            ),
+            (
+                "test_iw_bound",
+                iw_bound.map_or(Json::Null, |b| cli::number("test_iw_bound", b)),
+            ),
+            ("iw_samples", Json::from_u64(args.eval_samples as u64)),
+            (
+                "final_temperature",
+                cli::number("final_temperature", temperature),
+            ),
+            ("train_seconds", cli::number("train_seconds", train_seconds)),
+            ("eval_seconds", cli::number("eval_seconds", eval_seconds)),
+        ]);
         println!("{line}");
     }
     Ok(())
 }
 
-/// The 1-based epoch a step belongs to.
-fn trainer_epoch_label(step: u64, steps_per_epoch: u64) -> u64 {
-    (step - 1) / steps_per_epoch.max(1) + 1
+/// The importance-weighted bound over `images`, computed 200 images at a time so that
+/// a progress bar can follow it (with m = 1000 it takes minutes); the same value as
+/// one call on all images, since the bound is a mean over images.
+fn importance_weighted_bound(
+    model: &DiscreteVae<f32>,
+    images: &Tensor<f32>,
+    samples: usize,
+    rng: &mut StdRng,
+) -> Result<f64, Error> {
+    const CHUNK: usize = 200;
+    let mut bar = ProgressBar::new(images.rows() as u64).unit("images");
+    let mut total = 0.0;
+    let cols = images.cols();
+    for start in (0..images.rows()).step_by(CHUNK) {
+        let end = (start + CHUNK).min(images.rows());
+        let chunk = Tensor::from_vec(
+            end - start,
+            cols,
+            images.as_slice()[start * cols..end * cols].to_vec(),
+        )?;
+        total +=
+            (end - start) as f64 * model.importance_weighted_bound(&chunk, samples, 1000, rng)?;
+        bar.set(
+            end as u64,
+            &format!(
+                "importance-weighted bound, m = {samples}: {:.3} so far",
+                total / end as f64
+            ),
+        );
+    }
+    bar.finish(&format!("importance-weighted bound, m = {samples}"));
+    Ok(total / images.rows().max(1) as f64)
 }
 
 /// Decoded pixel probabilities for a batch of latent codes.
@@ -366,17 +501,20 @@ fn decode_probabilities(
         .value()
 }
 
+/// Draws the figures; returns the names of the files written.
 fn draw_pictures(
     model: &DiscreteVae<f32>,
     test: &Dataset,
     out: &Path,
-    losses: Vec<f64>,
+    (first_step, losses): (u64, Vec<f64>),
     test_curve: Vec<(f64, f64)>,
     seed: u64,
-) -> Result<(), Error> {
+) -> Result<Vec<&'static str>, Error> {
+    let mut written = Vec::new();
     let config = model.config();
     let width = config.latent_dim();
     let mut rng = rng_for(seed, Stream::Eval, 7);
+    let (h, w) = (test.height, test.width);
 
     // Reconstructions: pairs of columns, a test image then its decoding from a hard sample.
     let count = 32.min(test.len());
@@ -389,14 +527,22 @@ fn draw_pictures(
         pairs.extend_from_slice(originals.row(row));
         pairs.extend_from_slice(decoded.row(row));
     }
-    save_image_grid(
-        out.join("reconstructions.png"),
+    let grid = image_grid(
         &Tensor::from_vec(2 * count, config.input_dim, pairs)?,
-        test.height,
-        test.width,
+        h,
+        w,
         16,
         1,
     )?;
+    GridFigure::new(grid, h, w, 1)
+        .title("Test images and their reconstructions")
+        .column_labels((0..16).map(|c| if c % 2 == 0 { "image" } else { "recon." }))
+        .caption(format!(
+            "Pairs: the first {count} test images, each followed by the decoder's pixel probabilities"
+        ))
+        .caption("for one hard (one-hot) sample of its latent code; white = 1.")
+        .save(out.join(RECONSTRUCTIONS))?;
+    written.push(RECONSTRUCTIONS);
 
     // Latent classes: each row starts from its own code drawn from the prior and sweeps
     // one latent variable through its values (row n: variable n through its K classes,
@@ -423,27 +569,29 @@ fn draw_pictures(
         }
     }
     let images = decode_probabilities(model, &Tensor::from_vec(rows * values, width, sweep)?)?;
-    save_image_grid(
-        out.join("latent_classes.png"),
-        &images,
-        test.height,
-        test.width,
-        values,
-        1,
-    )?;
+    let (row_name, column_name) = match config.latent {
+        Latent::Categorical { .. } => ("variable", "class"),
+        Latent::Bernoulli { .. } => ("unit", "value"),
+    };
+    GridFigure::new(image_grid(&images, h, w, values, 1)?, h, w, 1)
+        .title("What one latent variable does")
+        .row_labels((0..rows).map(|r| format!("{row_name} {}", r + 1)))
+        .column_labels((0..values).map(|v| format!("{column_name} {}", v + 1)))
+        .caption(format!(
+            "Row n: a code drawn from the prior with {row_name} n set to each {column_name} in turn,"
+        ))
+        .caption("the rest held fixed; decoder pixel probabilities, white = 1.")
+        .save(out.join(LATENT_CLASSES))?;
+    written.push(LATENT_CLASSES);
 
     // Samples from the uniform prior.
-    let prior_logits = Tensor::zeros(100, width);
-    let (codes, _) = model.sample_hard(&prior_logits, &mut rng)?;
+    let (codes, _) = model.sample_hard(&Tensor::zeros(100, width), &mut rng)?;
     let images = decode_probabilities(model, &codes)?;
-    save_image_grid(
-        out.join("samples.png"),
-        &images,
-        test.height,
-        test.width,
-        10,
-        1,
-    )?;
+    GridFigure::new(image_grid(&images, h, w, 10, 1)?, h, w, 1)
+        .title("Samples from the model")
+        .caption("100 latent codes drawn from the uniform prior, decoded to pixel probabilities (white = 1).")
+        .save(out.join(SAMPLES))?;
+    written.push(SAMPLES);
 
     // Loss curve: training loss per step (smoothed over 20 steps) and test -ELBO per epoch.
     let smoothed: Vec<(f64, f64)> = losses
@@ -451,16 +599,26 @@ fn draw_pictures(
         .enumerate()
         .map(|(i, chunk)| {
             (
-                (i * 20 + chunk.len()) as f64,
+                (first_step as usize + i * 20 + chunk.len()) as f64,
                 chunk.iter().sum::<f64>() / chunk.len() as f64,
             )
         })
         .collect();
-    if !smoothed.is_empty() {
-        LinePlot::new(640, 400)
-            .series(Series::new("train -ELBO (relaxed, 20-step mean)", smoothed))
-            .series(Series::new("test -ELBO (hard)", test_curve))
-            .save(out.join("loss.png"))?;
+    if !smoothed.is_empty() || !test_curve.is_empty() {
+        LinePlot::new(720, 440)
+            .title("Training and test loss")
+            .x_label("training step (one minibatch each)")
+            .y_label("negative ELBO (nats per image)")
+            .series(Series::new(
+                "train -ELBO (relaxed samples, mean of 20 steps)",
+                smoothed,
+            ))
+            .series(Series::new(
+                "test -ELBO (hard samples, after each epoch)",
+                test_curve,
+            ))
+            .save_svg(out.join(LOSS_PLOT))?;
+        written.push(LOSS_PLOT);
     }
-    Ok(())
+    Ok(written)
 }

@@ -8,9 +8,16 @@
 //! side. [`gumbelgrad::gradcheck`] then compares the VJP with finite differences. The
 //! example exits with a non-zero status if the check fails, so it doubles as a test.
 
+use std::process::ExitCode;
+
+use clap::Parser;
 use gumbelgrad::{Float, GradcheckOptions, Op, Result, Shape, Tape, Tensor, gradcheck};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+
+#[path = "common/cli.rs"]
+#[allow(dead_code)] // each example uses a part of the shared module
+mod cli;
 
 /// Largest relative error we accept between the tape's gradient and finite
 /// differences; the crate's own property tests use the same bound.
@@ -110,7 +117,21 @@ impl Op<f64> for SwishWithWrongDerivative {
     }
 }
 
-fn main() -> Result<()> {
+/// Define an op (swish) outside the crate, record it on a tape, and check its gradient
+/// against finite differences; exits 1 if the check fails.
+#[derive(Debug, Parser)]
+#[command(name = "custom_op", version)]
+struct Args {}
+
+fn main() -> ExitCode {
+    let _: Args = cli::parse();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => cli::fail(error),
+    }
+}
+
+fn run() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(2017);
     println!(
         "gumbelgrad custom-op example: swish(x) = x * sigmoid(x), defined outside the crate.\n"

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example estimator_lab                 # table on stdout
-//! cargo run --release --example estimator_lab -- --json       # only a JSON array on stdout
+//! cargo run --release --example estimator_lab -- --json       # only a JSON array (one line) on stdout
 //! cargo run --release --example estimator_lab -- --out DIR    # where the picture goes
 //! ```
 //!
@@ -37,13 +37,21 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::Parser;
 use gumbelgrad::estimators::score::Baseline;
 use gumbelgrad::estimators::{Estimator, GradientEstimator, exact};
+use gumbelgrad::io::ProgressBar;
+use gumbelgrad::io::json::Json;
 use gumbelgrad::{Tape, Tensor, Var};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+
+#[path = "common/cli.rs"]
+#[allow(dead_code)] // each example uses a part of the shared module
+mod cli;
 
 /// A problem with an exact answer.
 struct Problem {
@@ -355,30 +363,6 @@ fn ratio(bias: f64, se: f64) -> f64 {
     }
 }
 
-fn json_number(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:e}")
-    } else {
-        "null".to_string()
-    }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// One point of the temperature sweep.
 struct SweepPoint {
     temperature: f64,
@@ -577,51 +561,48 @@ fn sweep_svg(problem: &str, sweep: &[Vec<SweepPoint>; 2]) -> String {
     svg
 }
 
-fn main() {
-    if let Err(error) = run() {
-        eprintln!("estimator_lab: {error}");
-        std::process::exit(2);
+/// Every gradient estimator of the crate against exact gradients (by enumeration) on
+/// toy problems: mean, bias, standard deviation and time per sample; also a plot of
+/// Gumbel-Softmax's bias and variance against the temperature.
+#[derive(Debug, Parser)]
+#[command(name = "estimator_lab", version)]
+struct Args {
+    /// Print only a JSON array (one line) of the results on stdout
+    #[arg(long)]
+    json: bool,
+    /// Folder for gumbel_softmax_temperature.svg
+    #[arg(long, value_name = "DIR", default_value = "target/estimator_lab")]
+    out: PathBuf,
+    /// Calls of each estimator per problem
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = cli::at_least_one)]
+    calls: usize,
+    /// Examples per call (each gives one estimate)
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = cli::at_least_one)]
+    batch: usize,
+}
+
+fn main() -> ExitCode {
+    let args: Args = cli::parse();
+    if args.calls.saturating_mul(args.batch) < 2 {
+        cli::usage_error::<Args>(format!(
+            "--calls {} x --batch {} gives {} estimate per estimator: a standard error (and so \
+             the unbiasedness check) needs at least 2",
+            args.calls,
+            args.batch,
+            args.calls.saturating_mul(args.batch)
+        ));
+    }
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => cli::fail(error),
     }
 }
 
-fn run() -> gumbelgrad::Result<()> {
-    let mut json = false;
-    let mut out_dir = PathBuf::from("target/estimator_lab");
-    let mut calls = 20;
-    let mut batch = 500;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |what: &str| -> gumbelgrad::Result<usize> {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .filter(|&v: &usize| v > 0)
-                .ok_or_else(|| {
-                    gumbelgrad::Error::invalid_argument(
-                        "estimator_lab",
-                        format!("{what} needs a positive integer"),
-                    )
-                })
-        };
-        match arg.as_str() {
-            "--json" => json = true,
-            "--calls" => calls = number("--calls")?,
-            "--batch" => batch = number("--batch")?,
-            "--out" => {
-                out_dir = PathBuf::from(args.next().ok_or_else(|| {
-                    gumbelgrad::Error::invalid_argument("estimator_lab", "--out needs a folder")
-                })?)
-            }
-            other => {
-                return Err(gumbelgrad::Error::invalid_argument(
-                    "estimator_lab",
-                    format!(
-                        "unknown argument `{other}` (use --json, --out DIR, --calls N, --batch N)"
-                    ),
-                ));
-            }
-        }
-    }
-
+/// Runs the lab; `Ok(false)` if an unbiased estimator missed its exact gradient.
+fn run(args: &Args) -> gumbelgrad::Result<bool> {
+    let (json, calls, batch) = (args.json, args.calls, args.batch);
+    cli::prepare_output(&args.out, &["gumbel_softmax_temperature.svg"])?;
     let problems = [
         Problem::toy(0.45),
         Problem::toy(0.499),
@@ -631,8 +612,15 @@ fn run() -> gumbelgrad::Result<()> {
         Problem::toy_bound(0.45, 4),
     ];
     let mut rows = Vec::new();
-    for (p, problem) in problems.iter().enumerate() {
-        for (e, (label, mut estimator)) in roster(problem.kind)?.into_iter().enumerate() {
+    let rosters = problems
+        .iter()
+        .map(|problem| roster(problem.kind))
+        .collect::<gumbelgrad::Result<Vec<_>>>()?;
+    let mut bar =
+        ProgressBar::new(rosters.iter().map(Vec::len).sum::<usize>() as u64).unit("estimators");
+    for (p, (problem, roster)) in problems.iter().zip(rosters).enumerate() {
+        for (e, (label, mut estimator)) in roster.into_iter().enumerate() {
+            bar.set(bar.position(), &format!("{} on {}", label, problem.name));
             let m = measure(
                 problem,
                 &mut estimator,
@@ -657,28 +645,37 @@ fn run() -> gumbelgrad::Result<()> {
                 samples: m.samples,
                 us_per_sample: m.us_per_sample,
             });
+            bar.set(
+                bar.position() + 1,
+                &format!("{} on {}", rows[rows.len() - 1].estimator, problem.name),
+            );
         }
     }
+    bar.finish("measured every estimator");
 
     if json {
-        let objects: Vec<String> = rows
+        let objects = rows
             .iter()
             .map(|r| {
-                format!(
-                    "{{\"problem\": {}, \"estimator\": {}, \"unbiased\": {}, \"mean\": {}, \"exact\": {}, \"bias\": {}, \"std\": {}, \"samples\": {}, \"us_per_sample\": {}}}",
-                    json_string(&r.problem),
-                    json_string(&r.estimator),
-                    r.unbiased,
-                    json_number(r.mean),
-                    json_number(r.exact),
-                    json_number(r.bias),
-                    json_number(r.std),
-                    r.samples,
-                    json_number(r.us_per_sample)
-                )
+                let number = |key: &str, value: f64| {
+                    cli::number(&format!("{key} of {} on {}", r.estimator, r.problem), value)
+                };
+                cli::object([
+                    ("problem", Json::string(r.problem.clone())),
+                    ("estimator", Json::string(r.estimator.clone())),
+                    ("unbiased", Json::Bool(r.unbiased)),
+                    ("mean", number("mean", r.mean)),
+                    ("exact", number("exact", r.exact)),
+                    ("bias", number("bias", r.bias)),
+                    ("std", number("std", r.std)),
+                    ("se", number("se", r.se)),
+                    ("max_abs_z", number("max_abs_z", r.worst_z)),
+                    ("samples", Json::from_u64(r.samples as u64)),
+                    ("us_per_sample", number("us_per_sample", r.us_per_sample)),
+                ])
             })
             .collect();
-        println!("[\n  {}\n]", objects.join(",\n  "));
+        println!("{}", Json::Array(objects));
     } else {
         println!(
             "{:<22} {:<26} {:>8} {:>11} {:>11} {:>11} {:>10} {:>6} {:>7} {:>8} {:>8}",
@@ -717,8 +714,7 @@ fn run() -> gumbelgrad::Result<()> {
 
     let sweep_problem = &problems[2];
     let sweep = temperature_sweep(sweep_problem)?;
-    std::fs::create_dir_all(&out_dir).map_err(|e| gumbelgrad::Error::io(&out_dir, &e))?;
-    let picture = out_dir.join("gumbel_softmax_temperature.svg");
+    let picture = args.out.join("gumbel_softmax_temperature.svg");
     gumbelgrad::io::write_atomic(&picture, sweep_svg(&sweep_problem.name, &sweep).as_bytes())?;
     eprintln!("wrote {}", picture.display());
     for (family, name) in ["gumbel-softmax", "st-gumbel-softmax"].iter().enumerate() {
@@ -738,7 +734,7 @@ fn run() -> gumbelgrad::Result<()> {
         eprintln!(
             "every unbiased estimator is within 4 standard errors of the exact gradient on every logit"
         );
-        Ok(())
+        Ok(true)
     } else {
         for r in &failures {
             eprintln!(
@@ -746,6 +742,6 @@ fn run() -> gumbelgrad::Result<()> {
                 r.estimator, r.problem, r.worst_z
             );
         }
-        std::process::exit(1);
+        Ok(false)
     }
 }

@@ -5,7 +5,7 @@
 //! cargo run --release --example gumbel_samples -- [--out DIR] [--seed N] [--samples M]
 //! ```
 //!
-//! Writes `DIR/figure1.png` (default `out/gumbel_samples/`) and `DIR/values.csv`, both
+//! Writes `DIR/figure1.svg` (default `out/gumbel_samples/`) and `DIR/values.csv`, both
 //! atomically, and prints the same numbers. Columns of the picture: the categorical
 //! distribution itself, then one column per temperature. Top row: the expectation
 //! `E[y]` over `M` samples (Monte Carlo). Bottom row: one sample `y` (the first column
@@ -13,14 +13,21 @@
 //! As in the paper, low temperatures give near one-hot samples whose expectation is
 //! the categorical distribution, and high temperatures give near-uniform samples.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use gumbelgrad::estimators::{gumbel_softmax, noise};
-use gumbelgrad::io::{RgbImage, write_atomic};
+use gumbelgrad::io::svg::escape;
+use gumbelgrad::io::write_atomic;
 use gumbelgrad::{Error, Tape, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+
+#[path = "common/cli.rs"]
+#[allow(dead_code)] // each example uses a part of the shared module
+mod cli;
 
 const TEMPERATURES: [f64; 4] = [0.1, 0.5, 1.0, 10.0];
 /// The categorical distribution drawn (any probabilities work).
@@ -33,37 +40,19 @@ const COLOURS: [[u8; 3]; 5] = [
     [148, 103, 189],
 ];
 
+/// Redraw Figure 1 of Jang, Gu & Poole (2017): a categorical distribution, the
+/// expectation of Gumbel-Softmax samples and single samples at tau = 0.1, 0.5, 1, 10.
+#[derive(Debug, Parser)]
+#[command(name = "gumbel_samples", version)]
 struct Options {
+    /// Folder for figure1.svg and values.csv
+    #[arg(long, value_name = "DIR", default_value = "out/gumbel_samples")]
     out: PathBuf,
-    seed: u64,
+    #[command(flatten)]
+    seed: cli::Seed,
+    /// Samples averaged for each expectation
+    #[arg(long, value_name = "M", default_value_t = 20_000, value_parser = cli::at_least_one)]
     samples: usize,
-}
-
-fn parse_options() -> Result<Options, String> {
-    let mut options = Options {
-        out: PathBuf::from("out/gumbel_samples"),
-        seed: 0,
-        samples: 20_000,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--out" => options.out = PathBuf::from(value()?),
-            "--seed" => options.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--samples" => {
-                options.samples = value()?.parse().map_err(|e| format!("--samples: {e}"))?;
-                if options.samples == 0 {
-                    return Err("--samples must be at least 1".into());
-                }
-            }
-            "--help" | "-h" => {
-                return Err("usage: gumbel_samples [--out DIR] [--seed N] [--samples M]".into());
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)")),
-        }
-    }
-    Ok(options)
 }
 
 /// The numbers behind the figure: for each column, the expectation and one sample.
@@ -76,7 +65,7 @@ struct Column {
 fn compute(options: &Options) -> Result<Vec<Column>, Error> {
     let k = PROBABILITIES.len();
     let logits = Tensor::from_vec(1, k, PROBABILITIES.map(f64::ln).to_vec())?;
-    let mut rng = StdRng::seed_from_u64(options.seed);
+    let mut rng = StdRng::seed_from_u64(options.seed.seed);
     let m = options.samples;
     // One noise tensor for everything: the same Gumbel draws at every temperature, so
     // the columns differ only by tau (as in the paper's figure).
@@ -108,104 +97,113 @@ fn compute(options: &Options) -> Result<Vec<Column>, Error> {
     Ok(columns)
 }
 
-/// 3x5 bitmaps for the characters of the temperature labels.
-fn glyph(c: char) -> Option<[u8; 5]> {
-    Some(match c {
-        '0' => [0b111, 0b101, 0b101, 0b101, 0b111],
-        '1' => [0b010, 0b110, 0b010, 0b010, 0b111],
-        '2' => [0b111, 0b001, 0b111, 0b100, 0b111],
-        '3' => [0b111, 0b001, 0b111, 0b001, 0b111],
-        '4' => [0b101, 0b101, 0b111, 0b001, 0b001],
-        '5' => [0b111, 0b100, 0b111, 0b001, 0b111],
-        '6' => [0b111, 0b100, 0b111, 0b101, 0b111],
-        '7' => [0b111, 0b001, 0b010, 0b010, 0b010],
-        '8' => [0b111, 0b101, 0b111, 0b101, 0b111],
-        '9' => [0b111, 0b101, 0b111, 0b001, 0b111],
-        '.' => [0, 0, 0, 0, 0b010],
-        _ => return None,
-    })
-}
-
-/// Draws `text` with its top-left corner at `(x, y)`, each font pixel `scale` wide.
-fn draw_text(image: &mut RgbImage, text: &str, x: i64, y: i64, scale: i64) {
-    let mut cursor = x;
-    for c in text.chars() {
-        if let Some(rows) = glyph(c) {
-            for (dy, bits) in rows.iter().enumerate() {
-                for dx in 0..3 {
-                    if bits & (0b100 >> dx) != 0 {
-                        fill(
-                            image,
-                            cursor + dx * scale,
-                            y + dy as i64 * scale,
-                            scale,
-                            scale,
-                            [0, 0, 0],
-                        );
-                    }
+/// The figure as SVG: one column per distribution (titled "categorical" or
+/// "tau = ..."), the expectation in the top row and one sample in the bottom row, each
+/// a bar chart over the classes with a probability axis.
+fn draw(columns: &[Column], samples: usize) -> String {
+    let (panel_w, panel_h, gap, left, top) = (170.0, 120.0, 34.0, 190.0, 64.0);
+    let width = left + columns.len() as f64 * (panel_w + gap);
+    let height = top + 2.0 * (panel_h + gap) + 60.0;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<rect width="{width}" height="{height}" fill="white"/>"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15" font-weight="bold">Gumbel-Softmax samples and their expectation at four temperatures</text>"#,
+        width / 2.0
+    );
+    let rows = [
+        (
+            "expectation E[y]".to_string(),
+            format!("mean of {samples} samples"),
+        ),
+        (
+            "one sample y".to_string(),
+            "same noise in each column".to_string(),
+        ),
+    ];
+    for (r, (name, note)) in rows.iter().enumerate() {
+        let y = top + r as f64 * (panel_h + gap) + panel_h / 2.0;
+        let _ = writeln!(
+            svg,
+            r#"<text x="10" y="{y}" font-weight="bold">{}</text><text x="10" y="{}">{}</text>"#,
+            escape(name),
+            y + 16.0,
+            escape(note)
+        );
+    }
+    for (c, column) in columns.iter().enumerate() {
+        let x = left + c as f64 * (panel_w + gap);
+        let title = if c == 0 {
+            "categorical".to_string()
+        } else {
+            format!("tau = {}", column.label)
+        };
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle" font-size="14">{}</text>"#,
+            x + panel_w / 2.0,
+            top - 12.0,
+            escape(&title)
+        );
+        for (r, values) in [&column.expectation, &column.sample]
+            .into_iter()
+            .enumerate()
+        {
+            let y = top + r as f64 * (panel_h + gap);
+            let _ = writeln!(
+                svg,
+                r##"<rect x="{x}" y="{y}" width="{panel_w}" height="{panel_h}" fill="#f5f5f5"/><line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="#c8c8c8"/><line x1="{x}" y1="{}" x2="{}" y2="{}" stroke="black"/>"##,
+                x + panel_w,
+                y + panel_h,
+                x + panel_w,
+                y + panel_h
+            );
+            if c == 0 {
+                for (value, at) in [("1", y + 4.0), ("0", y + panel_h + 4.0)] {
+                    let _ = writeln!(
+                        svg,
+                        r#"<text x="{}" y="{at}" text-anchor="end" font-size="10">{value}</text>"#,
+                        x - 3.0
+                    );
                 }
             }
+            let slot = panel_w / values.len() as f64;
+            for (i, &v) in values.iter().enumerate() {
+                let bar = v.clamp(0.0, 1.0) * panel_h;
+                let [red, green, blue] = COLOURS[i % COLOURS.len()];
+                let _ = writeln!(
+                    svg,
+                    r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{bar:.1}" fill="rgb({red},{green},{blue})"/><text x="{:.1}" y="{}" text-anchor="middle" font-size="10">{}</text>"#,
+                    x + i as f64 * slot + slot / 6.0,
+                    y + panel_h - bar,
+                    slot * 2.0 / 3.0,
+                    x + (i as f64 + 0.5) * slot,
+                    y + panel_h + 12.0,
+                    i + 1
+                );
+            }
         }
-        cursor += 4 * scale;
     }
-}
-
-fn fill(image: &mut RgbImage, x: i64, y: i64, width: i64, height: i64, colour: [u8; 3]) {
-    for py in y..y + height {
-        for px in x..x + width {
-            image.put(px, py, colour);
-        }
-    }
-}
-
-/// One bar chart of `values` (in `[0, 1]`) in the panel with top-left `(x, y)`.
-fn draw_bars(image: &mut RgbImage, values: &[f64], x: i64, y: i64, width: i64, height: i64) {
-    fill(image, x, y, width, height, [245, 245, 245]);
-    fill(image, x, y, width, 1, [200, 200, 200]); // the 1.0 line
-    let slot = width / values.len() as i64;
-    for (i, &v) in values.iter().enumerate() {
-        let bar = (v.clamp(0.0, 1.0) * height as f64).round() as i64;
-        let left = x + i as i64 * slot + slot / 6;
-        fill(
-            image,
-            left,
-            y + height - bar,
-            slot * 2 / 3,
-            bar,
-            COLOURS[i % COLOURS.len()],
-        );
-    }
-    fill(image, x, y + height, width, 2, [0, 0, 0]); // axis
-}
-
-fn draw(columns: &[Column]) -> RgbImage {
-    let (panel_w, panel_h, gap, top) = (170i64, 120i64, 24i64, 40i64);
-    let width = gap + columns.len() as i64 * (panel_w + gap);
-    let height = top + 2 * (panel_h + gap) + gap;
-    let mut image = RgbImage::new(width as usize, height as usize, [255, 255, 255]);
-    for (c, column) in columns.iter().enumerate() {
-        let x = gap + c as i64 * (panel_w + gap);
-        if c > 0 {
-            let text_width = column.label.len() as i64 * 16 - 4; // 4 px per font pixel
-            draw_text(
-                &mut image,
-                &column.label,
-                x + (panel_w - text_width) / 2,
-                12,
-                4,
-            );
-        }
-        draw_bars(&mut image, &column.expectation, x, top, panel_w, panel_h);
-        draw_bars(
-            &mut image,
-            &column.sample,
-            x,
-            top + panel_h + gap,
-            panel_w,
-            panel_h,
-        );
-    }
-    image
+    let _ = writeln!(
+        svg,
+        r#"<text x="10" y="{}">Bars: probability of each class (1 to {}, axis from 0 to 1). The categorical column shows the distribution and a one-hot Gumbel-max sample.</text>"#,
+        height - 30.0,
+        PROBABILITIES.len()
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="10" y="{}">Low tau: samples near one-hot, expectation near the categorical; high tau: samples and expectation near uniform.</text>"#,
+        height - 12.0
+    );
+    svg.push_str("</svg>\n");
+    svg
 }
 
 fn csv(columns: &[Column]) -> String {
@@ -230,6 +228,7 @@ fn csv(columns: &[Column]) -> String {
 }
 
 fn run(options: &Options) -> Result<(), Error> {
+    cli::prepare_output(&options.out, &["figure1.svg", "values.csv"])?;
     let columns = compute(options)?;
     println!("{:<12} {:<12} values per class", "column", "row");
     for column in &columns {
@@ -241,28 +240,18 @@ fn run(options: &Options) -> Result<(), Error> {
             println!("{:<12} {:<12} {}", column.label, row, shown.join("  "));
         }
     }
-    std::fs::create_dir_all(&options.out).map_err(|e| Error::io(&options.out, &e))?;
-    let png = options.out.join("figure1.png");
-    draw(&columns).save(&png)?;
+    let figure = options.out.join("figure1.svg");
+    write_atomic(&figure, draw(&columns, options.samples).as_bytes())?;
     let table = options.out.join("values.csv");
     write_atomic(&table, csv(&columns).as_bytes())?;
-    println!("wrote {} and {}", png.display(), table.display());
+    println!("wrote {} and {}", figure.display(), table.display());
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let options = match parse_options() {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
+    let options: Options = cli::parse();
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => cli::fail(error),
     }
 }

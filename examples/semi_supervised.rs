@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example semi_supervised -- --timing-only --threads 1
-//! cargo run --release --example semi_supervised -- --no-timing --mnist /work/shared/data/mnist --estimator gs --epochs 75
+//! cargo run --release --example semi_supervised -- --no-timing --mnist path/to/mnist --estimator gs --epochs 75
 //! cargo run --release --example semi_supervised -- --help
 //! ```
 //!
@@ -21,6 +21,8 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::Parser;
+
 use gumbelgrad::data::{Dataset, Minibatches, MnistSplit, Pixels, SyntheticDigits, load_mnist};
 use gumbelgrad::estimators::TemperatureSchedule;
 use gumbelgrad::io::ProgressBar;
@@ -33,130 +35,66 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-const HELP: &str = "\
-Semi-supervised M2 model: cost of marginalising over k classes versus one Gumbel-Softmax
-sample (k = 10 and 100), and test accuracy with 100 labels.
+#[path = "common/cli.rs"]
+#[allow(dead_code)] // each example uses a part of the shared module
+mod cli;
 
-USAGE: cargo run --release --example semi_supervised -- [OPTIONS]
-
-  --mnist DIR          MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...), dynamically
-                       binarised; default: the crate's synthetic digits (20,000 + 2,000)
-  --estimator NAME     unlabelled objective for the accuracy run: gs, st-gs or marginal
-                       (default gs)
-  --epochs N           passes over the unlabelled images (default 10)
-  --alpha A            weight of the labelled cross-entropy (default 100)
-  --unlabelled-weight W  weight of the unlabelled loss (default 1; 0 = labels alone, the baseline)
-  --lr RATE            Adam learning rate (default 1e-3)
-  --labels-per-class N labelled images per class (default 10, i.e. 100 labels)
-  --threads N          threads for the matrix products (default 1)
-  --seed S             seed of every random number (default 0)
-  --timing-only        only the timing part
-  --no-timing          only the accuracy part
-  --timing-steps N     timed steps per (k, objective) (default 20, after 3 warm-up steps)
-  --help               this text
-";
-
-#[derive(Debug)]
+/// Semi-supervised M2 model: cost of marginalising over k classes versus one
+/// Gumbel-Softmax sample (k = 10 and 100), and test accuracy with 100 labels.
+#[derive(Debug, Parser)]
+#[command(name = "semi_supervised", version)]
 struct Args {
-    mnist: Option<String>,
+    #[command(flatten)]
+    mnist: cli::Mnist,
+    /// Unlabelled objective of the accuracy run
+    #[arg(long, value_name = "NAME", default_value = "gs",
+          value_parser = ["gs", "gumbel-softmax", "st-gs", "st-gumbel-softmax", "marginal"])]
     estimator: String,
+    /// Passes over the unlabelled images
+    #[arg(long, value_name = "N", default_value_t = 10)]
     epochs: u64,
+    /// Weight of the labelled cross-entropy
+    #[arg(long, value_name = "A", default_value_t = 100.0, value_parser = cli::non_negative)]
     alpha: f64,
+    /// Weight of the unlabelled loss (0 = labels alone, the baseline)
+    #[arg(long, value_name = "W", default_value_t = 1.0, value_parser = cli::non_negative)]
     unlabelled_weight: f64,
-    learning_rate: f64,
+    /// Adam learning rate
+    #[arg(long, value_name = "RATE", default_value_t = 1e-3, value_parser = cli::positive)]
+    lr: f64,
+    /// Labelled images per class
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = cli::at_least_one)]
     labels_per_class: usize,
-    threads: usize,
-    seed: u64,
-    timing: bool,
-    accuracy: bool,
+    #[command(flatten)]
+    threads: cli::Threads,
+    #[command(flatten)]
+    seed: cli::Seed,
+    /// Only the timing part
+    #[arg(long, conflicts_with = "no_timing")]
+    timing_only: bool,
+    /// Only the accuracy part
+    #[arg(long)]
+    no_timing: bool,
+    /// Timed steps per (k, objective), after 3 warm-up steps
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = cli::at_least_one)]
     timing_steps: usize,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut args = Args {
-        mnist: None,
-        estimator: "gs".into(),
-        epochs: 10,
-        alpha: 100.0,
-        unlabelled_weight: 1.0,
-        learning_rate: 1e-3,
-        labels_per_class: 10,
-        threads: 1,
-        seed: 0,
-        timing: true,
-        accuracy: true,
-        timing_steps: 20,
-    };
-    let mut words = std::env::args().skip(1);
-    while let Some(flag) = words.next() {
-        let mut value = |name: &str| words.next().ok_or_else(|| format!("{name} needs a value"));
-        fn number<N: std::str::FromStr>(flag: &str, text: String) -> Result<N, String> {
-            text.parse()
-                .map_err(|_| format!("{flag}: '{text}' is not a valid number"))
-        }
-        match flag.as_str() {
-            "--help" | "-h" => return Ok(None),
-            "--mnist" => args.mnist = Some(value(&flag)?),
-            "--estimator" => args.estimator = value(&flag)?,
-            "--epochs" => args.epochs = number(&flag, value(&flag)?)?,
-            "--alpha" => args.alpha = number(&flag, value(&flag)?)?,
-            "--unlabelled-weight" => args.unlabelled_weight = number(&flag, value(&flag)?)?,
-            "--lr" => args.learning_rate = number(&flag, value(&flag)?)?,
-            "--labels-per-class" => args.labels_per_class = number(&flag, value(&flag)?)?,
-            "--threads" => args.threads = number(&flag, value(&flag)?)?,
-            "--seed" => args.seed = number(&flag, value(&flag)?)?,
-            "--timing-only" => args.accuracy = false,
-            "--no-timing" => args.timing = false,
-            "--timing-steps" => args.timing_steps = number(&flag, value(&flag)?)?,
-            other => return Err(format!("unknown option '{other}' (see --help)")),
-        }
-    }
-    if !matches!(
-        args.estimator.as_str(),
-        "gs" | "gumbel-softmax" | "st-gs" | "st-gumbel-softmax" | "marginal"
-    ) {
-        return Err(format!(
-            "--estimator must be gs, st-gs or marginal, got '{}'",
-            args.estimator
-        ));
-    }
-    if args.threads == 0 || args.timing_steps == 0 || args.labels_per_class == 0 {
-        return Err("--threads, --timing-steps and --labels-per-class must be at least 1".into());
-    }
-    if !args.timing && !args.accuracy {
-        return Err("--timing-only and --no-timing together leave nothing to do".into());
-    }
-    Ok(Some(args))
-}
-
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    gumbelgrad::kernels::set_num_threads(args.threads);
+    let args: Args = cli::parse();
+    args.threads.apply();
     let result = (|| -> Result<(), Error> {
-        if args.timing {
+        if !args.no_timing {
             time_steps(&args)?;
         }
-        if args.accuracy {
+        if !args.timing_only {
             train_and_test(&args)?;
         }
         Ok(())
     })();
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => cli::fail(error),
     }
 }
 
@@ -172,7 +110,7 @@ fn median(values: &mut [f64]) -> f64 {
 /// k = 10 and k = 100, the eight kinds of step (k, objective, with or without a labelled
 /// batch) interleaved so that machine noise hits all of them alike.
 fn time_steps(args: &Args) -> Result<(), Error> {
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut rng = StdRng::seed_from_u64(args.seed.seed);
     let binary = |rows: usize, rng: &mut StdRng| {
         let pixels = (0..rows * PIXELS)
             .map(|_| if rng.random::<bool>() { 1.0 } else { 0.0 })
@@ -198,7 +136,7 @@ fn time_steps(args: &Args) -> Result<(), Error> {
             for objective in objectives {
                 let config = SemiSupervisedTrainConfig {
                     objective: objective.to_string(),
-                    seed: args.seed,
+                    seed: args.seed.seed,
                     ..SemiSupervisedTrainConfig::default()
                 };
                 let trainer =
@@ -217,18 +155,31 @@ fn time_steps(args: &Args) -> Result<(), Error> {
         "timing: M2 MLP (784-500-k classifier, (784+k)-500-100 encoder, (k+50)-500-784 decoder), f32, \
          {} thread(s); one step = forward + backward + Adam on {BATCH} unlabelled images (and {BATCH} \
          labelled ones where said); {} timed steps per cell after 3 warm-up, all cells interleaved",
-        args.threads, args.timing_steps
+        args.threads.threads, args.timing_steps
     );
-    for round in 0..3 + args.timing_steps {
-        for cell in cells.iter_mut() {
+    let rounds = 3 + args.timing_steps;
+    let cells_len = cells.len();
+    let mut bar = ProgressBar::new((rounds * cells.len()) as u64);
+    for round in 0..rounds {
+        for (index, cell) in cells.iter_mut().enumerate() {
             let labelled_batch = cell.with_labelled.then_some((&labelled, &cell.labels[..]));
             let started = Instant::now();
             cell.trainer.step(&unlabelled, labelled_batch)?;
             if round >= 3 {
                 cell.times.push(started.elapsed().as_secs_f64() * 1e3);
             }
+            bar.set(
+                (round * cells_len + index + 1) as u64,
+                &format!(
+                    "round {}/{rounds} ({})  k = {}",
+                    round + 1,
+                    if round < 3 { "warm-up" } else { "timed" },
+                    cell.k
+                ),
+            );
         }
     }
+    bar.finish("timing done");
     println!(
         "| step | k | marginal (ms/step) | Gumbel-Softmax (ms/step) | speedup | paper (Fig. 5) |"
     );
@@ -261,7 +212,7 @@ struct Data {
 }
 
 fn load_data(args: &Args) -> Result<Data, Error> {
-    let (train, test, name) = match &args.mnist {
+    let (train, test, name) = match &args.mnist.mnist {
         Some(dir) => {
             // The paper's split: the first 50,000 training images (the last 10,000 are
             // the usual validation set, unused here).
@@ -274,7 +225,7 @@ fn load_data(args: &Args) -> Result<Data, Error> {
             )
         }
         None => {
-            let (train, test) = SyntheticDigits::new(args.seed).generate();
+            let (train, test) = SyntheticDigits::new(args.seed.seed).generate();
             (
                 train,
                 test,
@@ -284,7 +235,7 @@ fn load_data(args: &Args) -> Result<Data, Error> {
     };
     let test_images = gumbelgrad::data::binarize::sample(
         &test.images.to_tensor(),
-        &mut rng_for(args.seed, Stream::Eval, 1),
+        &mut rng_for(args.seed.seed, Stream::Eval, 1),
     );
     let test_labels = labels_of(&test)?;
     Ok(Data {
@@ -330,10 +281,21 @@ fn binarised_rows(images: &Pixels, rows: &[usize], rng: &mut StdRng) -> Tensor<f
 
 /// Part 2: 100 labels + the rest unlabelled; test accuracy of q(y|x) every epoch.
 fn train_and_test(args: &Args) -> Result<(), Error> {
+    let seed = args.seed.seed;
     let data = load_data(args)?;
     let train_labels = labels_of(&data.train)?;
     let (labelled_rows, unlabelled_rows) =
-        split_labelled(&train_labels, args.labels_per_class, args.seed);
+        split_labelled(&train_labels, args.labels_per_class, seed);
+    if unlabelled_rows.len() < BATCH {
+        return Err(Error::invalid_argument(
+            "semi_supervised",
+            format!(
+                "--labels-per-class {} leaves {} unlabelled training images, fewer than one batch of {BATCH}",
+                args.labels_per_class,
+                unlabelled_rows.len()
+            ),
+        ));
+    }
     let labelled_labels: Vec<usize> = labelled_rows.iter().map(|&r| train_labels[r]).collect();
     let objective = match args.estimator.as_str() {
         "gs" => "gumbel-softmax",
@@ -341,12 +303,12 @@ fn train_and_test(args: &Args) -> Result<(), Error> {
         other => other,
     };
     let config = SemiSupervisedTrainConfig {
-        learning_rate: LearningRateSchedule::Constant(args.learning_rate),
+        learning_rate: LearningRateSchedule::Constant(args.lr),
         temperature: TemperatureSchedule::exponential(1.0, 3e-5, 2000, 0.5)?,
         objective: objective.to_string(),
         alpha: args.alpha,
         unlabelled_weight: args.unlabelled_weight,
-        seed: args.seed,
+        seed,
     };
     let mut trainer = SemiSupervisedTrainer::<f32>::new(SemiSupervisedConfig::mnist(10), config)?;
     let steps_per_epoch = (unlabelled_rows.len() / BATCH) as u64;
@@ -359,19 +321,19 @@ fn train_and_test(args: &Args) -> Result<(), Error> {
         unlabelled_rows.len(),
         args.alpha,
         args.unlabelled_weight,
-        args.learning_rate,
+        args.lr,
         args.epochs,
         labelled_rows.len(),
-        args.threads
+        args.threads.threads
     );
     let started = Instant::now();
+    let mut bar = ProgressBar::new(args.epochs * steps_per_epoch);
     for epoch in 0..args.epochs {
         let epoch_started = Instant::now();
-        let batches = Minibatches::for_epoch(unlabelled_rows.len(), BATCH, true, args.seed, epoch)?;
-        let mut bar = ProgressBar::new(steps_per_epoch);
+        let batches = Minibatches::for_epoch(unlabelled_rows.len(), BATCH, true, seed, epoch)?;
         let (mut total, mut unlabelled_total, mut labelled_total) = (0.0, 0.0, 0.0);
         for (index, batch) in batches.iter().enumerate() {
-            let mut rng = rng_for(args.seed ^ 0x5eed_b1a5, Stream::Step, trainer.steps());
+            let mut rng = rng_for(seed ^ 0x5eed_b1a5, Stream::Step, trainer.steps());
             let rows: Vec<usize> = batch.iter().map(|&i| unlabelled_rows[i]).collect();
             let unlabelled = binarised_rows(&data.train.images, &rows, &mut rng);
             let labelled = binarised_rows(&data.train.images, &labelled_rows, &mut rng);
@@ -380,17 +342,18 @@ fn train_and_test(args: &Args) -> Result<(), Error> {
             unlabelled_total += report.unlabelled_loss;
             labelled_total += report.labelled_loss;
             bar.set(
-                index as u64 + 1,
+                epoch * steps_per_epoch + index as u64 + 1,
                 &format!(
-                    "epoch {}  U {:7.2}  labelled {:7.2}  tau {:.3}",
+                    "epoch {}/{}  U {:7.2}  labelled {:7.2}  tau {:.3}",
                     epoch + 1,
+                    args.epochs,
                     report.unlabelled_loss,
                     report.labelled_loss,
                     report.temperature
                 ),
             );
         }
-        bar.finish(&format!("epoch {} done", epoch + 1));
+        bar.clear();
         let accuracy = trainer
             .model()
             .accuracy(&data.test_images, &data.test_labels, 1000)?;
@@ -405,14 +368,14 @@ fn train_and_test(args: &Args) -> Result<(), Error> {
             epoch_started.elapsed().as_secs_f64()
         );
     }
+    if args.epochs > 0 {
+        bar.finish(&format!("{} epochs done", args.epochs));
+    }
     let train_seconds = started.elapsed().as_secs_f64();
     let model = trainer.model();
     let accuracy = model.accuracy(&data.test_images, &data.test_labels, 1000)?;
-    let bound = model.marginal_bound(
-        &data.test_images,
-        500,
-        &mut rng_for(args.seed, Stream::Eval, 2),
-    )?;
+    let bound =
+        model.marginal_bound(&data.test_images, 500, &mut rng_for(seed, Stream::Eval, 2))?;
     println!(
         "final: test accuracy of q(y|x) {:.2}% (paper, CNNs: GS 92.4%, ST-GS 93.6%, marginal 92.6%); \
          test bound U(x) with y marginalised {bound:.2} nats (paper's ELBO: GS -109.6); \

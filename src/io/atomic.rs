@@ -68,6 +68,74 @@ pub fn write_atomic_with(
     Ok(())
 }
 
+/// Checks, without writing the target, that `path` could be written atomically now:
+/// it is not a folder and a temporary file can be created (and is removed again) in
+/// its folder. Long runs call this before starting, so that a read-only output folder
+/// fails at once rather than after the first epoch.
+pub fn check_writable(path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    if path.is_dir() {
+        return Err(Error::Io {
+            path: path.display().to_string(),
+            message: "is a folder, but a file is to be written there".to_string(),
+        });
+    }
+    let temporary = temporary_path(path)?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .map_err(|error| Error::io(path, &error))?;
+    fs::remove_file(&temporary).map_err(|error| Error::io(&temporary, &error))
+}
+
+/// Removes the temporary files that a process which died while writing `path`
+/// atomically left next to it (`.name.tmp.<pid>.<n>`), and returns how many.
+///
+/// Only files of processes that no longer exist are removed, so a concurrent writer
+/// is never disturbed. Where that cannot be known (no `/proc`), nothing is removed.
+pub fn remove_stale_temporaries(path: impl AsRef<Path>) -> Result<usize> {
+    let path = path.as_ref();
+    let name = path.file_name().ok_or_else(|| Error::Io {
+        path: path.display().to_string(),
+        message: "not a file path".to_string(),
+    })?;
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return Ok(0);
+    }
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let entries = match fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(Error::io(folder, &error)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((pid, counter)) = rest.split_once('.') else {
+            continue;
+        };
+        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), counter.parse::<u64>()) else {
+            continue;
+        };
+        if pid == std::process::id() || proc.join(pid.to_string()).exists() {
+            continue;
+        }
+        let stale = entry.path();
+        fs::remove_file(&stale).map_err(|error| Error::io(&stale, &error))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 /// `dir/.name.tmp.<pid>.<n>`: hidden, unique within and across processes.
 fn temporary_path(path: &Path) -> Result<PathBuf> {
     let name = path.file_name().ok_or_else(|| Error::Io {

@@ -39,6 +39,38 @@ impl Json {
         Json::Number(value.to_string())
     }
 
+    /// A number from a float, written at full precision (the shortest text that reads
+    /// back to the same `f64`); a non-finite value, which JSON cannot hold, is `null`.
+    ///
+    /// ```
+    /// use gumbelgrad::io::json::Json;
+    /// assert_eq!(Json::from_f64(0.1).to_string(), "0.1");
+    /// assert_eq!(Json::from_f64(1e-7).to_string(), "1e-7");
+    /// assert_eq!(Json::from_f64(f64::NAN), Json::Null);
+    /// ```
+    pub fn from_f64(value: f64) -> Json {
+        if value.is_finite() {
+            // `{:?}` is the shortest round-trip form and always valid JSON
+            // (`1.0`, `0.1`, `1e-7`, `-2.5e300`).
+            Json::Number(format!("{value:?}"))
+        } else {
+            Json::Null
+        }
+    }
+
+    /// A string value.
+    pub fn string(text: impl Into<String>) -> Json {
+        Json::String(text.into())
+    }
+
+    /// The value of a number as `f64` (`None` for anything else).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Json::Number(text) => text.parse().ok(),
+            _ => None,
+        }
+    }
+
     /// The member `key` of an object (the first, if repeated).
     pub fn get(&self, key: &str) -> Option<&Json> {
         match self {

@@ -1,5 +1,5 @@
-//! Files in and out: atomic writes, safetensors weights and checkpoints, PNG image
-//! grids and line plots, a progress bar.
+//! Files in and out: atomic writes, safetensors weights and checkpoints, JSON, PNG
+//! image grids, SVG line plots and captioned figures, a progress bar.
 //!
 //! Every file this crate writes goes through [`atomic::write_atomic`]: a crash or a
 //! full disk leaves either the old file or the new one, never half of one.
@@ -13,6 +13,7 @@ pub mod plot;
 pub mod png;
 pub mod progress;
 pub mod safetensors;
+pub mod svg;
 
 pub use atomic::{write_atomic, write_atomic_with};
 pub use checkpoint::Checkpoint;
@@ -20,3 +21,4 @@ pub use plot::{LinePlot, Series};
 pub use png::{GrayImage, RgbImage, image_grid, save_image_grid};
 pub use progress::ProgressBar;
 pub use safetensors::{Dtype, SafetensorsFile};
+pub use svg::GridFigure;

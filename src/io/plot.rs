@@ -1,23 +1,34 @@
-//! A small line plot drawn by hand on an RGB raster: axes, one polyline per series,
-//! tick marks at the ends of both axes labelled with the minimum and maximum values in
-//! a built-in 3x5-pixel digit font. No font or plotting dependency.
+//! A small line plot, as SVG ([`LinePlot::to_svg`]: title, axis titles, tick labels
+//! and a legend, as text) or drawn by hand on an RGB raster ([`LinePlot::render`]:
+//! axes and the minimum and maximum values in a built-in 3x5-pixel digit font, no
+//! words). No font or plotting dependency.
 //!
-//! Enough to see a loss curve fall. Series are coloured in order from
-//! [`PALETTE`] (blue, orange, green, red, purple, ...); there is no legend (the font
-//! has no letters), so say in the caller which colour is which.
+//! Series are coloured in order from [`PALETTE`] (blue, orange, green, red, purple,
+//! ...), in both forms.
 //!
 //! ```
 //! use gumbelgrad::io::{LinePlot, Series};
 //! let losses: Vec<(f64, f64)> = (0..100).map(|t| (t as f64, 200.0 * (-0.03 * t as f64).exp() + 100.0)).collect();
-//! let image = LinePlot::new(480, 320).series(Series::new("train", losses)).render()?;
+//! let plot = LinePlot::new(480, 320)
+//!     .title("Training loss")
+//!     .x_label("step")
+//!     .y_label("loss (nats)")
+//!     .series(Series::new("train", losses));
+//! let image = plot.render()?;
 //! assert_eq!((image.width, image.height), (480, 320));
+//! let svg = plot.to_svg()?;
+//! assert!(svg.contains(">loss (nats)</text>") && svg.contains(">train</text>"));
 //! # Ok::<(), gumbelgrad::Error>(())
 //! ```
 
 use std::path::Path;
 
+use std::fmt::Write as _;
+
 use crate::error::{Error, Result};
+use crate::io::atomic::write_atomic;
 use crate::io::png::RgbImage;
+use crate::io::svg::escape;
 
 /// Colours given to series in order (the matplotlib "tab10" cycle).
 pub const PALETTE: [[u8; 3]; 6] = [
@@ -38,7 +49,7 @@ const SCALE: i64 = 2;
 /// One named line: `(x, y)` points joined in order. Non-finite points break the line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
-    /// A name, for the caller's legend.
+    /// A name, shown in the SVG's legend.
     pub name: String,
     /// The points.
     pub points: Vec<(f64, f64)>,
@@ -72,6 +83,9 @@ pub struct LinePlot {
     width: usize,
     height: usize,
     series: Vec<Series>,
+    title: String,
+    x_label: String,
+    y_label: String,
 }
 
 impl LinePlot {
@@ -81,7 +95,28 @@ impl LinePlot {
             width,
             height,
             series: Vec::new(),
+            title: String::new(),
+            x_label: String::new(),
+            y_label: String::new(),
         }
+    }
+
+    /// The title above the plot (SVG only).
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+
+    /// The horizontal axis' title, with its unit (SVG only).
+    pub fn x_label(mut self, label: impl Into<String>) -> Self {
+        self.x_label = label.into();
+        self
+    }
+
+    /// The vertical axis' title, with its unit (SVG only).
+    pub fn y_label(mut self, label: impl Into<String>) -> Self {
+        self.y_label = label.into();
+        self
     }
 
     /// Adds a series (coloured `PALETTE[index % 6]`).
@@ -90,16 +125,9 @@ impl LinePlot {
         self
     }
 
-    /// Draws the plot. Errors if it is too small to draw in or has no finite point.
-    pub fn render(&self) -> Result<RgbImage> {
-        let (left, right, top, bottom) = (8 + 7 * 4 * SCALE, 12, 12, 12 + 6 * SCALE);
-        let (width, height) = (self.width as i64, self.height as i64);
-        if width < left + right + 20 || height < top + bottom + 20 {
-            return Err(Error::invalid_argument(
-                "LinePlot::render",
-                format!("a {}x{} plot is too small", self.width, self.height),
-            ));
-        }
+    /// The ranges of the finite points, `((x_min, x_max), (y_min, y_max))`, each
+    /// widened if it is a single value. Errors if there is no finite point.
+    fn ranges(&self) -> Result<((f64, f64), (f64, f64))> {
         let finite: Vec<(f64, f64)> = self
             .series
             .iter()
@@ -123,8 +151,23 @@ impl LinePlot {
                 (low - pad, high + pad)
             }
         };
-        let (x_min, x_max) = range(&mut finite.iter().map(|p| p.0));
-        let (y_min, y_max) = range(&mut finite.iter().map(|p| p.1));
+        Ok((
+            range(&mut finite.iter().map(|p| p.0)),
+            range(&mut finite.iter().map(|p| p.1)),
+        ))
+    }
+
+    /// Draws the plot. Errors if it is too small to draw in or has no finite point.
+    pub fn render(&self) -> Result<RgbImage> {
+        let (left, right, top, bottom) = (8 + 7 * 4 * SCALE, 12, 12, 12 + 6 * SCALE);
+        let (width, height) = (self.width as i64, self.height as i64);
+        if width < left + right + 20 || height < top + bottom + 20 {
+            return Err(Error::invalid_argument(
+                "LinePlot::render",
+                format!("a {}x{} plot is too small", self.width, self.height),
+            ));
+        }
+        let ((x_min, x_max), (y_min, y_max)) = self.ranges()?;
 
         let mut image = RgbImage::new(self.width, self.height, WHITE);
         let (x0, x1, y0, y1) = (left, width - right, height - bottom, top);
@@ -185,6 +228,153 @@ impl LinePlot {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         self.render()?.save(path)
     }
+
+    /// The plot as an SVG document: title, axis titles, about five labelled ticks
+    /// per axis at round values, a light grid, and a legend naming each series in its
+    /// colour. Errors if it is too small to draw in or has no finite point.
+    pub fn to_svg(&self) -> Result<String> {
+        let (left, right, top, bottom) = (80.0, 20.0, 40.0, 56.0);
+        let legend_height = 18.0 * self.series.len() as f64 + 8.0;
+        let (width, height) = (self.width as f64, self.height as f64);
+        if width < left + right + 40.0 || height < top + bottom + legend_height + 40.0 {
+            return Err(Error::invalid_argument(
+                "LinePlot::to_svg",
+                format!("a {}x{} plot is too small", self.width, self.height),
+            ));
+        }
+        let ((x_min, x_max), (y_min, y_max)) = self.ranges()?;
+        // The vertical axis widens to round ticks; the horizontal one (steps, epochs)
+        // spans the data exactly, with the round ticks inside it.
+        let y_ticks = nice_ticks(y_min, y_max);
+        let (y_min, y_max) = (y_min.min(y_ticks[0]), y_max.max(y_ticks[y_ticks.len() - 1]));
+        let slack = 1e-9 * (x_max - x_min);
+        let x_ticks: Vec<f64> = nice_ticks(x_min, x_max)
+            .into_iter()
+            .filter(|&t| t >= x_min - slack && t <= x_max + slack)
+            .collect();
+        let (x0, x1) = (left, width - right);
+        let (y0, y1) = (height - bottom - legend_height, top);
+        let px = |x: f64| x0 + (x - x_min) / (x_max - x_min) * (x1 - x0);
+        let py = |y: f64| y0 - (y - y_min) / (y_max - y_min) * (y0 - y1);
+        let colour = |index: usize| {
+            let [r, g, b] = PALETTE[index % PALETTE.len()];
+            format!("#{r:02x}{g:02x}{b:02x}")
+        };
+
+        let mut svg = String::new();
+        let _ = writeln!(
+            svg,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(
+            svg,
+            r#"<rect width="{width}" height="{height}" fill="white"/>"#
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="24" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
+            (x0 + x1) / 2.0,
+            escape(&self.title)
+        );
+        for &tick in &x_ticks {
+            let x = px(tick);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{y1:.1}" stroke="#e1e1e1"/><line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{:.1}" stroke="black"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+                y0 + 5.0,
+                y0 + 18.0,
+                format_tick(tick)
+            );
+        }
+        for &tick in &y_ticks {
+            let y = py(tick);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{x0:.1}" y1="{y:.1}" x2="{x1:.1}" y2="{y:.1}" stroke="#e1e1e1"/><line x1="{:.1}" y1="{y:.1}" x2="{x0:.1}" y2="{y:.1}" stroke="black"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+                x0 - 5.0,
+                x0 - 8.0,
+                y + 4.0,
+                format_tick(tick)
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r#"<polyline points="{x0:.1},{y1:.1} {x0:.1},{y0:.1} {x1:.1},{y0:.1}" fill="none" stroke="black"/>"#
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            (x0 + x1) / 2.0,
+            y0 + 38.0,
+            escape(&self.x_label)
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text transform="translate(18,{:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
+            (y0 + y1) / 2.0,
+            escape(&self.y_label)
+        );
+        for (index, series) in self.series.iter().enumerate() {
+            // Non-finite points break the line into separate polylines.
+            for run in series
+                .points
+                .split(|(x, y)| !(x.is_finite() && y.is_finite()))
+                .filter(|run| !run.is_empty())
+            {
+                let points: Vec<String> = run
+                    .iter()
+                    .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+                    .collect();
+                let _ = writeln!(
+                    svg,
+                    r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
+                    points.join(" "),
+                    colour(index)
+                );
+                if run.len() == 1 {
+                    let _ = writeln!(
+                        svg,
+                        r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"#,
+                        px(run[0].0),
+                        py(run[0].1),
+                        colour(index)
+                    );
+                }
+            }
+            let y = height - legend_height + 18.0 * index as f64 + 6.0;
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{x0:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+                x0 + 24.0,
+                colour(index),
+                x0 + 30.0,
+                y + 4.0,
+                escape(&series.name)
+            );
+        }
+        svg.push_str("</svg>\n");
+        Ok(svg)
+    }
+
+    /// Writes [`to_svg`](Self::to_svg) to a file atomically.
+    pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_atomic(path, self.to_svg()?.as_bytes())
+    }
+}
+
+/// About five round tick values (steps of 1, 2 or 5 times a power of ten) covering
+/// `[low, high]`.
+fn nice_ticks(low: f64, high: f64) -> Vec<f64> {
+    let raw = (high - low) / 5.0;
+    let power = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * power);
+    let first = (low / step).floor() as i64;
+    let last = (high / step).ceil() as i64;
+    (first..=last).map(|i| i as f64 * step).collect()
 }
 
 /// A short label for a tick value: up to 4 significant digits, scientific notation

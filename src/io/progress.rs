@@ -28,6 +28,7 @@ pub struct ProgressBar {
     last_tenth: u64,
     terminal: bool,
     hidden: bool,
+    unit: &'static str,
 }
 
 impl ProgressBar {
@@ -41,7 +42,20 @@ impl ProgressBar {
             last_tenth: 0,
             terminal: std::io::stderr().is_terminal(),
             hidden: false,
+            unit: "steps",
         }
+    }
+
+    /// Names what is counted in the rate (default `"steps"`, e.g. `"images"`).
+    pub fn unit(mut self, unit: &'static str) -> Self {
+        self.unit = unit;
+        self
+    }
+
+    /// Time left at the rate so far (`None` before the first step).
+    pub fn eta(&self) -> Option<Duration> {
+        let rate = self.rate();
+        (rate > 0.0).then(|| Duration::from_secs_f64((self.total - self.position) as f64 / rate))
     }
 
     /// Draws nothing (for quiet runs and tests); still counts.
@@ -90,6 +104,16 @@ impl ProgressBar {
         }
     }
 
+    /// On a terminal, erases the bar's line so that other text can be printed; the
+    /// next [`set`](Self::set) draws it again. Does nothing otherwise.
+    pub fn clear(&mut self) {
+        if self.terminal && !self.hidden {
+            eprint!("\r\x1b[K");
+            let _ = std::io::stderr().flush();
+            self.last_draw = None;
+        }
+    }
+
     /// Draws the final state and ends the line.
     pub fn finish(&mut self, message: &str) {
         if self.hidden {
@@ -102,18 +126,35 @@ impl ProgressBar {
         }
     }
 
-    /// The text of the bar: `[#####.....] 500/1000  12.3 steps/s  message`.
+    /// The text of the bar: `[#####.....] 500/1000  12.3 steps/s  ETA 0:41  message`.
     pub fn line(&self, message: &str) -> String {
         const WIDTH: u64 = 30;
         let filled = (self.position * WIDTH / self.total) as usize;
+        let eta = match self.eta() {
+            Some(left) => clock(left),
+            None => "?".to_string(),
+        };
         format!(
-            "[{}{}] {}/{}  {:.1} steps/s  {}",
+            "[{}{}] {}/{}  {:.1} {}/s  ETA {}  {}",
             "#".repeat(filled),
             ".".repeat(WIDTH as usize - filled),
             self.position,
             self.total,
             self.rate(),
+            self.unit,
+            eta,
             message
         )
+    }
+}
+
+/// `m:ss`, or `h:mm:ss` from an hour on.
+fn clock(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
     }
 }

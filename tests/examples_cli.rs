@@ -1,0 +1,325 @@
+//! The examples as command-line tools: one argument parser with one error style,
+//! arguments checked before any work, truthful output, valid JSON, and metrics that
+//! agree with the checkpoint after a crash.
+//!
+//! These run the example binaries that `cargo test` builds next to the test binaries
+//! (`target/<profile>/examples/`). A run that selects only this test
+//! (`cargo test --test examples_cli`) does not build them: build them first with
+//! `cargo build --examples` (same profile).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gumbelgrad::io::json::Json;
+
+const EXAMPLES: [&str; 7] = [
+    "bench_step",
+    "categorical_vae",
+    "custom_op",
+    "estimator_lab",
+    "gumbel_samples",
+    "semi_supervised",
+    "show_data",
+];
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let path = profile
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds the examples; with `--test examples_cli` alone, \
+         run `cargo build --examples` in the same profile first",
+        path.display()
+    );
+    path
+}
+
+fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(example(name))
+        .args(args)
+        .output()
+        .expect("example runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temporary_folder(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("gumbelgrad-examples-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn help_version_and_unknown_flags_behave_alike_in_every_example() {
+    for name in EXAMPLES {
+        let help = run(name, &["--help"]);
+        assert_eq!(help.status.code(), Some(0), "{name} --help");
+        let help_text = text(&help.stdout);
+        assert!(
+            help_text.contains("--version"),
+            "{name} --help:\n{help_text}"
+        );
+        let short = run(name, &["-h"]);
+        assert_eq!(short.status.code(), Some(0), "{name} -h");
+
+        let version = run(name, &["--version"]);
+        assert_eq!(version.status.code(), Some(0), "{name} --version");
+        assert_eq!(
+            text(&version.stdout).trim(),
+            format!("{name} {}", env!("CARGO_PKG_VERSION"))
+        );
+
+        let unknown = run(name, &["--no-such-flag"]);
+        assert_eq!(unknown.status.code(), Some(2), "{name} --no-such-flag");
+        let message = text(&unknown.stderr);
+        assert!(
+            message.starts_with("error: unexpected argument '--no-such-flag' found")
+                && message.contains("For more information, try '--help'."),
+            "{name}: {message}"
+        );
+        assert!(
+            unknown.stdout.is_empty(),
+            "{name} printed to stdout on error"
+        );
+    }
+}
+
+#[test]
+fn help_shows_every_default() {
+    let help = text(&run("categorical_vae", &["--help"]).stdout);
+    for option in [
+        "--batch-size",
+        "--lr",
+        "--tau0",
+        "--tau-min",
+        "--anneal-rate",
+        "--anneal-every",
+        "--seed",
+        "--threads",
+        "--out",
+        "--eval-samples",
+    ] {
+        let section = help
+            .split(&format!("\n      {option} <"))
+            .nth(1)
+            .expect(option);
+        let until_next = section.split("\n      --").next().unwrap();
+        assert!(
+            until_next.contains("[default: "),
+            "{option} shows no default:\n{until_next}"
+        );
+    }
+}
+
+#[test]
+fn bad_values_are_usage_errors_before_any_work() {
+    let cases: [(&str, &[&str], &str); 9] = [
+        (
+            "categorical_vae",
+            &["--epochs", "--out", "x"],
+            "a value is required for '--epochs",
+        ),
+        (
+            "categorical_vae",
+            &["--epochs", "1", "--epochs", "2"],
+            "cannot be used multiple times",
+        ),
+        (
+            "categorical_vae",
+            &["--json", "--json"],
+            "cannot be used multiple times",
+        ),
+        (
+            "categorical_vae",
+            &["--tau0", "1", "--tau-min", "2"],
+            "greater than --tau0",
+        ),
+        ("categorical_vae", &["--lr", "0"], "greater than 0"),
+        ("categorical_vae", &["--lr=nan"], "greater than 0"),
+        ("semi_supervised", &["--lr", "0"], "greater than 0"),
+        (
+            "estimator_lab",
+            &["--calls", "1", "--batch", "1"],
+            "at least 2",
+        ),
+        ("gumbel_samples", &["--samples=0"], "at least 1"),
+    ];
+    for (name, args, expected) in cases {
+        let output = run(name, args);
+        let message = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name} {args:?}: {message}");
+        assert!(
+            message.starts_with("error: ") && message.contains(expected),
+            "{name} {args:?}: {message}"
+        );
+    }
+}
+
+/// A small categorical_vae run: `--flag=value` forms, the JSON line, the metrics and
+/// the labelled loss plot.
+fn small_run(out: &Path, epochs: &str, extra: &[&str]) -> Output {
+    let out_arg = format!("--out={}", out.display());
+    let mut args = vec![
+        epochs,
+        "--train-images=400",
+        "--batch-size=100",
+        "--eval-images=50",
+        "--eval-samples=3",
+        "--threads=1",
+        "--json",
+        out_arg.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    run("categorical_vae", &args)
+}
+
+fn metrics_epochs(out: &Path) -> Vec<u64> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let row = Json::parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            row.get("epoch").and_then(Json::as_u64).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn categorical_vae_writes_valid_json_and_a_labelled_plot() {
+    let out = temporary_folder("json");
+    let output = small_run(&out, "--epochs=2", &[]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "stdout holds only the JSON line: {stdout}"
+    );
+    let line = Json::parse(stdout.trim()).unwrap();
+    for key in [
+        "test_neg_elbo",
+        "test_neg_elbo_relaxed",
+        "test_iw_bound",
+        "final_temperature",
+        "train_seconds",
+        "eval_seconds",
+    ] {
+        let value = line.get(key).and_then(Json::as_f64);
+        assert!(value.is_some_and(f64::is_finite), "{key} in {stdout}");
+    }
+    assert_eq!(line.get("epochs").and_then(Json::as_u64), Some(2));
+    assert_eq!(line.get("test_images").and_then(Json::as_u64), Some(50));
+    // The text output prints the same figures (rounded).
+    let hard = line.get("test_neg_elbo").and_then(Json::as_f64).unwrap();
+    assert!(stderr.contains(&format!("{hard:.3} nats")), "{stderr}");
+
+    assert_eq!(metrics_epochs(&out), [1, 2]);
+    let svg = std::fs::read_to_string(out.join("loss.svg")).unwrap();
+    for label in [
+        ">Training and test loss</text>",
+        ">training step (one minibatch each)</text>",
+        ">negative ELBO (nats per image)</text>",
+        ">train -ELBO (relaxed samples, mean of 20 steps)</text>",
+        ">test -ELBO (hard samples, after each epoch)</text>",
+    ] {
+        assert!(svg.contains(label), "loss.svg lacks {label}");
+    }
+    for figure in ["reconstructions.svg", "latent_classes.svg", "samples.svg"] {
+        let svg = std::fs::read_to_string(out.join(figure)).unwrap();
+        assert!(
+            svg.contains("font-weight=\"bold\"") && svg.contains("data:image/png;base64,"),
+            "{figure}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_resumed_run_cuts_metrics_back_to_the_checkpoint_and_removes_stale_temporaries() {
+    let out = temporary_folder("resume");
+    let output = small_run(&out, "--epochs=1", &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // What a kill between the metrics and the checkpoint leaves: a metrics row one
+    // epoch ahead of the checkpoint, and a half-written temporary of a dead process.
+    let metrics = out.join("metrics.jsonl");
+    let mut rows = std::fs::read_to_string(&metrics).unwrap();
+    rows.push_str("{\"epoch\":2,\"steps\":8,\"train_loss\":1.0,\"test_neg_elbo\":-1.0}\n");
+    std::fs::write(&metrics, rows).unwrap();
+    let stale = out.join(format!(".checkpoint.safetensors.tmp.{}.0", u32::MAX - 1));
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+
+    let checkpoint = out.join("checkpoint.safetensors");
+    let output = small_run(
+        &out,
+        "--epochs=2",
+        &["--resume", checkpoint.to_str().unwrap()],
+    );
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("dropped 1 row(s) past the checkpoint's epoch 1"),
+        "{stderr}"
+    );
+    assert!(
+        !stale.exists(),
+        "the dead run's temporary file is still there"
+    );
+    assert_eq!(metrics_epochs(&out), [1, 2]);
+    let text_rows = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        !text_rows.contains("-1.0"),
+        "the row of the dead run survived: {text_rows}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn categorical_vae_fails_before_training_when_the_checkpoint_cannot_be_written() {
+    let out = temporary_folder("unwritable");
+    std::fs::create_dir_all(out.join("checkpoint.safetensors")).unwrap();
+    let output = small_run(&out, "--epochs=1", &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("checkpoint.safetensors") && stderr.contains("is a folder"),
+        "{stderr}"
+    );
+    assert!(
+        !out.join("metrics.jsonl").exists(),
+        "it trained before failing"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn zero_epochs_claims_only_files_it_wrote() {
+    let out = temporary_folder("zero");
+    let output = small_run(&out, "--epochs=0", &[]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let wrote = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("wrote "))
+        .expect("a 'wrote' line");
+    let names = wrote.split(" in ").next().unwrap();
+    for name in names.split(", ") {
+        assert!(
+            out.join(name).is_file(),
+            "claims {name}, which does not exist"
+        );
+    }
+    assert!(!out.join("metrics.jsonl").exists() && !out.join("checkpoint.safetensors").exists());
+    assert!(!names.contains("metrics.jsonl") && !names.contains("checkpoint"));
+    let _ = std::fs::remove_dir_all(&out);
+}
