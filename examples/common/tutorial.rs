@@ -216,3 +216,33 @@ impl Accumulator {
 pub fn wrote(path: &Path) {
     eprintln!("wrote {}", path.display());
 }
+
+/// The categorical toy of chapters 3 to 6: one variable of four classes ("levels"
+/// 0, 1/3, 2/3, 1) with these logits.
+pub const TOY_LOGITS: [f64; 4] = [0.5, -0.3, 0.1, 0.8];
+/// The toy's levels `w`: `f(z) = (<z, w> - TOY_TARGET)^2`.
+pub const TOY_LEVELS: [f64; 4] = [0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0];
+/// The toy's target.
+pub const TOY_TARGET: f64 = 0.45;
+
+/// The toy cost at a one-hot (or relaxed) sample, in plain numbers.
+pub fn toy_cost(z: &[f64]) -> f64 {
+    let level: f64 = z.iter().zip(&TOY_LEVELS).map(|(a, b)| a * b).sum();
+    (level - TOY_TARGET).powi(2)
+}
+
+/// The toy cost on the tape: `(z w - t)^2`, `[rows, 4] -> [rows, 1]`.
+pub fn toy_cost_on_tape(z: Var<'_, f64>) -> Var<'_, f64> {
+    let w = z
+        .tape()
+        .constant(&Tensor::from_slice(4, 1, &TOY_LEVELS).expect("4 levels"));
+    (z.matmul(w) - TOY_TARGET).square()
+}
+
+/// `softmax(TOY_LOGITS)`.
+pub fn toy_probabilities() -> Vec<f64> {
+    let m = TOY_LOGITS.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = TOY_LOGITS.iter().map(|x| (x - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
