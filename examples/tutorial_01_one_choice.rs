@@ -12,9 +12,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gumbelgrad::estimators::{exact, noise};
+use gumbelgrad::io::{LinePlot, Series};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use gumbelgrad::io::{LinePlot, Series};
 
 #[path = "common/tutorial.rs"]
 #[allow(dead_code)] // each example uses a part of it

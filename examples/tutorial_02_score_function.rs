@@ -87,8 +87,8 @@ fn run(args: &Args) -> gumbelgrad::Result<()> {
         figure(&format!("{name}_z"), stats.worst_z(&exact.gradient));
         figure(&format!("{name}_variance"), stats.total_variance());
         // After the baselines have settled: the last half of the calls.
-        let settled: f64 = per_call[CALLS / 2..].iter().map(|(_, v)| v).sum::<f64>()
-            / (CALLS - CALLS / 2) as f64;
+        let settled: f64 =
+            per_call[CALLS / 2..].iter().map(|(_, v)| v).sum::<f64>() / (CALLS - CALLS / 2) as f64;
         figure(&format!("{name}_settled_variance"), settled);
         curves.push((name, per_call));
     }
@@ -110,8 +110,7 @@ fn run(args: &Args) -> gumbelgrad::Result<()> {
     for &c in &grid {
         let g: Vec<f64> = coins.iter().map(|&b| (cost(b) - c) * (b - p)).collect();
         let mean = g.iter().sum::<f64>() / g.len() as f64;
-        let variance =
-            g.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (g.len() - 1) as f64;
+        let variance = g.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (g.len() - 1) as f64;
         measured.push((c, variance));
         formula.push((c, closed_variance(c)));
     }

@@ -34,7 +34,8 @@ const DRAWS: usize = 100_000;
 const TEMPERATURES: [f64; 9] = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0];
 
 fn run(args: &Args) -> gumbelgrad::Result<()> {
-    args.common.prepare(&[FREQUENCY_FIGURE, TEMPERATURE_FIGURE])?;
+    args.common
+        .prepare(&[FREQUENCY_FIGURE, TEMPERATURE_FIGURE])?;
     let mut rng = StdRng::seed_from_u64(args.common.seed);
     let k = TOY_LOGITS.len();
     let p = tutorial::toy_probabilities();

@@ -139,7 +139,10 @@ fn run(args: &Args) -> gumbelgrad::Result<()> {
         ..TrainConfig::default()
     };
     let contenders: [(&str, Box<dyn GradientEstimator<f32>>); 3] = [
-        ("reinforce", Box::new(Estimator::<f32>::from_name("reinforce", 1.0)?)),
+        (
+            "reinforce",
+            Box::new(Estimator::<f32>::from_name("reinforce", 1.0)?),
+        ),
         (
             "reinforce_ema",
             Box::new(Estimator::<f32>::from_name("reinforce-ema", 1.0)?),
@@ -161,9 +164,10 @@ fn run(args: &Args) -> gumbelgrad::Result<()> {
             }
         })?;
         let mut eval_rng = StdRng::seed_from_u64(seed);
-        let test_loss = trainer
-            .model()
-            .evaluate(&test_images, 500, EvalMode::Hard, &mut eval_rng)?;
+        let test_loss =
+            trainer
+                .model()
+                .evaluate(&test_images, 500, EvalMode::Hard, &mut eval_rng)?;
         tutorial::figure_text(&format!("{key}_steps"), report.steps);
         figure(&format!("{key}_test_neg_elbo"), test_loss);
         plot = plot.series(Series::new(trainer.estimator().name(), losses));

@@ -48,7 +48,11 @@ struct Args {
 
 /// `KL(q(z|x) || uniform)` averaged over `images`, in plain numbers from the logits:
 /// `sum_n sum_k q_nk (log q_nk + log K)`.
-fn mean_kl(model: &DiscreteVae<f32>, images: &Tensor<f32>, classes: usize) -> gumbelgrad::Result<f64> {
+fn mean_kl(
+    model: &DiscreteVae<f32>,
+    images: &Tensor<f32>,
+    classes: usize,
+) -> gumbelgrad::Result<f64> {
     let logits = model.logits_of(images, 500)?;
     let mut total = 0.0;
     for group in logits.as_slice().chunks(classes) {
@@ -65,10 +69,16 @@ fn mean_kl(model: &DiscreteVae<f32>, images: &Tensor<f32>, classes: usize) -> gu
     Ok(total / images.rows() as f64)
 }
 
-fn decode_probabilities(model: &DiscreteVae<f32>, codes: &Tensor<f32>) -> gumbelgrad::Result<Tensor<f32>> {
+fn decode_probabilities(
+    model: &DiscreteVae<f32>,
+    codes: &Tensor<f32>,
+) -> gumbelgrad::Result<Tensor<f32>> {
     let tape = Tape::new();
     let params = model.parameters().bind(&tape);
-    model.decode(&params, tape.constant(codes)).sigmoid().value()
+    model
+        .decode(&params, tape.constant(codes))
+        .sigmoid()
+        .value()
 }
 
 fn run(args: &Args) -> gumbelgrad::Result<()> {
@@ -123,7 +133,12 @@ fn run(args: &Args) -> gumbelgrad::Result<()> {
         let smoothed: Vec<(f64, f64)> = losses
             .chunks(10)
             .enumerate()
-            .map(|(i, c)| ((i * 10 + c.len()) as f64, c.iter().sum::<f64>() / c.len() as f64))
+            .map(|(i, c)| {
+                (
+                    (i * 10 + c.len()) as f64,
+                    c.iter().sum::<f64>() / c.len() as f64,
+                )
+            })
             .collect();
         plot = plot.series(Series::new(name, smoothed));
         if pictures.is_none() {

@@ -33,7 +33,10 @@ fn run() -> gumbelgrad::Result<()> {
             Some(_) => "yes",
             None => "no",
         };
-        println!("{name:<32} {:<10} {temperature}", if claims { "yes" } else { "no" });
+        println!(
+            "{name:<32} {:<10} {temperature}",
+            if claims { "yes" } else { "no" }
+        );
     }
     tutorial::figure_text("estimators", ESTIMATOR_NAMES.len());
     tutorial::figure_text("unbiased", unbiased);

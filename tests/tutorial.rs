@@ -87,7 +87,9 @@ fn stale_quotes(text: &str, printed: &BTreeMap<String, String>) -> Vec<String> {
     quotes
         .into_iter()
         .filter_map(|(name, value)| match printed.get(&name) {
-            None => Some(format!("fig:{name} is quoted but the example does not print it")),
+            None => Some(format!(
+                "fig:{name} is quoted but the example does not print it"
+            )),
             Some(v) if *v != value => Some(format!(
                 "fig:{name}: the text says {value}, the example prints {v}"
             )),
@@ -126,7 +128,9 @@ fn check_chapter(chapter: &str, name: &str) {
             problems.push(format!("figures/{figure} is shown but not committed"));
         }
         if !out.join(&figure).exists() {
-            problems.push(format!("figures/{figure} is shown but {name} did not draw it"));
+            problems.push(format!(
+                "figures/{figure} is shown but {name} did not draw it"
+            ));
         }
     }
     let _ = std::fs::remove_dir_all(&out);
