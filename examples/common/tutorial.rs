@@ -72,6 +72,17 @@ pub fn figure(name: &str, value: f64) {
     println!("figure {name} = {}", three_digits(value));
 }
 
+/// Prints `figure NAME = VALUE within TOLERANCE`: a number from a trained model.
+///
+/// Training runs thousands of matrix products whose last bits depend on the SIMD kernel
+/// the CPU selects (AVX-512 and AVX2 tile the sums differently), and the sampled
+/// training path can amplify that; `tests/tutorial.rs` therefore accepts a quoted value
+/// within `tolerance` of the printed one. The tolerances are below the spread between
+/// seeds, so a change in the model or the training protocol still shows.
+pub fn figure_within(name: &str, value: f64, tolerance: f64) {
+    println!("figure {name} = {} within {tolerance}", three_digits(value));
+}
+
 /// Prints `figure NAME = TEXT` for a whole number or a word.
 pub fn figure_text(name: &str, text: impl std::fmt::Display) {
     println!("figure {name} = {text}");
