@@ -41,6 +41,10 @@ fn run(args: &Args) -> gumbelgrad::Result<()> {
     let k = TOY_LOGITS.len();
     let exact = exact::categorical(&TOY_LOGITS, k, tutorial::toy_cost)?;
     figure("expected_cost", exact.value);
+    figure(
+        "exact_norm",
+        exact.gradient.iter().map(|g| g * g).sum::<f64>().sqrt(),
+    );
     // The standard error of a mean cost over DRAWS exact samples.
     figure("cost_se", (exact.variance / DRAWS as f64).sqrt());
     let mut bias_plot = LinePlot::new(720, 440)
