@@ -6,10 +6,11 @@
 //! the chapter quotes each as `**VALUE**<!-- fig:NAME -->`, and the two must be equal.
 //! Numbers from trained models are printed as `figure NAME = VALUE within TOLERANCE`
 //! (the last bits of the matrix kernels differ between CPUs, and training amplifies
-//! them); the quoted value must then be within the tolerance of the printed one. A chapter fails if a quoted
-//! name is not printed, if its value differs from the printed one, if it quotes nothing,
-//! or if a figure it shows (`](figures/FILE.svg)`) is missing from `docs/tutorial/figures/`
-//! or was not drawn by the example.
+//! them); the quoted value must then be within the tolerance of the printed one.
+//!
+//! A chapter fails if a quoted name is not printed, if its value does not match the
+//! printed one, if it quotes nothing, or if a figure it shows (`](figures/FILE.svg)`) is
+//! missing from `docs/tutorial/figures/` or was not drawn by the example.
 //!
 //! These run the example binaries that `cargo test` builds next to the test binaries
 //! (`target/<profile>/examples/`). A run that selects only this test
