@@ -20,10 +20,12 @@
 //! `test_neg_elbo`.
 //!
 //! ```text
-//! cargo run --release --example custom_estimator [-- --seed N --train-images N --test-images N]
+//! cargo run --release --example custom_estimator [-- --seed S --train-images N --test-images N]
 //! ```
 
 use std::process::ExitCode;
+
+use clap::Parser;
 
 use gumbelgrad::data::SyntheticDigits;
 use gumbelgrad::estimators::score::inject_gradient;
@@ -31,10 +33,15 @@ use gumbelgrad::estimators::{
     Estimate, EstimatorState, GradientEstimator, bernoulli_as_categorical, check_cost_shape,
     constant_from, exact, poisoned_estimate, read_logits, sample_one_hot, softmax_f64, values_f64,
 };
+use gumbelgrad::io::json::Json;
 use gumbelgrad::models::{EvalMode, TrainConfig, Trainer, VaeConfig};
 use gumbelgrad::{Error, Float, Tape, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
+
+#[path = "common/cli.rs"]
+#[allow(dead_code)] // each example uses a part of the shared module
+mod cli;
 
 /// REINFORCE with one running-average baseline per latent variable (see the module
 /// documentation).
@@ -160,45 +167,23 @@ impl<T: Float> GradientEstimator<T> for PerVariableReinforce {
     }
 }
 
+#[derive(Debug, Parser)]
+#[command(
+    name = "custom_estimator",
+    version,
+    about = "An estimator written outside the crate, checked against exact enumeration, then training the categorical VAE"
+)]
 struct Args {
-    seed: u64,
+    #[command(flatten)]
+    seed: cli::Seed,
+    #[command(flatten)]
+    threads: cli::Threads,
+    /// Train on the first N built-in training digits [default: all]
+    #[arg(long, value_name = "N", value_parser = cli::at_least_one)]
     train_images: Option<usize>,
+    /// Evaluate on the first N built-in test digits
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = cli::at_least_one)]
     test_images: usize,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        seed: 0,
-        train_images: None,
-        test_images: 1000,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--train-images" => {
-                args.train_images = Some(
-                    value()?
-                        .parse()
-                        .map_err(|e| format!("--train-images: {e}"))?,
-                )
-            }
-            "--test-images" => {
-                args.test_images = value()?
-                    .parse()
-                    .map_err(|e| format!("--test-images: {e}"))?
-            }
-            "-h" | "--help" => {
-                return Err(
-                    "usage: custom_estimator [--seed N] [--train-images N] [--test-images N]"
-                        .into(),
-                );
-            }
-            other => return Err(format!("unknown flag `{other}`")),
-        }
-    }
-    Ok(args)
 }
 
 /// Estimates on a toy problem against the exact gradient: returns the largest
@@ -261,9 +246,11 @@ fn check_against_exact(seed: u64) -> Result<f64, Error> {
 }
 
 fn run(args: &Args) -> Result<(), Error> {
-    let bias_z = check_against_exact(args.seed)?;
+    args.threads.apply();
+    let seed = args.seed.seed;
+    let bias_z = check_against_exact(seed)?;
 
-    let (train, test) = SyntheticDigits::new(args.seed).generate();
+    let (train, test) = SyntheticDigits::new(seed).generate();
     let first = |n: usize, total: usize| (0..n.min(total)).collect::<Vec<usize>>();
     let train_images = match args.train_images {
         Some(n) => train.images.select(&first(n, train.images.rows())),
@@ -274,13 +261,13 @@ fn run(args: &Args) -> Result<(), Error> {
         .select(&first(args.test_images, test.images.rows()))
         .to_tensor::<f32>();
     let config = TrainConfig {
-        seed: args.seed,
+        seed,
         ..TrainConfig::default()
     };
     let estimator = Box::new(PerVariableReinforce::new(0.9));
     let mut trainer = Trainer::<f32>::with_estimator(VaeConfig::default(), config, estimator)?;
     let report = trainer.train_epoch(&train_images, |_| {})?;
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let test_neg_elbo = trainer
         .model()
         .evaluate(&test_images, 500, EvalMode::Hard, &mut rng)?;
@@ -292,26 +279,19 @@ fn run(args: &Args) -> Result<(), Error> {
         test_neg_elbo,
         test_images.rows()
     );
-    println!(
-        "{{\"estimator\": \"{}\", \"bias_z\": {bias_z:.3}, \"test_neg_elbo\": {test_neg_elbo:.4}}}",
-        trainer.estimator().name()
-    );
+    let json = cli::object([
+        ("estimator", Json::string(trainer.estimator().name())),
+        ("bias_z", cli::number("bias_z", bias_z)),
+        ("test_neg_elbo", cli::number("test_neg_elbo", test_neg_elbo)),
+    ]);
+    println!("{json}");
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
+    let args: Args = cli::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => cli::fail(error),
     }
 }

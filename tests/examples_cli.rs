@@ -12,15 +12,24 @@ use std::process::{Command, Output};
 
 use gumbelgrad::io::json::Json;
 
-const EXAMPLES: [&str; 8] = [
+const EXAMPLES: [&str; 17] = [
     "bench_step",
     "categorical_vae",
+    "custom_estimator",
     "custom_op",
     "estimator_lab",
     "gumbel_samples",
     "semi_supervised",
     "show_data",
     "table1",
+    "tutorial_01_one_choice",
+    "tutorial_02_score_function",
+    "tutorial_03_gumbel_softmax",
+    "tutorial_04_straight_through",
+    "tutorial_05_rebar_relax",
+    "tutorial_06_your_estimator",
+    "tutorial_07_categorical_vae",
+    "tutorial_08_next",
 ];
 
 fn example(name: &str) -> PathBuf {
