@@ -933,7 +933,11 @@ fn the_five_through_the_enum() {
         assert_eq!(estimator.name(), name);
         assert_eq!(estimator.is_unbiased(), unbiased, "{name}");
         assert_eq!(estimator.latent_kinds(), LatentKinds::BOTH, "{name}");
-        assert_eq!(estimator.gradient_through_sample(), through_sample, "{name}");
+        assert_eq!(
+            estimator.gradient_through_sample(),
+            through_sample,
+            "{name}"
+        );
         if through_sample {
             assert_eq!(estimator.temperature(), Some(0.8), "{name}");
             estimator.set_temperature(1.7).unwrap();

@@ -602,7 +602,10 @@ impl<T: Float> Estimator<T> {
     /// Gumbel-Rao GR-MC`num_samples` at `temperature` (checked for `T`).
     pub fn gumbel_rao(temperature: f64, num_samples: usize) -> Result<Self> {
         crate::error::check_temperature_for::<T>("Estimator::gumbel_rao", temperature)?;
-        Ok(Estimator::GumbelRao(GumbelRao::new(temperature, num_samples)?))
+        Ok(Estimator::GumbelRao(GumbelRao::new(
+            temperature,
+            num_samples,
+        )?))
     }
     /// ReinMax at `temperature` (checked for `T`; the authors recommend `>= 1`).
     pub fn reinmax(temperature: f64) -> Result<Self> {
