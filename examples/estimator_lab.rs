@@ -23,8 +23,8 @@
 //!   `E[-log (1/4) sum_j exp(-(b_j - t)^2)]` of the toy, exact by enumerating the `2^4`
 //!   sample tuples; only `vimco-bound` runs on it.
 //!
-//! Each estimator gives `calls x batch` single-sample estimates (VIMCO: one estimate per
-//! example from its `m = 4` samples). `std` is the standard deviation of single
+//! Each estimator gives `calls x batch` single-sample estimates (VIMCO and RLOO: one
+//! estimate per example from its `m = 4` samples). `std` is the standard deviation of single
 //! estimates, `se = std / sqrt(samples)` the standard error of their mean, and
 //! `z = bias / se`. Every estimator that theory calls unbiased must have `|z| < 4` on
 //! every logit; the lab says so on stderr and exits with status 1 if one does not.
@@ -32,8 +32,9 @@
 //! this machine and only indicative.
 //!
 //! It also writes `gumbel_softmax_temperature.svg` (atomically) into the output folder
-//! (default `target/estimator_lab`): the bias and the variance of Gumbel-Softmax and
-//! straight-through Gumbel-Softmax against the temperature on `categorical K=4 N=2`.
+//! (default `target/estimator_lab`): the bias and the variance of Gumbel-Softmax,
+//! straight-through Gumbel-Softmax, Gumbel-Rao (`K = 10`) and ReinMax against the
+//! temperature on `categorical K=4 N=2`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -296,6 +297,9 @@ fn roster(kind: Kind) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
         ("nvil".to_string(), Estimator::nvil()),
         ("muprop".to_string(), Estimator::muprop()),
         ("vimco(m=4)".to_string(), Estimator::vimco(4)),
+        ("rloo(m=4)".to_string(), Estimator::rloo(4)?),
+        ("arm".to_string(), Estimator::arm()),
+        ("disarm".to_string(), Estimator::disarm()),
         ("rebar".to_string(), Estimator::rebar(0.5)?),
         ("relax".to_string(), Estimator::relax(0.5)?),
         ("darn".to_string(), Estimator::darn()),
@@ -303,6 +307,11 @@ fn roster(kind: Kind) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
             "darn-sample-slope".to_string(),
             Estimator::from_name("darn-sample-slope", 1.0)?,
         ),
+        (
+            "gumbel-rao(tau=1,K=10)".to_string(),
+            Estimator::gumbel_rao(1.0, 10)?,
+        ),
+        ("reinmax(tau=1)".to_string(), Estimator::reinmax(1.0)?),
     ];
     if binary {
         for tau in [0.1, 0.5, 1.0, 2.0] {
@@ -364,6 +373,7 @@ fn ratio(bias: f64, se: f64) -> f64 {
 }
 
 /// One point of the temperature sweep.
+#[derive(Clone)]
 struct SweepPoint {
     temperature: f64,
     bias: f64,
@@ -371,18 +381,26 @@ struct SweepPoint {
     variance: f64,
 }
 
+/// The estimators of the temperature sweep, in legend order: a label and a constructor.
+type Family = (&'static str, fn(f64) -> gumbelgrad::Result<Estimator<f64>>);
+
+/// The sweep's estimators: every one whose bias and variance move with a temperature.
+const SWEEP_FAMILIES: [Family; 4] = [
+    ("gumbel-softmax", Estimator::gumbel_softmax),
+    ("st-gumbel-softmax", Estimator::st_gumbel_softmax),
+    ("gumbel-rao(K=10)", |tau| Estimator::gumbel_rao(tau, 10)),
+    ("reinmax", Estimator::reinmax),
+];
+
 /// Bias norm `|E[g] - exact|`, its noise floor `sqrt(sum_i se_i^2)`, and the total
-/// variance `sum_i Var[g_i]` of GS and ST-GS over a grid of temperatures.
-fn temperature_sweep(problem: &Problem) -> gumbelgrad::Result<[Vec<SweepPoint>; 2]> {
+/// variance `sum_i Var[g_i]` of every [`SWEEP_FAMILIES`] member over a grid of
+/// temperatures.
+fn temperature_sweep(problem: &Problem) -> gumbelgrad::Result<Vec<Vec<SweepPoint>>> {
     let temperatures = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0];
-    let mut out = [Vec::new(), Vec::new()];
-    for (family, points) in out.iter_mut().enumerate() {
+    let mut out = vec![Vec::new(); SWEEP_FAMILIES.len()];
+    for (points, (_, build)) in out.iter_mut().zip(SWEEP_FAMILIES) {
         for (index, &temperature) in temperatures.iter().enumerate() {
-            let mut estimator = if family == 0 {
-                Estimator::gumbel_softmax(temperature)?
-            } else {
-                Estimator::st_gumbel_softmax(temperature)?
-            };
+            let mut estimator = build(temperature)?;
             let m = measure(problem, &mut estimator, 20, 500, 7000 + index as u64)?;
             let cols = problem.exact.len();
             let bias = (0..cols)
@@ -405,14 +423,17 @@ fn temperature_sweep(problem: &Problem) -> gumbelgrad::Result<[Vec<SweepPoint>; 
 /// A polyline to draw: colour index, points, dashed.
 type Line = (usize, Vec<(f64, f64)>, bool);
 
-/// Two log-log panels (bias, variance) against the temperature, as SVG written by hand.
-fn sweep_svg(problem: &str, sweep: &[Vec<SweepPoint>; 2]) -> String {
+/// Two log-log panels (bias, variance) against the temperature, as SVG written by hand;
+/// `sweep[i]` is [`SWEEP_FAMILIES`]`[i]`.
+fn sweep_svg(problem: &str, sweep: &[Vec<SweepPoint>]) -> String {
     const W: f64 = 900.0;
-    const H: f64 = 420.0;
+    const H: f64 = 450.0;
     const PANEL: f64 = 360.0;
     const TOP: f64 = 60.0;
     const PLOT_H: f64 = 290.0;
-    let colours = ["#1f77b4", "#ff7f0e", "#999999"];
+    // one colour per family, then the noise floor's grey
+    let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#999999"];
+    let floor_colour = SWEEP_FAMILIES.len();
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -421,7 +442,7 @@ fn sweep_svg(problem: &str, sweep: &[Vec<SweepPoint>; 2]) -> String {
     let _ = writeln!(svg, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
     let _ = writeln!(
         svg,
-        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">Gumbel-Softmax family on {problem}: bias and variance against temperature</text>"#,
+        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">Relaxed and straight-through estimators on {problem}: bias and variance against temperature</text>"#,
         W / 2.0
     );
     let log = |x: f64| x.max(1e-300).log10();
@@ -504,7 +525,7 @@ fn sweep_svg(problem: &str, sweep: &[Vec<SweepPoint>; 2]) -> String {
             .collect();
         if let Some(floor) = floor {
             lines.push((
-                2,
+                floor_colour,
                 sweep[0]
                     .iter()
                     .map(|p| (px(p.temperature), py(floor(p))))
@@ -540,14 +561,27 @@ fn sweep_svg(problem: &str, sweep: &[Vec<SweepPoint>; 2]) -> String {
             }
         }
     }
-    let legend = [
-        ("Gumbel-Softmax", colours[0]),
-        ("straight-through Gumbel-Softmax", colours[1]),
-        ("noise floor of the bias (GS): sqrt(sum se_i^2)", colours[2]),
-    ];
+    let mut legend: Vec<(String, &str)> = SWEEP_FAMILIES
+        .iter()
+        .zip(colours)
+        .map(|((label, _), colour)| (label.to_string(), colour))
+        .collect();
+    legend.push((
+        format!(
+            "noise floor of the bias ({}): sqrt(sum se_i^2)",
+            SWEEP_FAMILIES[0].0
+        ),
+        colours[floor_colour],
+    ));
+    // two rows: the families, then the noise floor
     for (i, (label, colour)) in legend.iter().enumerate() {
-        let x = 70.0 + i as f64 * 260.0;
-        let y = H - 14.0;
+        let (column, row) = if i < SWEEP_FAMILIES.len() {
+            (i, 0)
+        } else {
+            (0, 1)
+        };
+        let x = 70.0 + column as f64 * 200.0;
+        let y = H - 34.0 + row as f64 * 20.0;
         let _ = writeln!(
             svg,
             r#"<line x1="{x}" y1="{}" x2="{}" y2="{}" stroke="{colour}" stroke-width="3"/><text x="{}" y="{y}">{label}</text>"#,
@@ -563,7 +597,7 @@ fn sweep_svg(problem: &str, sweep: &[Vec<SweepPoint>; 2]) -> String {
 
 /// Every gradient estimator of the crate against exact gradients (by enumeration) on
 /// toy problems: mean, bias, standard deviation and time per sample; also a plot of
-/// Gumbel-Softmax's bias and variance against the temperature.
+/// the relaxed and straight-through estimators' bias and variance against the temperature.
 #[derive(Debug, Parser)]
 #[command(name = "estimator_lab", version)]
 struct Args {
@@ -717,8 +751,8 @@ fn run(args: &Args) -> gumbelgrad::Result<bool> {
     let picture = args.out.join("gumbel_softmax_temperature.svg");
     gumbelgrad::io::write_atomic(&picture, sweep_svg(&sweep_problem.name, &sweep).as_bytes())?;
     eprintln!("wrote {}", picture.display());
-    for (family, name) in ["gumbel-softmax", "st-gumbel-softmax"].iter().enumerate() {
-        for p in &sweep[family] {
+    for ((name, _), points) in SWEEP_FAMILIES.iter().zip(&sweep) {
+        for p in points {
             eprintln!(
                 "  {name:<18} tau {:>5}: |bias| {:.3e} (noise floor {:.3e}), variance {:.3e}",
                 p.temperature, p.bias, p.noise_floor, p.variance

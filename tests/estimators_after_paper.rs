@@ -911,3 +911,147 @@ fn all_five_run_in_f32_on_categorical_and_binary_latents() {
         }
     }
 }
+
+/// The five through the `Estimator` enum, built by name: their names, the trait's
+/// answers (unbiasedness, latent kinds, temperature, gradient through the sample), the
+/// number of cost calls, and `sample` working exactly for the two that pass their
+/// gradient through it.
+#[test]
+fn the_five_through_the_enum() {
+    use gumbelgrad::Error;
+    use gumbelgrad::estimators::{ESTIMATOR_NAMES, Estimator, LatentKinds};
+    let mut rng = StdRng::seed_from_u64(91);
+    for (name, unbiased, calls_expected, through_sample) in [
+        ("rloo", true, 4, false),
+        ("arm", true, 2, false),
+        ("disarm", true, 2, false),
+        ("gumbel-rao", false, 1, true),
+        ("reinmax", false, 1, true),
+    ] {
+        assert!(ESTIMATOR_NAMES.contains(&name), "{name}");
+        let mut estimator = Estimator::<f64>::from_name(name, 0.8).unwrap();
+        assert_eq!(estimator.name(), name);
+        assert_eq!(estimator.is_unbiased(), unbiased, "{name}");
+        assert_eq!(estimator.latent_kinds(), LatentKinds::BOTH, "{name}");
+        assert_eq!(
+            estimator.gradient_through_sample(),
+            through_sample,
+            "{name}"
+        );
+        if through_sample {
+            assert_eq!(estimator.temperature(), Some(0.8), "{name}");
+            estimator.set_temperature(1.7).unwrap();
+            assert_eq!(estimator.temperature(), Some(1.7), "{name}");
+            assert!(estimator.set_temperature(-1.0).is_err(), "{name}");
+            // valid in f64, out of range in f32: refused at construction and on set
+            match Estimator::<f32>::from_name(name, 1e-45) {
+                Err(Error::TemperatureOutOfRange { float, .. }) => assert_eq!(float, "f32"),
+                other => panic!("{name}: {:?}", other.map(|e| e.name())),
+            }
+            let mut single = Estimator::<f32>::from_name(name, 1.0).unwrap();
+            assert!(matches!(
+                single.set_temperature(1e-45),
+                Err(Error::TemperatureOutOfRange { .. })
+            ));
+            assert_eq!(single.temperature(), Some(1.0), "{name}");
+        } else {
+            assert_eq!(estimator.temperature(), None, "{name}");
+        }
+        for group_size in [4, 1] {
+            let tape = Tape::new();
+            let logits = tape.variable(&Tensor::random_normal(3, 8, 0.0, 1.0, &mut rng));
+            let target = tape.constant(&Tensor::random_normal(1, 8, 0.0, 1.0, &mut rng));
+            let mut calls = 0;
+            let estimate = estimator.estimate(
+                logits,
+                group_size,
+                &mut |z| {
+                    calls += 1;
+                    (z * target).sum_cols().square()
+                },
+                &mut rng,
+            );
+            assert_eq!(calls, calls_expected, "{name} group {group_size}");
+            assert_eq!(estimate.cost.shape(), gumbelgrad::Shape::new(3, 1));
+            tape.backward(estimate.loss).unwrap();
+            let grad = logits.grad().unwrap();
+            assert!(grad.all_finite(), "{name} group {group_size}");
+            assert!(grad.as_slice().iter().any(|&g| g != 0.0), "{name}");
+        }
+        let tape = Tape::new();
+        let z = estimator.sample(tape.variable(&Tensor::zeros(2, 8)), 4, &mut rng);
+        if through_sample {
+            // one-hot: two ones per row
+            assert_eq!(z.value().unwrap().sum(), 4.0, "{name}");
+        } else {
+            assert!(z.is_poisoned(), "{name}");
+        }
+    }
+    assert!(Estimator::<f64>::rloo(1).is_err());
+    assert!(Estimator::<f64>::gumbel_rao(0.5, 0).is_err());
+    assert!(Estimator::<f64>::reinmax(0.0).is_err());
+    assert_eq!(
+        Estimator::<f64>::from_name("gumbel-rao", 0.5)
+            .map(|e| match e {
+                Estimator::GumbelRao(gr) => gr.num_samples(),
+                _ => 0,
+            })
+            .unwrap(),
+        gumbelgrad::estimators::GUMBEL_RAO_DEFAULT_SAMPLES
+    );
+    match Estimator::<f64>::from_name("rloo", 0.5).unwrap() {
+        Estimator::Rloo(rloo) => assert_eq!(
+            rloo.num_samples(),
+            gumbelgrad::estimators::RLOO_DEFAULT_SAMPLES
+        ),
+        other => panic!("rloo built {other:?}"),
+    }
+}
+
+/// A few training steps of the VAE with each of the five, on both latent layouts: every
+/// step's loss is finite and positive (a negative ELBO of binary images).
+#[test]
+fn the_five_train_both_vaes_for_a_few_steps() {
+    use gumbelgrad::estimators::TemperatureSchedule;
+    use gumbelgrad::models::{Latent, TrainConfig, Trainer, VaeConfig};
+    use gumbelgrad::optim::LearningRateSchedule;
+    let images = Tensor::<f32>::random_uniform(24, 12, 0.0, 1.0, &mut StdRng::seed_from_u64(8))
+        .map(|p| if p > 0.5 { 1.0 } else { 0.0 });
+    for name in ["rloo", "arm", "disarm", "gumbel-rao", "reinmax"] {
+        for latent in [
+            Latent::Categorical {
+                variables: 2,
+                classes: 3,
+            },
+            Latent::Bernoulli { units: 4 },
+        ] {
+            let vae = VaeConfig {
+                input_dim: 12,
+                latent,
+                encoder_hidden: vec![6],
+                decoder_hidden: vec![5],
+            };
+            let config = TrainConfig {
+                batch_size: 8,
+                learning_rate: LearningRateSchedule::Constant(3e-3),
+                temperature: TemperatureSchedule::exponential(1.0, 0.05, 2, 0.5).unwrap(),
+                estimator: name.to_string(),
+                dynamic_binarization: true,
+                seed: 4,
+            };
+            let mut trainer = Trainer::<f32>::new(vae, config).unwrap();
+            let mut losses = Vec::new();
+            for _ in 0..2 {
+                let report = trainer
+                    .train_epoch(&images, |step| losses.push(step.loss))
+                    .unwrap();
+                assert!(report.mean_loss.is_finite(), "{name} on {latent:?}");
+            }
+            assert_eq!(losses.len(), 6, "{name} on {latent:?}");
+            assert!(
+                losses.iter().all(|l| l.is_finite() && *l > 0.0),
+                "{name} on {latent:?}: {losses:?}"
+            );
+        }
+    }
+}

@@ -78,7 +78,7 @@ fn uses_temperature(name: &str) -> bool {
 }
 
 /// The estimators with a temperature (or, for slope-annealed ST, an inverse one).
-const TEMPERATURE_NAMES: [&str; 9] = [
+const TEMPERATURE_NAMES: [&str; 11] = [
     "gumbel-softmax",
     "st-gumbel-softmax",
     "st",
@@ -88,6 +88,8 @@ const TEMPERATURE_NAMES: [&str; 9] = [
     "slope-annealed-st",
     "rebar",
     "relax",
+    "gumbel-rao",
+    "reinmax",
 ];
 
 /// Builds `name` at `tau`, optionally moves it to `retune`, and runs one estimate and

@@ -32,7 +32,7 @@ use rand::RngCore;
 
 use super::gumbel_softmax::tempered_softmax_group;
 use super::score::{bernoulli_pairs, poisoned_estimate};
-use super::{Estimate, GradientEstimator, fail, noise, relaxed_estimate};
+use super::{Estimate, GradientEstimator, LatentKinds, fail, noise, relaxed_estimate};
 use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
 use crate::op::{Op, expect_arity};
@@ -266,6 +266,21 @@ impl<T: Float> GradientEstimator<T> for GumbelRao {
     }
     fn is_unbiased(&self) -> bool {
         false
+    }
+    fn gradient_through_sample(&self) -> bool {
+        true
+    }
+    /// Categorical groups, and binary units as two-class groups.
+    fn latent_kinds(&self) -> LatentKinds {
+        LatentKinds::BOTH
+    }
+    fn temperature(&self) -> Option<f64> {
+        Some(GumbelRao::temperature(self))
+    }
+    /// Checks the temperature for `T` (the tape's float type), then sets it.
+    fn set_temperature(&mut self, temperature: f64) -> Result<()> {
+        check_temperature_for::<T>("GumbelRao::set_temperature", temperature)?;
+        GumbelRao::set_temperature(self, temperature)
     }
     fn estimate<'t>(
         &mut self,

@@ -4,8 +4,9 @@
 //! Bernoulli) distribution `q(z)` and a downstream per-example cost `f(z)`, produce a
 //! scalar whose gradient with respect to the logits estimates
 //! `d/d logits E_{z~q}[f(z)]`. They differ in how: by relaxing `z` (Gumbel-Softmax),
-//! by pretending the sample is its mean in the backward pass (straight-through), or by
-//! the score function `f(z) d log q(z)` with variance-reducing baselines.
+//! by pretending the sample is its mean in the backward pass (straight-through, and its
+//! refinements Gumbel-Rao and ReinMax), or by the score function `f(z) d log q(z)` with
+//! variance-reducing baselines (leave-one-out, antithetic pairs, control variates).
 //!
 //! All of them implement [`GradientEstimator`]; the [`Estimator`] enum picks one by
 //! value, so switching estimator in a model is changing one argument.
@@ -18,10 +19,12 @@
 //! | [`exact`] | exact expectations and gradients by enumeration (the test oracle) |
 //! | [`gumbel_softmax`](mod@gumbel_softmax) | Gumbel-Softmax, learnable-temperature and ExpConcrete ops |
 //! | [`straight_through`] | ST Gumbel-Softmax, ST categorical, ST argmax |
+//! | [`gumbel_rao`](mod@gumbel_rao) | Gumbel-Rao: ST-GS averaged over conditional noises (arXiv 2010.04838) |
+//! | [`reinmax`](mod@reinmax) | ReinMax: second-order straight-through (arXiv 2304.08612) |
 //! | [`bernoulli`] | relaxed Bernoulli, ST Bernoulli, slope-annealed ST |
 //! | [`temperature`] | temperature schedules, learnable temperature |
 //! | [`state`] | an estimator's saved state, for checkpoints |
-//! | [`score`] | REINFORCE, NVIL, MuProp, DARN, VIMCO, REBAR, RELAX |
+//! | [`score`] | REINFORCE, NVIL, MuProp, DARN, VIMCO, REBAR, RELAX, RLOO, ARM, DisARM |
 //!
 //! # The closure contract
 //! `cost` receives the latent sample `[batch, N*K]` (a `Var` on the same tape as the
@@ -441,6 +444,18 @@ pub enum Estimator<T: Float> {
     Rebar(score::Rebar),
     /// RELAX: REBAR plus a learned surrogate network, unbiased: `relax`.
     Relax(score::Relax),
+    /// RLOO: `m` samples per example, each with the mean cost of the others as its
+    /// baseline, unbiased: `rloo`.
+    Rloo(score::Rloo),
+    /// The antithetic pair estimators for binary units (categorical groups by
+    /// stick-breaking), unbiased; which one its [`score::ArmKind`] says: `arm` or
+    /// `disarm`.
+    Arm(score::ArmEstimator),
+    /// Gumbel-Rao: ST Gumbel-Softmax averaged over `K` conditional Gumbel noises, biased
+    /// as ST-GS with less variance: `gumbel-rao`.
+    GumbelRao(GumbelRao),
+    /// ReinMax: second-order straight-through, biased: `reinmax`.
+    ReinMax(ReinMax),
 }
 
 /// The names [`Estimator::from_name`] accepts, in table order.
@@ -469,7 +484,21 @@ pub const ESTIMATOR_NAMES: &[&str] = &[
     "vimco-bound",
     "rebar",
     "relax",
+    "rloo",
+    "arm",
+    "disarm",
+    "gumbel-rao",
+    "reinmax",
 ];
+
+/// The number of samples per example `Estimator::from_name("rloo", _)` draws (as many
+/// as `vimco`: four cost evaluations per example).
+pub const RLOO_DEFAULT_SAMPLES: usize = 4;
+
+/// The number `K` of conditional Gumbel noises per sample
+/// `Estimator::from_name("gumbel-rao", _)` averages over (GR-MC10, the paper's
+/// middle setting between 1 and 100).
+pub const GUMBEL_RAO_DEFAULT_SAMPLES: usize = 10;
 
 impl<T: Float> Estimator<T> {
     /// Gumbel-Softmax at `temperature`.
@@ -558,11 +587,38 @@ impl<T: Float> Estimator<T> {
         crate::error::check_temperature_for::<T>("Estimator::relax", temperature)?;
         Ok(Estimator::Relax(score::Relax::new(1.0, temperature, 10)?))
     }
+    /// RLOO with `num_samples >= 2` samples (and cost evaluations) per example.
+    pub fn rloo(num_samples: usize) -> Result<Self> {
+        Ok(Estimator::Rloo(score::Rloo::new(num_samples)?))
+    }
+    /// ARM (Yin and Zhou 2019).
+    pub fn arm() -> Self {
+        Estimator::Arm(score::ArmEstimator::arm())
+    }
+    /// DisARM (Dong, Mnih and Tucker 2020).
+    pub fn disarm() -> Self {
+        Estimator::Arm(score::ArmEstimator::disarm())
+    }
+    /// Gumbel-Rao GR-MC`num_samples` at `temperature` (checked for `T`).
+    pub fn gumbel_rao(temperature: f64, num_samples: usize) -> Result<Self> {
+        crate::error::check_temperature_for::<T>("Estimator::gumbel_rao", temperature)?;
+        Ok(Estimator::GumbelRao(GumbelRao::new(
+            temperature,
+            num_samples,
+        )?))
+    }
+    /// ReinMax at `temperature` (checked for `T`; the authors recommend `>= 1`).
+    pub fn reinmax(temperature: f64) -> Result<Self> {
+        crate::error::check_temperature_for::<T>("Estimator::reinmax", temperature)?;
+        Ok(Estimator::ReinMax(ReinMax::new(temperature)?))
+    }
 
     /// Builds an estimator from its name (as in tables and on command lines: see
     /// [`ESTIMATOR_NAMES`]); `temperature` is used by the estimators that have one
-    /// (slope-annealed ST starts at `slope = 1/temperature`).
-    /// An unknown name is an [`Error::InvalidArgument`] listing the known ones.
+    /// (slope-annealed ST starts at `slope = 1/temperature`). `rloo` draws
+    /// [`RLOO_DEFAULT_SAMPLES`] samples per example, `vimco` four, and `gumbel-rao`
+    /// averages [`GUMBEL_RAO_DEFAULT_SAMPLES`] conditional noises; build other settings
+    /// with the constructors. An unknown name is an [`Error::InvalidArgument`] listing the known ones.
     pub fn from_name(name: &str, temperature: f64) -> Result<Self> {
         match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "gumbel-softmax" | "gs" | "concrete" => Self::gumbel_softmax(temperature),
@@ -602,6 +658,11 @@ impl<T: Float> Estimator<T> {
             "vimco-bound" => Ok(Estimator::Vimco(score::Vimco::log_mean_exp(4))),
             "rebar" => Self::rebar(temperature),
             "relax" => Self::relax(temperature),
+            "rloo" => Self::rloo(RLOO_DEFAULT_SAMPLES),
+            "arm" => Ok(Self::arm()),
+            "disarm" => Ok(Self::disarm()),
+            "gumbel-rao" | "gr-mc" => Self::gumbel_rao(temperature, GUMBEL_RAO_DEFAULT_SAMPLES),
+            "reinmax" => Self::reinmax(temperature),
             other => Err(Error::invalid_argument(
                 "Estimator::from_name",
                 format!(
@@ -623,6 +684,10 @@ impl<T: Float> Estimator<T> {
             Estimator::Vimco(e) => e,
             Estimator::Rebar(e) => e,
             Estimator::Relax(e) => e,
+            Estimator::Rloo(e) => e,
+            Estimator::Arm(e) => e,
+            Estimator::GumbelRao(e) => e,
+            Estimator::ReinMax(e) => e,
         }
     }
 
@@ -637,6 +702,10 @@ impl<T: Float> Estimator<T> {
             Estimator::Vimco(e) => e,
             Estimator::Rebar(e) => e,
             Estimator::Relax(e) => e,
+            Estimator::Rloo(e) => e,
+            Estimator::Arm(e) => e,
+            Estimator::GumbelRao(e) => e,
+            Estimator::ReinMax(e) => e,
         }
     }
 }

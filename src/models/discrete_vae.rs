@@ -93,8 +93,8 @@ impl Latent {
     /// ([`GradientEstimator::latent_kinds`]): the binary-unit estimators (relaxed
     /// Bernoulli and its ST version, ST Bernoulli, slope-annealed ST) need Bernoulli
     /// latents and the categorical relaxations (Gumbel-Softmax, ST-GS, ST, ST-argmax)
-    /// categorical ones; the score-function family works with both. `model` names the
-    /// caller in the error.
+    /// categorical ones; the score-function family, Gumbel-Rao and ReinMax work with both.
+    /// `model` names the caller in the error.
     pub fn check_estimator<T: Float>(
         &self,
         estimator: &dyn GradientEstimator<T>,
@@ -111,7 +111,7 @@ impl Latent {
             Err(Error::invalid_argument(
                 model,
                 format!(
-                    "estimator `{}` does not fit {self:?} latents (binary units take relaxed-bernoulli, st-bernoulli, slope-annealed-st or a score-function estimator)",
+                    "estimator `{}` does not fit {self:?} latents (binary units take relaxed-bernoulli, st-relaxed-bernoulli, st-bernoulli, slope-annealed-st, gumbel-rao, reinmax or a score-function estimator)",
                     estimator.name(),
                 ),
             ))

@@ -18,6 +18,8 @@
 //! | [`Vimco`] | leave-one-out mean of `m` other samples | yes | `vimco.rs` |
 //! | [`Rebar`] | the Gumbel-Softmax relaxation `f(softmax(z / tau))` at conditionally re-sampled noise | yes | `rebar.rs` |
 //! | [`Relax`] | REBAR's control variate plus a learned surrogate network | yes | `relax.rs` |
+//! | [`Rloo`] | leave-one-out mean of `m` other samples, the cost called once per sample | yes | `rloo.rs` |
+//! | [`ArmEstimator`] | ARM / DisARM: the cost at an antithetic pair of samples (categorical groups by stick-breaking) | yes | `arm.rs` |
 //!
 //! # Contract of the cost closure
 //! All estimators take the downstream cost as a closure `cost(sample) -> [rows, 1]`
