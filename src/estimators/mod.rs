@@ -21,6 +21,7 @@
 //! | [`bernoulli`] | relaxed Bernoulli, ST Bernoulli, slope-annealed ST |
 //! | [`temperature`] | temperature schedules, learnable temperature |
 //! | [`state`] | an estimator's saved state, for checkpoints |
+//! | [`injected`](mod@injected) | noise given to an estimator instead of drawn |
 //! | [`score`] | REINFORCE, NVIL, MuProp, DARN, VIMCO, REBAR, RELAX |
 //!
 //! # The closure contract
@@ -55,6 +56,7 @@ pub mod density;
 pub mod exact;
 pub mod gumbel_rao;
 pub mod gumbel_softmax;
+pub mod injected;
 pub mod noise;
 pub mod reinmax;
 pub mod straight_through;
@@ -72,6 +74,7 @@ pub use gumbel_softmax::{
     ExpConcrete, GumbelSoftmax, GumbelSoftmaxEstimator, GumbelSoftmaxLearnedTemperature,
     exp_concrete, gumbel_softmax, gumbel_softmax_learned_temperature,
 };
+pub use injected::{InjectedNoise, bernoulli_as_categorical_with_noise};
 pub use reinmax::{ReinMax, ReinMaxOp, reinmax};
 pub use straight_through::{
     StArgmax, StCategorical, StGumbelSoftmax, StraightThroughEstimator, StraightThroughKind,
@@ -153,6 +156,29 @@ pub trait GradientEstimator<T: Float>: std::fmt::Debug {
     ) -> Estimate<'t, T> {
         let _ = mean_field_cost;
         self.estimate(logits, group_size, cost, rng)
+    }
+
+    /// [`estimate`](Self::estimate) at the given randomness instead of noise drawn from
+    /// `rng`, so that the output for a given sample can be reproduced by hand: what each
+    /// estimator reads from `noise` is in [`injected`](mod@injected). `rng` is still
+    /// used for anything that is not the sample's noise (initialising a learned
+    /// baseline or surrogate at the first call). Noise of the wrong shape, a sample
+    /// that is not one-hot, or a kind of noise this estimator cannot use is an error on
+    /// the tape. Estimators that cannot run at injected noise (the default) record an
+    /// [`Error::InvalidArgument`].
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        let _ = (group_size, noise, cost, rng);
+        score::poisoned_estimate(fail(
+            logits.tape(),
+            Error::invalid_argument(self.name(), "this estimator cannot run at injected noise"),
+        ))
     }
 
     /// The divisor `s` this estimator applied to its last estimate: NVIL's variance
@@ -689,6 +715,17 @@ impl<T: Float> GradientEstimator<T> for Estimator<T> {
     ) -> Estimate<'t, T> {
         self.inner()
             .estimate_with_mean_field(logits, group_size, cost, mean_field_cost, rng)
+    }
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        self.inner()
+            .estimate_with_noise(logits, group_size, noise, cost, rng)
     }
     fn sample<'t>(
         &mut self,
