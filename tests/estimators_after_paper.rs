@@ -475,7 +475,7 @@ fn distance(a: &[f64], b: &[f64]) -> f64 {
 use gumbelgrad::estimators::gumbel_rao::sample_with_conditional_noise;
 use gumbelgrad::estimators::{
     GumbelRao, ReinMax, StraightThroughEstimator, StraightThroughKind, gumbel_rao, noise, reinmax,
-    st_categorical, st_gumbel_softmax,
+    st, st_gumbel_softmax,
 };
 
 /// The node's backward, with the noise fixed, is the gradient of the averaged
@@ -694,7 +694,7 @@ fn expected_estimate(toy: &Toy, k: usize, tau: f64, quadratic: bool, st: bool) -
         let d = Tensor::from_vec(1, z.len(), z).unwrap();
         let node = if st {
             // noise that puts the argmax at D; ST's backward ignores it
-            st_categorical(x, tape.constant(&d.map(|v| 1e3 * v)), tau, k)
+            st(x, tape.constant(&d.map(|v| 1e3 * v)), tau, k)
         } else {
             reinmax(x, tape.constant(&d), tau, k)
         };

@@ -77,8 +77,8 @@ pub use gumbel_softmax::{
 pub use injected::{InjectedNoise, bernoulli_as_categorical_with_noise};
 pub use reinmax::{ReinMax, ReinMaxOp, reinmax};
 pub use straight_through::{
-    StArgmax, StCategorical, StGumbelSoftmax, StraightThroughEstimator, StraightThroughKind,
-    st_argmax, st_categorical, st_gumbel_softmax,
+    St, StArgmax, StGumbelSoftmax, StraightThroughEstimator, StraightThroughKind, st, st_argmax,
+    st_gumbel_softmax,
 };
 pub use temperature::{LearnableTemperature, TemperatureSchedule};
 
@@ -335,7 +335,7 @@ pub fn fail<'t, T: Float>(tape: &'t Tape<T>, error: Error) -> Var<'t, T> {
 
 /// Records the op `make(temperature)` on `inputs` after checking the temperature: the
 /// recording function every tempered op shares (`gumbel_softmax`, `exp_concrete`,
-/// `st_gumbel_softmax`, `st_categorical`, `st_argmax`, `relaxed_bernoulli`,
+/// `st_gumbel_softmax`, `st`, `st_argmax`, `relaxed_bernoulli`,
 /// `st_relaxed_bernoulli`). An invalid temperature (`<= 0`, NaN, infinite) is stored on
 /// the tape as [`Error::InvalidTemperature`] and a poisoned variable returned.
 pub(crate) fn record_tempered<'t, T: Float, O: Op<T>>(
@@ -513,7 +513,7 @@ impl<T: Float> Estimator<T> {
     }
     /// The paper's straight-through ("ST"), backward through `softmax(x/temperature)`
     /// (`temperature = 1` is the plain mean).
-    pub fn straight_through(temperature: f64) -> Result<Self> {
+    pub fn st(temperature: f64) -> Result<Self> {
         Ok(Estimator::StraightThrough(StraightThroughEstimator::new(
             StraightThroughKind::Categorical,
             temperature,
@@ -593,7 +593,7 @@ impl<T: Float> Estimator<T> {
         match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "gumbel-softmax" | "gs" | "concrete" => Self::gumbel_softmax(temperature),
             "st-gumbel-softmax" | "st-gs" => Self::st_gumbel_softmax(temperature),
-            "st" | "straight-through" => Self::straight_through(temperature),
+            "st" | "straight-through" => Self::st(temperature),
             "st-argmax" => Self::st_argmax(temperature),
             "relaxed-bernoulli" | "binary-concrete" => Self::relaxed_bernoulli(temperature),
             "st-relaxed-bernoulli" | "st-binary-concrete" => {
