@@ -643,7 +643,7 @@ fn injected_noise_that_does_not_fit_is_a_typed_error() {
         run(&mut Darn::default(), &InjectedNoise::Sample(bad)),
         Err(Error::InvalidArgument { .. })
     ));
-    // an estimator that cannot run at injected noise says so
+    // a relaxation needs the noise, not a bare sample
     let mut gs = gumbelgrad::estimators::Estimator::<f64>::gumbel_softmax(0.5).unwrap();
     assert!(matches!(
         run(&mut gs, &sample),
@@ -667,4 +667,86 @@ fn injected_noise_that_does_not_fit_is_a_typed_error() {
         tape.backward(estimate.loss),
         Err(Error::InvalidArgument { .. })
     ));
+}
+
+#[test]
+fn relaxed_estimators_at_injected_gumbel_noise_match_the_formula() {
+    use gumbelgrad::estimators::Estimator;
+    let case = Case::categorical();
+    let (rows, cols, k, w) = (2, 6, 3, case.w.clone());
+    let u = uniforms(rows, cols, 12);
+    let g = by_hand::gumbel(u.as_slice());
+    let tau = 0.7;
+    let noise = InjectedNoise::Uniforms {
+        u,
+        v: Tensor::zeros(rows, cols),
+    };
+    for name in ["gumbel-softmax", "st-gumbel-softmax", "st", "st-argmax"] {
+        let mut estimator = Estimator::<f64>::from_name(name, tau).unwrap();
+        let (grad, sample) = case.run(&mut estimator, &noise);
+        let mut expected = Vec::new();
+        let mut forward = Vec::new();
+        for r in 0..rows {
+            let l = case.row(r);
+            let gr = &g[r * cols..(r + 1) * cols];
+            let zero = vec![0.0; cols];
+            let noisy: Vec<f64> = l.iter().zip(gr).map(|(l, g)| (l + g) / tau).collect();
+            let tempered: Vec<f64> = l.iter().map(|l| l / tau).collect();
+            let relaxed = by_hand::softmax(&noisy, k);
+            // forward sample, and the softmax whose Jacobian the backward uses
+            let (z, through) = match name {
+                "gumbel-softmax" => (relaxed.clone(), relaxed),
+                "st-gumbel-softmax" => (by_hand::gumbel_max(&l, gr, k), relaxed),
+                "st" => (
+                    by_hand::gumbel_max(&l, gr, k),
+                    by_hand::softmax(&tempered, k),
+                ),
+                _ => (
+                    by_hand::gumbel_max(&l, &zero, k),
+                    by_hand::softmax(&tempered, k),
+                ),
+            };
+            let d = by_hand::softmax_vjp(&through, &by_hand::f_slope(&z, &w), k, tau);
+            expected.extend(d.iter().map(|d| d / rows as f64));
+            forward.extend(z);
+        }
+        for (a, b) in sample.as_slice().iter().zip(&forward) {
+            assert!((a - b).abs() < 1e-12, "{name} sample: {a} vs {b}");
+        }
+        assert_close(name, &grad, &expected);
+    }
+
+    // binary units: logistic noise l_n = g_{2n+1} - g_{2n}
+    let case = Case::binary();
+    let u = uniforms(2, 4, 13);
+    let g = by_hand::gumbel(u.as_slice());
+    let noise = InjectedNoise::Gumbel {
+        gumbel: Tensor::from_vec(2, 4, g.clone()).unwrap(),
+        v: Tensor::zeros(2, 4),
+    };
+    for name in ["relaxed-bernoulli", "st-relaxed-bernoulli"] {
+        let mut estimator = Estimator::<f64>::from_name(name, tau).unwrap();
+        let (grad, sample) = case.run(&mut estimator, &noise);
+        let phi = case.logits.as_slice();
+        let y: Vec<f64> = (0..4)
+            .map(|i| 1.0 / (1.0 + (-(phi[i] + g[2 * i + 1] - g[2 * i]) / tau).exp()))
+            .collect();
+        let z: Vec<f64> = if name == "relaxed-bernoulli" {
+            y.clone()
+        } else {
+            y.iter().map(|&y| (y > 0.5) as u8 as f64).collect()
+        };
+        for (a, b) in sample.as_slice().iter().zip(&z) {
+            assert!((a - b).abs() < 1e-12, "{name} sample: {a} vs {b}");
+        }
+        let mut expected = Vec::new();
+        for r in 0..2 {
+            let slope = by_hand::f_slope(&z[2 * r..2 * r + 2], &case.w);
+            for n in 0..2 {
+                let y = y[2 * r + n];
+                expected.push(slope[n] * y * (1.0 - y) / tau / 2.0);
+            }
+        }
+        assert_close(name, &grad, &expected);
+    }
 }

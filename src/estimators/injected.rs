@@ -10,6 +10,8 @@
 //! | REINFORCE, NVIL, MuProp, DARN | the sample `[B, N*K]` | the Gumbel-max sample of `logits + g` (`v` unused) |
 //! | VIMCO (`m` samples) | the samples `[B*m, N*K]`, example-major | the same, from `g [B*m, N*K]` (`v` unused) |
 //! | REBAR, RELAX | an error: they need the noise, not only the sample | `b = one_hot(argmax(logits + g))`, conditional noise `z~` from `v` |
+//! | Gumbel-Softmax, the straight-through family | an error (the same) | the relaxation at `g` (`v` unused; `st-argmax` has no noise) |
+//! | the binary-unit estimators | an error (the same) | the logistic noise `g_{2n+1} - g_{2n}` of the two-class layout |
 //!
 //! with `g = -ln(-ln u)` for [`Uniforms`](InjectedNoise::Uniforms). Estimators that
 //! do not implement it (the default) record an [`Error::InvalidArgument`] on the tape.
@@ -147,6 +149,51 @@ impl InjectedNoise {
             InjectedNoise::Sample(_) => unreachable!("rejected above"),
         };
         Ok((gumbel, sample, v.clone()))
+    }
+
+    /// The Gumbel noise `[rows, cols]` for the relaxed estimators (Gumbel-Softmax, the
+    /// straight-through family): `gumbel`, or `-ln(-ln u)`. A
+    /// [`Sample`](InjectedNoise::Sample) is an error (a relaxation needs the noise).
+    pub fn gumbel_noise(&self, shape: crate::Shape, op: &str) -> Result<Tensor<f64>> {
+        let gumbel = match self {
+            InjectedNoise::Sample(_) => {
+                return Err(Error::invalid_argument(
+                    op,
+                    "this estimator relaxes the sample's own noise: inject `Uniforms` or \
+                     `Gumbel`, not a `Sample`",
+                ));
+            }
+            InjectedNoise::Uniforms { u, .. } => {
+                check_shape(op, "u", u, shape)?;
+                check_uniforms::<f64>(op, "u", u)?;
+                u.map(|u| -(-u.ln()).ln())
+            }
+            InjectedNoise::Gumbel { gumbel, .. } => {
+                check_shape(op, "gumbel", gumbel, shape)?;
+                gumbel.clone()
+            }
+        };
+        if let Some(bad) = gumbel.as_slice().iter().find(|g| !g.is_finite()) {
+            return Err(Error::invalid_argument(
+                op,
+                format!("the injected Gumbel noise must be finite, got {bad}"),
+            ));
+        }
+        Ok(gumbel)
+    }
+
+    /// The logistic noise `[rows, N]` of binary units from Gumbel noise in the
+    /// two-class layout `[rows, 2N]`: `l_n = g_{2n+1} - g_{2n}` (the difference of two
+    /// Gumbels is logistic), so `1[phi_n + l_n > 0]` is the unit's Gumbel-max sample.
+    pub fn logistic_noise(&self, units: crate::Shape, op: &str) -> Result<Tensor<f64>> {
+        let pairs = crate::Shape::new(units.rows, 2 * units.cols);
+        let gumbel = self.gumbel_noise(pairs, op)?;
+        let logistic = gumbel
+            .as_slice()
+            .chunks_exact(2)
+            .map(|g| g[1] - g[0])
+            .collect();
+        Ok(Tensor::from_vec(units.rows, units.cols, logistic).expect("one per pair"))
     }
 
     /// The same noise for binary units run as two-class pairs (see the [module

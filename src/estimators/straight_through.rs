@@ -47,7 +47,8 @@ use rand::RngCore;
 
 use super::gumbel_softmax::tempered_softmax_group;
 use super::{
-    Estimate, GradientEstimator, LatentKinds, record_tempered, relaxed_estimate, same_shape_grouped,
+    Estimate, GradientEstimator, InjectedNoise, LatentKinds, record_tempered, relaxed_estimate,
+    same_shape_grouped,
 };
 use crate::error::{Result, check_temperature_for};
 use crate::float::Float;
@@ -436,6 +437,22 @@ impl<T: Float> GradientEstimator<T> for StraightThroughEstimator<T> {
     ) -> Estimate<'t, T> {
         let sample = GradientEstimator::sample(self, logits, group_size, rng);
         relaxed_estimate(sample, cost)
+    }
+    /// At the Gumbel noise of [`InjectedNoise::Uniforms`] or [`InjectedNoise::Gumbel`]
+    /// (which `st-argmax`, having no noise, checks and ignores).
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        _rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        let name = <Self as GradientEstimator<T>>::name(self);
+        match noise.gumbel_noise(logits.shape(), name) {
+            Ok(g) => relaxed_estimate(self.sample_with_noise(logits, group_size, &g.cast()), cost),
+            Err(error) => super::score::poisoned_estimate(super::fail(logits.tape(), error)),
+        }
     }
     fn sample<'t>(
         &mut self,
