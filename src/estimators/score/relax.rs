@@ -34,6 +34,18 @@
 //!   one-hidden-layer network these derivatives are a few lines
 //!   ([`Surrogate::directional_parameter_gradient`]), checked against finite
 //!   differences in the tests.
+//!
+//! # Why the surrogate is not an `nn::Mlp`
+//! The estimate `g` contains the surrogate's *input* gradient `grad r(s)`, so
+//! `dV/dphi` needs `d<u, grad r(s)>/dphi`, a mixed second derivative of the network.
+//! The tape differentiates once: an [`Op`](crate::Op)'s backward writes plain tensors,
+//! not tape variables, so a gradient computed on the tape cannot itself be
+//! differentiated (no double backward). An `nn::Mlp` on the tape would give `r` and
+//! `grad r` but not this term. So `r_phi` and its derivatives are written out here in
+//! `f64`, and only its update goes through the crate's [`Adam`](crate::optim::Adam)
+//! (with `eta` and `ln tau`, in one optimiser whose moments the checkpoint keeps).
+//! With a double-backward tape, the surrogate would become an `nn::Mlp` and this
+//! section would go.
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
