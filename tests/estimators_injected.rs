@@ -136,7 +136,7 @@ mod by_hand {
         w.iter().map(|w| c * w).collect()
     }
     pub fn softmax(l: &[f64], k: usize) -> Vec<f64> {
-        l.chunks(k).flat_map(|g| super::softmax(g)).collect()
+        l.chunks(k).flat_map(super::softmax).collect()
     }
     /// `J^T a` for `s = softmax(x / tau)` per group: `(1/tau) s (a - <s, a>)`.
     pub fn softmax_vjp(s: &[f64], a: &[f64], k: usize, tau: f64) -> Vec<f64> {
