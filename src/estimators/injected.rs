@@ -20,7 +20,7 @@
 //! With `group_size = 1` (logits `[B, N]`) a [`Sample`](InjectedNoise::Sample) is the
 //! bits `[B, N]` of zeros and ones. The noises are given in the two-class layout every
 //! estimator runs binary units in (logits `[0, phi_n]`, see
-//! [`bernoulli_as_categorical`](super::bernoulli_as_categorical)): `[B, 2N]`, columns
+//! [`bernoulli_as_categorical`]): `[B, 2N]`, columns
 //! `2n` and `2n + 1` being the "off" and "on" classes of unit `n`, so that
 //! `b_n = 1[phi_n + g_{2n+1} - g_{2n} > 0]`.
 
