@@ -341,7 +341,7 @@ fn roster(kind: Kind) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
         "st-gumbel-softmax(tau=1)".to_string(),
         Estimator::st_gumbel_softmax(1.0)?,
     ));
-    list.push(("st(tau=1)".to_string(), Estimator::straight_through(1.0)?));
+    list.push(("st(tau=1)".to_string(), Estimator::st(1.0)?));
     list.push(("st-argmax(tau=1)".to_string(), Estimator::st_argmax(1.0)?));
     Ok(list)
 }

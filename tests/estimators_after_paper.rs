@@ -475,7 +475,7 @@ fn distance(a: &[f64], b: &[f64]) -> f64 {
 use gumbelgrad::estimators::gumbel_rao::sample_with_conditional_noise;
 use gumbelgrad::estimators::{
     GumbelRao, ReinMax, StraightThroughEstimator, StraightThroughKind, gumbel_rao, noise, reinmax,
-    st_categorical, st_gumbel_softmax,
+    st, st_gumbel_softmax,
 };
 
 /// The node's backward, with the noise fixed, is the gradient of the averaged
@@ -685,16 +685,16 @@ fn reinmax_backward_is_the_gradient_of_its_surrogate() {
 
 /// `E[estimate]` of a straight-through-type node by enumeration: the node is a
 /// deterministic function of the sample `D`, so the mean is `sum_D q(D) grad(D)`.
-/// `st` selects the paper's ST (`softmax(x/tau)` backward) instead of ReinMax.
-fn expected_estimate(toy: &Toy, k: usize, tau: f64, quadratic: bool, st: bool) -> Vec<f64> {
+/// `paper_st` selects the paper's ST (`softmax(x/tau)` backward) instead of ReinMax.
+fn expected_estimate(toy: &Toy, k: usize, tau: f64, quadratic: bool, paper_st: bool) -> Vec<f64> {
     let mut mean = vec![0.0; toy.logits.cols()];
     for (z, q) in configurations(toy.logits.as_slice(), k) {
         let tape = Tape::new();
         let x = tape.variable(&toy.logits);
         let d = Tensor::from_vec(1, z.len(), z).unwrap();
-        let node = if st {
+        let node = if paper_st {
             // noise that puts the argmax at D; ST's backward ignores it
-            st_categorical(x, tape.constant(&d.map(|v| 1e3 * v)), tau, k)
+            st(x, tape.constant(&d.map(|v| 1e3 * v)), tau, k)
         } else {
             reinmax(x, tape.constant(&d), tau, k)
         };

@@ -3,8 +3,7 @@
 
 use gumbelgrad::estimators::{
     Estimator, GradientEstimator, LearnableTemperature, TemperatureSchedule, exp_concrete,
-    gumbel_softmax, gumbel_softmax_learned_temperature, noise, st_argmax, st_categorical,
-    st_gumbel_softmax,
+    gumbel_softmax, gumbel_softmax_learned_temperature, noise, st, st_argmax, st_gumbel_softmax,
 };
 use gumbelgrad::testing::{config, grouped_shape, tensor_of_shape};
 use gumbelgrad::{Error, Float, GradcheckOptions, Tape, Tensor, gradcheck};
@@ -121,7 +120,7 @@ proptest! {
         }, &weights);
         let (hard, st_grad) = grad_of(&logits, |x| {
             let n = x.tape().constant(&g);
-            st_categorical(x, n, tau, k)
+            st(x, n, tau, k)
         }, &weights);
         let classes = noise::gumbel_max(&logits, &g, k).unwrap();
         prop_assert_eq!(&hard, &noise::one_hot(logits.rows(), &classes, k).unwrap());
@@ -188,7 +187,7 @@ fn extremes<T: Float>() {
                 gumbel_softmax(x, g, tau, k),
                 st_gumbel_softmax(x, g, tau, k),
                 exp_concrete(x, g, tau, k),
-                st_categorical(x, g, tau, k),
+                st(x, g, tau, k),
                 st_argmax(x, tau, k),
             ];
             let mut loss = tape.scalar(T::ZERO);

@@ -318,7 +318,7 @@ fn st_gumbel_softmax_outputs_are_exactly_one_hot_on_the_toy() {
         for tau in [0.1, 1.0, 10.0] {
             for mut estimator in [
                 Estimator::st_gumbel_softmax(tau).unwrap(),
-                Estimator::straight_through(tau).unwrap(),
+                Estimator::st(tau).unwrap(),
             ] {
                 let (grads, sample) = single_sample_gradients(
                     &mut estimator,
@@ -394,7 +394,7 @@ fn straight_through_family_is_biased_on_the_toy() {
     for tau in [0.5, 1.0] {
         for mut estimator in [
             Estimator::st_gumbel_softmax(tau).unwrap(),
-            Estimator::straight_through(tau).unwrap(),
+            Estimator::st(tau).unwrap(),
             Estimator::st_argmax(tau).unwrap(),
         ] {
             let (grads, _) = single_sample_gradients(

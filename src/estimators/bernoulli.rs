@@ -35,7 +35,10 @@
 
 use rand::RngCore;
 
-use super::{Estimate, GradientEstimator, LatentKinds, fail, record_tempered, relaxed_estimate};
+use super::{
+    Estimate, GradientEstimator, InjectedNoise, LatentKinds, fail, record_tempered,
+    relaxed_estimate,
+};
 use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
 use crate::op::{Op, expect_same_shapes};
@@ -436,6 +439,27 @@ impl<T: Float> GradientEstimator<T> for BernoulliEstimator<T> {
     ) -> Estimate<'t, T> {
         let sample = GradientEstimator::sample(self, logits, group_size, rng);
         relaxed_estimate(sample, cost)
+    }
+    /// At the logistic noise `g_{2n+1} - g_{2n}` of Gumbel noise in the two-class
+    /// layout `[B, 2N]` ([`InjectedNoise::logistic_noise`]).
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        if group_size != 1 {
+            // the same typed error as `sample`
+            let sample = GradientEstimator::sample(self, logits, group_size, rng);
+            return relaxed_estimate(sample, cost);
+        }
+        let name = <Self as GradientEstimator<T>>::name(self);
+        match noise.logistic_noise(logits.shape(), name) {
+            Ok(l) => relaxed_estimate(self.sample_with_noise(logits, &l.cast()), cost),
+            Err(error) => super::score::poisoned_estimate(fail(logits.tape(), error)),
+        }
     }
     fn sample<'t>(
         &mut self,

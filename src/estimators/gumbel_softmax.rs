@@ -43,8 +43,8 @@
 use rand::RngCore;
 
 use super::{
-    Estimate, GradientEstimator, LatentKinds, fail, record_tempered, relaxed_estimate,
-    same_shape_grouped,
+    Estimate, GradientEstimator, InjectedNoise, LatentKinds, fail, record_tempered,
+    relaxed_estimate, same_shape_grouped,
 };
 use crate::error::{Result, check_temperature_for};
 use crate::float::Float;
@@ -440,6 +440,20 @@ impl<T: Float> GradientEstimator<T> for GumbelSoftmaxEstimator<T> {
     ) -> Estimate<'t, T> {
         let sample = GradientEstimator::sample(self, logits, group_size, rng);
         relaxed_estimate(sample, cost)
+    }
+    /// At the Gumbel noise of [`InjectedNoise::Uniforms`] or [`InjectedNoise::Gumbel`].
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        _rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        match noise.gumbel_noise(logits.shape(), "gumbel-softmax") {
+            Ok(g) => relaxed_estimate(self.sample_with_noise(logits, group_size, &g.cast()), cost),
+            Err(error) => super::score::poisoned_estimate(fail(logits.tape(), error)),
+        }
     }
     fn sample<'t>(
         &mut self,

@@ -24,6 +24,7 @@
 //! | [`bernoulli`] | relaxed Bernoulli, ST Bernoulli, slope-annealed ST |
 //! | [`temperature`] | temperature schedules, learnable temperature |
 //! | [`state`] | an estimator's saved state, for checkpoints |
+//! | [`injected`](mod@injected) | noise given to an estimator instead of drawn |
 //! | [`score`] | REINFORCE, NVIL, MuProp, DARN, VIMCO, REBAR, RELAX, RLOO, ARM, DisARM |
 //!
 //! # The closure contract
@@ -58,6 +59,7 @@ pub mod density;
 pub mod exact;
 pub mod gumbel_rao;
 pub mod gumbel_softmax;
+pub mod injected;
 pub mod noise;
 pub mod reinmax;
 pub mod straight_through;
@@ -75,10 +77,11 @@ pub use gumbel_softmax::{
     ExpConcrete, GumbelSoftmax, GumbelSoftmaxEstimator, GumbelSoftmaxLearnedTemperature,
     exp_concrete, gumbel_softmax, gumbel_softmax_learned_temperature,
 };
+pub use injected::{InjectedNoise, bernoulli_as_categorical_with_noise};
 pub use reinmax::{ReinMax, ReinMaxOp, reinmax};
 pub use straight_through::{
-    StArgmax, StCategorical, StGumbelSoftmax, StraightThroughEstimator, StraightThroughKind,
-    st_argmax, st_categorical, st_gumbel_softmax,
+    St, StArgmax, StGumbelSoftmax, StraightThroughEstimator, StraightThroughKind, st, st_argmax,
+    st_gumbel_softmax,
 };
 pub use temperature::{LearnableTemperature, TemperatureSchedule};
 
@@ -156,6 +159,29 @@ pub trait GradientEstimator<T: Float>: std::fmt::Debug {
     ) -> Estimate<'t, T> {
         let _ = mean_field_cost;
         self.estimate(logits, group_size, cost, rng)
+    }
+
+    /// [`estimate`](Self::estimate) at the given randomness instead of noise drawn from
+    /// `rng`, so that the output for a given sample can be reproduced by hand: what each
+    /// estimator reads from `noise` is in [`injected`](mod@injected). `rng` is still
+    /// used for anything that is not the sample's noise (initialising a learned
+    /// baseline or surrogate at the first call). Noise of the wrong shape, a sample
+    /// that is not one-hot, or a kind of noise this estimator cannot use is an error on
+    /// the tape. Estimators that cannot run at injected noise (the default) record an
+    /// [`Error::InvalidArgument`].
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        let _ = (group_size, noise, cost, rng);
+        score::poisoned_estimate(fail(
+            logits.tape(),
+            Error::invalid_argument(self.name(), "this estimator cannot run at injected noise"),
+        ))
     }
 
     /// The divisor `s` this estimator applied to its last estimate: NVIL's variance
@@ -312,7 +338,7 @@ pub fn fail<'t, T: Float>(tape: &'t Tape<T>, error: Error) -> Var<'t, T> {
 
 /// Records the op `make(temperature)` on `inputs` after checking the temperature: the
 /// recording function every tempered op shares (`gumbel_softmax`, `exp_concrete`,
-/// `st_gumbel_softmax`, `st_categorical`, `st_argmax`, `relaxed_bernoulli`,
+/// `st_gumbel_softmax`, `st`, `st_argmax`, `relaxed_bernoulli`,
 /// `st_relaxed_bernoulli`). An invalid temperature (`<= 0`, NaN, infinite) is stored on
 /// the tape as [`Error::InvalidTemperature`] and a poisoned variable returned.
 pub(crate) fn record_tempered<'t, T: Float, O: Op<T>>(
@@ -516,7 +542,7 @@ impl<T: Float> Estimator<T> {
     }
     /// The paper's straight-through ("ST"), backward through `softmax(x/temperature)`
     /// (`temperature = 1` is the plain mean).
-    pub fn straight_through(temperature: f64) -> Result<Self> {
+    pub fn st(temperature: f64) -> Result<Self> {
         Ok(Estimator::StraightThrough(StraightThroughEstimator::new(
             StraightThroughKind::Categorical,
             temperature,
@@ -623,7 +649,7 @@ impl<T: Float> Estimator<T> {
         match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "gumbel-softmax" | "gs" | "concrete" => Self::gumbel_softmax(temperature),
             "st-gumbel-softmax" | "st-gs" => Self::st_gumbel_softmax(temperature),
-            "st" | "straight-through" => Self::straight_through(temperature),
+            "st" | "straight-through" => Self::st(temperature),
             "st-argmax" => Self::st_argmax(temperature),
             "relaxed-bernoulli" | "binary-concrete" => Self::relaxed_bernoulli(temperature),
             "st-relaxed-bernoulli" | "st-binary-concrete" => {
@@ -758,6 +784,17 @@ impl<T: Float> GradientEstimator<T> for Estimator<T> {
     ) -> Estimate<'t, T> {
         self.inner()
             .estimate_with_mean_field(logits, group_size, cost, mean_field_cost, rng)
+    }
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        self.inner()
+            .estimate_with_noise(logits, group_size, noise, cost, rng)
     }
     fn sample<'t>(
         &mut self,

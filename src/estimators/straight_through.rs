@@ -11,7 +11,7 @@
 //! | op | forward | backward as if the output were |
 //! |---|---|---|
 //! | [`StGumbelSoftmax`] (§2.2) | `one_hot(argmax(x + g))` | `softmax((x + g)/tau)` |
-//! | [`StCategorical`] (the paper's "ST", §3.1) | `one_hot(argmax(x + g))` | `softmax(x/tau)` |
+//! | [`St`] (the paper's "ST", §3.1) | `one_hot(argmax(x + g))` | `softmax(x/tau)` |
 //! | [`StArgmax`] | `one_hot(argmax x)` (no noise) | `softmax(x/tau)` |
 //!
 //! `argmax(x + g)` with Gumbel noise `g` is an exact categorical sample, and it is
@@ -47,7 +47,8 @@ use rand::RngCore;
 
 use super::gumbel_softmax::tempered_softmax_group;
 use super::{
-    Estimate, GradientEstimator, LatentKinds, record_tempered, relaxed_estimate, same_shape_grouped,
+    Estimate, GradientEstimator, InjectedNoise, LatentKinds, record_tempered, relaxed_estimate,
+    same_shape_grouped,
 };
 use crate::error::{Result, check_temperature_for};
 use crate::float::Float;
@@ -188,27 +189,24 @@ impl<T: Float> Op<T> for StGumbelSoftmax<T> {
 /// Backward: as if `z` were its (tempered) mean `p = softmax(x/tau)`:
 /// `grad_x = (1/tau) p ⊙ (grad_z - <grad_z, p>)`. The noise gets no gradient.
 #[derive(Debug, Clone, Copy)]
-pub struct StCategorical<T: Float> {
+pub struct St<T: Float> {
     /// The temperature of the backward softmax (1 gives the plain mean).
     pub temperature: T,
     /// Classes per categorical variable, `K`.
     pub group_size: usize,
 }
 
-impl<T: Float> Op<T> for StCategorical<T> {
+impl<T: Float> Op<T> for St<T> {
     fn name(&self) -> &'static str {
-        "st_categorical"
+        "st"
     }
     fn describe(&self) -> String {
-        format!(
-            "st_categorical(tau={}, group={})",
-            self.temperature, self.group_size
-        )
+        format!("st(tau={}, group={})", self.temperature, self.group_size)
     }
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
-        expect_arity("st_categorical", inputs, 2)?;
-        check_temperature_for::<T>("st_categorical", self.temperature.to_f64())?;
-        same_shape_grouped("st_categorical", inputs[0], inputs[1], self.group_size)
+        expect_arity("st", inputs, 2)?;
+        check_temperature_for::<T>("st", self.temperature.to_f64())?;
+        same_shape_grouped("st", inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
         one_hot_forward(inputs[0], Some(inputs[1]), output, self.group_size);
@@ -301,22 +299,17 @@ pub fn st_gumbel_softmax<'t, T: Float>(
     )
 }
 
-/// Records an [`StCategorical`] op (invalid temperatures become a tape error).
-pub fn st_categorical<'t, T: Float>(
+/// Records an [`St`] op (invalid temperatures become a tape error).
+pub fn st<'t, T: Float>(
     logits: Var<'t, T>,
     noise: Var<'t, T>,
     temperature: f64,
     group_size: usize,
 ) -> Var<'t, T> {
-    record_tempered(
-        "st_categorical",
-        &[logits, noise],
+    record_tempered("st", &[logits, noise], temperature, |temperature| St {
         temperature,
-        |temperature| StCategorical {
-            temperature,
-            group_size,
-        },
-    )
+        group_size,
+    })
 }
 
 /// Records an [`StArgmax`] op (invalid temperatures become a tape error).
@@ -338,7 +331,7 @@ pub fn st_argmax<'t, T: Float>(
 pub enum StraightThroughKind {
     /// [`StGumbelSoftmax`]: backward through `softmax((x + g)/tau)`.
     GumbelSoftmax,
-    /// [`StCategorical`]: backward through `softmax(x/tau)`.
+    /// [`St`]: backward through `softmax(x/tau)`.
     Categorical,
     /// [`StArgmax`]: deterministic forward, backward through `softmax(x/tau)`.
     Argmax,
@@ -405,7 +398,7 @@ impl<T: Float> StraightThroughEstimator<T> {
                 if kind == StraightThroughKind::GumbelSoftmax {
                     st_gumbel_softmax(logits, g, tau, group_size)
                 } else {
-                    st_categorical(logits, g, tau, group_size)
+                    st(logits, g, tau, group_size)
                 }
             }
         }
@@ -444,6 +437,22 @@ impl<T: Float> GradientEstimator<T> for StraightThroughEstimator<T> {
     ) -> Estimate<'t, T> {
         let sample = GradientEstimator::sample(self, logits, group_size, rng);
         relaxed_estimate(sample, cost)
+    }
+    /// At the Gumbel noise of [`InjectedNoise::Uniforms`] or [`InjectedNoise::Gumbel`]
+    /// (which `st-argmax`, having no noise, checks and ignores).
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        _rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        let name = <Self as GradientEstimator<T>>::name(self);
+        match noise.gumbel_noise(logits.shape(), name) {
+            Ok(g) => relaxed_estimate(self.sample_with_noise(logits, group_size, &g.cast()), cost),
+            Err(error) => super::score::poisoned_estimate(super::fail(logits.tape(), error)),
+        }
     }
     fn sample<'t>(
         &mut self,

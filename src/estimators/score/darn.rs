@@ -53,7 +53,10 @@ use super::{
     score_function_term, softmax_f64, values_f64,
 };
 use crate::error::Result;
-use crate::estimators::{Estimate, EstimatorState, GradientEstimator};
+use crate::estimators::{
+    Estimate, EstimatorState, GradientEstimator, InjectedNoise,
+    bernoulli_as_categorical_with_noise, fail,
+};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -188,21 +191,65 @@ impl<T: Float> GradientEstimator<T> for Darn {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
+        self.estimate_at(logits, group_size, None, cost, rng)
+    }
+
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        self.estimate_at(logits, group_size, Some(noise), cost, rng)
+    }
+}
+
+impl Darn {
+    /// The estimate at the injected `noise` if given, else at a fresh sample.
+    fn estimate_at<'t, T: Float>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: Option<&InjectedNoise>,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
         if group_size == 1 {
-            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
-                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
-            });
+            return bernoulli_as_categorical_with_noise(
+                logits,
+                noise,
+                cost,
+                rng,
+                "darn",
+                |pairs, noise, cost, rng| self.estimate_at(pairs, 2, noise, cost, rng),
+            );
         }
         let values = match read_logits(logits, group_size, "darn") {
             Ok(values) => values,
             Err(poisoned) => return poisoned,
+        };
+        let sample_values = match noise {
+            None => sample_one_hot(&values, group_size, 1, rng).into_vec(),
+            Some(noise) => match noise.hard_sample(&values, group_size, 1, "darn") {
+                Ok(sample) => sample.into_vec(),
+                Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
+            },
         };
         let point = match self.expansion {
             ExpansionPoint::Mean => softmax_f64(values.as_slice(), group_size),
             ExpansionPoint::Uniform => vec![1.0 / group_size as f64; values.len()],
         };
         if self.signal == DarnSignal::SampleSlope {
-            let parts = match sample_slope_parts(logits, &values, &point, group_size, cost, rng) {
+            let parts = match sample_slope_parts(
+                logits,
+                &values,
+                &point,
+                group_size,
+                cost,
+                sample_values,
+            ) {
                 Ok(parts) => parts,
                 Err(poisoned) => return poisoned,
             };
@@ -225,7 +272,7 @@ impl<T: Float> GradientEstimator<T> for Darn {
                 loss: (parts.cost + injected).mean(),
             };
         }
-        let parts = match taylor_parts(logits, &values, point, group_size, cost, None, rng) {
+        let parts = match taylor_parts(logits, &values, point, cost, None, sample_values) {
             Ok(parts) => parts,
             Err(poisoned) => return poisoned,
         };
@@ -251,7 +298,7 @@ struct SlopeParts<'t, T: Float> {
     signal: Vec<f64>,
 }
 
-/// Samples, evaluates the cost at the sample on a leaf (one backward pass gives
+/// Evaluates the cost at the one-hot `sample_values` on a leaf (one backward pass gives
 /// `f'(z)` for every row, since the cost is per example), and forms each variable's
 /// own signal `<f'(z)_g, z_g - z_bar_g>`. Each variable gets its own, as DARN
 /// approximates each unit's own finite difference: a single per-row sum would mix the
@@ -263,10 +310,9 @@ fn sample_slope_parts<'t, T: Float>(
     point: &[f64],
     group_size: usize,
     cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
-    rng: &mut dyn RngCore,
+    sample_values: Vec<f64>,
 ) -> Result<SlopeParts<'t, T>, Estimate<'t, T>> {
     let (rows, cols) = (values.rows(), values.cols());
-    let sample_values = sample_one_hot(values, group_size, 1, rng).into_vec();
     let (sample, cost_at_sample, slope) = cost_and_slope(logits, rows, cols, &sample_values, cost);
     if values_f64(cost_at_sample).len() != rows || logits.tape().check().is_err() {
         return Err(poisoned_estimate(cost_at_sample));

@@ -55,7 +55,9 @@ use super::{
     poisoned_estimate, read_logits, sample_one_hot, score_function_term, softmax_f64, values_f64,
 };
 use crate::error::Result;
-use crate::estimators::{Estimate, EstimatorState, GradientEstimator, check_cost_shape};
+use crate::estimators::{
+    Estimate, EstimatorState, GradientEstimator, InjectedNoise, check_cost_shape, fail,
+};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -181,22 +183,20 @@ pub(crate) fn cost_and_slope<'t, T: Float>(
     (leaf, cost_at_point, slope)
 }
 
-/// Samples, evaluates the cost at the sample and at `expansion` (a `[rows, cols]`
-/// point), differentiates it there, and builds the Taylor-residual signal. At the
-/// expansion point it evaluates `point_cost` if given (MuProp's mean-field network),
-/// else `cost`.
+/// Evaluates the cost at the one-hot `sample_values` and at `expansion` (both
+/// `[rows, cols]`), differentiates it there, and builds the Taylor-residual signal. At
+/// the expansion point it evaluates `point_cost` if given (MuProp's mean-field
+/// network), else `cost`.
 pub(crate) fn taylor_parts<'t, T: Float>(
     logits: Var<'t, T>,
     values: &Tensor<f64>,
     expansion: Vec<f64>,
-    group_size: usize,
     cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
     point_cost: Option<&mut dyn FnMut(Var<'t, T>) -> Var<'t, T>>,
-    rng: &mut dyn RngCore,
+    sample_values: Vec<f64>,
 ) -> Result<TaylorParts<'t, T>, Estimate<'t, T>> {
     let tape = logits.tape();
     let (rows, cols) = (values.rows(), values.cols());
-    let sample_values = sample_one_hot(values, group_size, 1, rng).into_vec();
     let sample = constant_from(logits, rows, cols, sample_values.clone());
     let cost_at_sample = check_cost_shape(sample, cost(sample));
 
@@ -285,7 +285,18 @@ impl<T: Float> GradientEstimator<T> for MuProp {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
-        self.estimate_around(logits, group_size, cost, None, rng)
+        self.estimate_around(logits, group_size, cost, None, None, rng)
+    }
+
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        self.estimate_around(logits, group_size, cost, None, Some(noise), rng)
     }
 
     fn estimate_with_mean_field<'t>(
@@ -296,19 +307,20 @@ impl<T: Float> GradientEstimator<T> for MuProp {
         mean_field_cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
-        self.estimate_around(logits, group_size, cost, Some(mean_field_cost), rng)
+        self.estimate_around(logits, group_size, cost, Some(mean_field_cost), None, rng)
     }
 }
 
 impl MuProp {
     /// The estimate, with the baseline's expansion point evaluated by `mean_field_cost`
-    /// if given and by `cost` otherwise.
+    /// if given and by `cost` otherwise, at the injected `noise` if given.
     fn estimate_around<'t, T: Float>(
         &mut self,
         logits: Var<'t, T>,
         group_size: usize,
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         mean_field_cost: Option<&mut dyn FnMut(Var<'t, T>) -> Var<'t, T>>,
+        noise: Option<&InjectedNoise>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
         if group_size == 1 {
@@ -316,14 +328,26 @@ impl MuProp {
             if logits.is_poisoned() {
                 return poisoned_estimate(logits);
             }
+            let noise = match noise.map(|n| n.on_pairs(logits.shape().cols, "muprop")) {
+                Some(Ok(pairs)) => Some(pairs),
+                Some(Err(error)) => return poisoned_estimate(fail(logits.tape(), error)),
+                None => None,
+            };
             let (pairs, pick) = bernoulli_pairs(logits);
             let mut on_bits = |z: Var<'t, T>| cost(z.matmul(pick));
             let inner = match mean_field_cost {
                 Some(mean_field_cost) => {
                     let mut mean_field_on_bits = |z: Var<'t, T>| mean_field_cost(z.matmul(pick));
-                    self.estimate_around(pairs, 2, &mut on_bits, Some(&mut mean_field_on_bits), rng)
+                    self.estimate_around(
+                        pairs,
+                        2,
+                        &mut on_bits,
+                        Some(&mut mean_field_on_bits),
+                        noise.as_ref(),
+                        rng,
+                    )
                 }
-                None => self.estimate_around(pairs, 2, &mut on_bits, None, rng),
+                None => self.estimate_around(pairs, 2, &mut on_bits, None, noise.as_ref(), rng),
             };
             return on_bits_estimate(inner, pick);
         }
@@ -331,16 +355,15 @@ impl MuProp {
             Ok(values) => values,
             Err(poisoned) => return poisoned,
         };
+        let sample = match noise {
+            None => sample_one_hot(&values, group_size, 1, rng).into_vec(),
+            Some(noise) => match noise.hard_sample(&values, group_size, 1, "muprop") {
+                Ok(sample) => sample.into_vec(),
+                Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
+            },
+        };
         let mean = softmax_f64(values.as_slice(), group_size);
-        let parts = match taylor_parts(
-            logits,
-            &values,
-            mean,
-            group_size,
-            cost,
-            mean_field_cost,
-            rng,
-        ) {
+        let parts = match taylor_parts(logits, &values, mean, cost, mean_field_cost, sample) {
             Ok(parts) => parts,
             Err(poisoned) => return poisoned,
         };

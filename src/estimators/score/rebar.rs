@@ -54,7 +54,8 @@ use super::injected_gradient::inject_gradient;
 use super::{constant_from, poisoned_estimate, read_logits, softmax_f64, values_f64};
 use crate::error::{Result, check_temperature_for};
 use crate::estimators::{
-    Estimate, EstimatorState, GradientEstimator, check_cost_shape, conditional_gumbel,
+    Estimate, EstimatorState, GradientEstimator, InjectedNoise,
+    bernoulli_as_categorical_with_noise, check_cost_shape, conditional_gumbel, fail,
     gumbel_softmax, noise,
 };
 use crate::float::Float;
@@ -128,6 +129,24 @@ impl Draw {
             sample: drawn.one_hot.into_vec(),
             uniforms: uniforms.into_vec(),
         }
+    }
+
+    /// The noise of an [`InjectedNoise`] (see [`InjectedNoise::relaxation_noise`]).
+    pub(crate) fn injected<T: Float>(
+        values: &Tensor<f64>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        op: &str,
+    ) -> Result<Self> {
+        let (gumbel, sample, uniforms) = noise.relaxation_noise::<T>(values, group_size, op)?;
+        Ok(Draw {
+            rows: values.rows(),
+            cols: values.cols(),
+            probabilities: softmax_f64(values.as_slice(), group_size),
+            gumbel: gumbel.into_vec(),
+            sample: sample.into_vec(),
+            uniforms: uniforms.into_vec(),
+        })
     }
 
     /// The score `d log p(b) / d logits = b - p`.
@@ -371,16 +390,52 @@ impl<T: Float> GradientEstimator<T> for Rebar {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
+        self.estimate_at(logits, group_size, None, cost, rng)
+    }
+
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        self.estimate_at(logits, group_size, Some(noise), cost, rng)
+    }
+}
+
+impl Rebar {
+    /// The estimate at the injected `noise` if given, else at fresh noise from `rng`.
+    fn estimate_at<'t, T: Float>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: Option<&InjectedNoise>,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
         if group_size == 1 {
-            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
-                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
-            });
+            return bernoulli_as_categorical_with_noise(
+                logits,
+                noise,
+                cost,
+                rng,
+                "rebar",
+                |pairs, noise, cost, rng| self.estimate_at(pairs, 2, noise, cost, rng),
+            );
         }
         let values = match read_logits(logits, group_size, "rebar") {
             Ok(values) => values,
             Err(poisoned) => return poisoned,
         };
-        let draw = Draw::new::<T>(&values, group_size, rng);
+        let draw = match noise {
+            None => Draw::new::<T>(&values, group_size, rng),
+            Some(noise) => match Draw::injected::<T>(&values, group_size, noise, "rebar") {
+                Ok(draw) => draw,
+                Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
+            },
+        };
         let (eta, log_tau) = (self.params[0], self.params[1]);
         let mut temperatures = vec![log_tau.exp()];
         if self.tune {

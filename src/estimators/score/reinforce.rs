@@ -29,7 +29,10 @@ use rand::RngCore;
 use super::baselines::{Baseline, LearnedBaseline, MovingAverage, VarianceNormaliser};
 use super::{constant_from, fail, read_logits, sample_one_hot, score_function_term, values_f64};
 use crate::error::Result;
-use crate::estimators::{Estimate, EstimatorState, GradientEstimator, check_cost_shape};
+use crate::estimators::{
+    Estimate, EstimatorState, GradientEstimator, InjectedNoise,
+    bernoulli_as_categorical_with_noise, check_cost_shape,
+};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -188,6 +191,40 @@ impl<T: Float> GradientEstimator<T> for Reinforce {
         };
         let sample = sample_one_hot(&values, group_size, 1, rng).into_vec();
         self.estimate_at(logits, &values, group_size, sample, cost, rng)
+    }
+
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        let name = <Self as GradientEstimator<T>>::name(self);
+        if group_size == 1 {
+            return bernoulli_as_categorical_with_noise(
+                logits,
+                Some(noise),
+                cost,
+                rng,
+                name,
+                |pairs, noise, cost, rng| match noise {
+                    Some(noise) => self.estimate_with_noise(pairs, 2, noise, cost, rng),
+                    None => <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng),
+                },
+            );
+        }
+        let values = match read_logits(logits, group_size, name) {
+            Ok(values) => values,
+            Err(poisoned) => return poisoned,
+        };
+        match noise.hard_sample(&values, group_size, 1, name) {
+            Ok(sample) => {
+                self.estimate_at(logits, &values, group_size, sample.into_vec(), cost, rng)
+            }
+            Err(error) => super::poisoned_estimate(fail(logits.tape(), error)),
+        }
     }
 }
 

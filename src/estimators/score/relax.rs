@@ -34,6 +34,18 @@
 //!   one-hidden-layer network these derivatives are a few lines
 //!   ([`Surrogate::directional_parameter_gradient`]), checked against finite
 //!   differences in the tests.
+//!
+//! # Why the surrogate is not an `nn::Mlp`
+//! The estimate `g` contains the surrogate's *input* gradient `grad r(s)`, so
+//! `dV/dphi` needs `d<u, grad r(s)>/dphi`, a mixed second derivative of the network.
+//! The tape differentiates once: an [`Op`](crate::Op)'s backward writes plain tensors,
+//! not tape variables, so a gradient computed on the tape cannot itself be
+//! differentiated (no double backward). An `nn::Mlp` on the tape would give `r` and
+//! `grad r` but not this term. So `r_phi` and its derivatives are written out here in
+//! `f64`, and only its update goes through the crate's [`Adam`](crate::optim::Adam)
+//! (with `eta` and `ln tau`, in one optimiser whose moments the checkpoint keeps).
+//! With a double-backward tape, the surrogate would become an `nn::Mlp` and this
+//! section would go.
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -44,9 +56,12 @@ use super::rebar::{
     Draw, LOG_TEMPERATURE_RANGE, LOG_TEMPERATURE_STEP, Relaxed, conditional_slopes, mean_square,
     rebar_parts, rebar_pass,
 };
-use super::{constant_from, read_logits};
+use super::{constant_from, poisoned_estimate, read_logits};
 use crate::error::{Result, check_temperature_for};
-use crate::estimators::{Estimate, EstimatorState, GradientEstimator};
+use crate::estimators::{
+    Estimate, EstimatorState, GradientEstimator, InjectedNoise,
+    bernoulli_as_categorical_with_noise, fail,
+};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -468,10 +483,40 @@ impl<T: Float> GradientEstimator<T> for Relax {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
+        self.estimate_at(logits, group_size, None, cost, rng)
+    }
+
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        self.estimate_at(logits, group_size, Some(noise), cost, rng)
+    }
+}
+
+impl Relax {
+    /// The estimate at the injected `noise` if given, else at fresh noise from `rng`.
+    fn estimate_at<'t, T: Float>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: Option<&InjectedNoise>,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
         if group_size == 1 {
-            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
-                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
-            });
+            return bernoulli_as_categorical_with_noise(
+                logits,
+                noise,
+                cost,
+                rng,
+                "relax",
+                |pairs, noise, cost, rng| self.estimate_at(pairs, 2, noise, cost, rng),
+            );
         }
         let values = match read_logits(logits, group_size, "relax") {
             Ok(values) => values,
@@ -486,7 +531,13 @@ impl<T: Float> GradientEstimator<T> for Relax {
             ));
             self.surrogate = Some(surrogate);
         }
-        let draw = Draw::new::<T>(&values, group_size, rng);
+        let draw = match noise {
+            None => Draw::new::<T>(&values, group_size, rng),
+            Some(noise) => match Draw::injected::<T>(&values, group_size, noise, "relax") {
+                Ok(draw) => draw,
+                Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
+            },
+        };
         let (eta, log_tau) = (self.scalars[0], self.scalars[1]);
         let mut temperatures = vec![log_tau.exp()];
         if self.tune {

@@ -50,7 +50,10 @@ use rand::RngCore;
 use super::{
     constant_from, poisoned_estimate, read_logits, sample_one_hot, score_function_term, values_f64,
 };
-use crate::estimators::{Estimate, GradientEstimator, check_cost_shape};
+use crate::estimators::{
+    Estimate, GradientEstimator, InjectedNoise, bernoulli_as_categorical_with_noise,
+    check_cost_shape, fail,
+};
 use crate::float::Float;
 use crate::tape::Var;
 
@@ -129,10 +132,40 @@ impl<T: Float> GradientEstimator<T> for Vimco {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
+        self.estimate_at(logits, group_size, None, cost, rng)
+    }
+
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        self.estimate_at(logits, group_size, Some(noise), cost, rng)
+    }
+}
+
+impl Vimco {
+    /// The estimate at the injected `noise` if given, else at fresh noise from `rng`.
+    fn estimate_at<'t, T: Float>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: Option<&InjectedNoise>,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
         if group_size == 1 {
-            return super::bernoulli_as_categorical(logits, cost, rng, |pairs, cost, rng| {
-                <Self as GradientEstimator<T>>::estimate(self, pairs, 2, cost, rng)
-            });
+            return bernoulli_as_categorical_with_noise(
+                logits,
+                noise,
+                cost,
+                rng,
+                "vimco",
+                |pairs, noise, cost, rng| self.estimate_at(pairs, 2, noise, cost, rng),
+            );
         }
         let values = match read_logits(logits, group_size, "vimco") {
             Ok(values) => values,
@@ -140,7 +173,13 @@ impl<T: Float> GradientEstimator<T> for Vimco {
         };
         let m = self.num_samples.max(2);
         let (rows, cols) = (values.rows(), values.cols());
-        let samples = sample_one_hot(&values, group_size, m, rng).into_vec();
+        let samples = match noise {
+            None => sample_one_hot(&values, group_size, m, rng).into_vec(),
+            Some(noise) => match noise.hard_sample(&values, group_size, m, "vimco") {
+                Ok(samples) => samples.into_vec(),
+                Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
+            },
+        };
         let sample = constant_from(logits, rows * m, cols, samples);
         let cost_value = check_cost_shape(sample, cost(sample));
         let costs = values_f64(cost_value);
