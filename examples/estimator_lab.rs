@@ -287,15 +287,15 @@ fn roster(kind: Kind) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
     let mut list = vec![
         (
             "reinforce".to_string(),
-            Estimator::reinforce(Baseline::None),
+            Estimator::reinforce(Baseline::None)?,
         ),
         (
             "reinforce-ema".to_string(),
-            Estimator::reinforce(Baseline::MovingAverage { decay: 0.8 }),
+            Estimator::reinforce(Baseline::MovingAverage { decay: 0.8 })?,
         ),
         ("nvil".to_string(), Estimator::nvil()),
         ("muprop".to_string(), Estimator::muprop()),
-        ("vimco(m=4)".to_string(), Estimator::vimco(4)),
+        ("vimco(m=4)".to_string(), Estimator::vimco(4)?),
         ("rebar".to_string(), Estimator::rebar(0.5)?),
         ("relax".to_string(), Estimator::relax(0.5)?),
         ("darn".to_string(), Estimator::darn()),

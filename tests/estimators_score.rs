@@ -346,20 +346,22 @@ fn toy_exact_values_match_the_notes() {
 fn reinforce_with_every_baseline_is_unbiased_on_the_toy() {
     for (index, toy) in toys().iter().enumerate() {
         let seed = 100 + index as u64;
-        let mut plain = Reinforce::new(Baseline::None);
+        let mut plain = Reinforce::new(Baseline::None).unwrap();
         assert_unbiased(
             "reinforce",
             &toy.estimates(&mut plain, 40, 500, seed, |_| 1.0),
             toy.exact_phi(),
         );
-        let mut ema = Reinforce::new(Baseline::MovingAverage { decay: 0.8 });
+        let mut ema = Reinforce::new(Baseline::MovingAverage { decay: 0.8 }).unwrap();
         assert_unbiased(
             "reinforce-ema",
             &toy.estimates(&mut ema, 40, 500, seed, |_| 1.0),
             toy.exact_phi(),
         );
-        let mut normalised =
-            Reinforce::new(Baseline::MovingAverage { decay: 0.8 }).with_variance_normalisation(0.8);
+        let mut normalised = Reinforce::new(Baseline::MovingAverage { decay: 0.8 })
+            .unwrap()
+            .with_variance_normalisation(0.8)
+            .unwrap();
         assert_unbiased(
             "reinforce-ema-normalised",
             &toy.estimates(&mut normalised, 40, 500, seed, Reinforce::last_scale),
@@ -369,7 +371,8 @@ fn reinforce_with_every_baseline_is_unbiased_on_the_toy() {
             decay: 0.8,
             hidden: 8,
             learning_rate: 0.01,
-        });
+        })
+        .unwrap();
         assert_unbiased(
             "reinforce-learned",
             &toy.estimates(&mut learned, 40, 500, seed, |_| 1.0),
@@ -400,7 +403,7 @@ fn plain_reinforce_variance_matches_the_exact_variance() {
         let (high, low) = ((1.0 - t).powi(2) * (1.0 - theta), -t * t * theta);
         let fourth = theta * (high - mean).powi(4) + (1.0 - theta) * (low - mean).powi(4);
         let values = toy.estimates(
-            &mut Reinforce::new(Baseline::None),
+            &mut Reinforce::new(Baseline::None).unwrap(),
             40,
             500,
             200 + index as u64,
@@ -430,10 +433,15 @@ fn moving_average_baseline_reduces_variance() {
         phi: 0.0,
         target: 0.45,
     };
-    let plain =
-        sample_variance(&toy.estimates(&mut Reinforce::new(Baseline::None), 40, 500, 7, |_| 1.0));
+    let plain = sample_variance(&toy.estimates(
+        &mut Reinforce::new(Baseline::None).unwrap(),
+        40,
+        500,
+        7,
+        |_| 1.0,
+    ));
     let values = toy.estimates(
-        &mut Reinforce::new(Baseline::MovingAverage { decay: 0.8 }),
+        &mut Reinforce::new(Baseline::MovingAverage { decay: 0.8 }).unwrap(),
         40,
         500,
         7,
@@ -504,8 +512,12 @@ fn bad_group_size_and_bad_cost_shape_are_typed_errors() {
     let mut rng = StdRng::seed_from_u64(1);
     let tape = Tape::<f64>::new();
     let logits = tape.variable(&Tensor::zeros(2, 3));
-    let estimate =
-        Reinforce::new(Baseline::None).estimate(logits, 2, &mut |z| z.sum_cols(), &mut rng);
+    let estimate = Reinforce::new(Baseline::None).unwrap().estimate(
+        logits,
+        2,
+        &mut |z| z.sum_cols(),
+        &mut rng,
+    );
     assert!(estimate.loss.is_poisoned());
     let message = tape.error().unwrap().to_string();
     assert!(
@@ -515,7 +527,10 @@ fn bad_group_size_and_bad_cost_shape_are_typed_errors() {
 
     let tape = Tape::<f64>::new();
     let logits = tape.variable(&Tensor::zeros(2, 3));
-    let estimate = Reinforce::new(Baseline::None).estimate(logits, 3, &mut |z| z * 2.0, &mut rng);
+    let estimate =
+        Reinforce::new(Baseline::None)
+            .unwrap()
+            .estimate(logits, 3, &mut |z| z * 2.0, &mut rng);
     assert!(estimate.loss.is_poisoned());
     let message = tape.error().unwrap().to_string();
     assert!(
@@ -531,7 +546,7 @@ fn unbiased_estimators_agree_with_enumeration_on_categorical_toys() {
         let seed = 300 + index as u64;
         let values = estimates(
             problem,
-            &mut Reinforce::new(Baseline::None),
+            &mut Reinforce::new(Baseline::None).unwrap(),
             20,
             500,
             seed,
@@ -558,7 +573,7 @@ fn unbiased_estimators_agree_with_enumeration_on_categorical_toys() {
             MuProp::last_scale,
         );
         assert_agrees("muprop-normalised", &values, &exact);
-        let values = estimates(problem, &mut Vimco::new(4), 10, 500, seed, |_| 1.0);
+        let values = estimates(problem, &mut Vimco::new(4).unwrap(), 10, 500, seed, |_| 1.0);
         assert_agrees("vimco", &values, &exact);
     }
 }
@@ -671,7 +686,7 @@ fn muprop_vimco_are_unbiased_on_the_bernoulli_toy() {
         );
         assert_unbiased(
             "vimco",
-            &toy.estimates(&mut Vimco::new(3), 20, 500, seed, |_| 1.0),
+            &toy.estimates(&mut Vimco::new(3).unwrap(), 20, 500, seed, |_| 1.0),
             toy.exact_phi(),
         );
     }
@@ -1042,8 +1057,12 @@ fn every_score_estimator_handles_binary_units() {
     let tape = Tape::<f64>::new();
     let logits = tape.variable(&Tensor::from_vec(2, 3, problem.logits.repeat(2)).unwrap());
     let mut rng = StdRng::seed_from_u64(5);
-    let estimate =
-        Reinforce::new(Baseline::None).estimate(logits, 1, &mut |z| problem.cost(z), &mut rng);
+    let estimate = Reinforce::new(Baseline::None).unwrap().estimate(
+        logits,
+        1,
+        &mut |z| problem.cost(z),
+        &mut rng,
+    );
     let sample = estimate.sample.value().unwrap();
     assert_eq!(sample.shape(), gumbelgrad::Shape::new(2, 3));
     assert!(sample.as_slice().iter().all(|&b| b == 0.0 || b == 1.0));
@@ -1051,7 +1070,7 @@ fn every_score_estimator_handles_binary_units() {
     let seed = 1300;
     let values = estimates(
         &problem,
-        &mut Reinforce::new(Baseline::None),
+        &mut Reinforce::new(Baseline::None).unwrap(),
         20,
         500,
         seed,
@@ -1069,7 +1088,14 @@ fn every_score_estimator_handles_binary_units() {
     assert_agrees("nvil (binary)", &values, &exact);
     let values = estimates(&problem, &mut MuProp::new(), 20, 500, seed + 2, |_| 1.0);
     assert_agrees("muprop (binary)", &values, &exact);
-    let values = estimates(&problem, &mut Vimco::new(3), 10, 500, seed + 3, |_| 1.0);
+    let values = estimates(
+        &problem,
+        &mut Vimco::new(3).unwrap(),
+        10,
+        500,
+        seed + 3,
+        |_| 1.0,
+    );
     assert_agrees("vimco (binary)", &values, &exact);
     let values = estimates(
         &problem,
@@ -1184,7 +1210,7 @@ fn vimco_bound_is_unbiased_for_the_multi_sample_bound() {
             .sum::<f64>();
     }
     let mut rng = StdRng::seed_from_u64(1400);
-    let mut estimator = Vimco::log_mean_exp(m);
+    let mut estimator = Vimco::log_mean_exp(m).unwrap();
     let (mut by_phi, mut by_a) = (Vec::new(), Vec::new());
     let batch = 200;
     for _ in 0..50 {

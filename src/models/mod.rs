@@ -15,4 +15,6 @@ pub use sbn_training::{SbnTrainConfig, SbnTrainer};
 pub use semi_supervised::{
     SemiSupervisedConfig, SemiSupervisedTrainer, SemiSupervisedVae, UnlabelledObjective,
 };
-pub use training::{TrainConfig, Trainer, read_estimator_state, write_estimator_state};
+pub use training::{
+    ResumeOptions, TrainConfig, Trainer, read_estimator_state, write_estimator_state,
+};
