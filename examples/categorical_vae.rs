@@ -20,12 +20,14 @@ use clap::Parser;
 use gumbelgrad::data::{
     AmatSplit, Dataset, MnistSplit, SyntheticDigits, load_binarized_mnist, load_mnist,
 };
-use gumbelgrad::estimators::{ESTIMATOR_NAMES, TemperatureSchedule};
+use gumbelgrad::estimators::{ESTIMATOR_NAMES, Estimator, TemperatureSchedule};
 use gumbelgrad::io::atomic::remove_stale_temporaries;
 use gumbelgrad::io::json::Json;
 use gumbelgrad::io::{GridFigure, LinePlot, ProgressBar, Series, image_grid, write_atomic};
 use gumbelgrad::models::seeds::{Stream, rng_for};
-use gumbelgrad::models::{DiscreteVae, EvalMode, Latent, TrainConfig, Trainer, VaeConfig};
+use gumbelgrad::models::{
+    DiscreteVae, EvalMode, Latent, ResumeOptions, TrainConfig, Trainer, VaeConfig,
+};
 use gumbelgrad::optim::LearningRateSchedule;
 use gumbelgrad::{Error, Tape, Tensor};
 use rand::rngs::StdRng;
@@ -101,6 +103,11 @@ struct Args {
     /// cut back to the checkpoint's epoch)
     #[arg(long, value_name = "FILE")]
     resume: Option<PathBuf>,
+    /// With --resume: continue even if the batch size, learning rate, temperature
+    /// schedule, binarisation or number of training images differ from the checkpoint's
+    /// (otherwise an error naming the setting)
+    #[arg(long, requires = "resume")]
+    allow_changed_settings: bool,
     /// Folder for pictures, metrics and the checkpoint
     #[arg(long, value_name = "DIR", default_value = "out/categorical_vae")]
     out: PathBuf,
@@ -280,7 +287,13 @@ fn run(args: &Args) -> Result<(), Error> {
         seed,
     };
     let mut trainer = match &args.resume {
-        Some(path) => Trainer::<f32>::resume(path, model_config, config)?,
+        Some(path) => {
+            let estimator = Estimator::<f32>::from_name(&estimator, config.temperature.at(0)?)?;
+            let options = ResumeOptions {
+                allow_changed_settings: args.allow_changed_settings,
+            };
+            Trainer::resume_with_options(path, model_config, config, Box::new(estimator), options)?
+        }
         None => Trainer::<f32>::new(model_config, config)?,
     };
     let steps_per_epoch = trainer.steps_per_epoch(&train.images);

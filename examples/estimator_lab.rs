@@ -288,15 +288,15 @@ fn roster(kind: Kind) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
     let mut list = vec![
         (
             "reinforce".to_string(),
-            Estimator::reinforce(Baseline::None),
+            Estimator::reinforce(Baseline::None)?,
         ),
         (
             "reinforce-ema".to_string(),
-            Estimator::reinforce(Baseline::MovingAverage { decay: 0.8 }),
+            Estimator::reinforce(Baseline::MovingAverage { decay: 0.8 })?,
         ),
         ("nvil".to_string(), Estimator::nvil()),
         ("muprop".to_string(), Estimator::muprop()),
-        ("vimco(m=4)".to_string(), Estimator::vimco(4)),
+        ("vimco(m=4)".to_string(), Estimator::vimco(4)?),
         ("rloo(m=4)".to_string(), Estimator::rloo(4)?),
         ("arm".to_string(), Estimator::arm()),
         ("disarm".to_string(), Estimator::disarm()),

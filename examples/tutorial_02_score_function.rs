@@ -72,7 +72,7 @@ fn run(args: &Args) -> gumbelgrad::Result<()> {
     ];
     let mut curves = Vec::new();
     for (name, baseline) in kinds {
-        let mut estimator = Reinforce::new(baseline);
+        let mut estimator = Reinforce::new(baseline)?;
         let mut per_call = Vec::new();
         let stats = tutorial::estimates(
             &mut estimator as &mut dyn GradientEstimator<f64>,

@@ -180,7 +180,7 @@ fn rloo_variance_falls_with_the_number_of_samples() {
     let mut rng = StdRng::seed_from_u64(1910);
     let toy = Toy::new(8, 1.0, &mut rng);
     let samples = 100_000;
-    let mut reinforce = Reinforce::new(Baseline::None);
+    let mut reinforce = Reinforce::new(Baseline::None).unwrap();
     let single = Summary::of(&toy.estimates(&mut reinforce, 4, samples, &mut rng));
     let two = Summary::of(&toy.estimates(&mut Rloo::new(2).unwrap(), 4, samples, &mut rng));
     let four = Summary::of(&toy.estimates(&mut Rloo::new(4).unwrap(), 4, samples, &mut rng));

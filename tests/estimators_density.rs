@@ -317,3 +317,133 @@ fn density_errors_are_typed() {
     let v = concrete_log_density_var(tape.constant(&y), tape.constant(&x), not_scalar, 3);
     assert!(matches!(v.value(), Err(Error::ShapeMismatch { .. })));
 }
+
+/// Huge equal logits (`1e16`, where the `f64` spacing is 2) must not swallow the
+/// sample: `K = 3`, `tau = 1`, `y = (0.2, 0.3, 0.5)`. By shift invariance the value is
+/// the one at logits 0: `ln 2 + 2 sum(-ln y) - 3 ln sum(1/y) = 0.70014` (Concrete) and
+/// `ln 2 + sum(-ln y) - 3 ln sum(1/y) = -2.80642` (ExpConcrete), for the plain and the
+/// tape versions.
+#[test]
+fn huge_equal_logits_give_the_shift_invariant_density() {
+    let y = [0.2f64, 0.3, 0.5];
+    let sum_neg_ln: f64 = y.iter().map(|v| -v.ln()).sum();
+    let lse = y.iter().map(|v| 1.0 / v).sum::<f64>().ln();
+    let concrete = 2f64.ln() + 2.0 * sum_neg_ln - 3.0 * lse;
+    let exp = 2f64.ln() + sum_neg_ln - 3.0 * lse;
+    assert!((concrete - 0.700_138).abs() < 1e-6 && (exp + 2.806_420).abs() < 1e-6);
+    let sample = Tensor::<f64>::from_vec(1, 3, y.to_vec()).unwrap();
+    let log_sample = Tensor::from_vec(1, 3, y.iter().map(|v| v.ln()).collect()).unwrap();
+    for big in [1e16, -1e16, 1e300, 0.0] {
+        let logits = Tensor::<f64>::full(1, 3, big);
+        let plain = concrete_log_density(&sample, &logits, 1.0, 3)
+            .unwrap()
+            .get(0, 0);
+        assert!(
+            (plain - concrete).abs() < 1e-12,
+            "Concrete at {big:e}: {plain}"
+        );
+        let plain = exp_concrete_log_density(&log_sample, &logits, 1.0, 3)
+            .unwrap()
+            .get(0, 0);
+        assert!(
+            (plain - exp).abs() < 1e-12,
+            "ExpConcrete at {big:e}: {plain}"
+        );
+        let tape = Tape::new();
+        let (x, tau) = (tape.variable(&logits), tape.constant(&Tensor::scalar(1.0)));
+        let on_tape = concrete_log_density_var(tape.constant(&sample), x, tau, 3);
+        let value = on_tape.scalar().unwrap();
+        assert!(
+            (value - concrete).abs() < 1e-12,
+            "Concrete var at {big:e}: {value}"
+        );
+        tape.backward(on_tape).unwrap();
+        let grad = x.grad().unwrap();
+        // d ln p / d x_i = 1 - K softmax(x - tau ln y)_i, finite and summing to 0
+        assert!(grad.all_finite() && grad.sum().abs() < 1e-12, "{grad:?}");
+        let value = exp_concrete_log_density_var(tape.constant(&log_sample), x, tau, 3)
+            .scalar()
+            .unwrap();
+        assert!(
+            (value - exp).abs() < 1e-12,
+            "ExpConcrete var at {big:e}: {value}"
+        );
+    }
+    // f32: 1e16 has a spacing of 2^30 there; the shift keeps the same answer.
+    let logits = Tensor::<f32>::full(1, 3, 1e16);
+    let sample32 = sample.cast::<f32>();
+    let plain = concrete_log_density(&sample32, &logits, 1.0, 3)
+        .unwrap()
+        .get(0, 0);
+    assert!((f64::from(plain) - concrete).abs() < 1e-5, "f32: {plain}");
+    let tape = Tape::<f32>::new();
+    let value = concrete_log_density_var(
+        tape.constant(&sample32),
+        tape.constant(&logits),
+        tape.constant(&Tensor::scalar(1.0)),
+        3,
+    )
+    .scalar()
+    .unwrap();
+    assert!(
+        (f64::from(value) - concrete).abs() < 1e-5,
+        "f32 var: {value}"
+    );
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// Adding a constant (small or huge) to one group's logits changes neither the
+    /// Concrete nor the ExpConcrete log-density, plain or on the tape, nor the tape
+    /// version's gradient in the logits. The logits lie on a grid of `2^-10` and the
+    /// shifts are whole numbers below `2^40`, so that `x + c` is exact in `f64` and
+    /// the shifted logits are the same distribution (equal huge logits, where the grid
+    /// does not matter, are the regression test above).
+    #[test]
+    fn concrete_densities_are_shift_invariant(
+        (logits, log_y, k, tau) in (grouped_shape(1..=3, 8), 0.3f64..3.0).prop_flat_map(|((r, k, g), tau)| {
+            let k = k.max(2);
+            let shape = Shape::new(r, k * g);
+            (tensor_of_shape(shape, -3.0..3.0).prop_map(|t| t.map(|v| (v * 1024.0).round() / 1024.0)), tensor_of_shape(shape, -4.0..-0.01), Just(k), Just(tau))
+        }),
+        shift in prop_oneof![(-(1i64 << 40)..(1i64 << 40)).prop_map(|c| c as f64), Just((1u64 << 40) as f64), Just(-((1u64 << 40) as f64)), (-50i64..50).prop_map(|c| c as f64)],
+        group_pick in any::<usize>(),
+    ) {
+        let groups = logits.len() / k;
+        let group = group_pick % groups;
+        let mut shifted = logits.clone();
+        for v in &mut shifted.as_mut_slice()[group * k..(group + 1) * k] {
+            *v += shift;
+        }
+        let y = Tensor::from_vec(log_y.rows(), log_y.cols(), log_y.as_slice().iter().map(|v| v.exp()).collect()).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + a.abs());
+        let pairs = [
+            (concrete_log_density(&y, &logits, tau, k).unwrap(), concrete_log_density(&y, &shifted, tau, k).unwrap()),
+            (exp_concrete_log_density(&log_y, &logits, tau, k).unwrap(), exp_concrete_log_density(&log_y, &shifted, tau, k).unwrap()),
+        ];
+        for (a, b) in &pairs {
+            for (p, q) in a.as_slice().iter().zip(b.as_slice()) {
+                prop_assert!(close(*p, *q), "shift {:e}: {} vs {}", shift, p, q);
+            }
+        }
+        let on_tape = |x: &Tensor<f64>| {
+            let tape = Tape::new();
+            let xs = tape.variable(x);
+            let t = tape.constant(&Tensor::scalar(tau));
+            let c = concrete_log_density_var(tape.constant(&y), xs, t, k);
+            let e = exp_concrete_log_density_var(tape.constant(&log_y), xs, t, k);
+            let (cv, ev) = (c.value().unwrap(), e.value().unwrap());
+            tape.backward(c.sum()).unwrap();
+            (cv, ev, xs.grad().unwrap())
+        };
+        let (c0, e0, g0) = on_tape(&logits);
+        let (c1, e1, g1) = on_tape(&shifted);
+        for (a, b) in c0.as_slice().iter().zip(c1.as_slice()).chain(e0.as_slice().iter().zip(e1.as_slice())) {
+            prop_assert!(close(*a, *b), "tape, shift {:e}: {} vs {}", shift, a, b);
+        }
+        for (a, b) in g0.as_slice().iter().zip(g1.as_slice()) {
+            prop_assert!((a - b).abs() <= 1e-9, "gradient, shift {:e}: {} vs {}", shift, a, b);
+        }
+    }
+}

@@ -28,7 +28,7 @@ fn reinforce_at_a_given_sample_matches_the_formula() {
         (Baseline::None, 1),
         (Baseline::MovingAverage { decay: 0.8 }, 2),
     ] {
-        let mut estimator = Reinforce::new(baseline);
+        let mut estimator = Reinforce::new(baseline).unwrap();
         let mut average = 0.0;
         for call in 0..calls {
             let tape = Tape::<f64>::new();
@@ -69,13 +69,15 @@ fn reinforce_at_given_bits_matches_the_formula() {
     let bits = Tensor::from_vec(1, 2, vec![1.0, 0.0]).unwrap();
     let tape = Tape::<f64>::new();
     let x = tape.variable(&phi);
-    let estimate = Reinforce::new(Baseline::None).estimate_with_sample(
-        x,
-        1,
-        &bits,
-        &mut |z| (z.sum_cols() + 1.0).square(),
-        &mut StdRng::seed_from_u64(0),
-    );
+    let estimate = Reinforce::new(Baseline::None)
+        .unwrap()
+        .estimate_with_sample(
+            x,
+            1,
+            &bits,
+            &mut |z| (z.sum_cols() + 1.0).square(),
+            &mut StdRng::seed_from_u64(0),
+        );
     tape.backward(estimate.loss).unwrap();
     let f = (1.0f64 + 0.0 + 1.0).powi(2);
     for j in 0..2 {
@@ -91,26 +93,30 @@ fn a_sample_that_is_not_one_hot_is_a_typed_error() {
     let tape = Tape::<f64>::new();
     let x = tape.variable(&Tensor::zeros(1, 3));
     let bad = Tensor::from_vec(1, 3, vec![0.5, 0.5, 0.0]).unwrap();
-    let estimate = Reinforce::new(Baseline::None).estimate_with_sample(
-        x,
-        3,
-        &bad,
-        &mut |z| z.sum_cols(),
-        &mut StdRng::seed_from_u64(0),
-    );
+    let estimate = Reinforce::new(Baseline::None)
+        .unwrap()
+        .estimate_with_sample(
+            x,
+            3,
+            &bad,
+            &mut |z| z.sum_cols(),
+            &mut StdRng::seed_from_u64(0),
+        );
     assert!(matches!(
         tape.backward(estimate.loss),
         Err(Error::InvalidArgument { .. })
     ));
     let tape = Tape::<f64>::new();
     let x = tape.variable(&Tensor::zeros(1, 3));
-    let estimate = Reinforce::new(Baseline::None).estimate_with_sample(
-        x,
-        3,
-        &Tensor::zeros(2, 3),
-        &mut |z| z.sum_cols(),
-        &mut StdRng::seed_from_u64(0),
-    );
+    let estimate = Reinforce::new(Baseline::None)
+        .unwrap()
+        .estimate_with_sample(
+            x,
+            3,
+            &Tensor::zeros(2, 3),
+            &mut |z| z.sum_cols(),
+            &mut StdRng::seed_from_u64(0),
+        );
     assert!(matches!(
         tape.backward(estimate.loss),
         Err(Error::ShapeMismatch { .. })
@@ -418,14 +424,14 @@ fn score_estimators_take_their_sample_from_injected_uniforms() {
         assert_eq!(at_uniforms.0, at_sample.0);
         let gumbel = Tensor::from_vec(rows, cols, g).unwrap();
         let at_gumbel = case.run(
-            &mut Reinforce::new(Baseline::None),
+            &mut Reinforce::new(Baseline::None).unwrap(),
             &InjectedNoise::Gumbel {
                 gumbel,
                 v: Tensor::zeros(rows, cols),
             },
         );
         let reinforce = case.run(
-            &mut Reinforce::new(Baseline::None),
+            &mut Reinforce::new(Baseline::None).unwrap(),
             &InjectedNoise::Sample(drawn.clone()),
         );
         assert_eq!(at_gumbel, reinforce);
@@ -440,7 +446,10 @@ fn vimco_at_given_samples_matches_the_formula() {
         let samples = sample_for(&case, rows * m);
         let noise = InjectedNoise::Sample(samples.clone());
         let (k, w) = (case.k(), case.w_categorical());
-        for (mut estimator, bound) in [(Vimco::new(m), false), (Vimco::log_mean_exp(m), true)] {
+        for (mut estimator, bound) in [
+            (Vimco::new(m).unwrap(), false),
+            (Vimco::log_mean_exp(m).unwrap(), true),
+        ] {
             let (grad, got) = case.run(&mut estimator, &noise);
             assert_eq!(got, samples);
             let mut expected = Vec::new();
@@ -622,7 +631,7 @@ fn injected_noise_that_does_not_fit_is_a_typed_error() {
     }
     // VIMCO wants m samples per example
     assert!(matches!(
-        run(&mut Vimco::new(3), &sample),
+        run(&mut Vimco::new(3).unwrap(), &sample),
         Err(Error::ShapeMismatch { .. })
     ));
     // a uniform of 1 (or 0) has no Gumbel noise

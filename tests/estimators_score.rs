@@ -346,20 +346,22 @@ fn toy_exact_values_match_the_notes() {
 fn reinforce_with_every_baseline_is_unbiased_on_the_toy() {
     for (index, toy) in toys().iter().enumerate() {
         let seed = 100 + index as u64;
-        let mut plain = Reinforce::new(Baseline::None);
+        let mut plain = Reinforce::new(Baseline::None).unwrap();
         assert_unbiased(
             "reinforce",
             &toy.estimates(&mut plain, 40, 500, seed, |_| 1.0),
             toy.exact_phi(),
         );
-        let mut ema = Reinforce::new(Baseline::MovingAverage { decay: 0.8 });
+        let mut ema = Reinforce::new(Baseline::MovingAverage { decay: 0.8 }).unwrap();
         assert_unbiased(
             "reinforce-ema",
             &toy.estimates(&mut ema, 40, 500, seed, |_| 1.0),
             toy.exact_phi(),
         );
-        let mut normalised =
-            Reinforce::new(Baseline::MovingAverage { decay: 0.8 }).with_variance_normalisation(0.8);
+        let mut normalised = Reinforce::new(Baseline::MovingAverage { decay: 0.8 })
+            .unwrap()
+            .with_variance_normalisation(0.8)
+            .unwrap();
         assert_unbiased(
             "reinforce-ema-normalised",
             &toy.estimates(&mut normalised, 40, 500, seed, Reinforce::last_scale),
@@ -369,7 +371,8 @@ fn reinforce_with_every_baseline_is_unbiased_on_the_toy() {
             decay: 0.8,
             hidden: 8,
             learning_rate: 0.01,
-        });
+        })
+        .unwrap();
         assert_unbiased(
             "reinforce-learned",
             &toy.estimates(&mut learned, 40, 500, seed, |_| 1.0),
@@ -400,7 +403,7 @@ fn plain_reinforce_variance_matches_the_exact_variance() {
         let (high, low) = ((1.0 - t).powi(2) * (1.0 - theta), -t * t * theta);
         let fourth = theta * (high - mean).powi(4) + (1.0 - theta) * (low - mean).powi(4);
         let values = toy.estimates(
-            &mut Reinforce::new(Baseline::None),
+            &mut Reinforce::new(Baseline::None).unwrap(),
             40,
             500,
             200 + index as u64,
@@ -430,10 +433,15 @@ fn moving_average_baseline_reduces_variance() {
         phi: 0.0,
         target: 0.45,
     };
-    let plain =
-        sample_variance(&toy.estimates(&mut Reinforce::new(Baseline::None), 40, 500, 7, |_| 1.0));
+    let plain = sample_variance(&toy.estimates(
+        &mut Reinforce::new(Baseline::None).unwrap(),
+        40,
+        500,
+        7,
+        |_| 1.0,
+    ));
     let values = toy.estimates(
-        &mut Reinforce::new(Baseline::MovingAverage { decay: 0.8 }),
+        &mut Reinforce::new(Baseline::MovingAverage { decay: 0.8 }).unwrap(),
         40,
         500,
         7,
@@ -504,8 +512,12 @@ fn bad_group_size_and_bad_cost_shape_are_typed_errors() {
     let mut rng = StdRng::seed_from_u64(1);
     let tape = Tape::<f64>::new();
     let logits = tape.variable(&Tensor::zeros(2, 3));
-    let estimate =
-        Reinforce::new(Baseline::None).estimate(logits, 2, &mut |z| z.sum_cols(), &mut rng);
+    let estimate = Reinforce::new(Baseline::None).unwrap().estimate(
+        logits,
+        2,
+        &mut |z| z.sum_cols(),
+        &mut rng,
+    );
     assert!(estimate.loss.is_poisoned());
     let message = tape.error().unwrap().to_string();
     assert!(
@@ -515,7 +527,10 @@ fn bad_group_size_and_bad_cost_shape_are_typed_errors() {
 
     let tape = Tape::<f64>::new();
     let logits = tape.variable(&Tensor::zeros(2, 3));
-    let estimate = Reinforce::new(Baseline::None).estimate(logits, 3, &mut |z| z * 2.0, &mut rng);
+    let estimate =
+        Reinforce::new(Baseline::None)
+            .unwrap()
+            .estimate(logits, 3, &mut |z| z * 2.0, &mut rng);
     assert!(estimate.loss.is_poisoned());
     let message = tape.error().unwrap().to_string();
     assert!(
@@ -531,7 +546,7 @@ fn unbiased_estimators_agree_with_enumeration_on_categorical_toys() {
         let seed = 300 + index as u64;
         let values = estimates(
             problem,
-            &mut Reinforce::new(Baseline::None),
+            &mut Reinforce::new(Baseline::None).unwrap(),
             20,
             500,
             seed,
@@ -558,7 +573,7 @@ fn unbiased_estimators_agree_with_enumeration_on_categorical_toys() {
             MuProp::last_scale,
         );
         assert_agrees("muprop-normalised", &values, &exact);
-        let values = estimates(problem, &mut Vimco::new(4), 10, 500, seed, |_| 1.0);
+        let values = estimates(problem, &mut Vimco::new(4).unwrap(), 10, 500, seed, |_| 1.0);
         assert_agrees("vimco", &values, &exact);
     }
 }
@@ -671,7 +686,7 @@ fn muprop_vimco_are_unbiased_on_the_bernoulli_toy() {
         );
         assert_unbiased(
             "vimco",
-            &toy.estimates(&mut Vimco::new(3), 20, 500, seed, |_| 1.0),
+            &toy.estimates(&mut Vimco::new(3).unwrap(), 20, 500, seed, |_| 1.0),
             toy.exact_phi(),
         );
     }
@@ -1042,8 +1057,12 @@ fn every_score_estimator_handles_binary_units() {
     let tape = Tape::<f64>::new();
     let logits = tape.variable(&Tensor::from_vec(2, 3, problem.logits.repeat(2)).unwrap());
     let mut rng = StdRng::seed_from_u64(5);
-    let estimate =
-        Reinforce::new(Baseline::None).estimate(logits, 1, &mut |z| problem.cost(z), &mut rng);
+    let estimate = Reinforce::new(Baseline::None).unwrap().estimate(
+        logits,
+        1,
+        &mut |z| problem.cost(z),
+        &mut rng,
+    );
     let sample = estimate.sample.value().unwrap();
     assert_eq!(sample.shape(), gumbelgrad::Shape::new(2, 3));
     assert!(sample.as_slice().iter().all(|&b| b == 0.0 || b == 1.0));
@@ -1051,7 +1070,7 @@ fn every_score_estimator_handles_binary_units() {
     let seed = 1300;
     let values = estimates(
         &problem,
-        &mut Reinforce::new(Baseline::None),
+        &mut Reinforce::new(Baseline::None).unwrap(),
         20,
         500,
         seed,
@@ -1069,7 +1088,14 @@ fn every_score_estimator_handles_binary_units() {
     assert_agrees("nvil (binary)", &values, &exact);
     let values = estimates(&problem, &mut MuProp::new(), 20, 500, seed + 2, |_| 1.0);
     assert_agrees("muprop (binary)", &values, &exact);
-    let values = estimates(&problem, &mut Vimco::new(3), 10, 500, seed + 3, |_| 1.0);
+    let values = estimates(
+        &problem,
+        &mut Vimco::new(3).unwrap(),
+        10,
+        500,
+        seed + 3,
+        |_| 1.0,
+    );
     assert_agrees("vimco (binary)", &values, &exact);
     let values = estimates(
         &problem,
@@ -1184,7 +1210,7 @@ fn vimco_bound_is_unbiased_for_the_multi_sample_bound() {
             .sum::<f64>();
     }
     let mut rng = StdRng::seed_from_u64(1400);
-    let mut estimator = Vimco::log_mean_exp(m);
+    let mut estimator = Vimco::log_mean_exp(m).unwrap();
     let (mut by_phi, mut by_a) = (Vec::new(), Vec::new());
     let batch = 200;
     for _ in 0..50 {
@@ -1276,5 +1302,73 @@ fn darn_sample_slope_is_exact_for_quadratic_costs_of_binary_units_only() {
     assert!(
         miss > 2.0 * Z,
         "darn-sample-slope should be biased here: {miss} SE"
+    );
+}
+
+/// Mean squared single-example gradient estimate `E[g^2]` over the last `measured` of
+/// `calls` calls, on a batch whose rows alternate between logits `[0, 2]` with cost
+/// `z_1 + 20` and logits `[0, -2]` with cost `z_1`: the mean cost depends on the input
+/// (the logits, which is what the learned baseline sees). Every estimator here is
+/// unbiased for the same gradient, so comparing `E[g^2]` compares variances.
+fn input_dependent_second_moment(estimator: &mut Reinforce, calls: usize, measured: usize) -> f64 {
+    let rows = 32;
+    let mut rng = StdRng::seed_from_u64(21);
+    let logits: Vec<f64> = (0..rows)
+        .flat_map(|r| [0.0, if r % 2 == 0 { 2.0 } else { -2.0 }])
+        .collect();
+    let offsets: Vec<f64> = (0..rows)
+        .map(|r| if r % 2 == 0 { 20.0 } else { 0.0 })
+        .collect();
+    let (mut total, mut count) = (0.0, 0usize);
+    for call in 0..calls {
+        let tape = Tape::<f64>::new();
+        let x = tape.variable(&Tensor::from_vec(rows, 2, logits.clone()).unwrap());
+        let offset = tape.constant(&Tensor::from_vec(rows, 1, offsets.clone()).unwrap());
+        let pick = tape.constant(&Tensor::from_vec(2, 1, vec![0.0, 1.0]).unwrap());
+        let estimate = estimator.estimate(x, 2, &mut |z| z.matmul(pick) + offset, &mut rng);
+        tape.backward(estimate.loss).unwrap();
+        if call >= calls - measured {
+            let grad = x.grad().unwrap();
+            for r in 0..rows {
+                // undo the batch mean: the single-example estimate for phi
+                let g = grad.get(r, 1) * rows as f64;
+                total += g * g;
+                count += 1;
+            }
+        }
+    }
+    total / count as f64
+}
+
+/// Every baseline earns its place: the moving average beats no baseline, and the
+/// learned baseline beats the moving average when the mean cost depends on the input
+/// (a learned baseline subtracted with the wrong sign, `c + b`, would double the
+/// residual instead and fail this).
+#[test]
+fn each_baseline_reduces_variance_where_it_should() {
+    let none =
+        input_dependent_second_moment(&mut Reinforce::new(Baseline::None).unwrap(), 400, 200);
+    let average = input_dependent_second_moment(
+        &mut Reinforce::new(Baseline::MovingAverage { decay: 0.8 }).unwrap(),
+        400,
+        200,
+    );
+    let learned = input_dependent_second_moment(
+        &mut Reinforce::new(Baseline::Learned {
+            decay: 0.8,
+            hidden: 16,
+            learning_rate: 0.05,
+        })
+        .unwrap(),
+        400,
+        200,
+    );
+    assert!(
+        average < 0.8 * none,
+        "moving average {average} vs none {none}"
+    );
+    assert!(
+        learned < 0.3 * average,
+        "learned {learned} vs moving average {average}"
     );
 }

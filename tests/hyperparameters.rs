@@ -252,3 +252,103 @@ proptest! {
         }
     }
 }
+
+/// The score-function estimators' other hyper-parameters: a moving-average decay, a
+/// learned baseline's width and learning rate, a variance normaliser's decay, VIMCO's
+/// sample count. Each is refused at construction with `Error::InvalidArgument`, or the
+/// estimator gives a finite loss and gradients.
+#[test]
+fn baselines_and_sample_counts_give_typed_errors_or_finite_results() {
+    use gumbelgrad::estimators::score::{Baseline, Reinforce, Vimco};
+    let valid_decay = |d: f64| (0.0..1.0).contains(&d);
+    let decays = [
+        f64::NAN,
+        f64::INFINITY,
+        -3.0,
+        -0.0,
+        0.0,
+        0.5,
+        0.8,
+        0.999,
+        1.0,
+        5.0,
+        1e300,
+    ];
+    let run = |mut estimator: Box<dyn GradientEstimator<f64>>, label: &str| {
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..3 {
+            let tape = Tape::<f64>::new();
+            let logits = tape.variable(&Tensor::random_normal(6, 8, 0.0, 2.0, &mut rng));
+            let target = tape.constant(&Tensor::random_normal(1, 8, 0.0, 1.0, &mut rng));
+            let estimate =
+                estimator.estimate(logits, 4, &mut |z| (z * target).sum_cols(), &mut rng);
+            let loss = estimate.loss.scalar().unwrap();
+            assert!(loss.is_finite(), "{label}: loss {loss}");
+            tape.backward(estimate.loss).unwrap();
+            assert!(logits.grad().unwrap().all_finite(), "{label}");
+        }
+    };
+    for decay in decays {
+        let baseline = Baseline::MovingAverage { decay };
+        match Reinforce::new(baseline) {
+            Ok(r) => {
+                assert!(valid_decay(decay), "accepted decay {decay}");
+                run(Box::new(r.clone()), &format!("{baseline:?}"));
+                match r.with_variance_normalisation(decay) {
+                    Ok(r) => run(Box::new(r), "normalised"),
+                    Err(e) => panic!("normaliser refused valid {decay}: {e}"),
+                }
+            }
+            Err(error) => {
+                assert!(!valid_decay(decay), "refused decay {decay}: {error}");
+                assert!(matches!(error, Error::InvalidArgument { .. }), "{error:?}");
+                assert!(error.to_string().contains("decay"), "{error}");
+            }
+        }
+        let normalised = Reinforce::new(Baseline::None)
+            .unwrap()
+            .with_variance_normalisation(decay);
+        assert_eq!(
+            normalised.is_ok(),
+            valid_decay(decay),
+            "normaliser decay {decay}"
+        );
+    }
+    for hidden in [0usize, 1, 4] {
+        for learning_rate in [f64::NAN, f64::INFINITY, -1.0, 0.0, 1e-45, 0.01] {
+            let baseline = Baseline::Learned {
+                decay: 0.8,
+                hidden,
+                learning_rate,
+            };
+            let valid = hidden > 0 && learning_rate.is_finite() && learning_rate > 0.0;
+            match Reinforce::new(baseline) {
+                Ok(r) => {
+                    assert!(valid, "accepted {baseline:?}");
+                    run(Box::new(r), &format!("{baseline:?}"));
+                }
+                Err(error) => {
+                    assert!(!valid, "refused {baseline:?}: {error}");
+                    assert!(matches!(error, Error::InvalidArgument { .. }), "{error:?}");
+                }
+            }
+        }
+    }
+    for m in [0usize, 1, 2, 5] {
+        for vimco in [Vimco::new(m), Vimco::log_mean_exp(m)] {
+            match vimco {
+                Ok(v) => {
+                    assert!(m >= 2 && v.num_samples == m, "m = {m}");
+                    if v.objective == gumbelgrad::estimators::score::VimcoObjective::Mean {
+                        run(Box::new(v), "vimco");
+                    }
+                }
+                Err(error) => {
+                    assert!(m < 2, "refused m = {m}");
+                    assert!(error.to_string().contains(&format!("got {m}")), "{error}");
+                }
+            }
+        }
+        assert_eq!(Estimator::<f32>::vimco(m).is_ok(), m >= 2);
+    }
+}

@@ -1,10 +1,10 @@
 //! The categorical VAE: analytic KL against enumeration, gradients against finite
 //! differences, bit-identical resume.
 
-use gumbelgrad::estimators::{Estimator, TemperatureSchedule};
-use gumbelgrad::models::{DiscreteVae, Latent, TrainConfig, Trainer, VaeConfig};
+use gumbelgrad::estimators::{Estimator, GradientEstimator, TemperatureSchedule};
+use gumbelgrad::models::{DiscreteVae, Latent, ResumeOptions, TrainConfig, Trainer, VaeConfig};
 use gumbelgrad::optim::LearningRateSchedule;
-use gumbelgrad::{GradcheckOptions, Tape, Tensor, gradcheck};
+use gumbelgrad::{Error, GradcheckOptions, Tape, Tensor, gradcheck};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -541,4 +541,103 @@ fn a_normalised_score_function_estimate_is_unbiased_for_the_whole_negative_elbo(
         worst < 4.5,
         "worst |mean - exact| / SE over every parameter = {worst}"
     );
+}
+
+/// Every training setting the checkpoint records: resuming with a different one is an
+/// `Error::BadFile` naming the key, the file's value and the run's, unless the resume
+/// allows changed settings. The number of training images is checked at the first
+/// epoch, when the data is known.
+#[test]
+fn resume_rejects_changed_settings_unless_allowed() {
+    let images = binary_images(16, 12, 1);
+    let mut trainer = Trainer::<f32>::new(small_config(), train_config()).unwrap();
+    trainer.train_epoch(&images, |_| {}).unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "gumbelgrad-resume-settings-{}.safetensors",
+        std::process::id()
+    ));
+    trainer.save_checkpoint(&path).unwrap();
+    let changed: Vec<(&str, &str, &str, TrainConfig)> = vec![
+        (
+            "batch_size",
+            "8",
+            "4",
+            TrainConfig {
+                batch_size: 4,
+                ..train_config()
+            },
+        ),
+        (
+            "learning_rate",
+            "initial: 0.003",
+            "Constant(0.001)",
+            TrainConfig {
+                learning_rate: LearningRateSchedule::Constant(1e-3),
+                ..train_config()
+            },
+        ),
+        (
+            "temperature",
+            "minimum: 0.5",
+            "minimum: 0.7",
+            TrainConfig {
+                temperature: TemperatureSchedule::exponential(1.0, 0.05, 4, 0.7).unwrap(),
+                ..train_config()
+            },
+        ),
+        (
+            "dynamic_binarization",
+            "true",
+            "false",
+            TrainConfig {
+                dynamic_binarization: false,
+                ..train_config()
+            },
+        ),
+    ];
+    let estimator = || -> Box<dyn GradientEstimator<f32>> {
+        Box::new(Estimator::<f32>::from_name("gumbel-softmax", 1.0).unwrap())
+    };
+    for (key, theirs, ours, config) in changed {
+        let error = Trainer::<f32>::resume(&path, small_config(), config.clone()).unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, Error::BadFile { .. }), "{key}: {error:?}");
+        assert!(
+            message.contains(key) && message.contains(theirs) && message.contains(ours),
+            "{key}: {message}"
+        );
+        let allowed = ResumeOptions {
+            allow_changed_settings: true,
+        };
+        let mut resumed =
+            Trainer::resume_with_options(&path, small_config(), config, estimator(), allowed)
+                .unwrap();
+        resumed.train_epoch(&images, |_| {}).unwrap();
+    }
+    // A different data set (number of training images): refused at the first epoch,
+    // before any step.
+    let more = binary_images(24, 12, 2);
+    let mut resumed = Trainer::<f32>::resume(&path, small_config(), train_config()).unwrap();
+    let steps = resumed.steps();
+    let error = resumed.train_epoch(&more, |_| {}).unwrap_err();
+    assert!(matches!(error, Error::BadFile { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("train_images = 16") && message.contains("24"),
+        "{message}"
+    );
+    assert_eq!(resumed.steps(), steps);
+    resumed.train_epoch(&images, |_| {}).unwrap();
+    let mut allowed = Trainer::resume_with_options(
+        &path,
+        small_config(),
+        train_config(),
+        estimator(),
+        ResumeOptions {
+            allow_changed_settings: true,
+        },
+    )
+    .unwrap();
+    allowed.train_epoch(&more, |_| {}).unwrap();
+    std::fs::remove_file(&path).unwrap();
 }

@@ -25,6 +25,12 @@
 //!   `ln p(z) = ln tau + d - 2 softplus(d)`, `d = x - tau z`, and
 //!   `ln p(y) = ln p(logit y) - ln y - ln(1 - y)`.
 //!
+//! The Concrete and ExpConcrete functions subtract each group's largest logit before
+//! anything else (the formulas do not change), so huge logits do not swallow the
+//! sample: logits all `1e16`, `tau = 1`, `y = (0.2, 0.3, 0.5)` give the same
+//! `ln p = 0.7001` as logits all 0. The relaxed Bernoulli has one logit per unit and
+//! nothing to shift: its `d = x - tau z` is the difference the density depends on.
+//!
 //! The plain functions return one log-density per group (`[rows, N]`), computed in
 //! `f64` whatever `T` is. The `_var` functions ([`exp_concrete_log_density_var`],
 //! [`concrete_log_density_var`], [`logit_relaxed_bernoulli_log_density_var`],
@@ -77,6 +83,40 @@ fn check_inputs<T: Float>(
     num_groups(logits.shape(), group_size, op)
 }
 
+/// The largest logit of a group, in `f64`: every Concrete formula is unchanged by
+/// subtracting it from the group's logits, and after the subtraction the logits are
+/// `<= 0` with one of them exactly 0, so `x_i - tau ln y_i` keeps the sample's
+/// digits even when the logits are huge (`1e16` has an `f64` spacing of 2).
+fn group_max<T: Float>(logits: &[T]) -> f64 {
+    let max = logits
+        .iter()
+        .map(|x| x.to_f64())
+        .fold(f64::NEG_INFINITY, f64::max);
+    if max.is_finite() { max } else { 0.0 }
+}
+
+/// `logits` minus the maximum of each group as a constant on the tape: the same
+/// densities, gradients and all (the formula is shift-invariant, so its derivative at
+/// `x - c` equals the one at `x`), without losing the sample's digits next to huge
+/// logits. A poisoned or badly grouped `logits` is returned as it is, for the ops
+/// that follow to report.
+fn shifted_by_group_max<'t, T: Float>(logits: Var<'t, T>, group_size: usize) -> Var<'t, T> {
+    if logits.is_poisoned() || group_size == 0 || !logits.shape().cols.is_multiple_of(group_size) {
+        return logits;
+    }
+    let Ok(value) = logits.value() else {
+        return logits;
+    };
+    let mut shift = Vec::with_capacity(value.len());
+    for group in value.as_slice().chunks_exact(group_size) {
+        let max = T::from_f64(group_max(group));
+        shift.extend(std::iter::repeat_n(max, group_size));
+    }
+    let shape = logits.shape();
+    let shift = Tensor::from_vec(shape.rows, shape.cols, shift).expect("one per logit");
+    logits - logits.tape().constant(&shift)
+}
+
 /// Per-group ExpConcrete log-density of `log_sample = ln y` (see the module docs).
 /// Returns `[rows, N]`. `log_sample` must be finite.
 pub fn exp_concrete_log_density<T: Float>(
@@ -97,8 +137,9 @@ pub fn exp_concrete_log_density<T: Float>(
         .zip(log_sample.as_slice().chunks_exact(group_size))
         .zip(logits.as_slice().chunks_exact(group_size))
     {
+        let shift = group_max(x);
         for i in 0..group_size {
-            a[i] = x[i].to_f64() - temperature * s[i].to_f64();
+            a[i] = (x[i].to_f64() - shift) - temperature * s[i].to_f64();
         }
         // sum_i log_softmax(a)_i = sum_i a_i - K LSE(a)
         let lse = logsumexp(&a);
@@ -139,9 +180,10 @@ pub fn concrete_log_density<T: Float>(
         .zip(sample.as_slice().chunks_exact(group_size))
         .zip(logits.as_slice().chunks_exact(group_size))
     {
+        let shift = group_max(x);
         let mut linear = 0.0;
         for i in 0..group_size {
-            let (xi, ln_y) = (x[i].to_f64(), y[i].to_f64().ln());
+            let (xi, ln_y) = (x[i].to_f64() - shift, y[i].to_f64().ln());
             linear += xi - (temperature + 1.0) * ln_y;
             a[i] = xi - temperature * ln_y;
         }
@@ -274,6 +316,7 @@ pub fn exp_concrete_log_density_var<'t, T: Float>(
     let groups = logits.shape().cols.checked_div(group_size).unwrap_or(0);
     let constant = groups as f64 * ln_gamma_of_classes(group_size);
     let per_groups = T::from_f64(groups as f64 * (group_size as f64 - 1.0));
+    let logits = shifted_by_group_max(logits, group_size);
     (logits - log_sample * temperature)
         .log_softmax(group_size)
         .sum_cols()

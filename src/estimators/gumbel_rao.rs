@@ -77,16 +77,16 @@ impl<T: Float> Op<T> for GumbelRaoOp<T> {
                 "the sample must have the logits' shape",
             ));
         }
+        // An empty batch has empty noise (`is_multiple_of(0)` holds only for 0).
         if noise.cols != logits.cols
-            || logits.rows == 0
-            || noise.rows == 0
+            || (logits.rows > 0 && noise.rows == 0)
             || !noise.rows.is_multiple_of(logits.rows)
         {
             return Err(Error::shape_mismatch(
                 "gumbel_rao",
                 logits,
                 noise,
-                "the noise must have the logits' columns and a positive multiple of their rows",
+                "the noise must have the logits' columns and a positive multiple of their rows (none for an empty batch)",
             ));
         }
         Ok(logits)
@@ -105,6 +105,9 @@ impl<T: Float> Op<T> for GumbelRaoOp<T> {
             return;
         };
         let (logits, noise) = (inputs[0], inputs[2]);
+        if logits.rows() == 0 {
+            return;
+        }
         let m = noise.rows() / logits.rows();
         let k = self.group_size;
         let inverse_tau = T::ONE / self.temperature;

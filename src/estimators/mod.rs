@@ -582,9 +582,10 @@ impl<T: Float> Estimator<T> {
         )?))
     }
 
-    /// REINFORCE with the given baseline.
-    pub fn reinforce(baseline: score::Baseline) -> Self {
-        Estimator::Reinforce(score::Reinforce::new(baseline))
+    /// REINFORCE with the given baseline (an error for a baseline that
+    /// [`score::Baseline::validate`] refuses).
+    pub fn reinforce(baseline: score::Baseline) -> Result<Self> {
+        Ok(Estimator::Reinforce(score::Reinforce::new(baseline)?))
     }
     /// NVIL with its defaults (see [`score::Reinforce::nvil`]).
     pub fn nvil() -> Self {
@@ -599,9 +600,9 @@ impl<T: Float> Estimator<T> {
         Estimator::Darn(score::Darn::default())
     }
     /// VIMCO with `num_samples` samples per example (see [`score::Vimco`] for the
-    /// batch layout the cost then receives).
-    pub fn vimco(num_samples: usize) -> Self {
-        Estimator::Vimco(score::Vimco::new(num_samples))
+    /// batch layout the cost then receives); an error below 2 samples.
+    pub fn vimco(num_samples: usize) -> Result<Self> {
+        Ok(Estimator::Vimco(score::Vimco::new(num_samples)?))
     }
     /// REBAR starting at `eta = 1` and `temperature`, tuned by its variance.
     pub fn rebar(temperature: f64) -> Result<Self> {
@@ -660,10 +661,8 @@ impl<T: Float> Estimator<T> {
                 crate::error::check_temperature_for::<T>("Estimator::from_name", temperature)?;
                 Self::slope_annealed_st(1.0 / temperature)
             }
-            "reinforce" | "sf" | "score-function" => Ok(Self::reinforce(score::Baseline::None)),
-            "reinforce-ema" => Ok(Self::reinforce(score::Baseline::MovingAverage {
-                decay: 0.8,
-            })),
+            "reinforce" | "sf" | "score-function" => Self::reinforce(score::Baseline::None),
+            "reinforce-ema" => Self::reinforce(score::Baseline::MovingAverage { decay: 0.8 }),
             "nvil" => Ok(Self::nvil()),
             "muprop" => Ok(Self::muprop()),
             "muprop-normalised" => Ok(Estimator::MuProp(score::MuProp::normalised())),
@@ -680,8 +679,8 @@ impl<T: Float> Estimator<T> {
             "darn-sample-slope-normalised" => Ok(Estimator::Darn(
                 score::Darn::sample_slope().with_normalisation(),
             )),
-            "vimco" => Ok(Self::vimco(4)),
-            "vimco-bound" => Ok(Estimator::Vimco(score::Vimco::log_mean_exp(4))),
+            "vimco" => Self::vimco(4),
+            "vimco-bound" => Ok(Estimator::Vimco(score::Vimco::log_mean_exp(4)?)),
             "rebar" => Self::rebar(temperature),
             "relax" => Self::relax(temperature),
             "rloo" => Self::rloo(RLOO_DEFAULT_SAMPLES),

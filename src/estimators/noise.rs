@@ -170,7 +170,13 @@ pub fn sample_categorical<T: Float, R: Rng + ?Sized>(
     crate::tensor::num_groups(logits.shape(), group_size, "sample_categorical")?;
     let noise = gumbel(logits.rows(), logits.cols(), rng);
     let classes = gumbel_max(logits, &noise, group_size)?;
-    let one_hot = one_hot(logits.rows(), &classes, group_size)?;
+    // `one_hot` cannot tell the width of zero rows; an empty batch samples an empty
+    // `[0, cols]` one-hot.
+    let one_hot = if logits.rows() == 0 {
+        Tensor::zeros(0, logits.cols())
+    } else {
+        one_hot(logits.rows(), &classes, group_size)?
+    };
     Ok(CategoricalSample {
         classes,
         one_hot,

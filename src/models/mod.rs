@@ -16,5 +16,6 @@ pub use semi_supervised::{
     SemiSupervisedConfig, SemiSupervisedTrainer, SemiSupervisedVae, UnlabelledObjective,
 };
 pub use training::{
-    DESCRIPTION_KEY, TrainConfig, Trainer, read_estimator_state, write_estimator_state,
+    DESCRIPTION_KEY, ResumeOptions, TrainConfig, Trainer, read_estimator_state,
+    write_estimator_state,
 };

@@ -20,6 +20,7 @@
 //! | tensors `optim.adam.m.<parameter>`, `optim.adam.v.<parameter>` | Adam's moments |
 //! | metadata `optimizer_steps`, `step`, `epoch`, `seed`, `scheduled_temperature` | counters (exact) |
 //! | metadata `model`, `estimator` | the model's configuration and the estimator's name, checked on resume |
+//! | metadata `batch_size`, `learning_rate`, `temperature`, `dynamic_binarization`, `train_images`, `steps_per_epoch` | the training settings, checked on resume unless [`ResumeOptions::allow_changed_settings`] |
 //! | metadata `estimator.<key>` | the estimator's state, `f64` scalars and tensors stored bit for bit |
 //! | metadata `gumbelgrad` | JSON for other programs: the model ([`DiscreteVae::description`]: kind, layer sizes, activations, latent shape), the estimator and its temperature, the counters, and which tensor prefixes hold what |
 //!
@@ -107,6 +108,39 @@ pub struct EpochReport {
     pub temperature: f64,
 }
 
+/// Options of [`Trainer::resume_with_options`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResumeOptions {
+    /// Resume even if a setting that changes the result (batch size, learning rate,
+    /// temperature schedule, binarisation, number of training images) differs from the
+    /// checkpoint's. Off by default: a difference is an [`Error::BadFile`] naming the
+    /// key, the file's value and the run's.
+    pub allow_changed_settings: bool,
+}
+
+/// The settings a checkpoint records and a resumed run must match (unless
+/// [`ResumeOptions::allow_changed_settings`]): key and this run's value.
+fn recorded_settings(config: &TrainConfig) -> [(&'static str, String); 4] {
+    [
+        ("batch_size", config.batch_size.to_string()),
+        ("learning_rate", format!("{:?}", config.learning_rate)),
+        ("temperature", format!("{:?}", config.temperature)),
+        (
+            "dynamic_binarization",
+            config.dynamic_binarization.to_string(),
+        ),
+    ]
+}
+
+/// The data-set check a resumed run makes at its first epoch: the checkpoint's number
+/// of training images, the file it came from, and whether a change is allowed.
+#[derive(Debug, Clone)]
+struct ResumedData {
+    path: std::path::PathBuf,
+    train_images: u64,
+    allow_changed_settings: bool,
+}
+
 /// A model, its optimiser and estimator, and the counters of a run.
 ///
 /// Any estimator trains it: [`Trainer::new`] builds one of the crate's by name,
@@ -125,6 +159,10 @@ pub struct Trainer<T: Float> {
     grads: Gradients<T>,
     // The temperature last handed to the estimator by the schedule.
     scheduled_temperature: Option<f64>,
+    // Training images of the last epoch (recorded in checkpoints).
+    train_images: Option<u64>,
+    // Checked at the first epoch after a resume.
+    resumed_data: Option<ResumedData>,
 }
 
 impl<T: Float> Trainer<T> {
@@ -164,6 +202,8 @@ impl<T: Float> Trainer<T> {
             batch: Tensor::zeros(0, 0),
             grads: Gradients::from_tensors(Vec::new()),
             scheduled_temperature: None,
+            train_images: None,
+            resumed_data: None,
         })
     }
 
@@ -263,6 +303,22 @@ impl<T: Float> Trainer<T> {
         images: &(impl RowSource<T> + ?Sized),
         mut on_step: impl FnMut(&StepReport),
     ) -> Result<EpochReport> {
+        if let Some(resumed) = self.resumed_data.take() {
+            let ours = images.num_rows() as u64;
+            if ours != resumed.train_images && !resumed.allow_changed_settings {
+                let error = Error::bad_file(
+                    &resumed.path,
+                    format!(
+                        "checkpoint has train_images = {}, this run has {ours} \
+                         (allow changed settings to resume anyway)",
+                        resumed.train_images
+                    ),
+                );
+                self.resumed_data = Some(resumed);
+                return Err(error);
+            }
+        }
+        self.train_images = Some(images.num_rows() as u64);
         let batches = self.steps_per_epoch(images);
         if batches == 0 {
             return Err(Error::invalid_argument(
@@ -326,6 +382,13 @@ impl<T: Float> Trainer<T> {
         checkpoint.set("estimator", self.estimator.name());
         checkpoint.set("model", format!("{:?}", self.model.config()));
         write_estimator_state(&mut checkpoint, ESTIMATOR_PREFIX, self.estimator.as_ref());
+        for (key, value) in recorded_settings(&self.config) {
+            checkpoint.set(key, value);
+        }
+        if let Some(images) = self.train_images {
+            checkpoint.set_u64("train_images", images);
+            checkpoint.set_u64("steps_per_epoch", images / self.config.batch_size as u64);
+        }
         checkpoint.set(DESCRIPTION_KEY, self.description().to_string());
         checkpoint.save(path)
     }
@@ -387,11 +450,36 @@ impl<T: Float> Trainer<T> {
     /// `config` must describe the same run: the model's sizes, the seed and the
     /// estimator's name are checked against the file (a mismatch is
     /// [`Error::BadFile`]).
+    ///
+    /// The training settings the file records (batch size, learning-rate and
+    /// temperature schedules, binarisation, and the number of training images, checked
+    /// at the first [`train_epoch`](Self::train_epoch)) must match too; see
+    /// [`Trainer::resume_with_options`] to allow a change.
     pub fn resume_with_estimator(
         path: impl AsRef<Path>,
         model_config: VaeConfig,
         config: TrainConfig,
         estimator: Box<dyn GradientEstimator<T>>,
+    ) -> Result<Self> {
+        Self::resume_with_options(
+            path,
+            model_config,
+            config,
+            estimator,
+            ResumeOptions::default(),
+        )
+    }
+
+    /// [`Trainer::resume_with_estimator`] with options: with
+    /// [`ResumeOptions::allow_changed_settings`], a training setting that differs from
+    /// the checkpoint's is taken from `config` instead of being an error (the model's
+    /// sizes, the estimator and the seed must still match).
+    pub fn resume_with_options(
+        path: impl AsRef<Path>,
+        model_config: VaeConfig,
+        config: TrainConfig,
+        estimator: Box<dyn GradientEstimator<T>>,
+        options: ResumeOptions,
     ) -> Result<Self> {
         let path = path.as_ref();
         let checkpoint = Checkpoint::<T>::load(path)?;
@@ -409,6 +497,21 @@ impl<T: Float> Trainer<T> {
         expect("model", format!("{:?}", trainer.model.config()))?;
         expect("estimator", trainer.estimator.name().to_string())?;
         expect("seed", trainer.config.seed.to_string())?;
+        // Checkpoints written before these keys existed record none of them.
+        for (key, ours) in recorded_settings(&trainer.config) {
+            if !options.allow_changed_settings && checkpoint.metadata().contains_key(key) {
+                expect(key, ours)?;
+            }
+        }
+        if checkpoint.metadata().contains_key("train_images") {
+            let train_images = checkpoint.u64("train_images")?;
+            trainer.train_images = Some(train_images);
+            trainer.resumed_data = Some(ResumedData {
+                path: path.to_path_buf(),
+                train_images,
+                allow_changed_settings: options.allow_changed_settings,
+            });
+        }
         let names: Vec<String> = trainer
             .model
             .parameters()

@@ -15,7 +15,7 @@
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::estimators::{EstimatorState, StateValue};
 use crate::nn::{Activation, Mlp, Parameters};
 use crate::optim::{Adam, Optimizer, OptimizerState};
@@ -42,6 +42,52 @@ pub enum Baseline {
         /// Adam learning rate for the network.
         learning_rate: f64,
     },
+}
+
+impl Baseline {
+    /// Checks the baseline's settings: every decay finite and in `[0, 1)` (at 1 the
+    /// average never moves from 0; outside `[0, 1]` it diverges), a learned baseline
+    /// with at least one hidden unit and a finite, positive learning rate. A bad value
+    /// is an [`Error::InvalidArgument`] naming the setting and the value.
+    /// [`Reinforce::new`](super::Reinforce::new) calls this.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            Baseline::None => Ok(()),
+            Baseline::MovingAverage { decay } => check_decay("Baseline::MovingAverage", decay),
+            Baseline::Learned {
+                decay,
+                hidden,
+                learning_rate,
+            } => {
+                check_decay("Baseline::Learned", decay)?;
+                if hidden == 0 {
+                    return Err(Error::invalid_argument(
+                        "Baseline::Learned",
+                        "hidden must be at least 1 unit, got 0",
+                    ));
+                }
+                if !(learning_rate.is_finite() && learning_rate > 0.0) {
+                    return Err(Error::invalid_argument(
+                        "Baseline::Learned",
+                        format!("learning_rate must be finite and > 0, got {learning_rate}"),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A moving-average decay must be finite and in `[0, 1)`.
+pub(crate) fn check_decay(op: &str, decay: f64) -> Result<()> {
+    if (0.0..1.0).contains(&decay) {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(
+            op,
+            format!("decay must be in [0, 1), got {decay}"),
+        ))
+    }
 }
 
 /// An exponential moving average `c <- decay c + (1 - decay) x`, starting at 0.

@@ -187,6 +187,10 @@ pub fn on_bits_estimate<'t, T: Float>(inner: Estimate<'t, T>, pick: Var<'t, T>) 
 /// score-function estimator starts. On failure the error (named after `estimator`) is
 /// stored on the tape and `Err(poisoned estimate)` returned, which the estimator hands
 /// back as it is.
+///
+/// A batch of 0 rows is valid and also ends the estimator there: `Err` holds the
+/// [`empty_estimate`] (an empty sample and cost, a loss of 0), the same result the
+/// relaxed estimators give, and no baseline or surrogate state changes.
 pub fn read_logits<'t, T: Float>(
     logits: Var<'t, T>,
     group_size: usize,
@@ -200,7 +204,23 @@ pub fn read_logits<'t, T: Float>(
         let bad = fail(logits.tape(), error_in(estimator, error));
         return Err(poisoned_estimate(bad));
     }
+    if value.rows() == 0 {
+        return Err(empty_estimate(logits));
+    }
     Ok(value.cast::<f64>())
+}
+
+/// The estimate for a batch of 0 rows (`logits [0, C]`): the sample is an empty
+/// `[0, C]` constant, the cost an empty `[0, 1]` constant, and the loss `mean(logits)`,
+/// whose value is 0 (the mean of nothing) and whose gradient is the empty `[0, C]`.
+pub fn empty_estimate<'t, T: Float>(logits: Var<'t, T>) -> Estimate<'t, T> {
+    let cols = logits.shape().cols;
+    let tape = logits.tape();
+    Estimate {
+        sample: tape.constant(&Tensor::zeros(0, cols)),
+        cost: tape.constant(&Tensor::zeros(0, 1)),
+        loss: logits.mean(),
+    }
 }
 
 fn error_in(estimator: &str, error: Error) -> Error {

@@ -46,7 +46,7 @@ use crate::tensor::Tensor;
 /// use rand::SeedableRng;
 ///
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-/// let mut estimator = Reinforce::new(Baseline::MovingAverage { decay: 0.8 });
+/// let mut estimator = Reinforce::new(Baseline::MovingAverage { decay: 0.8 })?;
 /// let tape = Tape::<f64>::new();
 /// // Two examples, one categorical variable with 3 classes each.
 /// let logits = tape.variable(&Tensor::from_vec(2, 3, vec![0.0, 1.0, -1.0, 0.5, 0.5, 0.5])?);
@@ -55,6 +55,8 @@ use crate::tensor::Tensor;
 /// tape.backward(estimate.loss)?;
 /// let gradient = logits.grad().unwrap(); // one single-sample estimate per example, / 2
 /// assert_eq!(gradient.shape(), gumbelgrad::Shape::new(2, 3));
+/// // A decay outside [0, 1) is refused at construction.
+/// assert!(Reinforce::new(Baseline::MovingAverage { decay: 5.0 }).is_err());
 /// # Ok::<(), gumbelgrad::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -66,8 +68,11 @@ pub struct Reinforce {
 }
 
 impl Reinforce {
-    /// REINFORCE with the given baseline and no variance normalisation.
-    pub fn new(baseline: Baseline) -> Self {
+    /// REINFORCE with the given baseline and no variance normalisation; an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a baseline that
+    /// [`Baseline::validate`] refuses.
+    pub fn new(baseline: Baseline) -> Result<Self> {
+        baseline.validate()?;
         let (moving_average, learned) = match baseline {
             Baseline::None => (None, None),
             Baseline::MovingAverage { decay } => (Some(MovingAverage::new(decay)), None),
@@ -80,12 +85,12 @@ impl Reinforce {
                 Some(LearnedBaseline::new(hidden, learning_rate)),
             ),
         };
-        Reinforce {
+        Ok(Reinforce {
             moving_average,
             learned,
             normaliser: None,
             last_scale: 1.0,
-        }
+        })
     }
 
     /// NVIL (Mnih and Gregor, 2014): moving average and learned baseline (16 tanh units,
@@ -96,13 +101,17 @@ impl Reinforce {
             hidden: 16,
             learning_rate: 0.01,
         })
-        .with_variance_normalisation(0.8)
+        .and_then(|reinforce| reinforce.with_variance_normalisation(0.8))
+        .expect("NVIL's constants are valid")
     }
 
-    /// Adds NVIL's variance normalisation with the given decay.
-    pub fn with_variance_normalisation(mut self, decay: f64) -> Self {
+    /// Adds NVIL's variance normalisation with the given decay; an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) unless the decay is
+    /// finite and in `[0, 1)`.
+    pub fn with_variance_normalisation(mut self, decay: f64) -> Result<Self> {
+        super::baselines::check_decay("Reinforce::with_variance_normalisation", decay)?;
         self.normaliser = Some(VarianceNormaliser::new(decay));
-        self
+        Ok(self)
     }
 
     /// The divisor `max(1, sqrt(v))` used in the last call (1 without normalisation):

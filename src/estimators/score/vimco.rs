@@ -50,6 +50,7 @@ use rand::RngCore;
 use super::{
     constant_from, poisoned_estimate, read_logits, sample_one_hot, score_function_term, values_f64,
 };
+use crate::error::{Error, Result};
 use crate::estimators::{
     Estimate, GradientEstimator, InjectedNoise, bernoulli_as_categorical_with_noise,
     check_cost_shape, fail,
@@ -69,14 +70,16 @@ use crate::tape::Var;
 /// let tape = Tape::<f64>::new();
 /// let logits = tape.variable(&Tensor::from_vec(2, 2, vec![0.0, 0.3, 0.0, -0.3])?);
 /// let pick = tape.constant(&Tensor::from_vec(2, 1, vec![0.0, 1.0])?);
-/// let estimate = Vimco::new(4).estimate(logits, 2, &mut |z| (z.matmul(pick) - 0.45).square(), &mut rng);
+/// let estimate = Vimco::new(4)?.estimate(logits, 2, &mut |z| (z.matmul(pick) - 0.45).square(), &mut rng);
 /// assert_eq!(estimate.cost.shape(), gumbelgrad::Shape::new(8, 1)); // 2 examples x 4 samples
 /// tape.backward(estimate.loss)?;
+/// assert!(Vimco::new(1).is_err()); // no other sample to form the baseline from
 /// # Ok::<(), gumbelgrad::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Vimco {
-    /// Samples per example, `m >= 2`.
+    /// Samples per example, `m >= 2` (the constructors check it; a value below 2 set
+    /// directly is used as 2).
     pub num_samples: usize,
     /// What the `m` samples estimate.
     pub objective: VimcoObjective,
@@ -94,23 +97,36 @@ pub enum VimcoObjective {
 }
 
 impl Vimco {
-    /// VIMCO with `num_samples` samples per example (values below 2 are raised to 2:
-    /// a leave-one-out baseline needs another sample).
-    pub fn new(num_samples: usize) -> Self {
-        Vimco {
-            num_samples: num_samples.max(2),
+    /// VIMCO with `num_samples` samples per example; an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) below 2 (a
+    /// leave-one-out baseline needs another sample).
+    pub fn new(num_samples: usize) -> Result<Self> {
+        check_num_samples("Vimco::new", num_samples)?;
+        Ok(Vimco {
+            num_samples,
             objective: VimcoObjective::Mean,
-        }
+        })
     }
 
     /// VIMCO on the `m`-sample bound, the cost being a negative log-weight (see the
-    /// module documentation).
-    pub fn log_mean_exp(num_samples: usize) -> Self {
-        Vimco {
-            num_samples: num_samples.max(2),
+    /// module documentation); an error below 2 samples, as [`Vimco::new`].
+    pub fn log_mean_exp(num_samples: usize) -> Result<Self> {
+        check_num_samples("Vimco::log_mean_exp", num_samples)?;
+        Ok(Vimco {
+            num_samples,
             objective: VimcoObjective::LogMeanExp,
-        }
+        })
     }
+}
+
+fn check_num_samples(op: &str, num_samples: usize) -> Result<()> {
+    if num_samples < 2 {
+        return Err(Error::invalid_argument(
+            op,
+            format!("num_samples must be at least 2, got {num_samples}"),
+        ));
+    }
+    Ok(())
 }
 
 impl<T: Float> GradientEstimator<T> for Vimco {
