@@ -35,8 +35,8 @@
 //! independent units too, since the other units' terms average to their means) and
 //! biased otherwise: the property the paper states. It needs only the cost's slope at
 //! the sample (one backward pass), like straight-through. For `K` classes with
-//! `z_bar = 1/K` it is exact for linear costs. docs/results-table1.md compares the two
-//! forms in Table 1's DARN column.
+//! `z_bar = 1/K` it is exact for linear costs. docs/results.md compares the two forms in
+//! Table 1's DARN column.
 //!
 //! The expansion point is chosen by [`ExpansionPoint`]: the paper's `z_bar = 1/2` for
 //! Bernoulli units generalises to the uniform point `1/K`; the mean `softmax(logits)`

@@ -20,7 +20,7 @@
 //! relaxation is exact but its reparameterised gradient explodes, at large `tau` it is
 //! smooth but a poor baseline — hence tuning.
 //!
-//! # Conditional noise (paper-notes §4.3; [`noise`] and [`conditional_gumbel`])
+//! # Conditional noise (Tucker et al., arXiv 1703.07370, appendix; [`noise`] and [`conditional_gumbel`])
 //! Given `b` and fresh uniforms `v`: `z~_b = -ln(-ln v_b)` (the maximum of Gumbels with
 //! log-probabilities summing to 0 is a standard Gumbel, independent of the argmax) and,
 //! for `i != b`, `z~_i = -ln(-ln(v_i) / p_i - ln v_b)` (a Gumbel with location `ln p_i`

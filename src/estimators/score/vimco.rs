@@ -17,7 +17,7 @@
 //! input-dependent, sample-based baseline at no extra modelling cost, at the price of
 //! `m` cost evaluations per example; the `m` samples also average each other's noise.
 //!
-//! # The multi-sample bound (`VimcoObjective::LogMeanExp`, paper-notes §4.2)
+//! # The multi-sample bound (`VimcoObjective::LogMeanExp`, arXiv 1602.06725)
 //! VIMCO proper optimises the `m`-sample bound. With log-weights `w_j = -f(z_j)` (the
 //! cost is a negative log-weight, e.g. `-log p(x, z) + log q(z | x)`), the per-example
 //! objective is `c = -L_hat`, `L_hat = log (1/m) sum_j exp(w_j)`, and
