@@ -31,8 +31,10 @@
 use rand::RngCore;
 
 use super::gumbel_softmax::tempered_softmax_group;
-use super::score::{bernoulli_pairs, poisoned_estimate};
-use super::{Estimate, GradientEstimator, LatentKinds, fail, noise, relaxed_estimate};
+use super::score::poisoned_estimate;
+use super::{
+    Estimate, GradientEstimator, LatentKinds, fail, noise, relaxed_estimate, sample_groups_or_units,
+};
 use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
 use crate::op::{Op, expect_arity};
@@ -304,13 +306,8 @@ impl<T: Float> GradientEstimator<T> for GumbelRao {
         group_size: usize,
         rng: &mut dyn RngCore,
     ) -> Var<'t, T> {
-        if logits.is_poisoned() {
-            return logits;
-        }
-        if group_size == 1 {
-            let (pairs, pick) = bernoulli_pairs(logits);
-            return self.categorical_sample(pairs, 2, rng).matmul(pick);
-        }
-        self.categorical_sample(logits, group_size, rng)
+        sample_groups_or_units(logits, group_size, |logits, k| {
+            self.categorical_sample(logits, k, rng)
+        })
     }
 }

@@ -374,6 +374,26 @@ pub(crate) fn same_shape_grouped(
     Ok(logits)
 }
 
+/// The sample of an estimator that is written for categorical groups, for any latent:
+/// `categorical(logits, group_size)` directly, or for binary units (`group_size = 1`)
+/// on the two-class groups `[0, phi]` of [`bernoulli_pairs`], read back as each pair's
+/// `1` column so the gradient reaches `phi` through the product. Poisoned `logits`
+/// come back as they are.
+pub(crate) fn sample_groups_or_units<'t, T: Float>(
+    logits: Var<'t, T>,
+    group_size: usize,
+    categorical: impl FnOnce(Var<'t, T>, usize) -> Var<'t, T>,
+) -> Var<'t, T> {
+    if logits.is_poisoned() {
+        return logits;
+    }
+    if group_size == 1 {
+        let (pairs, pick) = bernoulli_pairs(logits);
+        return categorical(pairs, 2).matmul(pick);
+    }
+    categorical(logits, group_size)
+}
+
 /// Evaluates `cost` at `sample`, checks it is `[batch, 1]`, and forms the
 /// [`Estimate`] with `loss = mean(cost)`: the whole estimator for the families whose
 /// gradient flows through the sample. A custom estimator whose gradient also flows

@@ -34,8 +34,10 @@
 
 use rand::RngCore;
 
-use super::score::{bernoulli_pairs, poisoned_estimate};
-use super::{Estimate, GradientEstimator, LatentKinds, fail, noise, relaxed_estimate};
+use super::score::poisoned_estimate;
+use super::{
+    Estimate, GradientEstimator, LatentKinds, fail, noise, relaxed_estimate, sample_groups_or_units,
+};
 use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
 use crate::kernels::softmax::softmax_groups;
@@ -255,13 +257,8 @@ impl<T: Float> GradientEstimator<T> for ReinMax {
         group_size: usize,
         rng: &mut dyn RngCore,
     ) -> Var<'t, T> {
-        if logits.is_poisoned() {
-            return logits;
-        }
-        if group_size == 1 {
-            let (pairs, pick) = bernoulli_pairs(logits);
-            return self.categorical_sample(pairs, 2, rng).matmul(pick);
-        }
-        self.categorical_sample(logits, group_size, rng)
+        sample_groups_or_units(logits, group_size, |logits, k| {
+            self.categorical_sample(logits, k, rng)
+        })
     }
 }
