@@ -30,7 +30,6 @@ use crate::estimators::noise::{sample_bernoulli, sample_categorical};
 use crate::estimators::{GradientEstimator, gumbel_softmax, noise};
 use crate::float::Float;
 use crate::io::json::Json;
-use crate::kernels::softmax::logsumexp;
 use crate::nn::{Activation, BoundParameters, Mlp, Parameters};
 use crate::ops::unary::softplus;
 use crate::tape::{Tape, Var};
@@ -239,6 +238,11 @@ impl<T: Float> DiscreteVae<T> {
         })
     }
 
+    /// The decoder MLP (latent code -> pixel logits).
+    pub(crate) fn decoder(&self) -> &Mlp {
+        &self.decoder
+    }
+
     /// The model's sizes.
     pub fn config(&self) -> &VaeConfig {
         &self.config
@@ -443,6 +447,11 @@ impl<T: Float> DiscreteVae<T> {
     ///
     /// It is an upper bound on `-log p(x)` that tightens as `samples` grows; with one
     /// sample it is the single-sample negative ELBO estimate.
+    ///
+    /// Runs without a tape, at most `batch_size` sample rows per decoder product, on
+    /// [`num_threads`](crate::kernels::num_threads) threads; the value depends on the
+    /// generator's state, never on the thread count or `batch_size` (see
+    /// `models/importance_weighted.rs` for how).
     pub fn importance_weighted_bound<R: Rng + ?Sized>(
         &self,
         images: &Tensor<T>,
@@ -457,45 +466,9 @@ impl<T: Float> DiscreteVae<T> {
                 "need at least one sample",
             ));
         }
-        let log_prior = self.config.latent.log_prior();
-        let logits = self.logits_of(images, batch_size)?;
-        let (dim, width) = (self.config.input_dim, logits.cols());
-
-        // Every (image, sample) pair is one row of a decoder pass; passes hold
-        // `batch_size` rows, and an image's `samples` log-weights are reduced as soon
-        // as its last one is known, so memory stays flat however many samples are
-        // asked for (10,000 images x 1000 samples would be 80 MB of weights).
-        let pairs = images.rows() * samples;
-        let log_m = (samples as f64).ln();
-        let mut log_weights = vec![0.0; samples];
-        let mut total = 0.0;
-        let mut tape = Tape::new();
-        for start in (0..pairs).step_by(batch_size.max(1)) {
-            let end = (start + batch_size.max(1)).min(pairs);
-            let mut x_rows = Vec::with_capacity((end - start) * dim);
-            let mut logit_rows = Vec::with_capacity((end - start) * width);
-            for pair in start..end {
-                let image = pair / samples;
-                x_rows.extend_from_slice(images.row(image));
-                logit_rows.extend_from_slice(logits.row(image));
-            }
-            let x_rows = Tensor::from_vec(end - start, dim, x_rows)?;
-            let logit_rows = Tensor::from_vec(end - start, width, logit_rows)?;
-            let (sample, log_q) = self.sample_hard(&logit_rows, rng)?;
-            tape.clear();
-            let params = self.params.bind(&tape);
-            let x = tape.constant(&x_rows);
-            let z = tape.constant(&sample);
-            let cost = self.reconstruction_cost(&params, z, x).value()?;
-            for (offset, pair) in (start..end).enumerate() {
-                let sample = pair % samples;
-                log_weights[sample] = -cost.get(offset, 0).to_f64() + log_prior - log_q[offset];
-                if sample == samples - 1 {
-                    total += -(logsumexp(&log_weights) - log_m);
-                }
-            }
-        }
-        Ok(total / images.rows().max(1) as f64)
+        super::importance_weighted::importance_weighted_bound(
+            self, images, samples, batch_size, rng,
+        )
     }
 
     /// The encoder's logits for every image, computed in batches.

@@ -3,6 +3,7 @@
 //! with checkpoints that resume bit for bit), and the semi-supervised M2 model of §4.3.
 
 pub mod discrete_vae;
+mod importance_weighted;
 pub mod sbn;
 pub mod sbn_training;
 pub mod seeds;

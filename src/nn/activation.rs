@@ -23,6 +23,17 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The nonlinearity of one value, off the tape (what [`Activation::apply`] computes
+    /// for each element; evaluation paths without a tape use it).
+    #[inline]
+    pub fn value<T: Float>(self, x: T) -> T {
+        match (self, self.fused()) {
+            (_, Some(fused)) => fused.value(x),
+            (Activation::LeakyRelu { slope }, None) if x <= T::ZERO => T::from_f64(slope) * x,
+            _ => x,
+        }
+    }
+
     /// Applies the nonlinearity to `x`.
     pub fn apply<'t, T: Float>(self, x: Var<'t, T>) -> Var<'t, T> {
         match self {

@@ -54,7 +54,7 @@ impl FusedActivation {
     /// Applies the nonlinearity to a pre-activation `z` (the same expressions as the
     /// unfused ops in [`unary`](crate::ops::unary)).
     #[inline(always)]
-    fn value<T: Float>(self, z: T) -> T {
+    pub fn value<T: Float>(self, z: T) -> T {
         match self {
             FusedActivation::Identity => z,
             FusedActivation::Relu => {
