@@ -24,8 +24,8 @@
 //! - **Threads.** `C` is cut into bands, about three per thread: bands of whole
 //!   `NR`-column panels when `n >= m` (each band then packs only its part of the
 //!   larger `B`), else of whole `MR`-row panels. The calling thread and `threads - 1`
-//!   helpers started with [`std::thread::scope`] take bands from a shared queue until
-//!   it is empty, so a thread that gets a core late (the machine may be shared) does
+//!   kept-alive helper threads ([`threads`](super::threads)) take bands from a shared
+//!   queue until it is empty, so a thread that gets a core late (the machine may be shared) does
 //!   less. Each output value is computed inside one band by one thread, with the same
 //!   depth blocking and the same order of additions as with one thread, so **the
 //!   result is bit-identical for every thread count** (and whoever took which band).
@@ -33,9 +33,6 @@
 //!   [`set_num_threads`](super::set_num_threads) (the available cores, at most 4, unless
 //!   set; see [`threads`](super::threads)); products too small to
 //!   pay for a thread start (see [`GemmConfig::with_min_work_per_thread`]) use fewer.
-//!   Threads are started per product, not pooled: a pool that lends borrowed slices to
-//!   long-lived threads needs `unsafe` lifetime tricks, which this crate keeps out of
-//!   everything but the SIMD kernels.
 //! - **Numerics.** With AVX2 or AVX-512 every product is one FMA; the two give identical
 //!   bits (same depth blocks, same order). The portable kernel rounds the multiply and
 //!   the add separately. All agree with the reference to within the usual dot-product
@@ -222,9 +219,9 @@ struct Problem {
 type PackBuffers<E> = (Vec<E>, Vec<E>);
 
 /// Element types with packing buffers kept in a thread-local of the *calling* thread,
-/// one pair per band, lent to the band threads for the duration of a product. Reused
-/// across calls, so a steady stream of products allocates (and page-faults) nothing,
-/// even though the band threads themselves are new each time.
+/// one pair per thread, lent to the helper threads for the duration of a product.
+/// Reused across calls, so a steady stream of products allocates (and page-faults)
+/// nothing.
 trait Buffered: Element {
     fn with_pack_buffers<R>(bands: usize, f: impl FnOnce(&mut [PackBuffers<Self>]) -> R) -> R;
 }
@@ -292,9 +289,8 @@ fn depth_block(k: usize) -> usize {
 }
 
 /// Default for [`GemmConfig::with_min_work_per_thread`]: below this many multiply-adds
-/// per thread (~50 µs of work at full speed) another thread costs more to start
-/// (20-40 µs for a scoped spawn and join on the test machine) than it saves, so small
-/// products use fewer threads.
+/// per thread (~50 µs of work at full speed) handing work to another thread costs
+/// more than it saves, so small products use fewer threads.
 const MIN_WORK_PER_THREAD: usize = 2_000_000;
 
 /// A band of `C`: its top-left corner `(row, column)` and its rows, each slice
@@ -379,13 +375,17 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
         }
     };
     E::with_pack_buffers(threads, |buffers| {
-        std::thread::scope(|scope| {
-            let (first, helpers) = buffers.split_first_mut().expect("threads >= 2");
-            for helper_buffers in helpers {
-                scope.spawn(|| work(helper_buffers));
-            }
-            work(first);
-        });
+        let (first, helpers) = buffers.split_first_mut().expect("threads >= 2");
+        match super::threads::helper_pool(threads - 1) {
+            Some(pool) => pool.in_place_scope(|scope| {
+                for helper_buffers in helpers {
+                    scope.spawn(|_| work(helper_buffers));
+                }
+                work(first);
+            }),
+            // No helper threads to be had: the calling thread takes every band.
+            None => work(first),
+        }
     });
 }
 

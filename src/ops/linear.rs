@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::matmul::gemm;
+use crate::kernels::threads::for_each_shared;
 use crate::op::{Op, expect_arity, expect_same_shapes};
 use crate::ops::loss::bce_with_logits;
 use crate::ops::unary::sigmoid;
@@ -291,8 +292,15 @@ fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
 /// `d y_i / d t_ij = -x_ij`.
 ///
 /// Same values, bit for bit, as `x.bce_with_logits(t).sum_cols()`.
+///
+/// Rows are independent, so with more than one thread
+/// ([`num_threads`](crate::kernels::num_threads)) forward and backward share out
+/// fixed chunks of rows; the values are the same for every thread count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BceWithLogitsSumCols;
+
+/// Rows per chunk when [`BceWithLogitsSumCols`] shares its rows among threads.
+const BCE_ROWS_PER_CHUNK: usize = 10;
 
 impl<T: Float> Op<T> for BceWithLogitsSumCols {
     fn name(&self) -> &'static str {
@@ -308,18 +316,23 @@ impl<T: Float> Op<T> for BceWithLogitsSumCols {
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
         let cols = inputs[0].cols().max(1);
-        let rows = inputs[0]
-            .as_slice()
-            .chunks_exact(cols)
-            .zip(inputs[1].as_slice().chunks_exact(cols));
-        for (y, (logits, targets)) in output.as_mut_slice().iter_mut().zip(rows) {
-            // Left to right from zero, as `sum_cols` adds.
-            let mut total = T::ZERO;
-            for (&x, &t) in logits.iter().zip(targets) {
-                total += bce_with_logits(x, t);
+        let span = BCE_ROWS_PER_CHUNK * cols;
+        let chunks = output
+            .as_mut_slice()
+            .chunks_mut(BCE_ROWS_PER_CHUNK)
+            .zip(inputs[0].as_slice().chunks(span))
+            .zip(inputs[1].as_slice().chunks(span));
+        for_each_shared(chunks, |((out, logits), targets)| {
+            let rows = logits.chunks_exact(cols).zip(targets.chunks_exact(cols));
+            for (y, (logits, targets)) in out.iter_mut().zip(rows) {
+                // Left to right from zero, as `sum_cols` adds.
+                let mut total = T::ZERO;
+                for (&x, &t) in logits.iter().zip(targets) {
+                    total += bce_with_logits(x, t);
+                }
+                *y = total;
             }
-            *y = total;
-        }
+        });
     }
     fn backward(
         &self,
@@ -335,16 +348,24 @@ impl<T: Float> Op<T> for BceWithLogitsSumCols {
             unreachable!("bce_with_logits_sum_cols has two inputs")
         };
         if let Some(grad) = grad_logits.as_deref_mut() {
-            let rows = grad
+            let span = BCE_ROWS_PER_CHUNK * cols;
+            let chunks = grad
                 .as_mut_slice()
-                .chunks_exact_mut(cols)
-                .zip(logits.chunks_exact(cols))
-                .zip(targets.chunks_exact(cols));
-            for (((d_row, x_row), t_row), &go) in rows.zip(g) {
-                for ((d, &x), &t) in d_row.iter_mut().zip(x_row).zip(t_row) {
-                    *d += go * (sigmoid(x) - t);
+                .chunks_mut(span)
+                .zip(logits.chunks(span))
+                .zip(targets.chunks(span))
+                .zip(g.chunks(BCE_ROWS_PER_CHUNK));
+            for_each_shared(chunks, |(((d, x), t), g)| {
+                let rows = d
+                    .chunks_exact_mut(cols)
+                    .zip(x.chunks_exact(cols))
+                    .zip(t.chunks_exact(cols));
+                for (((d_row, x_row), t_row), &go) in rows.zip(g) {
+                    for ((d, &x), &t) in d_row.iter_mut().zip(x_row).zip(t_row) {
+                        *d += go * (sigmoid(x) - t);
+                    }
                 }
-            }
+            });
         }
         if let Some(grad) = grad_targets.as_deref_mut() {
             let rows = grad

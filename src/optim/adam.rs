@@ -2,12 +2,47 @@
 
 use crate::error::Result;
 use crate::float::Float;
+use crate::kernels::threads::for_each_shared;
 use crate::nn::{Gradients, Parameters};
 use crate::optim::{Optimizer, OptimizerState, check_hyper, export_slot, import_slot, zeros_like};
 use crate::tensor::Tensor;
 
+/// Values per chunk when the update is shared among threads (256 KB of f32 per array).
+const CHUNK: usize = 1 << 16;
+
+/// The per-step constants of the update.
+struct AdamConstants<T> {
+    beta1: T,
+    beta2: T,
+    one_minus_beta1: T,
+    one_minus_beta2: T,
+    step_size: T,
+    sqrt_correction2: T,
+    epsilon: T,
+    weight_decay: Option<T>,
+}
+
+impl<T: Float> AdamConstants<T> {
+    /// The update of one run of values: `m`, `v` and then `p`, element by element.
+    fn update(&self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+            let g = match self.weight_decay {
+                Some(decay) => g + decay * *p,
+                None => g,
+            };
+            *m = self.beta1 * *m + self.one_minus_beta1 * g;
+            *v = self.beta2 * *v + self.one_minus_beta2 * g * g;
+            let denominator = v.sqrt() / self.sqrt_correction2 + self.epsilon;
+            *p -= self.step_size * *m / denominator;
+        }
+    }
+}
+
 /// Adam: per-parameter step sizes from running averages of the gradient and of its
 /// square.
+///
+/// With more than one thread ([`num_threads`](crate::kernels::num_threads)) the update
+/// is shared out in fixed chunks; it is elementwise, so the result is the same.
 ///
 /// At step `t` (counting from 1), for every parameter `p` with gradient `g`:
 ///
@@ -118,29 +153,37 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         let (beta1, beta2) = (T::from_f64(self.beta1), T::from_f64(self.beta2));
         let (one_minus_beta1, one_minus_beta2) =
             (T::from_f64(1.0 - self.beta1), T::from_f64(1.0 - self.beta2));
-        let epsilon = T::from_f64(self.epsilon);
-        let weight_decay = T::from_f64(self.weight_decay);
-        let decay = self.weight_decay != 0.0;
-        for (((id, p), g), (m, v)) in params
+        let constants = AdamConstants {
+            beta1,
+            beta2,
+            one_minus_beta1,
+            one_minus_beta2,
+            step_size,
+            sqrt_correction2,
+            epsilon: T::from_f64(self.epsilon),
+            weight_decay: (self.weight_decay != 0.0).then(|| T::from_f64(self.weight_decay)),
+        };
+        let tensors = params
             .iter_mut()
             .zip(grads.as_slice())
             .zip(self.first_moment.iter_mut().zip(&mut self.second_moment))
-        {
-            let _ = id;
-            for (((p, &g), m), v) in p
-                .as_mut_slice()
-                .iter_mut()
-                .zip(g.as_slice())
-                .zip(m.as_mut_slice())
-                .zip(v.as_mut_slice())
-            {
-                let g = if decay { g + weight_decay * *p } else { g };
-                *m = beta1 * *m + one_minus_beta1 * g;
-                *v = beta2 * *v + one_minus_beta2 * g * g;
-                let denominator = v.sqrt() / sqrt_correction2 + epsilon;
-                *p -= step_size * *m / denominator;
-            }
-        }
+            .map(|(((_, p), g), (m, v))| {
+                (
+                    p.as_mut_slice(),
+                    g.as_slice(),
+                    m.as_mut_slice(),
+                    v.as_mut_slice(),
+                )
+            });
+        // Fixed chunks shared out among the threads: each value is updated by the same
+        // expression whoever takes its chunk, so the result is the same for every thread
+        // count.
+        let chunks = tensors.flat_map(|(p, g, m, v)| {
+            p.chunks_mut(CHUNK)
+                .zip(g.chunks(CHUNK))
+                .zip(m.chunks_mut(CHUNK).zip(v.chunks_mut(CHUNK)))
+        });
+        for_each_shared(chunks, |((p, g), (m, v))| constants.update(p, g, m, v));
         Ok(())
     }
 
