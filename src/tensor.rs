@@ -461,6 +461,19 @@ impl<T: Float> Tensor<T> {
         }
     }
 
+    /// A tensor of `shape` on `buffer` whose values do not matter (a placeholder): the
+    /// buffer's old values are kept when it already has the right length, else zeros.
+    pub(crate) fn from_buffer_unspecified(mut buffer: Vec<T>, shape: Shape) -> Self {
+        if buffer.len() != shape.len() {
+            buffer.clear();
+            buffer.resize(shape.len(), T::ZERO);
+        }
+        Tensor {
+            shape,
+            data: buffer,
+        }
+    }
+
     pub(crate) fn from_buffer_zeroed(mut buffer: Vec<T>, shape: Shape) -> Self {
         buffer.clear();
         buffer.resize(shape.len(), T::ZERO);

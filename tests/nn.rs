@@ -213,3 +213,55 @@ fn gradients_come_back_in_store_order_with_zeros_for_unused() {
     bound.take_gradients_into(&mut wrong_shapes); // refilled from scratch
     assert_eq!(wrong_shapes.as_slice()[1], Tensor::zeros(2, 2));
 }
+
+#[test]
+fn parameters_moved_onto_a_tape_come_back_unchanged() {
+    let mut params = Parameters::<f64>::new();
+    let a = params
+        .add("a", Tensor::from_vec(1, 3, vec![1.0, 2.0, 3.0]).unwrap())
+        .unwrap();
+    let b = params
+        .add("b", Tensor::from_vec(2, 1, vec![-1.0, 0.5]).unwrap())
+        .unwrap();
+    let before = params.clone();
+    let mut tape = Tape::new();
+    for _ in 0..3 {
+        tape.clear();
+        let bound = params.bind_moved(&tape);
+        // The tape holds the values: the loss sees them and differentiates them.
+        let loss = bound.var(a).sum() + bound.var(b).square().sum();
+        assert_eq!(loss.scalar().unwrap(), 6.0 + 1.25);
+        tape.backward(loss).unwrap();
+        assert_eq!(bound.var(b).grad().unwrap().as_slice(), &[-2.0, 1.0]);
+        bound.restore_into(&mut params);
+        assert_eq!(params, before);
+    }
+}
+
+#[test]
+fn a_non_finite_parameter_is_an_error_and_nothing_is_lost() {
+    let mut params = Parameters::<f64>::new();
+    let finite = params
+        .add("finite", Tensor::from_vec(1, 2, vec![1.0, 2.0]).unwrap())
+        .unwrap();
+    params
+        .add("bad", Tensor::from_vec(1, 2, vec![f64::NAN, 2.0]).unwrap())
+        .unwrap();
+    params
+        .add("after", Tensor::from_vec(1, 1, vec![7.0]).unwrap())
+        .unwrap();
+    let before: Vec<Vec<u64>> = params
+        .iter()
+        .map(|(_, v)| v.as_slice().iter().map(|x| x.to_bits()).collect())
+        .collect();
+    let tape = Tape::new();
+    let bound = params.bind_moved(&tape);
+    let loss = bound.var(finite).sum();
+    assert!(loss.scalar().is_err(), "the NaN parameter poisons the tape");
+    bound.restore_into(&mut params);
+    let after: Vec<Vec<u64>> = params
+        .iter()
+        .map(|(_, v)| v.as_slice().iter().map(|x| x.to_bits()).collect())
+        .collect();
+    assert_eq!(before, after);
+}

@@ -276,15 +276,20 @@ impl<T: Float> Trainer<T> {
 
         self.tape.clear();
         let tape = &self.tape;
-        let params = self.model.parameters().bind(tape);
+        // The parameters are moved onto the tape, not copied, and given back below
+        // before anything can return.
+        let params = self.model.parameters_mut().bind_moved(tape);
         let x = tape.constant(&self.batch);
         let terms = self
             .model
             .negative_elbo(&params, x, self.estimator.as_mut(), &mut rng);
-        tape.backward(terms.loss)?;
-        let loss = terms.loss.with_value(|v| v.as_slice()[0].to_f64())?;
+        let loss = tape
+            .backward(terms.loss)
+            .and_then(|()| terms.loss.with_value(|v| v.as_slice()[0].to_f64()));
         params.take_gradients_into(&mut self.grads);
+        params.restore_into(self.model.parameters_mut());
         drop(params);
+        let loss = loss?;
         self.optimizer
             .step(self.model.parameters_mut(), &self.grads)?;
         self.step = next_step;

@@ -144,6 +144,24 @@ impl<T: Float> Parameters<T> {
     }
 }
 
+impl<T: Float> Parameters<T> {
+    /// Like [`Parameters::bind`], but *moves* every parameter onto `tape` rather than
+    /// copying it ([`Tape::variable_moved`]): until
+    /// [`BoundParameters::restore_into`] gives them back, this store holds placeholders
+    /// of the right shapes with unspecified values. A training step that restores them
+    /// before it reads the store again (on every path, errors included) saves copying
+    /// every parameter in each step.
+    pub fn bind_moved<'t>(&mut self, tape: &'t Tape<T>) -> BoundParameters<'t, T> {
+        let vars = self
+            .names
+            .iter()
+            .zip(&mut self.values)
+            .map(|(name, value)| tape.variable_moved(name, value))
+            .collect();
+        BoundParameters { vars }
+    }
+}
+
 /// The parameters of one step, fed into one tape: one [`Var`] per [`ParamId`].
 #[derive(Debug, Clone)]
 pub struct BoundParameters<'t, T: Float> {
@@ -170,6 +188,15 @@ impl<'t, T: Float> BoundParameters<'t, T> {
     /// True when nothing is bound.
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
+    }
+
+    /// Gives back the values [`Parameters::bind_moved`] moved onto the tape (exchanging
+    /// each with the placeholder the store holds). Harmless for parameters that were
+    /// copied or never fed (a poisoned tape): those keep their values.
+    pub fn restore_into(&self, params: &mut Parameters<T>) {
+        for (var, value) in self.vars.iter().zip(&mut params.values) {
+            var.swap_value(value);
+        }
     }
 
     /// Copies the gradients from the last `tape.backward` out of the tape, one per
