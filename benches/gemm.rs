@@ -1,5 +1,6 @@
 //! GEMM throughput at the categorical VAE's shapes (batch 100), single-threaded and
-//! with 2 threads, plus the plain reference loops for scale.
+//! with 2 threads, plus the plain reference loops for scale, and what handing work to a
+//! helper thread costs.
 //!
 //! ```text
 //! cargo bench --bench gemm
@@ -129,10 +130,28 @@ fn reference_loops(bencher: Bencher, name: &str) {
         .bench_local(|| gemm_reference(ta, tb, m, n, k, black_box(&a), black_box(&b), &mut c));
 }
 
-/// What one extra GEMM thread costs to start and join (`std::thread::scope` spawning
-/// an empty closure): the fixed price a product pays per helper thread. On a busy
-/// machine the mean is far above the median (the join waits until the helper got a
-/// core at all), which is why small products stay single-threaded.
+/// What handing work to one kept-alive helper thread costs (a one-thread `rayon` pool,
+/// as the crate's `kernels::threads` keeps, running an empty task in a scope): the
+/// fixed price a product pays per helper thread. On a busy machine the mean is far
+/// above the median (the scope waits until the helper got a core at all), which is why
+/// small products stay single-threaded.
+#[divan::bench(sample_count = 500)]
+fn pool_thread_hand_off(bencher: Bencher) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("one thread");
+    bencher.bench_local(|| {
+        pool.in_place_scope(|scope| {
+            scope.spawn(|_| {
+                black_box(1);
+            });
+        })
+    });
+}
+
+/// For comparison: starting and joining a scoped thread per product
+/// (`std::thread::scope` spawning an empty closure), what the kept-alive pool replaces.
 #[divan::bench(sample_count = 500)]
 fn scoped_thread_start_and_join() {
     std::thread::scope(|scope| {

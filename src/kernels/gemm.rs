@@ -32,7 +32,7 @@
 //!   The count comes from [`GemmConfig`], by default from the setting
 //!   [`set_num_threads`](super::set_num_threads) (the available cores, at most 4, unless
 //!   set; see [`threads`](super::threads)); products too small to
-//!   pay for a thread start (see [`GemmConfig::with_min_work_per_thread`]) use fewer.
+//!   pay for handing work to another thread (see [`GemmConfig::with_min_work_per_thread`]) use fewer.
 //! - **Numerics.** With AVX2 or AVX-512 every product is one FMA; the two give identical
 //!   bits (same depth blocks, same order). The portable kernel rounds the multiply and
 //!   the add separately. All agree with the reference to within the usual dot-product
