@@ -1034,17 +1034,19 @@ fn expected_gapped_st(toy: &Toy, k: usize, tau: f64, gap: f64) -> Vec<f64> {
 }
 
 /// The measured bias, exactly: `E[gapped ST]` and `E[ST]` by enumeration against the
-/// exact gradient of the toy, at two temperatures.
+/// exact gradient of the toy, at three temperatures; the toys are ReinMax's (the same
+/// seeds), so the figures sit beside its table. Neither is ahead everywhere, so only
+/// the bias itself is asserted.
 #[test]
 fn gapped_st_bias_by_enumeration_beside_st() {
     let mut wins = 0;
     let mut cases = 0;
     for (case, (k, groups)) in [(3, 1), (4, 2), (3, 3)].into_iter().enumerate() {
-        let mut rng = StdRng::seed_from_u64(2010 + case as u64);
+        let mut rng = StdRng::seed_from_u64(1970 + case as u64);
         let toy = Toy::new(k * groups, 1.0, &mut rng);
         let truth = toy.exact(k);
         let norm = distance(&truth.gradient, &vec![0.0; k * groups]);
-        for tau in [0.5, 1.0] {
+        for tau in [0.5, 1.0, 1.5] {
             let gst_bias = distance(&expected_gapped_st(&toy, k, tau, 1.0), &truth.gradient);
             let st_bias = distance(
                 &expected_estimate(&toy, k, tau, false, true),
@@ -1054,12 +1056,6 @@ fn gapped_st_bias_by_enumeration_beside_st() {
                 "K={k} N={groups} toy cost tau={tau}: |exact| {norm:.4}, gapped-st bias {gst_bias:.4}, st bias {st_bias:.4}"
             );
             assert!(gst_bias > 1e-3 * norm, "gapped ST is biased");
-            // measured on these toys (exact sums, no sampling noise): at tau = 0.5
-            // gapped ST's bias is below ST's in all three; at tau = 1 neither is
-            // always ahead
-            if tau == 0.5 {
-                assert!(gst_bias < st_bias, "K={k} N={groups}");
-            }
             cases += 1;
             wins += usize::from(gst_bias < st_bias);
         }
@@ -1074,7 +1070,8 @@ fn gapped_st_bias_by_enumeration_beside_st() {
 #[test]
 fn gapped_st_monte_carlo_mean_matches_its_enumerated_expectation() {
     let samples = 100_000;
-    let mut rng = StdRng::seed_from_u64(2020);
+    // ReinMax's Monte Carlo toy (the same seed)
+    let mut rng = StdRng::seed_from_u64(1980);
     let toy = Toy::new(8, 1.0, &mut rng);
     let truth = toy.exact(4);
     for tau in [0.5, 1.0] {
