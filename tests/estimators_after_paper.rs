@@ -1096,7 +1096,8 @@ fn gapped_st_monte_carlo_mean_matches_its_enumerated_expectation() {
         );
         assert!(bias > 4.0 * se, "gapped ST is measurably biased");
     }
-    // binary units: grad_phi = (1/tau) s (1 - s) f'(b), s = sigmoid(max(±phi, kappa)/tau)
+    // binary units: grad_phi = (1/tau) s (1 - s) f'(b), s = sigmoid(max(phi, kappa)/tau)
+    // for b = 1 and sigmoid(max(-phi, kappa)/tau) for b = 0
     let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
     let units = Toy::new(4, 1.5, &mut rng);
     let phi = units.logits.as_slice().to_vec();

@@ -39,7 +39,7 @@
 //!
 //! **Sources and what is not confirmed.** The formula above is the authors' reference
 //! code (`gst_mover` in chijames/GST, `model/basic.py`, and the copy in
-//! LiyuanLucasLiu/ReinMax, `mnist_vae/model/basic.py`, which agree line for line); the
+//! LiyuanLucasLiu/ReinMax, `mnist_vae/model/basic.py`, which computes the same); the
 //! authors, title, venue and arXiv id are from the paper's abstract page. The paper's
 //! method section was not read, so neither that its equations are exactly the code's nor
 //! its argument for which properties of ST Gumbel-Softmax the gap preserves is
@@ -48,8 +48,9 @@
 //! Binary units (`group_size = 1`) run as two-class categoricals with logits `[0, phi]`
 //! (the sample is the `b` column of each pair). The moved pair differs by
 //! `delta = max(phi, kappa)` for `b = 1` and `-max(-phi, kappa)` for `b = 0`, so
-//! `grad_phi = (1/tau) s (1 - s) f'(b)` with `s = sigmoid(max(±phi, kappa)/tau)` (the
-//! sign that of `b`'s class): the gap bounds the slope where ST Bernoulli's is largest.
+//! `grad_phi = (1/tau) s (1 - s) f'(b)` with `s = sigmoid(max(phi, kappa)/tau)` for
+//! `b = 1` and `sigmoid(max(-phi, kappa)/tau)` for `b = 0`: the backward slope is at
+//! most `sigmoid'(kappa/tau)/tau`, however close `phi` is to 0.
 //!
 //! [`GAPPED_ST_DEFAULT_GAP`]: super::GAPPED_ST_DEFAULT_GAP
 
