@@ -33,8 +33,8 @@
 //!
 //! It also writes `gumbel_softmax_temperature.svg` (atomically) into the output folder
 //! (default `target/estimator_lab`): the bias and the variance of Gumbel-Softmax,
-//! straight-through Gumbel-Softmax, Gumbel-Rao (`K = 10`) and ReinMax against the
-//! temperature on `categorical K=4 N=2`.
+//! straight-through Gumbel-Softmax, Gumbel-Rao (`K = 10`), ReinMax and gapped ST
+//! (gap 1) against the temperature on `categorical K=4 N=2`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use gumbelgrad::estimators::score::Baseline;
-use gumbelgrad::estimators::{Estimator, GradientEstimator, exact};
+use gumbelgrad::estimators::{Estimator, GAPPED_ST_DEFAULT_GAP, GradientEstimator, exact};
 use gumbelgrad::io::ProgressBar;
 use gumbelgrad::io::json::Json;
 use gumbelgrad::{Tape, Tensor, Var};
@@ -329,6 +329,7 @@ fn roster(kind: Kind) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
             "slope-annealed-st(slope=1)".to_string(),
             Estimator::slope_annealed_st(1.0)?,
         ));
+        list.push(gapped_st_row()?);
         return Ok(list);
     }
     for tau in [0.1, 0.5, 1.0, 2.0] {
@@ -343,7 +344,17 @@ fn roster(kind: Kind) -> gumbelgrad::Result<Vec<(String, Estimator<f64>)>> {
     ));
     list.push(("st(tau=1)".to_string(), Estimator::st(1.0)?));
     list.push(("st-argmax(tau=1)".to_string(), Estimator::st_argmax(1.0)?));
+    list.push(gapped_st_row()?);
     Ok(list)
+}
+
+/// Gapped ST at `tau = 1` with its default gap, last in each roster so that the rows
+/// before it keep their seeds.
+fn gapped_st_row() -> gumbelgrad::Result<(String, Estimator<f64>)> {
+    Ok((
+        "gapped-st(tau=1,gap=1)".to_string(),
+        Estimator::gapped_st(1.0, GAPPED_ST_DEFAULT_GAP)?,
+    ))
 }
 
 struct Row {
@@ -385,11 +396,14 @@ struct SweepPoint {
 type Family = (&'static str, fn(f64) -> gumbelgrad::Result<Estimator<f64>>);
 
 /// The sweep's estimators: every one whose bias and variance move with a temperature.
-const SWEEP_FAMILIES: [Family; 4] = [
+const SWEEP_FAMILIES: [Family; 5] = [
     ("gumbel-softmax", Estimator::gumbel_softmax),
     ("st-gumbel-softmax", Estimator::st_gumbel_softmax),
     ("gumbel-rao(K=10)", |tau| Estimator::gumbel_rao(tau, 10)),
     ("reinmax", Estimator::reinmax),
+    ("gapped-st(gap=1)", |tau| {
+        Estimator::gapped_st(tau, GAPPED_ST_DEFAULT_GAP)
+    }),
 ];
 
 /// Bias norm `|E[g] - exact|`, its noise floor `sqrt(sum_i se_i^2)`, and the total
@@ -432,7 +446,9 @@ fn sweep_svg(problem: &str, sweep: &[Vec<SweepPoint>]) -> String {
     const TOP: f64 = 60.0;
     const PLOT_H: f64 = 290.0;
     // one colour per family, then the noise floor's grey
-    let colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#999999"];
+    let colours = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#999999",
+    ];
     let floor_colour = SWEEP_FAMILIES.len();
     let mut svg = String::new();
     let _ = writeln!(
@@ -580,7 +596,7 @@ fn sweep_svg(problem: &str, sweep: &[Vec<SweepPoint>]) -> String {
         } else {
             (0, 1)
         };
-        let x = 70.0 + column as f64 * 200.0;
+        let x = 70.0 + column as f64 * 165.0;
         let y = H - 34.0 + row as f64 * 20.0;
         let _ = writeln!(
             svg,

@@ -5,7 +5,7 @@
 
 use gumbelgrad::estimators::score::{ArmEstimator, Rloo};
 use gumbelgrad::estimators::{
-    ESTIMATOR_NAMES, Estimator, GradientEstimator, GumbelRao, LatentKinds, ReinMax,
+    ESTIMATOR_NAMES, Estimator, GappedSt, GradientEstimator, GumbelRao, LatentKinds, ReinMax,
 };
 use gumbelgrad::{Float, Tape, Tensor};
 use rand::SeedableRng;
@@ -98,6 +98,7 @@ fn newer_estimators<T: Float>() {
         Box::new(ArmEstimator::disarm()),
         Box::new(GumbelRao::new(0.5, 4).unwrap()),
         Box::new(ReinMax::new(1.0).unwrap()),
+        Box::new(GappedSt::new(1.0, 1.0).unwrap()),
     ];
     for estimator in &mut estimators {
         let name = estimator.name();

@@ -78,7 +78,7 @@ fn uses_temperature(name: &str) -> bool {
 }
 
 /// The estimators with a temperature (or, for slope-annealed ST, an inverse one).
-const TEMPERATURE_NAMES: [&str; 11] = [
+const TEMPERATURE_NAMES: [&str; 12] = [
     "gumbel-softmax",
     "st-gumbel-softmax",
     "st",
@@ -90,6 +90,7 @@ const TEMPERATURE_NAMES: [&str; 11] = [
     "relax",
     "gumbel-rao",
     "reinmax",
+    "gapped-st",
 ];
 
 /// Builds `name` at `tau`, optionally moves it to `retune`, and runs one estimate and

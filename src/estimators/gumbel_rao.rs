@@ -33,13 +33,14 @@ use rand::RngCore;
 use super::gumbel_softmax::tempered_softmax_group;
 use super::score::poisoned_estimate;
 use super::{
-    Estimate, GradientEstimator, LatentKinds, fail, noise, relaxed_estimate, sample_groups_or_units,
+    Estimate, GradientEstimator, LatentKinds, fail, noise, relaxed_estimate,
+    sample_groups_or_units, sample_like_logits,
 };
 use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
 use crate::op::{Op, expect_arity};
 use crate::tape::Var;
-use crate::tensor::{Shape, Tensor, num_groups};
+use crate::tensor::{Shape, Tensor};
 
 /// The Gumbel-Rao node: inputs `logits [B, N*K]`, `sample [B, N*K]` (one-hot) and
 /// `noise [B*m, N*K]` (`m` conditional noises per row, example-major: row `r*m + k`);
@@ -69,16 +70,8 @@ impl<T: Float> Op<T> for GumbelRaoOp<T> {
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         expect_arity("gumbel_rao", inputs, 3)?;
         check_temperature_for::<T>("gumbel_rao", self.temperature.to_f64())?;
-        let (logits, sample, noise) = (inputs[0], inputs[1], inputs[2]);
-        num_groups(logits, self.group_size, "gumbel_rao")?;
-        if sample != logits {
-            return Err(Error::shape_mismatch(
-                "gumbel_rao",
-                logits,
-                sample,
-                "the sample must have the logits' shape",
-            ));
-        }
+        let (logits, noise) = (inputs[0], inputs[2]);
+        sample_like_logits("gumbel_rao", logits, inputs[1], self.group_size)?;
         // An empty batch has empty noise (`is_multiple_of(0)` holds only for 0).
         if noise.cols != logits.cols
             || (logits.rows > 0 && noise.rows == 0)

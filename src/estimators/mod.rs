@@ -5,7 +5,7 @@
 //! scalar whose gradient with respect to the logits estimates
 //! `d/d logits E_{z~q}[f(z)]`. They differ in how: by relaxing `z` (Gumbel-Softmax),
 //! by pretending the sample is its mean in the backward pass (straight-through, and its
-//! refinements Gumbel-Rao and ReinMax), or by the score function `f(z) d log q(z)` with
+//! refinements Gumbel-Rao, gapped ST and ReinMax), or by the score function `f(z) d log q(z)` with
 //! variance-reducing baselines (leave-one-out, antithetic pairs, control variates).
 //!
 //! All of them implement [`GradientEstimator`]; the [`Estimator`] enum picks one by
@@ -20,6 +20,7 @@
 //! | [`gumbel_softmax`](mod@gumbel_softmax) | Gumbel-Softmax, learnable-temperature and ExpConcrete ops |
 //! | [`straight_through`] | ST Gumbel-Softmax, ST categorical, ST argmax |
 //! | [`gumbel_rao`](mod@gumbel_rao) | Gumbel-Rao: ST-GS averaged over conditional noises (arXiv 2010.04838) |
+//! | [`gapped_st`](mod@gapped_st) | gapped straight-through: ST through logits moved to put the sample on top (arXiv 2206.07235) |
 //! | [`reinmax`](mod@reinmax) | ReinMax: second-order straight-through (arXiv 2304.08612) |
 //! | [`bernoulli`] | relaxed Bernoulli, ST Bernoulli, slope-annealed ST |
 //! | [`temperature`] | temperature schedules, learnable temperature |
@@ -57,6 +58,7 @@ pub mod bernoulli;
 pub mod conditional;
 pub mod density;
 pub mod exact;
+pub mod gapped_st;
 pub mod gumbel_rao;
 pub mod gumbel_softmax;
 pub mod injected;
@@ -72,6 +74,7 @@ pub use bernoulli::{
 pub use conditional::{
     ConditionalGumbel, ConditionalLogistic, conditional_gumbel, conditional_logistic,
 };
+pub use gapped_st::{GappedSt, GappedStOp, gapped_st};
 pub use gumbel_rao::{GumbelRao, GumbelRaoOp, gumbel_rao};
 pub use gumbel_softmax::{
     ExpConcrete, GumbelSoftmax, GumbelSoftmaxEstimator, GumbelSoftmaxLearnedTemperature,
@@ -394,6 +397,47 @@ pub(crate) fn sample_groups_or_units<'t, T: Float>(
     categorical(logits, group_size)
 }
 
+/// The node of a straight-through estimator that reads a hard one-hot sample (ReinMax,
+/// gapped ST): the logits' values go to `draw`, which returns the sample (drawn from the
+/// caller's generator, or injected); the sample is held as a constant and
+/// `node(logits, sample)` recorded. Poisoned logits come back as they are; an error from
+/// `draw` is stored on the tape.
+pub(crate) fn one_hot_node<'t, T: Float>(
+    logits: Var<'t, T>,
+    draw: impl FnOnce(&Tensor<f64>) -> Result<Tensor<f64>>,
+    node: impl FnOnce(Var<'t, T>, Var<'t, T>) -> Var<'t, T>,
+) -> Var<'t, T> {
+    let values = match logits.value() {
+        Ok(values) => values.cast::<f64>(),
+        Err(_) => return logits,
+    };
+    match draw(&values) {
+        Ok(sample) => node(logits, logits.tape().constant(&sample.cast::<T>())),
+        Err(error) => fail(logits.tape(), error),
+    }
+}
+
+/// Checks that `group_size` divides the logits' columns and that the `sample` has the
+/// logits' shape; returns that shape. The shape check of the nodes that read a hard
+/// sample beside the logits (Gumbel-Rao, ReinMax, gapped ST).
+pub(crate) fn sample_like_logits(
+    op: &str,
+    logits: Shape,
+    sample: Shape,
+    group_size: usize,
+) -> Result<Shape> {
+    crate::tensor::num_groups(logits, group_size, op)?;
+    if sample != logits {
+        return Err(Error::shape_mismatch(
+            op,
+            logits,
+            sample,
+            "the sample must have the logits' shape",
+        ));
+    }
+    Ok(logits)
+}
+
 /// Evaluates `cost` at `sample`, checks it is `[batch, 1]`, and forms the
 /// [`Estimate`] with `loss = mean(cost)`: the whole estimator for the families whose
 /// gradient flows through the sample. A custom estimator whose gradient also flows
@@ -502,6 +546,9 @@ pub enum Estimator<T: Float> {
     GumbelRao(GumbelRao),
     /// ReinMax: second-order straight-through, biased: `reinmax`.
     ReinMax(ReinMax),
+    /// Gapped straight-through: ST through the logits moved to put the sample on top
+    /// with a gap below it, biased: `gapped-st`.
+    GappedSt(GappedSt),
 }
 
 /// The names [`Estimator::from_name`] accepts, in table order.
@@ -535,6 +582,7 @@ pub const ESTIMATOR_NAMES: &[&str] = &[
     "disarm",
     "gumbel-rao",
     "reinmax",
+    "gapped-st",
 ];
 
 /// The number of samples per example `Estimator::from_name("rloo", _)` draws (as many
@@ -545,6 +593,10 @@ pub const RLOO_DEFAULT_SAMPLES: usize = 4;
 /// `Estimator::from_name("gumbel-rao", _)` averages over (GR-MC10, the paper's
 /// middle setting between 1 and 100).
 pub const GUMBEL_RAO_DEFAULT_SAMPLES: usize = 10;
+
+/// The gap `kappa` `Estimator::from_name("gapped-st", _)` uses (the reference code's
+/// `gst-1.0`).
+pub const GAPPED_ST_DEFAULT_GAP: f64 = 1.0;
 
 impl<T: Float> Estimator<T> {
     /// Gumbel-Softmax at `temperature`.
@@ -659,12 +711,19 @@ impl<T: Float> Estimator<T> {
         crate::error::check_temperature_for::<T>("Estimator::reinmax", temperature)?;
         Ok(Estimator::ReinMax(ReinMax::new(temperature)?))
     }
+    /// Gapped straight-through at `temperature` (checked for `T`) with gap `kappa = gap`
+    /// (finite and positive).
+    pub fn gapped_st(temperature: f64, gap: f64) -> Result<Self> {
+        crate::error::check_temperature_for::<T>("Estimator::gapped_st", temperature)?;
+        Ok(Estimator::GappedSt(GappedSt::new(temperature, gap)?))
+    }
 
     /// Builds an estimator from its name (as in tables and on command lines: see
     /// [`ESTIMATOR_NAMES`]); `temperature` is used by the estimators that have one
     /// (slope-annealed ST starts at `slope = 1/temperature`). `rloo` draws
-    /// [`RLOO_DEFAULT_SAMPLES`] samples per example, `vimco` four, and `gumbel-rao`
-    /// averages [`GUMBEL_RAO_DEFAULT_SAMPLES`] conditional noises; build other settings
+    /// [`RLOO_DEFAULT_SAMPLES`] samples per example, `vimco` four, `gumbel-rao`
+    /// averages [`GUMBEL_RAO_DEFAULT_SAMPLES`] conditional noises and `gapped-st` keeps a
+    /// gap of [`GAPPED_ST_DEFAULT_GAP`]; build other settings
     /// with the constructors. An unknown name is an [`Error::InvalidArgument`] listing the known ones.
     pub fn from_name(name: &str, temperature: f64) -> Result<Self> {
         match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
@@ -708,6 +767,7 @@ impl<T: Float> Estimator<T> {
             "disarm" => Ok(Self::disarm()),
             "gumbel-rao" | "gr-mc" => Self::gumbel_rao(temperature, GUMBEL_RAO_DEFAULT_SAMPLES),
             "reinmax" => Self::reinmax(temperature),
+            "gapped-st" | "gst" => Self::gapped_st(temperature, GAPPED_ST_DEFAULT_GAP),
             other => Err(Error::invalid_argument(
                 "Estimator::from_name",
                 format!(
@@ -733,6 +793,7 @@ impl<T: Float> Estimator<T> {
             Estimator::Arm(e) => e,
             Estimator::GumbelRao(e) => e,
             Estimator::ReinMax(e) => e,
+            Estimator::GappedSt(e) => e,
         }
     }
 
@@ -751,6 +812,7 @@ impl<T: Float> Estimator<T> {
             Estimator::Arm(e) => e,
             Estimator::GumbelRao(e) => e,
             Estimator::ReinMax(e) => e,
+            Estimator::GappedSt(e) => e,
         }
     }
 }

@@ -36,14 +36,15 @@ use rand::RngCore;
 
 use super::score::poisoned_estimate;
 use super::{
-    Estimate, GradientEstimator, LatentKinds, fail, noise, relaxed_estimate, sample_groups_or_units,
+    Estimate, GradientEstimator, LatentKinds, fail, noise, one_hot_node, relaxed_estimate,
+    sample_groups_or_units, sample_like_logits,
 };
-use crate::error::{Error, Result, check_temperature_for};
+use crate::error::{Result, check_temperature_for};
 use crate::float::Float;
 use crate::kernels::softmax::softmax_groups;
 use crate::op::{Op, expect_arity};
 use crate::tape::Var;
-use crate::tensor::{Shape, Tensor, num_groups};
+use crate::tensor::{Shape, Tensor};
 
 /// Adds `scale * J(p) g = scale * p ⊙ (g - <g, p>)` to `out`.
 fn add_softmax_jacobian<T: Float>(p: &[T], g: &[T], scale: T, out: &mut [T]) {
@@ -80,16 +81,7 @@ impl<T: Float> Op<T> for ReinMaxOp<T> {
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape> {
         expect_arity("reinmax", inputs, 2)?;
         check_temperature_for::<T>("reinmax", self.temperature.to_f64())?;
-        num_groups(inputs[0], self.group_size, "reinmax")?;
-        if inputs[0] != inputs[1] {
-            return Err(Error::shape_mismatch(
-                "reinmax",
-                inputs[0],
-                inputs[1],
-                "the sample must have the logits' shape",
-            ));
-        }
-        Ok(inputs[0])
+        sample_like_logits("reinmax", inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
         output.as_mut_slice().copy_from_slice(inputs[1].as_slice());
@@ -202,17 +194,11 @@ impl ReinMax {
         group_size: usize,
         rng: &mut dyn RngCore,
     ) -> Var<'t, T> {
-        let values = match logits.value() {
-            Ok(values) => values.cast::<f64>(),
-            Err(_) => return logits,
-        };
-        match noise::sample_categorical(&values, group_size, rng) {
-            Ok(sample) => {
-                let sample = logits.tape().constant(&sample.one_hot.cast::<T>());
-                reinmax(logits, sample, self.temperature, group_size)
-            }
-            Err(error) => fail(logits.tape(), error),
-        }
+        one_hot_node(
+            logits,
+            |values| noise::sample_categorical(values, group_size, rng).map(|s| s.one_hot),
+            |logits, sample| reinmax(logits, sample, self.temperature, group_size),
+        )
     }
 }
 
