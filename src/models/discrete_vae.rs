@@ -110,7 +110,7 @@ impl Latent {
             Err(Error::invalid_argument(
                 model,
                 format!(
-                    "estimator `{}` does not fit {self:?} latents (binary units take relaxed-bernoulli, st-relaxed-bernoulli, st-bernoulli, slope-annealed-st, gumbel-rao, reinmax or a score-function estimator)",
+                    "estimator `{}` does not fit {self:?} latents (binary units take relaxed-bernoulli, st-relaxed-bernoulli, st-bernoulli, slope-annealed-st, gumbel-rao, reinmax, gapped-st or a score-function estimator)",
                     estimator.name(),
                 ),
             ))

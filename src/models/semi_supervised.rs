@@ -176,7 +176,7 @@ fn check_sampling_estimator<T: Float>(
         Err(Error::invalid_argument(
             op,
             format!(
-                "estimator `{}` does not pass gradients through a categorical sample; use marginal, gumbel-softmax, st-gumbel-softmax, st, st-argmax, gumbel-rao or reinmax",
+                "estimator `{}` does not pass gradients through a categorical sample; use marginal, gumbel-softmax, st-gumbel-softmax, st, st-argmax, gumbel-rao, reinmax or gapped-st",
                 estimator.name()
             ),
         ))
