@@ -759,3 +759,41 @@ fn relaxed_estimators_at_injected_gumbel_noise_match_the_formula() {
         assert_close(name, &grad, &expected);
     }
 }
+
+#[test]
+fn reinmax_at_a_given_sample_matches_the_formula() {
+    use gumbelgrad::estimators::Estimator;
+    // grad_x = 2 J(pi_1) g - 1/2 J(pi_0) g, pi_0 = softmax(x), pi_1 = (softmax(x/tau) + D)/2,
+    // J(p) g = p (g - <g, p>), g the cost's slope at the sample D.
+    let tau = 1.3;
+    for case in [Case::categorical(), Case::binary()] {
+        let rows = case.logits.rows();
+        let sample = sample_for(&case, rows);
+        let mut estimator = Estimator::<f64>::from_name("reinmax", tau).unwrap();
+        let (grad, forward) = case.run(&mut estimator, &InjectedNoise::Sample(sample.clone()));
+        assert_eq!(forward, sample, "the forward value is the given sample");
+        let (k, w) = (case.k(), case.w_categorical());
+        let mut expected = Vec::new();
+        for r in 0..rows {
+            let l = case.row(r);
+            let d = categorical_sample(&case, &sample, r);
+            let g = by_hand::f_slope(&d, &w);
+            let pi0 = by_hand::softmax(&l, k);
+            let tempered: Vec<f64> = l.iter().map(|l| l / tau).collect();
+            let pi1: Vec<f64> = by_hand::softmax(&tempered, k)
+                .iter()
+                .zip(&d)
+                .map(|(s, d)| (s + d) / 2.0)
+                .collect();
+            let first = by_hand::softmax_vjp(&pi1, &g, k, 1.0);
+            let second = by_hand::softmax_vjp(&pi0, &g, k, 1.0);
+            let row: Vec<f64> = first
+                .iter()
+                .zip(&second)
+                .map(|(a, b)| (2.0 * a - 0.5 * b) / rows as f64)
+                .collect();
+            expected.extend(case.back(row));
+        }
+        assert_close("reinmax", &grad, &expected);
+    }
+}

@@ -11,7 +11,7 @@
 //! | VIMCO (`m` samples) | the samples `[B*m, N*K]`, example-major | the same, from `g [B*m, N*K]` (`v` unused) |
 //! | REBAR, RELAX | an error: they need the noise, not only the sample | `b = one_hot(argmax(logits + g))`, conditional noise `z~` from `v` |
 //! | Gumbel-Softmax, the straight-through family | an error (the same) | the relaxation at `g` (`v` unused; `st-argmax` has no noise) |
-//! | gapped ST | the sample (its estimate is a function of it) | the Gumbel-max sample of `logits + g` (`v` unused) |
+//! | gapped ST, ReinMax | the sample (its estimate is a function of it) | the Gumbel-max sample of `logits + g` (`v` unused) |
 //! | the binary-unit estimators | an error (the same) | the logistic noise `g_{2n+1} - g_{2n}` of the two-class layout |
 //!
 //! with `g = -ln(-ln u)` for [`Uniforms`](InjectedNoise::Uniforms). Estimators that

@@ -36,8 +36,8 @@ use rand::RngCore;
 
 use super::score::poisoned_estimate;
 use super::{
-    Estimate, GradientEstimator, LatentKinds, fail, noise, one_hot_node, relaxed_estimate,
-    sample_groups_or_units, sample_like_logits,
+    Estimate, GradientEstimator, InjectedNoise, LatentKinds, fail, noise, one_hot_node,
+    relaxed_estimate, sample_groups_or_units, sample_like_logits,
 };
 use crate::error::{Result, check_temperature_for};
 use crate::float::Float;
@@ -188,17 +188,16 @@ impl ReinMax {
         Ok(())
     }
 
-    fn categorical_sample<'t, T: Float>(
+    /// The ReinMax node on the one-hot sample `draw` makes from the logits' values.
+    fn node<'t, T: Float>(
         &self,
         logits: Var<'t, T>,
         group_size: usize,
-        rng: &mut dyn RngCore,
+        draw: impl FnOnce(&Tensor<f64>) -> Result<Tensor<f64>>,
     ) -> Var<'t, T> {
-        one_hot_node(
-            logits,
-            |values| noise::sample_categorical(values, group_size, rng).map(|s| s.one_hot),
-            |logits, sample| reinmax(logits, sample, self.temperature, group_size),
-        )
+        one_hot_node(logits, draw, |logits, sample| {
+            reinmax(logits, sample, self.temperature, group_size)
+        })
     }
 }
 
@@ -244,7 +243,40 @@ impl<T: Float> GradientEstimator<T> for ReinMax {
         rng: &mut dyn RngCore,
     ) -> Var<'t, T> {
         sample_groups_or_units(logits, group_size, |logits, k| {
-            self.categorical_sample(logits, k, rng)
+            self.node(logits, k, |values| {
+                noise::sample_categorical(values, k, rng).map(|s| s.one_hot)
+            })
         })
+    }
+    /// At a given sample, or at the Gumbel-max sample of given noise (ReinMax itself
+    /// draws no noise; binary units take the two-class layout of
+    /// [`InjectedNoise`]).
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        _rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        if logits.is_poisoned() {
+            return poisoned_estimate(logits);
+        }
+        let name = ReinMax::name(self);
+        let noise = if group_size == 1 {
+            match noise.on_pairs(logits.shape().cols, name) {
+                Ok(pairs) => pairs,
+                Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
+            }
+        } else {
+            noise.clone()
+        };
+        let sample = sample_groups_or_units(logits, group_size, |logits, k| {
+            self.node(logits, k, |values| noise.hard_sample(values, k, 1, name))
+        });
+        if sample.is_poisoned() {
+            return poisoned_estimate(sample);
+        }
+        relaxed_estimate(sample, cost)
     }
 }
