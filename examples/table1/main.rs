@@ -58,6 +58,12 @@ struct Args {
     /// batch 20, m = 5; writes to a temporary file unless --out
     #[arg(long)]
     smoke: bool,
+    /// Train on only the first N training images (short runs and timing) [default: all]
+    #[arg(long, value_name = "N", value_parser = cli::at_least_one)]
+    train_images: Option<usize>,
+    /// Evaluate on only the first N test images (short runs and timing) [default: all]
+    #[arg(long, value_name = "N", value_parser = cli::at_least_one)]
+    test_images: Option<usize>,
     /// Passes over the training set [default: 10; 1 with --smoke]
     #[arg(long, value_name = "N")]
     epochs: Option<u64>,
@@ -133,8 +139,10 @@ fn cell_list() -> String {
 }
 
 /// The options that shape a cell's result, recorded (as typed) in its command.
-const RECORDED: [&str; 11] = [
+const RECORDED: [&str; 13] = [
     "--binarized-mnist",
+    "--train-images",
+    "--test-images",
     "--epochs",
     "--eval-samples",
     "--lr",
@@ -387,6 +395,14 @@ fn run_cells(run: &Run) -> Result<(), Error> {
             let valid = selecting.then_some(valid);
             (train, valid, test, "200 synthetic digits (smoke)")
         }
+    };
+    let train = match args.train_images {
+        Some(n) => train.take(n),
+        None => train,
+    };
+    let test = match args.test_images {
+        Some(n) => test.take(n),
+        None => test,
     };
     let budget = Budget {
         epochs: args.epochs.unwrap_or(if args.smoke { 1 } else { 10 }),
