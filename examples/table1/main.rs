@@ -30,12 +30,15 @@ mod cells;
 mod cli;
 
 use cells::{
-    ANNEAL_RATE, Budget, COLUMNS, Cell, ROWS, ResultsFile, paper_value, run_cell,
+    ANNEAL_RATE, Budget, COLUMNS, Cell, ROWS, ResultsFile, paper_value, run_cell_resumable,
     run_cell_with_selection,
 };
 
 /// Where results go without `--out`: a git-ignored folder, never into docs/.
 const DEFAULT_OUT: &str = "out/table1.json";
+
+/// Where the SBN cells' checkpoints go without `--checkpoints`: git-ignored as well.
+const DEFAULT_CHECKPOINTS: &str = "out/table1-checkpoints";
 
 /// Run cells of the paper's Table 1: train one model with one estimator, evaluate it
 /// with m samples, and merge the result into a JSON table (atomically, as each cell
@@ -104,6 +107,12 @@ struct Args {
     /// docs/results/table1.json: only an explicit --out writes there
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Folder of the SBN cells' checkpoints, written after every epoch: rerunning a
+    /// killed SBN cell with the same arguments continues from its last epoch (VAE cells
+    /// and --lr-grid do not checkpoint) [default: out/table1-checkpoints; with --smoke
+    /// none]
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<PathBuf>,
     /// Rerun cells that are already in the results file
     #[arg(long)]
     force: bool,
@@ -433,6 +442,11 @@ fn run_cells(run: &Run) -> Result<(), Error> {
         args.threads.threads,
         out.display()
     );
+    let checkpoints = match (&args.checkpoints, args.smoke) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, true) => None,
+        (None, false) => Some(PathBuf::from(DEFAULT_CHECKPOINTS)),
+    };
     let candidates = args.lr_grid.as_ref().map_or(1, |Grid(grid)| grid.len()) as u64;
     for (index, cell) in run.cells.iter().enumerate() {
         let label = format!("cell {}/{} {}", index + 1, run.cells.len(), cell.label());
@@ -499,12 +513,13 @@ fn run_cells(run: &Run) -> Result<(), Error> {
                 },
                 &mut on_epoch,
             )?,
-            _ => run_cell(
+            _ => run_cell_resumable(
                 cell,
                 &budget,
                 &train.images,
                 &test.images,
                 &command,
+                checkpoints.as_deref(),
                 &mut on_epoch,
             )?,
         };

@@ -53,10 +53,10 @@ use super::flat_adam::FlatAdam;
 use super::injected_gradient::inject_gradient;
 use super::{constant_from, poisoned_estimate, read_logits, softmax_f64, values_f64};
 use crate::error::{Result, check_temperature_for};
+use crate::estimators::noise::conditional_gumbel_group;
 use crate::estimators::{
     Estimate, EstimatorState, GradientEstimator, InjectedNoise,
-    bernoulli_as_categorical_with_noise, check_cost_shape, conditional_gumbel, fail,
-    gumbel_softmax, noise,
+    bernoulli_as_categorical_with_noise, check_cost_shape, fail, gumbel_softmax, noise,
 };
 use crate::float::Float;
 use crate::tape::Var;
@@ -149,6 +149,24 @@ impl Draw {
         })
     }
 
+    /// The conditional noise `z~ ~ p(z | b)` from the uniforms, in `f64` (see
+    /// [`conditional_gumbel_from_uniform`](crate::estimators::noise::conditional_gumbel_from_uniform)).
+    pub(crate) fn conditional_noise(&self, values: &Tensor<f64>, group_size: usize) -> Tensor<f64> {
+        let mut log_p = vec![0.0; values.len()];
+        crate::kernels::softmax::log_softmax_groups(values.as_slice(), &mut log_p, group_size);
+        let mut out = vec![0.0; values.len()];
+        for (((zs, ls), vs), bs) in out
+            .chunks_exact_mut(group_size)
+            .zip(log_p.chunks_exact(group_size))
+            .zip(self.uniforms.chunks_exact(group_size))
+            .zip(self.sample.chunks_exact(group_size))
+        {
+            let b = bs.iter().position(|&x| x > 0.5).unwrap_or(0);
+            conditional_gumbel_group(ls, vs, b, zs);
+        }
+        Tensor::from_vec(self.rows, self.cols, out).expect("shape of the logits")
+    }
+
     /// The score `d log p(b) / d logits = b - p`.
     pub(crate) fn score(&self) -> Vec<f64> {
         self.sample
@@ -180,8 +198,18 @@ pub(crate) struct RebarPass<'t, T: Float> {
 }
 
 /// Evaluates the cost at the hard sample and, for every temperature, at `sigma(z)` and
-/// `sigma(z~)` built on a fresh leaf copy of the logits; one backward pass from the sum
-/// of all relaxed costs gives every per-row gradient (rows and copies are separate).
+/// `sigma(z~)`; one backward pass from the sum of all relaxed costs gives every per-row
+/// gradient (rows and temperatures are separate).
+///
+/// `sigma(z)` is built on a fresh leaf copy of the logits per temperature. The
+/// conditional noise `z~` does not depend on the temperature, so it is computed once,
+/// in `f64`, and enters the tape as a leaf per temperature; its gradient reaches the
+/// logits by the chain rule written out here: `z~_i` depends on `ln p_i` only, with
+/// slope [`conditional_slopes`] (0 on the sampled class), and
+/// `d ln p / d logits = I - 1 p^T` per group, so `grad_logits = u - p sum(u)` per
+/// group with `u = slope * grad_z~`. (The same derivative as the
+/// [`conditional_gumbel`](crate::estimators::conditional_gumbel) op, once per call
+/// instead of a forward and a backward per temperature.)
 pub(crate) fn rebar_pass<'t, T: Float>(
     logits: Var<'t, T>,
     values: &Tensor<f64>,
@@ -196,16 +224,16 @@ pub(crate) fn rebar_pass<'t, T: Float>(
     let sample = constant_from(logits, rows, cols, draw.sample.clone());
     let cost_value = check_cost_shape(sample, cost(sample));
     let gumbel = constant_from(logits, rows, cols, draw.gumbel.clone());
-    let uniforms = constant_from(logits, rows, cols, draw.uniforms.clone());
     let no_noise = constant_from(logits, rows, cols, vec![0.0; rows * cols]);
     let copy = values.cast::<T>();
+    let z_tilde = draw.conditional_noise(values, group_size).cast::<T>();
     let mut total: Option<Var<'t, T>> = None;
     let mut parts = Vec::with_capacity(temperatures.len());
     for &temperature in temperatures {
         let leaf = tape.variable(&copy);
+        let tilde_leaf = tape.variable(&z_tilde);
         let relaxed = gumbel_softmax(leaf, gumbel, temperature, group_size);
-        let z_tilde = conditional_gumbel(leaf, uniforms, sample, group_size);
-        let relaxed_tilde = gumbel_softmax(z_tilde, no_noise, temperature, group_size);
+        let relaxed_tilde = gumbel_softmax(tilde_leaf, no_noise, temperature, group_size);
         let f = check_cost_shape(relaxed, cost(relaxed));
         let f_tilde = check_cost_shape(relaxed_tilde, cost(relaxed_tilde));
         let difference = (f - f_tilde).sum();
@@ -213,7 +241,14 @@ pub(crate) fn rebar_pass<'t, T: Float>(
             Some(t) => t + difference,
             None => difference,
         });
-        parts.push((temperature, leaf, relaxed, relaxed_tilde, f_tilde));
+        parts.push((
+            temperature,
+            leaf,
+            tilde_leaf,
+            relaxed,
+            relaxed_tilde,
+            f_tilde,
+        ));
     }
     if let Some(total) = total {
         let _ = tape.backward(total);
@@ -222,18 +257,39 @@ pub(crate) fn rebar_pass<'t, T: Float>(
     if tape.check().is_err() || cost_values.len() != rows {
         return Err(poisoned_estimate(cost_value));
     }
+    let slopes = conditional_slopes(values.as_slice(), &draw.sample, &draw.uniforms, group_size);
+    let grad_f64 = |leaf: Var<'t, T>| -> Vec<f64> {
+        leaf.grad()
+            .map(|g| g.as_slice().iter().map(|x| x.to_f64()).collect())
+            .unwrap_or_else(|| vec![0.0; rows * cols])
+    };
     let relaxed = parts
         .into_iter()
         .map(
-            |(temperature, leaf, relaxed, relaxed_tilde, f_tilde)| Relaxed {
-                temperature,
-                gradient: leaf
-                    .grad()
-                    .map(|g| g.as_slice().iter().map(|x| x.to_f64()).collect())
-                    .unwrap_or_else(|| vec![0.0; rows * cols]),
-                cost_tilde: values_f64(f_tilde),
-                relaxed: values_f64(relaxed),
-                relaxed_tilde: values_f64(relaxed_tilde),
+            |(temperature, leaf, tilde_leaf, relaxed, relaxed_tilde, f_tilde)| {
+                let mut gradient = grad_f64(leaf);
+                let through_tilde = grad_f64(tilde_leaf);
+                for ((gs, us), (ss, ps)) in gradient
+                    .chunks_exact_mut(group_size)
+                    .zip(through_tilde.chunks_exact(group_size))
+                    .zip(
+                        slopes
+                            .chunks_exact(group_size)
+                            .zip(draw.probabilities.chunks_exact(group_size)),
+                    )
+                {
+                    let total: f64 = us.iter().zip(ss).map(|(u, s)| u * s).sum();
+                    for (((g, u), s), p) in gs.iter_mut().zip(us).zip(ss).zip(ps) {
+                        *g += u * s - p * total;
+                    }
+                }
+                Relaxed {
+                    temperature,
+                    gradient,
+                    cost_tilde: values_f64(f_tilde),
+                    relaxed: values_f64(relaxed),
+                    relaxed_tilde: values_f64(relaxed_tilde),
+                }
             },
         )
         .collect();
@@ -275,6 +331,57 @@ pub(crate) const LOG_TEMPERATURE_STEP: f64 = 0.01;
 /// Bounds on `ln tau` while tuning (`tau` in `[0.01, 100]`).
 pub(crate) const LOG_TEMPERATURE_RANGE: (f64, f64) = (-4.6, 4.6);
 
+/// When REBAR and RELAX tune: on every `interval`-th call, counted in the checkpointed
+/// state (key `tuning_calls`) so a resumed run tunes on the same calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TuningSchedule {
+    pub(crate) interval: u64,
+    /// Calls so far.
+    pub(crate) calls: u64,
+}
+
+impl Default for TuningSchedule {
+    fn default() -> Self {
+        TuningSchedule {
+            interval: 1,
+            calls: 0,
+        }
+    }
+}
+
+impl TuningSchedule {
+    /// Every `interval`-th call; an error naming `op` if `interval` is 0.
+    pub(crate) fn every(interval: u64, op: &str) -> Result<Self> {
+        if interval == 0 {
+            return Err(crate::error::Error::invalid_argument(
+                op,
+                "the tuning interval must be at least 1",
+            ));
+        }
+        Ok(TuningSchedule { interval, calls: 0 })
+    }
+
+    /// Counts a call; whether it tunes (the first, then every `interval`-th).
+    pub(crate) fn next_call_tunes(&mut self) -> bool {
+        let tunes = self.calls.is_multiple_of(self.interval);
+        self.calls = self.calls.saturating_add(1);
+        tunes
+    }
+
+    pub(crate) fn save_state(&self, state: &mut EstimatorState) {
+        state.set_scalar("tuning_calls", self.calls as f64);
+    }
+
+    /// The call count of a saved state (0 in a state saved without one).
+    pub(crate) fn load_calls(state: &EstimatorState) -> Result<u64> {
+        if state.contains("tuning_calls") {
+            state.count("tuning_calls")
+        } else {
+            Ok(0)
+        }
+    }
+}
+
 /// REBAR with its own `eta` and temperature, optionally tuned to minimise the variance.
 ///
 /// # The cost closure
@@ -313,6 +420,7 @@ pub struct Rebar {
     params: [f64; 2],
     tune: bool,
     adam: FlatAdam,
+    schedule: TuningSchedule,
 }
 
 impl Rebar {
@@ -324,6 +432,7 @@ impl Rebar {
             params: [eta, temperature.ln()],
             tune: true,
             adam: FlatAdam::new(0.01, 2),
+            schedule: TuningSchedule::default(),
         })
     }
 
@@ -331,6 +440,16 @@ impl Rebar {
     pub fn with_tuning(mut self, tune: bool) -> Self {
         self.tune = tune;
         self
+    }
+
+    /// Tunes on every `interval`-th call only (the first call, then every `interval`
+    /// calls after it; default 1, every call). A call that does not tune evaluates the
+    /// cost `1 + 2` times instead of `1 + 2 x 3`. The estimate is unbiased at any `eta`
+    /// and `tau`, so this changes the variance, never the mean. An error if `interval`
+    /// is 0.
+    pub fn with_tuning_interval(mut self, interval: u64) -> Result<Self> {
+        self.schedule = TuningSchedule::every(interval, "Rebar::with_tuning_interval")?;
+        Ok(self)
     }
 
     /// The current control-variate scale `eta`.
@@ -374,12 +493,15 @@ impl<T: Float> GradientEstimator<T> for Rebar {
         state.set_scalar("eta", self.params[0]);
         state.set_scalar("log_temperature", self.params[1]);
         self.adam.save_state(state);
+        self.schedule.save_state(state);
     }
 
     fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
         let params = [state.scalar("eta")?, state.scalar("log_temperature")?];
+        let calls = TuningSchedule::load_calls(state)?;
         self.adam.load_state(state)?;
         self.params = params;
+        self.schedule.calls = calls;
         Ok(())
     }
 
@@ -436,9 +558,10 @@ impl Rebar {
                 Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
             },
         };
+        let tune = self.tune && self.schedule.next_call_tunes();
         let (eta, log_tau) = (self.params[0], self.params[1]);
         let mut temperatures = vec![log_tau.exp()];
-        if self.tune {
+        if tune {
             temperatures.push((log_tau + LOG_TEMPERATURE_STEP).exp());
             temperatures.push((log_tau - LOG_TEMPERATURE_STEP).exp());
         }
@@ -458,7 +581,7 @@ impl Rebar {
         let (g_a, g_c) = rebar_parts(&pass.cost_values, &score, &pass.relaxed[0], draw.cols);
         let g: Vec<f64> = g_a.iter().zip(&g_c).map(|(a, c)| a + eta * c).collect();
 
-        if self.tune {
+        if tune {
             let rows = draw.rows;
             let d_eta = 2.0 * g.iter().zip(&g_c).map(|(x, c)| x * c).sum::<f64>() / rows as f64;
             let at = |relaxed: &Relaxed| {
