@@ -20,7 +20,7 @@
 //! relaxation is exact but its reparameterised gradient explodes, at large `tau` it is
 //! smooth but a poor baseline — hence tuning.
 //!
-//! # Conditional noise (Tucker et al., arXiv 1703.07370, appendix; [`noise`] and [`conditional_gumbel`])
+//! # Conditional noise (Tucker et al., arXiv 1703.07370, appendix; [`noise`] and [`conditional_gumbel`](crate::estimators::conditional_gumbel))
 //! Given `b` and fresh uniforms `v`: `z~_b = -ln(-ln v_b)` (the maximum of Gumbels with
 //! log-probabilities summing to 0 is a standard Gumbel, independent of the argmax) and,
 //! for `i != b`, `z~_i = -ln(-ln(v_i) / p_i - ln v_b)` (a Gumbel with location `ln p_i`
@@ -45,7 +45,11 @@
 //! This costs `1 + 2 x (1 or 3)` cost evaluations per call (hard sample; relaxed and
 //! conditional relaxed samples at `tau`, and at `tau e^{+-h}` when tuning) and one extra
 //! backward pass, and the per-example estimate reaches the logits' upstream network
-//! through an [`InjectedGradient`](super::InjectedGradient) node.
+//! through an [`InjectedGradient`](super::InjectedGradient) node. Tuning on every
+//! `k`-th call only ([`Rebar::with_tuning_interval`]; default every call) brings the
+//! other calls down to `1 + 2`; the call count is part of the checkpointed state. The
+//! conditional noise `z~` does not depend on `tau`: it is computed once per call, and
+//! its derivative in the logits applied by hand (see `rebar_pass`).
 
 use rand::RngCore;
 
@@ -53,7 +57,6 @@ use super::flat_adam::FlatAdam;
 use super::injected_gradient::inject_gradient;
 use super::{constant_from, poisoned_estimate, read_logits, softmax_f64, values_f64};
 use crate::error::{Result, check_temperature_for};
-use crate::estimators::noise::conditional_gumbel_group;
 use crate::estimators::{
     Estimate, EstimatorState, GradientEstimator, InjectedNoise,
     bernoulli_as_categorical_with_noise, check_cost_shape, fail, gumbel_softmax, noise,
@@ -66,30 +69,58 @@ use crate::tensor::Tensor;
 /// `E_i = -ln v_i`, `z~_i = -ln(E_i / p_i + E_b) = -logaddexp(ln E_i - ln p_i, ln E_b)`,
 /// so the slope is `sigmoid(ln E_i - ln p_i - ln E_b)` off the sampled class and 0 on
 /// it (computed in log space, finite even when `p_i` underflows).
+#[cfg(test)]
 pub(crate) fn conditional_slopes(
     values: &[f64],
     sample: &[f64],
     uniforms: &[f64],
     group_size: usize,
 ) -> Vec<f64> {
+    conditional_noise_and_slopes(values, sample, uniforms, group_size).1
+}
+
+/// The conditional noise `z~` of every element (as
+/// [`conditional_gumbel_from_uniform`](crate::estimators::noise::conditional_gumbel_from_uniform),
+/// in `f64`) and its [`conditional_slopes`], sharing their logarithms: with
+/// `a_i = ln E_i - ln p_i`, `c = ln E_b` and `t = exp(-|a_i - c|)`,
+/// `z~_i = -(max(a_i, c) + ln(1 + t))` and the slope is `sigmoid(a_i - c)`, i.e.
+/// `1 / (1 + t)` or `t / (1 + t)`; on the sampled class `z~_b = -c`, slope 0.
+pub(crate) fn conditional_noise_and_slopes(
+    values: &[f64],
+    sample: &[f64],
+    uniforms: &[f64],
+    group_size: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let mut log_p = vec![0.0; values.len()];
     crate::kernels::softmax::log_softmax_groups(values, &mut log_p, group_size);
-    let mut out = vec![0.0; values.len()];
-    for (((os, ls), zs), vs) in out
+    let mut noise = vec![0.0; values.len()];
+    let mut slopes = vec![0.0; values.len()];
+    for ((((zs, os), ls), bs), vs) in noise
         .chunks_exact_mut(group_size)
+        .zip(slopes.chunks_exact_mut(group_size))
         .zip(log_p.chunks_exact(group_size))
         .zip(sample.chunks_exact(group_size))
         .zip(uniforms.chunks_exact(group_size))
     {
-        let b = zs.iter().position(|&z| z > 0.5).unwrap_or(0);
+        let b = bs.iter().position(|&z| z > 0.5).unwrap_or(0);
         let log_top = (-vs[b].ln()).ln();
         for i in 0..group_size {
-            if i != b {
-                os[i] = crate::ops::unary::sigmoid((-vs[i].ln()).ln() - ls[i] - log_top);
+            if i == b {
+                zs[i] = -log_top;
+                os[i] = 0.0;
+            } else {
+                let x = (-vs[i].ln()).ln() - ls[i] - log_top;
+                let t = (-x.abs()).exp();
+                zs[i] = -(log_top + x.max(0.0) + t.ln_1p());
+                os[i] = if x >= 0.0 {
+                    1.0 / (1.0 + t)
+                } else {
+                    t / (1.0 + t)
+                };
             }
         }
     }
-    out
+    (noise, slopes)
 }
 
 /// The noise of one REBAR/RELAX call, in `f64`.
@@ -149,24 +180,6 @@ impl Draw {
         })
     }
 
-    /// The conditional noise `z~ ~ p(z | b)` from the uniforms, in `f64` (see
-    /// [`conditional_gumbel_from_uniform`](crate::estimators::noise::conditional_gumbel_from_uniform)).
-    pub(crate) fn conditional_noise(&self, values: &Tensor<f64>, group_size: usize) -> Tensor<f64> {
-        let mut log_p = vec![0.0; values.len()];
-        crate::kernels::softmax::log_softmax_groups(values.as_slice(), &mut log_p, group_size);
-        let mut out = vec![0.0; values.len()];
-        for (((zs, ls), vs), bs) in out
-            .chunks_exact_mut(group_size)
-            .zip(log_p.chunks_exact(group_size))
-            .zip(self.uniforms.chunks_exact(group_size))
-            .zip(self.sample.chunks_exact(group_size))
-        {
-            let b = bs.iter().position(|&x| x > 0.5).unwrap_or(0);
-            conditional_gumbel_group(ls, vs, b, zs);
-        }
-        Tensor::from_vec(self.rows, self.cols, out).expect("shape of the logits")
-    }
-
     /// The score `d log p(b) / d logits = b - p`.
     pub(crate) fn score(&self) -> Vec<f64> {
         self.sample
@@ -195,6 +208,8 @@ pub(crate) struct RebarPass<'t, T: Float> {
     pub(crate) cost: Var<'t, T>,
     pub(crate) cost_values: Vec<f64>,
     pub(crate) relaxed: Vec<Relaxed>,
+    /// [`conditional_slopes`] of the call.
+    pub(crate) slopes: Vec<f64>,
 }
 
 /// Evaluates the cost at the hard sample and, for every temperature, at `sigma(z)` and
@@ -226,7 +241,11 @@ pub(crate) fn rebar_pass<'t, T: Float>(
     let gumbel = constant_from(logits, rows, cols, draw.gumbel.clone());
     let no_noise = constant_from(logits, rows, cols, vec![0.0; rows * cols]);
     let copy = values.cast::<T>();
-    let z_tilde = draw.conditional_noise(values, group_size).cast::<T>();
+    let (z_tilde, slopes) =
+        conditional_noise_and_slopes(values.as_slice(), &draw.sample, &draw.uniforms, group_size);
+    let z_tilde = Tensor::from_vec(rows, cols, z_tilde)
+        .expect("shape of the logits")
+        .cast::<T>();
     let mut total: Option<Var<'t, T>> = None;
     let mut parts = Vec::with_capacity(temperatures.len());
     for &temperature in temperatures {
@@ -257,7 +276,6 @@ pub(crate) fn rebar_pass<'t, T: Float>(
     if tape.check().is_err() || cost_values.len() != rows {
         return Err(poisoned_estimate(cost_value));
     }
-    let slopes = conditional_slopes(values.as_slice(), &draw.sample, &draw.uniforms, group_size);
     let grad_f64 = |leaf: Var<'t, T>| -> Vec<f64> {
         leaf.grad()
             .map(|g| g.as_slice().iter().map(|x| x.to_f64()).collect())
@@ -298,6 +316,7 @@ pub(crate) fn rebar_pass<'t, T: Float>(
         cost: cost_value,
         cost_values,
         relaxed,
+        slopes,
     })
 }
 
@@ -601,6 +620,39 @@ impl Rebar {
             sample: pass.sample,
             cost: pass.cost,
             loss: (pass.cost + injected).mean(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estimators::noise::conditional_gumbel_from_uniform;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    /// The shared-logarithm noise is the noise module's conditional Gumbel map, also
+    /// where a probability underflows.
+    #[test]
+    fn conditional_noise_matches_the_noise_module() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for spread in [1.0, 30.0, 800.0] {
+            let values = Tensor::<f64>::random_uniform(4, 6, -spread, spread, &mut rng);
+            let draw = Draw::new::<f64>(&values, 3, &mut rng);
+            let (noise, slopes) =
+                conditional_noise_and_slopes(values.as_slice(), &draw.sample, &draw.uniforms, 3);
+            let classes: Vec<usize> = draw
+                .sample
+                .chunks(3)
+                .map(|g| g.iter().position(|&x| x > 0.5).unwrap())
+                .collect();
+            let uniforms = Tensor::from_slice(4, 6, &draw.uniforms).unwrap();
+            let expected =
+                conditional_gumbel_from_uniform(&values, &uniforms, &classes, 3).unwrap();
+            for (a, b) in noise.iter().zip(expected.as_slice()) {
+                assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+            assert!(slopes.iter().all(|s| (0.0..=1.0).contains(s)));
         }
     }
 }

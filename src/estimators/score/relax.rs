@@ -53,8 +53,8 @@ use rand::{RngCore, SeedableRng};
 use super::flat_adam::FlatAdam;
 use super::injected_gradient::inject_gradient;
 use super::rebar::{
-    Draw, LOG_TEMPERATURE_RANGE, LOG_TEMPERATURE_STEP, Relaxed, TuningSchedule, conditional_slopes,
-    mean_square, rebar_parts, rebar_pass,
+    Draw, LOG_TEMPERATURE_RANGE, LOG_TEMPERATURE_STEP, Relaxed, TuningSchedule, mean_square,
+    rebar_parts, rebar_pass,
 };
 use super::{constant_from, poisoned_estimate, read_logits};
 use crate::error::{Result, check_temperature_for};
@@ -572,11 +572,10 @@ impl Relax {
         };
         let surrogate = self.surrogate.as_ref().expect("created above");
         let score = draw.score();
-        let slopes =
-            conditional_slopes(values.as_slice(), &draw.sample, &draw.uniforms, group_size);
+        let slopes = &pass.slopes;
         let total = |relaxed: &Relaxed| -> (Vec<f64>, Vec<f64>) {
             let (g_a, g_c) = rebar_parts(&pass.cost_values, &score, relaxed, cols);
-            let learned = learned_term(surrogate, &draw, relaxed, &slopes, &score, group_size);
+            let learned = learned_term(surrogate, &draw, relaxed, slopes, &score, group_size);
             let g = g_a
                 .iter()
                 .zip(&g_c)
@@ -596,7 +595,7 @@ impl Relax {
                 - mean_square(&total(&pass.relaxed[2]).0, rows))
                 / (2.0 * LOG_TEMPERATURE_STEP);
             let d_phi = surrogate_variance_gradient(
-                surrogate, &draw, relaxed, &slopes, &score, &g, group_size,
+                surrogate, &draw, relaxed, slopes, &score, &g, group_size,
             );
             grads[2..].copy_from_slice(&d_phi);
             let mut params: Vec<f64> = self.scalars.to_vec();
@@ -627,6 +626,7 @@ impl Relax {
 #[allow(clippy::needless_range_loop)]
 mod tests {
     //! The hand-written derivatives against central finite differences.
+    use super::super::rebar::conditional_slopes;
     use super::*;
     use crate::estimators::noise;
     use crate::estimators::score::softmax_f64;
