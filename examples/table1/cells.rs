@@ -17,12 +17,14 @@
 //! | `Annealed ST` | `st` with the annealed temperature | `slope-annealed-st` (slope `1/tau`) | annealed |
 //! | `GS` | `gumbel-softmax` | `relaxed-bernoulli` | SBN 1, VAE annealed |
 //! | `ST-GS` | `st-gumbel-softmax` | `st-relaxed-bernoulli` (the binary ST Gumbel-Softmax) | SBN 1, VAE annealed |
-//! | `REBAR` | `rebar` | `rebar` | 1 (start) |
-//! | `RELAX` | `relax` | `relax` | 1 (start) |
+//! | `REBAR` | `rebar` (SBN: tuned every [`SBN_TUNING_INTERVAL`]-th call) | `rebar` (same) | 1 (start) |
+//! | `RELAX` | `relax` (SBN: tuned every [`SBN_TUNING_INTERVAL`]-th call) | `relax` (same) | 1 (start) |
 //!
 //! Why DARN runs the sample-slope form and MuProp the normalised form in the VAE rows
 //! (both chosen on the validation set) is in docs/results.md; `--estimator` runs another
 //! estimator under the same cell (the SBN MuProp cells run `muprop-nvil` that way).
+//!
+//! The SBN rows checkpoint after every epoch and resume ([`train_cell_resumable`]).
 //!
 //! "Annealed" is the paper's `tau = max(0.5, exp(-r t))` updated every `N` steps, with
 //! `r = 1e-4` ([`ANNEAL_RATE`]), `N = 1000` (one point of the paper's grid); a cell can

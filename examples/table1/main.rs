@@ -1,6 +1,8 @@
 //! Runs cells of the paper's Table 1 (Jang, Gu and Poole 2017, arXiv 1611.01144): one
 //! command per cell, resumable, each result merged into a JSON results file
-//! (`out/table1.json` unless `--out`) as soon as it exists.
+//! (`out/table1.json` unless `--out`) as soon as it exists. SBN cells also checkpoint
+//! after every epoch (`out/table1-checkpoints/` unless `--checkpoints`), and the same
+//! command rerun after an interruption continues from the last finished epoch.
 //!
 //! ```text
 //! cargo run --release --example table1 -- --cell "VAE Cat.:GS" --binarized-mnist "$GUMBELGRAD_DATA/binarized_mnist" --epochs 10
