@@ -61,8 +61,11 @@ pub struct SbnTrainer<T: Float> {
     tape: Tape<T>,
     /// The scheduled temperature last handed to the estimators.
     scheduled_temperature: f64,
-    /// Training examples of the last epoch (recorded in checkpoints, checked on resume).
+    /// Training examples of the last epoch (recorded in checkpoints).
     train_images: Option<u64>,
+    /// The checkpoint's number of training examples, checked by the first epoch after a
+    /// resume.
+    resumed_train_images: Option<u64>,
 }
 
 impl<T: Float> SbnTrainer<T> {
@@ -108,6 +111,7 @@ impl<T: Float> SbnTrainer<T> {
             tape: Tape::new(),
             scheduled_temperature: temperature,
             train_images: None,
+            resumed_train_images: None,
         })
     }
 
@@ -181,7 +185,7 @@ impl<T: Float> SbnTrainer<T> {
         mut on_step: impl FnMut(u64, f64),
     ) -> Result<f64> {
         let rows = upper.num_rows() as u64;
-        if let Some(recorded) = self.train_images.filter(|&n| n != rows) {
+        if let Some(recorded) = self.resumed_train_images.filter(|&n| n != rows) {
             return Err(Error::invalid_argument(
                 "SbnTrainer::train_epoch",
                 format!(
@@ -220,6 +224,7 @@ impl<T: Float> SbnTrainer<T> {
         }
         self.epoch += 1;
         self.train_images = Some(rows);
+        self.resumed_train_images = None;
         Ok(total / count as f64)
     }
 
@@ -302,7 +307,9 @@ impl<T: Float> SbnTrainer<T> {
         trainer.step = checkpoint.u64("step")?;
         trainer.epoch = checkpoint.u64("epoch")?;
         if checkpoint.metadata().contains_key("train_images") {
-            trainer.train_images = Some(checkpoint.u64("train_images")?);
+            let images = checkpoint.u64("train_images")?;
+            trainer.train_images = Some(images);
+            trainer.resumed_train_images = Some(images);
         }
         let temperature = checkpoint.f64("scheduled_temperature")?;
         trainer.first.set_temperature(temperature)?;
