@@ -15,8 +15,8 @@ mod cells;
 mod cli;
 
 use cells::{
-    Budget, COLUMNS, Cell, ROWS, ResultsFile, evaluate_cell, paper_value, run_cell,
-    run_cell_with_selection, train_cell,
+    Budget, COLUMNS, Cell, ROWS, ResultsFile, TrainedCell, checkpoint_path, evaluate_cell,
+    paper_value, run_cell, run_cell_with_selection, train_cell, train_cell_resumable,
 };
 use gumbelgrad::models::{DiscreteVae, Sbn, SbnConfig, VaeConfig};
 use rand::SeedableRng;
@@ -366,4 +366,80 @@ fn a_non_finite_result_is_written_as_null_and_the_file_stays_valid_json() {
     let grid = json.get("lr_grid").and_then(Json::as_array).unwrap();
     assert_eq!(grid[0].get("valid_nats"), Some(&Json::Null));
     assert_eq!(json.get("learning_rate").and_then(Json::as_f64), Some(1e-3));
+}
+
+/// An SBN cell killed after an epoch and rerun with the same arguments resumes from its
+/// checkpoint (what a kill leaves on disk: the last finished epoch's, written
+/// atomically) and ends with the same bits as the uninterrupted run; a checkpoint
+/// further than the epochs asked for is an error.
+#[test]
+fn an_interrupted_sbn_cell_resumes_to_the_same_bits() {
+    let (train, _) = SyntheticDigits::new(9).with_sizes(20, 1).generate();
+    let dir = |tag: &str| {
+        std::env::temp_dir().join(format!(
+            "gumbelgrad-table1-resume-{}-{tag}",
+            std::process::id()
+        ))
+    };
+    let weights = |trained: &TrainedCell| match trained {
+        TrainedCell::Sbn(model) => model
+            .parameters()
+            .iter()
+            .flat_map(|(_, t)| t.as_slice().iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+            .collect::<Vec<u32>>(),
+        TrainedCell::Vae(_) => panic!("an SBN cell"),
+    };
+    for label in ["SBN Bern.:REBAR", "SBN Cat.:RELAX", "SBN Cat.:MuProp"] {
+        let cell = Cell::parse(label).unwrap();
+        let two = Budget {
+            epochs: 2,
+            ..tiny_budget()
+        };
+        let (straight, split) = (dir("straight"), dir("split"));
+        let mut epochs = Vec::new();
+        let whole =
+            train_cell_resumable(&cell, &two, &train.images, Some(&straight), &mut |e, _| {
+                epochs.push(e)
+            })
+            .unwrap();
+        assert_eq!(epochs, vec![1, 2]);
+        // killed after epoch 1 ...
+        train_cell_resumable(
+            &cell,
+            &tiny_budget(),
+            &train.images,
+            Some(&split),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        // ... and rerun: only epoch 2 is trained
+        let mut epochs = Vec::new();
+        let resumed =
+            train_cell_resumable(&cell, &two, &train.images, Some(&split), &mut |e, _| {
+                epochs.push(e)
+            })
+            .unwrap();
+        assert_eq!(epochs, vec![2], "{label}");
+        assert_eq!(weights(&whole), weights(&resumed), "{label}");
+        let file = |d: &std::path::Path| {
+            std::fs::read(checkpoint_path(&cell, &two, train.images.rows(), d)).unwrap()
+        };
+        assert!(
+            file(&straight) == file(&split),
+            "{label}: checkpoints differ"
+        );
+        // a checkpoint of 2 epochs does not serve a run of 1
+        assert!(
+            train_cell_resumable(
+                &cell,
+                &tiny_budget(),
+                &train.images,
+                Some(&split),
+                &mut |_, _| {}
+            )
+            .is_err()
+        );
+        std::fs::remove_dir_all(&straight).unwrap();
+        std::fs::remove_dir_all(&split).unwrap();
+    }
 }

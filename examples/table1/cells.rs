@@ -17,25 +17,28 @@
 //! | `Annealed ST` | `st` with the annealed temperature | `slope-annealed-st` (slope `1/tau`) | annealed |
 //! | `GS` | `gumbel-softmax` | `relaxed-bernoulli` | SBN 1, VAE annealed |
 //! | `ST-GS` | `st-gumbel-softmax` | `st-relaxed-bernoulli` (the binary ST Gumbel-Softmax) | SBN 1, VAE annealed |
-//! | `REBAR` | `rebar` | `rebar` | 1 (start) |
-//! | `RELAX` | `relax` | `relax` | 1 (start) |
+//! | `REBAR` | `rebar` (SBN: tuned every [`SBN_TUNING_INTERVAL`]-th call) | `rebar` (same) | 1 (start) |
+//! | `RELAX` | `relax` (SBN: tuned every [`SBN_TUNING_INTERVAL`]-th call) | `relax` (same) | 1 (start) |
 //!
 //! Why DARN runs the sample-slope form and MuProp the normalised form in the VAE rows
 //! (both chosen on the validation set) is in docs/results.md; `--estimator` runs another
 //! estimator under the same cell (the SBN MuProp cells run `muprop-nvil` that way).
 //!
+//! The SBN rows checkpoint after every epoch and resume ([`train_cell_resumable`]).
+//!
 //! "Annealed" is the paper's `tau = max(0.5, exp(-r t))` updated every `N` steps, with
 //! `r = 1e-4` ([`ANNEAL_RATE`]), `N = 1000` (one point of the paper's grid); a cell can
 //! run another `r` ([`Cell::with_anneal_rate`], `table1 --anneal-rate`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::cli; // the examples' command-line module: its JSON numbers
 
 use gumbelgrad::data::Pixels;
 use gumbelgrad::error::{Error, Result};
-use gumbelgrad::estimators::TemperatureSchedule;
+use gumbelgrad::estimators::score::{Rebar, Relax};
+use gumbelgrad::estimators::{GradientEstimator, TemperatureSchedule};
 use gumbelgrad::io::json::Json;
 use gumbelgrad::io::write_atomic;
 use gumbelgrad::models::discrete_vae::DiscreteVae;
@@ -376,6 +379,42 @@ impl CellResult {
     }
 }
 
+/// How often the SBN rows' REBAR and RELAX tune `eta` and the temperature: every
+/// [`SBN_TUNING_INTERVAL`]-th call of each layer's estimator
+/// ([`Rebar::with_tuning_interval`]). Tuning evaluates the cost at two more
+/// temperatures, and in the SBN layer 1's cost runs all of layer 2, so tuning on every
+/// call costs about 5 times as much per step; the estimates stay unbiased either way.
+pub const SBN_TUNING_INTERVAL: u64 = 10;
+
+/// The two layers' estimators of an SBN cell when they are not simply built by name:
+/// REBAR and RELAX tuning every [`SBN_TUNING_INTERVAL`]-th call.
+type EstimatorPair = (
+    Box<dyn GradientEstimator<f32>>,
+    Box<dyn GradientEstimator<f32>>,
+);
+
+fn sbn_estimators(cell: &Cell) -> Result<Option<EstimatorPair>> {
+    // The temperature is set by the trainer from the cell's schedule.
+    let one = || -> Result<Option<Box<dyn GradientEstimator<f32>>>> {
+        Ok(match cell.estimator_name() {
+            "rebar" => Some(Box::new(
+                Rebar::new(1.0, 1.0)?.with_tuning_interval(SBN_TUNING_INTERVAL)?,
+            )),
+            "relax" => Some(Box::new(
+                Relax::new(1.0, 1.0, RELAX_HIDDEN)?.with_tuning_interval(SBN_TUNING_INTERVAL)?,
+            )),
+            _ => None,
+        })
+    };
+    Ok(match (one()?, one()?) {
+        (Some(first), Some(second)) => Some((first, second)),
+        _ => None,
+    })
+}
+
+/// Hidden units of RELAX's surrogate (as `Estimator::from_name("relax", _)`).
+const RELAX_HIDDEN: usize = 10;
+
 /// A cell's model after training, ready to be evaluated on any images.
 #[derive(Debug, Clone)]
 pub enum TrainedCell {
@@ -392,6 +431,45 @@ pub fn train_cell(
     cell: &Cell,
     budget: &Budget,
     train: &Pixels,
+    on_epoch: &mut dyn FnMut(u64, f64),
+) -> Result<TrainedCell> {
+    train_cell_resumable(cell, budget, train, None, on_epoch)
+}
+
+/// The file an SBN cell checkpoints to in `dir`: named after the row, the estimator
+/// and every setting that changes the run (learning rate, batch size, seed, number of
+/// training images), so a run with other settings never resumes from it. The number
+/// of epochs is not in the name: a longer run continues a shorter one's checkpoint.
+pub fn checkpoint_path(cell: &Cell, budget: &Budget, train_images: usize, dir: &Path) -> PathBuf {
+    let slug: String = cell
+        .model
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_ascii_alphanumeric() => Some(c.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    dir.join(format!(
+        "{slug}-{}-lr{}-batch{}-seed{}-train{train_images}.safetensors",
+        cell.estimator_name(),
+        budget.learning_rate,
+        budget.batch_size,
+        budget.seed
+    ))
+}
+
+/// [`train_cell`], and for the SBN rows with `checkpoints = Some(dir)`: resumes from
+/// the cell's checkpoint in `dir` ([`checkpoint_path`]) if there is one, and writes it
+/// (atomically) after every epoch, so a killed run rerun with the same arguments
+/// continues from its last finished epoch and ends with the same bits as an
+/// uninterrupted one. `on_epoch` is called for the epochs trained by this call only.
+/// A checkpoint further than `budget.epochs` is an error.
+pub fn train_cell_resumable(
+    cell: &Cell,
+    budget: &Budget,
+    train: &Pixels,
+    checkpoints: Option<&Path>,
     on_epoch: &mut dyn FnMut(u64, f64),
 ) -> Result<TrainedCell> {
     let estimator = cell.estimator_name().to_string();
@@ -411,10 +489,48 @@ pub fn train_cell(
             estimator,
             seed: budget.seed,
         };
-        let mut trainer = SbnTrainer::<f32>::new(model, config)?;
+        let path = checkpoints.map(|dir| checkpoint_path(cell, budget, train.rows(), dir));
+        let resume_from = path.as_ref().filter(|p| p.exists());
+        let estimators = sbn_estimators(cell)?;
+        let mut trainer = match (resume_from, estimators) {
+            (Some(path), Some((first, second))) => {
+                SbnTrainer::resume_with_estimators(path, model, config, first, second)?
+            }
+            (Some(path), None) => SbnTrainer::<f32>::resume(path, model, config)?,
+            (None, Some((first, second))) => {
+                SbnTrainer::with_estimators(model, config, first, second)?
+            }
+            (None, None) => SbnTrainer::<f32>::new(model, config)?,
+        };
+        if let Some(path) = resume_from {
+            if trainer.epochs() > budget.epochs {
+                return Err(Error::bad_file(
+                    path,
+                    format!(
+                        "this checkpoint has trained {} epochs, more than the {} asked for \
+                         (ask for at least as many, or remove it)",
+                        trainer.epochs(),
+                        budget.epochs
+                    ),
+                ));
+            }
+            eprintln!(
+                "{}: resuming at epoch {}/{} from {}",
+                cell.label(),
+                trainer.epochs(),
+                budget.epochs,
+                path.display()
+            );
+        }
         while trainer.epochs() < budget.epochs {
             let cost = trainer.train_epoch(&train_up, &train_low, |_, _| {})?;
             check_finite_cost(cell, cost)?;
+            if let Some(path) = &path {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))?;
+                }
+                trainer.save_checkpoint(path)?;
+            }
             on_epoch(trainer.epochs(), cost);
         }
         Ok(TrainedCell::Sbn(trainer.model().clone()))
@@ -472,6 +588,7 @@ pub fn evaluate_cell(
 
 /// Trains one cell on `train` images (`[n, 784]`, binary) and evaluates it on `test`.
 /// `on_epoch(epoch, mean training cost)` is called after every epoch.
+#[allow(dead_code)] // the runner calls `run_cell_resumable`; tests/table1.rs calls this
 pub fn run_cell(
     cell: &Cell,
     budget: &Budget,
@@ -480,8 +597,22 @@ pub fn run_cell(
     command: &str,
     on_epoch: &mut dyn FnMut(u64, f64),
 ) -> Result<CellResult> {
+    run_cell_resumable(cell, budget, train, test, command, None, on_epoch)
+}
+
+/// [`run_cell`] with the SBN rows checkpointing to (and resuming from) `checkpoints`
+/// (see [`train_cell_resumable`]). `wall_seconds` counts this call only.
+pub fn run_cell_resumable(
+    cell: &Cell,
+    budget: &Budget,
+    train: &Pixels,
+    test: &Pixels,
+    command: &str,
+    checkpoints: Option<&Path>,
+    on_epoch: &mut dyn FnMut(u64, f64),
+) -> Result<CellResult> {
     let started = Instant::now();
-    let trained = train_cell(cell, budget, train, on_epoch)?;
+    let trained = train_cell_resumable(cell, budget, train, checkpoints, on_epoch)?;
     let nats = evaluate_cell(&trained, test, budget.eval_samples, budget.seed, 0)?;
     Ok(CellResult::new(cell, budget, nats, started, command, None))
 }

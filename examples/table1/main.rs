@@ -1,6 +1,8 @@
 //! Runs cells of the paper's Table 1 (Jang, Gu and Poole 2017, arXiv 1611.01144): one
 //! command per cell, resumable, each result merged into a JSON results file
-//! (`out/table1.json` unless `--out`) as soon as it exists.
+//! (`out/table1.json` unless `--out`) as soon as it exists. SBN cells also checkpoint
+//! after every epoch (`out/table1-checkpoints/` unless `--checkpoints`), and the same
+//! command rerun after an interruption continues from the last finished epoch.
 //!
 //! ```text
 //! cargo run --release --example table1 -- --cell "VAE Cat.:GS" --binarized-mnist "$GUMBELGRAD_DATA/binarized_mnist" --epochs 10
@@ -30,12 +32,15 @@ mod cells;
 mod cli;
 
 use cells::{
-    ANNEAL_RATE, Budget, COLUMNS, Cell, ROWS, ResultsFile, paper_value, run_cell,
+    ANNEAL_RATE, Budget, COLUMNS, Cell, ROWS, ResultsFile, paper_value, run_cell_resumable,
     run_cell_with_selection,
 };
 
 /// Where results go without `--out`: a git-ignored folder, never into docs/.
 const DEFAULT_OUT: &str = "out/table1.json";
+
+/// Where the SBN cells' checkpoints go without `--checkpoints`: git-ignored as well.
+const DEFAULT_CHECKPOINTS: &str = "out/table1-checkpoints";
 
 /// Run cells of the paper's Table 1: train one model with one estimator, evaluate it
 /// with m samples, and merge the result into a JSON table (atomically, as each cell
@@ -58,6 +63,12 @@ struct Args {
     /// batch 20, m = 5; writes to a temporary file unless --out
     #[arg(long)]
     smoke: bool,
+    /// Train on only the first N training images (short runs and timing) [default: all]
+    #[arg(long, value_name = "N", value_parser = cli::at_least_one)]
+    train_images: Option<usize>,
+    /// Evaluate on only the first N test images (short runs and timing) [default: all]
+    #[arg(long, value_name = "N", value_parser = cli::at_least_one)]
+    test_images: Option<usize>,
     /// Passes over the training set [default: 10; 1 with --smoke]
     #[arg(long, value_name = "N")]
     epochs: Option<u64>,
@@ -98,6 +109,12 @@ struct Args {
     /// docs/results/table1.json: only an explicit --out writes there
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Folder of the SBN cells' checkpoints, written after every epoch: rerunning a
+    /// killed SBN cell with the same arguments continues from its last epoch (VAE cells
+    /// and --lr-grid do not checkpoint) [default: out/table1-checkpoints; with --smoke
+    /// none]
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<PathBuf>,
     /// Rerun cells that are already in the results file
     #[arg(long)]
     force: bool,
@@ -133,8 +150,10 @@ fn cell_list() -> String {
 }
 
 /// The options that shape a cell's result, recorded (as typed) in its command.
-const RECORDED: [&str; 11] = [
+const RECORDED: [&str; 13] = [
     "--binarized-mnist",
+    "--train-images",
+    "--test-images",
     "--epochs",
     "--eval-samples",
     "--lr",
@@ -388,6 +407,14 @@ fn run_cells(run: &Run) -> Result<(), Error> {
             (train, valid, test, "200 synthetic digits (smoke)")
         }
     };
+    let train = match args.train_images {
+        Some(n) => train.take(n),
+        None => train,
+    };
+    let test = match args.test_images {
+        Some(n) => test.take(n),
+        None => test,
+    };
     let budget = Budget {
         epochs: args.epochs.unwrap_or(if args.smoke { 1 } else { 10 }),
         batch_size: args.batch_size.unwrap_or(if args.smoke { 20 } else { 100 }),
@@ -417,6 +444,11 @@ fn run_cells(run: &Run) -> Result<(), Error> {
         args.threads.threads,
         out.display()
     );
+    let checkpoints = match (&args.checkpoints, args.smoke) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, true) => None,
+        (None, false) => Some(PathBuf::from(DEFAULT_CHECKPOINTS)),
+    };
     let candidates = args.lr_grid.as_ref().map_or(1, |Grid(grid)| grid.len()) as u64;
     for (index, cell) in run.cells.iter().enumerate() {
         let label = format!("cell {}/{} {}", index + 1, run.cells.len(), cell.label());
@@ -483,12 +515,13 @@ fn run_cells(run: &Run) -> Result<(), Error> {
                 },
                 &mut on_epoch,
             )?,
-            _ => run_cell(
+            _ => run_cell_resumable(
                 cell,
                 &budget,
                 &train.images,
                 &test.images,
                 &command,
+                checkpoints.as_deref(),
                 &mut on_epoch,
             )?,
         };

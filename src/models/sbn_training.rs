@@ -1,13 +1,32 @@
 //! Training an [`Sbn`]: Adam on the single-sample cost, one estimator per stochastic
 //! layer, every random number derived from `(seed, step)` as in
 //! [`Trainer`](crate::models::Trainer).
+//!
+//! # Checkpoints
+//! [`SbnTrainer::save_checkpoint`] writes one safetensors file, atomically, laid out as
+//! the [VAE trainer's](crate::models::training#checkpoint-layout): tensors `model.*`
+//! and `optim.*`, metadata `optimizer_steps`, `step`, `epoch`, `seed`,
+//! `scheduled_temperature`, `model`, the settings `batch_size`, `learning_rate`,
+//! `temperature` and (after an epoch) `train_images`, and the two layers' estimators:
+//! names `estimator.first`, `estimator.second` and states under
+//! `estimator.first.state.*`, `estimator.second.state.*`. Because every random number
+//! derives from the seed and the counters, [`SbnTrainer::resume`] continues bit for bit:
+//! an interrupted run resumed from its last checkpoint ends exactly where the
+//! uninterrupted run does.
+
+use std::path::Path;
 
 use crate::data::{Minibatches, RowSource};
 use crate::error::{Error, Result};
 use crate::estimators::{Estimator, GradientEstimator, TemperatureSchedule};
 use crate::float::Float;
+use crate::io::Checkpoint;
 use crate::models::sbn::{Sbn, SbnConfig};
 use crate::models::seeds::{Stream, rng_for};
+use crate::models::training::{
+    expect_metadata, read_estimator_state, read_parameters_and_optimizer, write_estimator_state,
+    write_parameters_and_optimizer,
+};
 use crate::optim::{Adam, Optimizer};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
@@ -42,6 +61,11 @@ pub struct SbnTrainer<T: Float> {
     tape: Tape<T>,
     /// The scheduled temperature last handed to the estimators.
     scheduled_temperature: f64,
+    /// Training examples of the last epoch (recorded in checkpoints).
+    train_images: Option<u64>,
+    /// The checkpoint's number of training examples, checked by the first epoch after a
+    /// resume.
+    resumed_train_images: Option<u64>,
 }
 
 impl<T: Float> SbnTrainer<T> {
@@ -86,6 +110,8 @@ impl<T: Float> SbnTrainer<T> {
             epoch: 0,
             tape: Tape::new(),
             scheduled_temperature: temperature,
+            train_images: None,
+            resumed_train_images: None,
         })
     }
 
@@ -158,6 +184,16 @@ impl<T: Float> SbnTrainer<T> {
         lower: &S,
         mut on_step: impl FnMut(u64, f64),
     ) -> Result<f64> {
+        let rows = upper.num_rows() as u64;
+        if let Some(recorded) = self.resumed_train_images.filter(|&n| n != rows) {
+            return Err(Error::invalid_argument(
+                "SbnTrainer::train_epoch",
+                format!(
+                    "this run trained on {recorded} examples per epoch; given {rows} (a resumed \
+                     run must see the same training set)"
+                ),
+            ));
+        }
         let order = Minibatches::for_epoch(
             upper.num_rows(),
             self.config.batch_size,
@@ -187,8 +223,118 @@ impl<T: Float> SbnTrainer<T> {
             ));
         }
         self.epoch += 1;
+        self.train_images = Some(rows);
+        self.resumed_train_images = None;
         Ok(total / count as f64)
     }
+
+    /// Saves parameters, Adam's state, the counters and both estimators' states,
+    /// atomically (layout in the [module documentation](self#checkpoints)).
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut checkpoint = Checkpoint::<T>::new();
+        write_parameters_and_optimizer(&mut checkpoint, self.model.parameters(), &self.optimizer);
+        checkpoint.set_u64("step", self.step);
+        checkpoint.set_u64("epoch", self.epoch);
+        checkpoint.set_u64("seed", self.config.seed);
+        checkpoint.set_f64("scheduled_temperature", self.scheduled_temperature);
+        checkpoint.set("model", format!("{:?}", self.model.config()));
+        for (key, value) in recorded_settings(&self.config) {
+            checkpoint.set(key, value);
+        }
+        if let Some(images) = self.train_images {
+            checkpoint.set_u64("train_images", images);
+        }
+        for (layer, estimator) in [("first", &self.first), ("second", &self.second)] {
+            checkpoint.set(format!("estimator.{layer}"), estimator.name());
+            write_estimator_state(
+                &mut checkpoint,
+                &format!("estimator.{layer}.state."),
+                estimator.as_ref(),
+            );
+        }
+        checkpoint.save(path)
+    }
+
+    /// Continues a run from a checkpoint written by [`SbnTrainer::save_checkpoint`], both
+    /// layers' estimators built from `config.estimator` (see
+    /// [`SbnTrainer::resume_with_estimators`]).
+    pub fn resume(
+        path: impl AsRef<Path>,
+        model_config: SbnConfig,
+        config: SbnTrainConfig,
+    ) -> Result<Self> {
+        let temperature = config.temperature.at(0)?;
+        let first = Estimator::from_name(&config.estimator, temperature)?;
+        let second = Estimator::from_name(&config.estimator, temperature)?;
+        Self::resume_with_estimators(
+            path,
+            model_config,
+            config,
+            Box::new(first),
+            Box::new(second),
+        )
+    }
+
+    /// Continues a run from a checkpoint written by [`SbnTrainer::save_checkpoint`], with
+    /// fresh estimators configured as the ones that wrote it (their state is loaded from
+    /// the file). The model's sizes, the seed, the estimators' names and the settings
+    /// (batch size, learning rate, temperature schedule) must match the file's, else an
+    /// [`Error::BadFile`] naming the key; the number of training examples is checked at
+    /// the next [`train_epoch`](Self::train_epoch).
+    pub fn resume_with_estimators(
+        path: impl AsRef<Path>,
+        model_config: SbnConfig,
+        config: SbnTrainConfig,
+        first: Box<dyn GradientEstimator<T>>,
+        second: Box<dyn GradientEstimator<T>>,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let checkpoint = Checkpoint::<T>::load(path)?;
+        let mut trainer = Self::with_estimators(model_config, config, first, second)?;
+        let expect = |key: &str, ours: String| expect_metadata(&checkpoint, path, key, &ours);
+        expect("model", format!("{:?}", trainer.model.config()))?;
+        expect("seed", trainer.config.seed.to_string())?;
+        expect("estimator.first", trainer.first.name().to_string())?;
+        expect("estimator.second", trainer.second.name().to_string())?;
+        for (key, ours) in recorded_settings(&trainer.config) {
+            expect(key, ours)?;
+        }
+        read_parameters_and_optimizer(
+            &checkpoint,
+            trainer.model.parameters_mut(),
+            &mut trainer.optimizer,
+        )?;
+        trainer.step = checkpoint.u64("step")?;
+        trainer.epoch = checkpoint.u64("epoch")?;
+        if checkpoint.metadata().contains_key("train_images") {
+            let images = checkpoint.u64("train_images")?;
+            trainer.train_images = Some(images);
+            trainer.resumed_train_images = Some(images);
+        }
+        let temperature = checkpoint.f64("scheduled_temperature")?;
+        trainer.first.set_temperature(temperature)?;
+        trainer.second.set_temperature(temperature)?;
+        trainer.scheduled_temperature = temperature;
+        for (layer, estimator) in [
+            ("first", &mut trainer.first),
+            ("second", &mut trainer.second),
+        ] {
+            let state = read_estimator_state(&checkpoint, &format!("estimator.{layer}.state."))?;
+            estimator
+                .load_state(&state)
+                .map_err(|e| Error::bad_file(path, format!("{layer} estimator's state: {e}")))?;
+        }
+        Ok(trainer)
+    }
+}
+
+/// The settings a checkpoint records and a resumed run must match: key and value.
+fn recorded_settings(config: &SbnTrainConfig) -> [(&'static str, String); 3] {
+    [
+        ("batch_size", config.batch_size.to_string()),
+        ("learning_rate", format!("{:?}", config.learning_rate)),
+        ("temperature", format!("{:?}", config.temperature)),
+    ]
 }
 
 /// The rows `batch` of `source` as a tensor; an index out of range is an error.

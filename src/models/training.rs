@@ -42,7 +42,7 @@ use crate::io::Checkpoint;
 use crate::io::json::Json;
 use crate::models::discrete_vae::{DiscreteVae, VaeConfig};
 use crate::models::seeds::{Stream, rng_for};
-use crate::nn::Gradients;
+use crate::nn::{Gradients, Parameters};
 use crate::optim::{Adam, LearningRateSchedule, Optimizer, OptimizerState};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
@@ -364,20 +364,7 @@ impl<T: Float> Trainer<T> {
     /// documentation](self#checkpoint-layout) says.
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut checkpoint = Checkpoint::<T>::new();
-        checkpoint.extend(
-            self.model
-                .parameters()
-                .iter()
-                .map(|(name, tensor)| (format!("{MODEL_PREFIX}{name}"), tensor.clone())),
-        );
-        let state = self.optimizer.state(self.model.parameters());
-        checkpoint.extend(
-            state
-                .tensors
-                .into_iter()
-                .map(|(name, tensor)| (format!("{OPTIM_PREFIX}{name}"), tensor)),
-        );
-        checkpoint.set_u64("optimizer_steps", state.steps);
+        write_parameters_and_optimizer(&mut checkpoint, self.model.parameters(), &self.optimizer);
         checkpoint.set_u64("step", self.step);
         checkpoint.set_u64("epoch", self.epoch);
         checkpoint.set_u64("seed", self.config.seed);
@@ -489,16 +476,7 @@ impl<T: Float> Trainer<T> {
         let path = path.as_ref();
         let checkpoint = Checkpoint::<T>::load(path)?;
         let mut trainer = Trainer::with_estimator(model_config, config, estimator)?;
-        let expect = |key: &str, ours: String| -> Result<()> {
-            let theirs = checkpoint.get(key)?;
-            if theirs != ours {
-                return Err(Error::bad_file(
-                    path,
-                    format!("checkpoint has {key} = {theirs}, this run has {ours}"),
-                ));
-            }
-            Ok(())
-        };
+        let expect = |key: &str, ours: String| expect_metadata(&checkpoint, path, key, &ours);
         expect("model", format!("{:?}", trainer.model.config()))?;
         expect("estimator", trainer.estimator.name().to_string())?;
         expect("seed", trainer.config.seed.to_string())?;
@@ -517,30 +495,11 @@ impl<T: Float> Trainer<T> {
                 allow_changed_settings: options.allow_changed_settings,
             });
         }
-        let names: Vec<String> = trainer
-            .model
-            .parameters()
-            .names()
-            .map(str::to_string)
-            .collect();
-        for name in &names {
-            let tensor = checkpoint.tensor(&format!("{MODEL_PREFIX}{name}"))?;
-            trainer.model.parameters_mut().set(name, tensor.clone())?;
-        }
-        let state = OptimizerState {
-            steps: checkpoint.u64("optimizer_steps")?,
-            tensors: checkpoint
-                .tensors()
-                .iter()
-                .filter_map(|(name, tensor)| {
-                    name.strip_prefix(OPTIM_PREFIX)
-                        .map(|name| (name.to_string(), tensor.clone()))
-                })
-                .collect(),
-        };
-        trainer
-            .optimizer
-            .load_state(trainer.model.parameters(), &state)?;
+        read_parameters_and_optimizer(
+            &checkpoint,
+            trainer.model.parameters_mut(),
+            &mut trainer.optimizer,
+        )?;
         trainer.step = checkpoint.u64("step")?;
         trainer.epoch = checkpoint.u64("epoch")?;
         if checkpoint.metadata().contains_key("scheduled_temperature") {
@@ -565,6 +524,72 @@ const MODEL_PREFIX: &str = "model.";
 const OPTIM_PREFIX: &str = "optim.";
 /// Prefix of the estimator's state in a checkpoint's metadata.
 const ESTIMATOR_PREFIX: &str = "estimator.";
+
+/// Writes the parameters as tensors `model.<name>`, the optimiser's moments as
+/// `optim.<name>` and its step count as metadata `optimizer_steps` (the part of a
+/// checkpoint every trainer shares).
+pub(crate) fn write_parameters_and_optimizer<T: Float>(
+    checkpoint: &mut Checkpoint<T>,
+    params: &Parameters<T>,
+    optimizer: &Adam<T>,
+) {
+    checkpoint.extend(
+        params
+            .iter()
+            .map(|(name, tensor)| (format!("{MODEL_PREFIX}{name}"), tensor.clone())),
+    );
+    let state = optimizer.state(params);
+    checkpoint.extend(
+        state
+            .tensors
+            .into_iter()
+            .map(|(name, tensor)| (format!("{OPTIM_PREFIX}{name}"), tensor)),
+    );
+    checkpoint.set_u64("optimizer_steps", state.steps);
+}
+
+/// Reads back what [`write_parameters_and_optimizer`] wrote, into `params` (which must
+/// have the same names and shapes) and `optimizer`.
+pub(crate) fn read_parameters_and_optimizer<T: Float>(
+    checkpoint: &Checkpoint<T>,
+    params: &mut Parameters<T>,
+    optimizer: &mut Adam<T>,
+) -> Result<()> {
+    let names: Vec<String> = params.names().map(str::to_string).collect();
+    for name in &names {
+        let tensor = checkpoint.tensor(&format!("{MODEL_PREFIX}{name}"))?;
+        params.set(name, tensor.clone())?;
+    }
+    let state = OptimizerState {
+        steps: checkpoint.u64("optimizer_steps")?,
+        tensors: checkpoint
+            .tensors()
+            .iter()
+            .filter_map(|(name, tensor)| {
+                name.strip_prefix(OPTIM_PREFIX)
+                    .map(|name| (name.to_string(), tensor.clone()))
+            })
+            .collect(),
+    };
+    optimizer.load_state(params, &state)
+}
+
+/// An [`Error::BadFile`] naming `path` unless the checkpoint's metadata `key` is `ours`.
+pub(crate) fn expect_metadata<T: Float>(
+    checkpoint: &Checkpoint<T>,
+    path: &Path,
+    key: &str,
+    ours: &str,
+) -> Result<()> {
+    let theirs = checkpoint.get(key)?;
+    if theirs != ours {
+        return Err(Error::bad_file(
+            path,
+            format!("checkpoint has {key} = {theirs}, this run has {ours}"),
+        ));
+    }
+    Ok(())
+}
 
 /// Writes `estimator`'s state ([`GradientEstimator::save_state`]) into the metadata of
 /// `checkpoint`, each entry as `{prefix}{key}`: scalars with [`Checkpoint::set_f64`],

@@ -20,7 +20,7 @@
 //! relaxation is exact but its reparameterised gradient explodes, at large `tau` it is
 //! smooth but a poor baseline — hence tuning.
 //!
-//! # Conditional noise (Tucker et al., arXiv 1703.07370, appendix; [`noise`] and [`conditional_gumbel`])
+//! # Conditional noise (Tucker et al., arXiv 1703.07370, appendix; [`noise`] and [`conditional_gumbel`](crate::estimators::conditional_gumbel))
 //! Given `b` and fresh uniforms `v`: `z~_b = -ln(-ln v_b)` (the maximum of Gumbels with
 //! log-probabilities summing to 0 is a standard Gumbel, independent of the argmax) and,
 //! for `i != b`, `z~_i = -ln(-ln(v_i) / p_i - ln v_b)` (a Gumbel with location `ln p_i`
@@ -45,7 +45,11 @@
 //! This costs `1 + 2 x (1 or 3)` cost evaluations per call (hard sample; relaxed and
 //! conditional relaxed samples at `tau`, and at `tau e^{+-h}` when tuning) and one extra
 //! backward pass, and the per-example estimate reaches the logits' upstream network
-//! through an [`InjectedGradient`](super::InjectedGradient) node.
+//! through an [`InjectedGradient`](super::InjectedGradient) node. Tuning on every
+//! `k`-th call only ([`Rebar::with_tuning_interval`]; default every call) brings the
+//! other calls down to `1 + 2`; the call count is part of the checkpointed state. The
+//! conditional noise `z~` does not depend on `tau`: it is computed once per call, and
+//! its derivative in the logits applied by hand (see `rebar_pass`).
 
 use rand::RngCore;
 
@@ -55,8 +59,7 @@ use super::{constant_from, poisoned_estimate, read_logits, softmax_f64, values_f
 use crate::error::{Result, check_temperature_for};
 use crate::estimators::{
     Estimate, EstimatorState, GradientEstimator, InjectedNoise,
-    bernoulli_as_categorical_with_noise, check_cost_shape, conditional_gumbel, fail,
-    gumbel_softmax, noise,
+    bernoulli_as_categorical_with_noise, check_cost_shape, fail, gumbel_softmax, noise,
 };
 use crate::float::Float;
 use crate::tape::Var;
@@ -66,30 +69,58 @@ use crate::tensor::Tensor;
 /// `E_i = -ln v_i`, `z~_i = -ln(E_i / p_i + E_b) = -logaddexp(ln E_i - ln p_i, ln E_b)`,
 /// so the slope is `sigmoid(ln E_i - ln p_i - ln E_b)` off the sampled class and 0 on
 /// it (computed in log space, finite even when `p_i` underflows).
+#[cfg(test)]
 pub(crate) fn conditional_slopes(
     values: &[f64],
     sample: &[f64],
     uniforms: &[f64],
     group_size: usize,
 ) -> Vec<f64> {
+    conditional_noise_and_slopes(values, sample, uniforms, group_size).1
+}
+
+/// The conditional noise `z~` of every element (as
+/// [`conditional_gumbel_from_uniform`](crate::estimators::noise::conditional_gumbel_from_uniform),
+/// in `f64`) and its [`conditional_slopes`], sharing their logarithms: with
+/// `a_i = ln E_i - ln p_i`, `c = ln E_b` and `t = exp(-|a_i - c|)`,
+/// `z~_i = -(max(a_i, c) + ln(1 + t))` and the slope is `sigmoid(a_i - c)`, i.e.
+/// `1 / (1 + t)` or `t / (1 + t)`; on the sampled class `z~_b = -c`, slope 0.
+pub(crate) fn conditional_noise_and_slopes(
+    values: &[f64],
+    sample: &[f64],
+    uniforms: &[f64],
+    group_size: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let mut log_p = vec![0.0; values.len()];
     crate::kernels::softmax::log_softmax_groups(values, &mut log_p, group_size);
-    let mut out = vec![0.0; values.len()];
-    for (((os, ls), zs), vs) in out
+    let mut noise = vec![0.0; values.len()];
+    let mut slopes = vec![0.0; values.len()];
+    for ((((zs, os), ls), bs), vs) in noise
         .chunks_exact_mut(group_size)
+        .zip(slopes.chunks_exact_mut(group_size))
         .zip(log_p.chunks_exact(group_size))
         .zip(sample.chunks_exact(group_size))
         .zip(uniforms.chunks_exact(group_size))
     {
-        let b = zs.iter().position(|&z| z > 0.5).unwrap_or(0);
+        let b = bs.iter().position(|&z| z > 0.5).unwrap_or(0);
         let log_top = (-vs[b].ln()).ln();
         for i in 0..group_size {
-            if i != b {
-                os[i] = crate::ops::unary::sigmoid((-vs[i].ln()).ln() - ls[i] - log_top);
+            if i == b {
+                zs[i] = -log_top;
+                os[i] = 0.0;
+            } else {
+                let x = (-vs[i].ln()).ln() - ls[i] - log_top;
+                let t = (-x.abs()).exp();
+                zs[i] = -(log_top + x.max(0.0) + t.ln_1p());
+                os[i] = if x >= 0.0 {
+                    1.0 / (1.0 + t)
+                } else {
+                    t / (1.0 + t)
+                };
             }
         }
     }
-    out
+    (noise, slopes)
 }
 
 /// The noise of one REBAR/RELAX call, in `f64`.
@@ -177,11 +208,23 @@ pub(crate) struct RebarPass<'t, T: Float> {
     pub(crate) cost: Var<'t, T>,
     pub(crate) cost_values: Vec<f64>,
     pub(crate) relaxed: Vec<Relaxed>,
+    /// [`conditional_slopes`] of the call.
+    pub(crate) slopes: Vec<f64>,
 }
 
 /// Evaluates the cost at the hard sample and, for every temperature, at `sigma(z)` and
-/// `sigma(z~)` built on a fresh leaf copy of the logits; one backward pass from the sum
-/// of all relaxed costs gives every per-row gradient (rows and copies are separate).
+/// `sigma(z~)`; one backward pass from the sum of all relaxed costs gives every per-row
+/// gradient (rows and temperatures are separate).
+///
+/// `sigma(z)` is built on a fresh leaf copy of the logits per temperature. The
+/// conditional noise `z~` does not depend on the temperature, so it is computed once,
+/// in `f64`, and enters the tape as a leaf per temperature; its gradient reaches the
+/// logits by the chain rule written out here: `z~_i` depends on `ln p_i` only, with
+/// slope [`conditional_slopes`] (0 on the sampled class), and
+/// `d ln p / d logits = I - 1 p^T` per group, so `grad_logits = u - p sum(u)` per
+/// group with `u = slope * grad_z~`. (The same derivative as the
+/// [`conditional_gumbel`](crate::estimators::conditional_gumbel) op, once per call
+/// instead of a forward and a backward per temperature.)
 pub(crate) fn rebar_pass<'t, T: Float>(
     logits: Var<'t, T>,
     values: &Tensor<f64>,
@@ -196,16 +239,20 @@ pub(crate) fn rebar_pass<'t, T: Float>(
     let sample = constant_from(logits, rows, cols, draw.sample.clone());
     let cost_value = check_cost_shape(sample, cost(sample));
     let gumbel = constant_from(logits, rows, cols, draw.gumbel.clone());
-    let uniforms = constant_from(logits, rows, cols, draw.uniforms.clone());
     let no_noise = constant_from(logits, rows, cols, vec![0.0; rows * cols]);
     let copy = values.cast::<T>();
+    let (z_tilde, slopes) =
+        conditional_noise_and_slopes(values.as_slice(), &draw.sample, &draw.uniforms, group_size);
+    let z_tilde = Tensor::from_vec(rows, cols, z_tilde)
+        .expect("shape of the logits")
+        .cast::<T>();
     let mut total: Option<Var<'t, T>> = None;
     let mut parts = Vec::with_capacity(temperatures.len());
     for &temperature in temperatures {
         let leaf = tape.variable(&copy);
+        let tilde_leaf = tape.variable(&z_tilde);
         let relaxed = gumbel_softmax(leaf, gumbel, temperature, group_size);
-        let z_tilde = conditional_gumbel(leaf, uniforms, sample, group_size);
-        let relaxed_tilde = gumbel_softmax(z_tilde, no_noise, temperature, group_size);
+        let relaxed_tilde = gumbel_softmax(tilde_leaf, no_noise, temperature, group_size);
         let f = check_cost_shape(relaxed, cost(relaxed));
         let f_tilde = check_cost_shape(relaxed_tilde, cost(relaxed_tilde));
         let difference = (f - f_tilde).sum();
@@ -213,7 +260,14 @@ pub(crate) fn rebar_pass<'t, T: Float>(
             Some(t) => t + difference,
             None => difference,
         });
-        parts.push((temperature, leaf, relaxed, relaxed_tilde, f_tilde));
+        parts.push((
+            temperature,
+            leaf,
+            tilde_leaf,
+            relaxed,
+            relaxed_tilde,
+            f_tilde,
+        ));
     }
     if let Some(total) = total {
         let _ = tape.backward(total);
@@ -222,18 +276,38 @@ pub(crate) fn rebar_pass<'t, T: Float>(
     if tape.check().is_err() || cost_values.len() != rows {
         return Err(poisoned_estimate(cost_value));
     }
+    let grad_f64 = |leaf: Var<'t, T>| -> Vec<f64> {
+        leaf.grad()
+            .map(|g| g.as_slice().iter().map(|x| x.to_f64()).collect())
+            .unwrap_or_else(|| vec![0.0; rows * cols])
+    };
     let relaxed = parts
         .into_iter()
         .map(
-            |(temperature, leaf, relaxed, relaxed_tilde, f_tilde)| Relaxed {
-                temperature,
-                gradient: leaf
-                    .grad()
-                    .map(|g| g.as_slice().iter().map(|x| x.to_f64()).collect())
-                    .unwrap_or_else(|| vec![0.0; rows * cols]),
-                cost_tilde: values_f64(f_tilde),
-                relaxed: values_f64(relaxed),
-                relaxed_tilde: values_f64(relaxed_tilde),
+            |(temperature, leaf, tilde_leaf, relaxed, relaxed_tilde, f_tilde)| {
+                let mut gradient = grad_f64(leaf);
+                let through_tilde = grad_f64(tilde_leaf);
+                for ((gs, us), (ss, ps)) in gradient
+                    .chunks_exact_mut(group_size)
+                    .zip(through_tilde.chunks_exact(group_size))
+                    .zip(
+                        slopes
+                            .chunks_exact(group_size)
+                            .zip(draw.probabilities.chunks_exact(group_size)),
+                    )
+                {
+                    let total: f64 = us.iter().zip(ss).map(|(u, s)| u * s).sum();
+                    for (((g, u), s), p) in gs.iter_mut().zip(us).zip(ss).zip(ps) {
+                        *g += u * s - p * total;
+                    }
+                }
+                Relaxed {
+                    temperature,
+                    gradient,
+                    cost_tilde: values_f64(f_tilde),
+                    relaxed: values_f64(relaxed),
+                    relaxed_tilde: values_f64(relaxed_tilde),
+                }
             },
         )
         .collect();
@@ -242,6 +316,7 @@ pub(crate) fn rebar_pass<'t, T: Float>(
         cost: cost_value,
         cost_values,
         relaxed,
+        slopes,
     })
 }
 
@@ -274,6 +349,57 @@ pub(crate) const LOG_TEMPERATURE_STEP: f64 = 0.01;
 
 /// Bounds on `ln tau` while tuning (`tau` in `[0.01, 100]`).
 pub(crate) const LOG_TEMPERATURE_RANGE: (f64, f64) = (-4.6, 4.6);
+
+/// When REBAR and RELAX tune: on every `interval`-th call, counted in the checkpointed
+/// state (key `tuning_calls`) so a resumed run tunes on the same calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TuningSchedule {
+    pub(crate) interval: u64,
+    /// Calls so far.
+    pub(crate) calls: u64,
+}
+
+impl Default for TuningSchedule {
+    fn default() -> Self {
+        TuningSchedule {
+            interval: 1,
+            calls: 0,
+        }
+    }
+}
+
+impl TuningSchedule {
+    /// Every `interval`-th call; an error naming `op` if `interval` is 0.
+    pub(crate) fn every(interval: u64, op: &str) -> Result<Self> {
+        if interval == 0 {
+            return Err(crate::error::Error::invalid_argument(
+                op,
+                "the tuning interval must be at least 1",
+            ));
+        }
+        Ok(TuningSchedule { interval, calls: 0 })
+    }
+
+    /// Counts a call; whether it tunes (the first, then every `interval`-th).
+    pub(crate) fn next_call_tunes(&mut self) -> bool {
+        let tunes = self.calls.is_multiple_of(self.interval);
+        self.calls = self.calls.saturating_add(1);
+        tunes
+    }
+
+    pub(crate) fn save_state(&self, state: &mut EstimatorState) {
+        state.set_scalar("tuning_calls", self.calls as f64);
+    }
+
+    /// The call count of a saved state (0 in a state saved without one).
+    pub(crate) fn load_calls(state: &EstimatorState) -> Result<u64> {
+        if state.contains("tuning_calls") {
+            state.count("tuning_calls")
+        } else {
+            Ok(0)
+        }
+    }
+}
 
 /// REBAR with its own `eta` and temperature, optionally tuned to minimise the variance.
 ///
@@ -313,6 +439,7 @@ pub struct Rebar {
     params: [f64; 2],
     tune: bool,
     adam: FlatAdam,
+    schedule: TuningSchedule,
 }
 
 impl Rebar {
@@ -324,6 +451,7 @@ impl Rebar {
             params: [eta, temperature.ln()],
             tune: true,
             adam: FlatAdam::new(0.01, 2),
+            schedule: TuningSchedule::default(),
         })
     }
 
@@ -331,6 +459,16 @@ impl Rebar {
     pub fn with_tuning(mut self, tune: bool) -> Self {
         self.tune = tune;
         self
+    }
+
+    /// Tunes on every `interval`-th call only (the first call, then every `interval`
+    /// calls after it; default 1, every call). A call that does not tune evaluates the
+    /// cost `1 + 2` times instead of `1 + 2 x 3`. The estimate is unbiased at any `eta`
+    /// and `tau`, so this changes the variance, never the mean. An error if `interval`
+    /// is 0.
+    pub fn with_tuning_interval(mut self, interval: u64) -> Result<Self> {
+        self.schedule = TuningSchedule::every(interval, "Rebar::with_tuning_interval")?;
+        Ok(self)
     }
 
     /// The current control-variate scale `eta`.
@@ -374,12 +512,15 @@ impl<T: Float> GradientEstimator<T> for Rebar {
         state.set_scalar("eta", self.params[0]);
         state.set_scalar("log_temperature", self.params[1]);
         self.adam.save_state(state);
+        self.schedule.save_state(state);
     }
 
     fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
         let params = [state.scalar("eta")?, state.scalar("log_temperature")?];
+        let calls = TuningSchedule::load_calls(state)?;
         self.adam.load_state(state)?;
         self.params = params;
+        self.schedule.calls = calls;
         Ok(())
     }
 
@@ -436,9 +577,10 @@ impl Rebar {
                 Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
             },
         };
+        let tune = self.tune && self.schedule.next_call_tunes();
         let (eta, log_tau) = (self.params[0], self.params[1]);
         let mut temperatures = vec![log_tau.exp()];
-        if self.tune {
+        if tune {
             temperatures.push((log_tau + LOG_TEMPERATURE_STEP).exp());
             temperatures.push((log_tau - LOG_TEMPERATURE_STEP).exp());
         }
@@ -458,7 +600,7 @@ impl Rebar {
         let (g_a, g_c) = rebar_parts(&pass.cost_values, &score, &pass.relaxed[0], draw.cols);
         let g: Vec<f64> = g_a.iter().zip(&g_c).map(|(a, c)| a + eta * c).collect();
 
-        if self.tune {
+        if tune {
             let rows = draw.rows;
             let d_eta = 2.0 * g.iter().zip(&g_c).map(|(x, c)| x * c).sum::<f64>() / rows as f64;
             let at = |relaxed: &Relaxed| {
@@ -478,6 +620,39 @@ impl Rebar {
             sample: pass.sample,
             cost: pass.cost,
             loss: (pass.cost + injected).mean(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estimators::noise::conditional_gumbel_from_uniform;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    /// The shared-logarithm noise is the noise module's conditional Gumbel map, also
+    /// where a probability underflows.
+    #[test]
+    fn conditional_noise_matches_the_noise_module() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for spread in [1.0, 30.0, 800.0] {
+            let values = Tensor::<f64>::random_uniform(4, 6, -spread, spread, &mut rng);
+            let draw = Draw::new::<f64>(&values, 3, &mut rng);
+            let (noise, slopes) =
+                conditional_noise_and_slopes(values.as_slice(), &draw.sample, &draw.uniforms, 3);
+            let classes: Vec<usize> = draw
+                .sample
+                .chunks(3)
+                .map(|g| g.iter().position(|&x| x > 0.5).unwrap())
+                .collect();
+            let uniforms = Tensor::from_slice(4, 6, &draw.uniforms).unwrap();
+            let expected =
+                conditional_gumbel_from_uniform(&values, &uniforms, &classes, 3).unwrap();
+            for (a, b) in noise.iter().zip(expected.as_slice()) {
+                assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+            assert!(slopes.iter().all(|s| (0.0..=1.0).contains(s)));
         }
     }
 }

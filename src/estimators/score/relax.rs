@@ -53,7 +53,7 @@ use rand::{RngCore, SeedableRng};
 use super::flat_adam::FlatAdam;
 use super::injected_gradient::inject_gradient;
 use super::rebar::{
-    Draw, LOG_TEMPERATURE_RANGE, LOG_TEMPERATURE_STEP, Relaxed, conditional_slopes, mean_square,
+    Draw, LOG_TEMPERATURE_RANGE, LOG_TEMPERATURE_STEP, Relaxed, TuningSchedule, mean_square,
     rebar_parts, rebar_pass,
 };
 use super::{constant_from, poisoned_estimate, read_logits};
@@ -292,6 +292,7 @@ pub struct Relax {
     surrogate: Option<Surrogate>,
     adam: Option<FlatAdam>,
     tune: bool,
+    schedule: TuningSchedule,
 }
 
 impl Relax {
@@ -307,6 +308,7 @@ impl Relax {
             surrogate: None,
             adam: None,
             tune: true,
+            schedule: TuningSchedule::default(),
         })
     }
 
@@ -314,6 +316,14 @@ impl Relax {
     pub fn with_tuning(mut self, tune: bool) -> Self {
         self.tune = tune;
         self
+    }
+
+    /// Tunes on every `interval`-th call only, as
+    /// [`Rebar::with_tuning_interval`](super::Rebar::with_tuning_interval) (default 1,
+    /// every call); an error if `interval` is 0.
+    pub fn with_tuning_interval(mut self, interval: u64) -> Result<Self> {
+        self.schedule = TuningSchedule::every(interval, "Relax::with_tuning_interval")?;
+        Ok(self)
     }
 
     /// The current `eta`.
@@ -443,6 +453,7 @@ impl<T: Float> GradientEstimator<T> for Relax {
     fn save_state(&self, state: &mut EstimatorState) {
         state.set_scalar("eta", self.scalars[0]);
         state.set_scalar("log_temperature", self.scalars[1]);
+        self.schedule.save_state(state);
         if let (Some(surrogate), Some(adam)) = (&self.surrogate, &self.adam) {
             state.set_scalar("surrogate.inputs", surrogate.inputs() as f64);
             let weights = surrogate.parameters();
@@ -456,6 +467,7 @@ impl<T: Float> GradientEstimator<T> for Relax {
 
     fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
         let scalars = [state.scalar("eta")?, state.scalar("log_temperature")?];
+        let calls = TuningSchedule::load_calls(state)?;
         if state.contains("surrogate.inputs") {
             let inputs = state.count("surrogate.inputs")? as usize;
             let mut surrogate = Surrogate::new(inputs, self.hidden, &mut StdRng::seed_from_u64(0));
@@ -473,6 +485,7 @@ impl<T: Float> GradientEstimator<T> for Relax {
             self.adam = None;
         }
         self.scalars = scalars;
+        self.schedule.calls = calls;
         Ok(())
     }
 
@@ -538,9 +551,10 @@ impl Relax {
                 Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
             },
         };
+        let tune = self.tune && self.schedule.next_call_tunes();
         let (eta, log_tau) = (self.scalars[0], self.scalars[1]);
         let mut temperatures = vec![log_tau.exp()];
-        if self.tune {
+        if tune {
             temperatures.push((log_tau + LOG_TEMPERATURE_STEP).exp());
             temperatures.push((log_tau - LOG_TEMPERATURE_STEP).exp());
         }
@@ -558,11 +572,10 @@ impl Relax {
         };
         let surrogate = self.surrogate.as_ref().expect("created above");
         let score = draw.score();
-        let slopes =
-            conditional_slopes(values.as_slice(), &draw.sample, &draw.uniforms, group_size);
+        let slopes = &pass.slopes;
         let total = |relaxed: &Relaxed| -> (Vec<f64>, Vec<f64>) {
             let (g_a, g_c) = rebar_parts(&pass.cost_values, &score, relaxed, cols);
-            let learned = learned_term(surrogate, &draw, relaxed, &slopes, &score, group_size);
+            let learned = learned_term(surrogate, &draw, relaxed, slopes, &score, group_size);
             let g = g_a
                 .iter()
                 .zip(&g_c)
@@ -573,7 +586,7 @@ impl Relax {
         };
         let (g, g_c) = total(&pass.relaxed[0]);
 
-        if self.tune {
+        if tune {
             let rows = draw.rows;
             let relaxed = &pass.relaxed[0];
             let mut grads = vec![0.0; 2 + surrogate.parameters().len()];
@@ -582,7 +595,7 @@ impl Relax {
                 - mean_square(&total(&pass.relaxed[2]).0, rows))
                 / (2.0 * LOG_TEMPERATURE_STEP);
             let d_phi = surrogate_variance_gradient(
-                surrogate, &draw, relaxed, &slopes, &score, &g, group_size,
+                surrogate, &draw, relaxed, slopes, &score, &g, group_size,
             );
             grads[2..].copy_from_slice(&d_phi);
             let mut params: Vec<f64> = self.scalars.to_vec();
@@ -613,6 +626,7 @@ impl Relax {
 #[allow(clippy::needless_range_loop)]
 mod tests {
     //! The hand-written derivatives against central finite differences.
+    use super::super::rebar::conditional_slopes;
     use super::*;
     use crate::estimators::noise;
     use crate::estimators::score::softmax_f64;
