@@ -133,6 +133,14 @@ pub fn positive(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A comma-separated list of finite numbers greater than 0 (`R1,R2,...`, a
+/// learning-rate grid), each checked by [`positive`].
+pub fn learning_rates(text: &str) -> Result<Vec<f64>, String> {
+    text.split(',')
+        .map(|rate| positive(rate.trim()).map_err(|e| format!("'{rate}': {e}")))
+        .collect()
+}
+
 /// A finite number of at least 0.
 pub fn non_negative(text: &str) -> Result<f64, String> {
     let value: f64 = text.parse().map_err(|e| format!("{e}"))?;

@@ -113,10 +113,7 @@ struct Args {
 struct Grid(Vec<f64>);
 
 fn parse_grid(text: &str) -> Result<Grid, String> {
-    text.split(',')
-        .map(|rate| cli::positive(rate.trim()).map_err(|e| format!("'{rate}': {e}")))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Grid)
+    cli::learning_rates(text).map(Grid)
 }
 
 fn parse_cell(text: &str) -> Result<Cell, String> {
