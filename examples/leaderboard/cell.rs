@@ -460,16 +460,26 @@ pub fn run_cell(
     let temperature = cell.temperature()?;
     let mut candidates = Vec::with_capacity(grid.len());
     let mut best: Option<(f64, f64, f64)> = None; // (rate, valid nats, seconds)
+    // Everything a training run and its validation score depend on: a saved score is
+    // used only by a run with the same settings.
+    let settings = cli::object([
+        ("estimator", Json::string(cell.estimator)),
+        ("temperature", Json::string(format!("{temperature:?}"))),
+        ("epochs", Json::from_u64(budget.epochs)),
+        ("batch_size", Json::from_u64(budget.batch_size as u64)),
+        ("seed", Json::from_u64(budget.seed)),
+        ("train_images", Json::from_u64(data.train.rows() as u64)),
+        ("valid_images", Json::from_u64(data.valid.rows() as u64)),
+        (
+            "valid_samples",
+            Json::from_u64(protocol.valid_samples as u64),
+        ),
+    ]);
     for &learning_rate in grid {
         let dir = candidate_folder(&cell_dir, learning_rate);
         let key = cli::object([
-            ("epochs", Json::from_u64(budget.epochs)),
-            (
-                "valid_samples",
-                Json::from_u64(protocol.valid_samples as u64),
-            ),
-            ("valid_images", Json::from_u64(data.valid.rows() as u64)),
-            ("seed", Json::from_u64(budget.seed)),
+            ("settings", settings.clone()),
+            ("learning_rate", Json::from_f64(learning_rate)),
         ]);
         let record = dir.join("candidate.json");
         let (valid_nats, seconds, saved) = match saved_value(&record, &key)? {
@@ -517,11 +527,10 @@ pub fn run_cell(
     let (learning_rate, _, train_seconds) = best.expect("the grid is not empty");
 
     let key = cli::object([
+        ("settings", settings),
         ("learning_rate", Json::from_f64(learning_rate)),
-        ("epochs", Json::from_u64(budget.epochs)),
         ("eval_samples", Json::from_u64(budget.eval_samples as u64)),
         ("test_images", Json::from_u64(data.test.rows() as u64)),
-        ("seed", Json::from_u64(budget.seed)),
     ]);
     let record = cell_dir.join("test.json");
     let nats = match saved_value(&record, &key)? {
@@ -552,6 +561,7 @@ pub fn run_cell(
 
     let setup = protocol.variance;
     let key = cli::object([
+        ("estimator", Json::string(cell.estimator)),
         ("warmup", Json::from_u64(setup.warmup as u64)),
         ("samples", Json::from_u64(setup.samples as u64)),
         ("batch", Json::from_u64(setup.batch as u64)),
