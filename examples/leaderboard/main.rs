@@ -132,12 +132,10 @@ struct Args {
     /// m of the test bound [default: 1000; 5 with --smoke]
     #[arg(long, value_name = "M", value_parser = cli::at_least_one)]
     eval_samples: Option<usize>,
-    /// W: estimates that warm up the estimator's state before the variance is measured
-    /// [default: 100; 5 with --smoke]
+    /// W, estimates that only warm up the estimator [default: 100; 5 with --smoke]
     #[arg(long, value_name = "W")]
     variance_warmup: Option<usize>,
-    /// S: estimates the gradient variance is computed from, at least 2 [default: 100;
-    /// 5 with --smoke]
+    /// S, estimates the variance is taken over [default: 100; 5 with --smoke]
     #[arg(long, value_name = "S", value_parser = at_least_two)]
     variance_samples: Option<usize>,
     #[command(flatten)]
