@@ -142,9 +142,8 @@ struct Args {
     seed: cli::Seed,
     #[command(flatten)]
     threads: cli::Threads,
-    /// Folder of the runs' checkpoints and saved scores, one subfolder per cell
-    /// [default: out/leaderboard (git-ignored); with --smoke one in the temporary
-    /// folder]
+    /// Checkpoints and saved scores, a subfolder per cell [default: out/leaderboard
+    /// (git-ignored); with --smoke one in the temporary folder]
     #[arg(long, value_name = "DIR")]
     work: Option<PathBuf>,
     /// Results file, read and merged into [default: out/leaderboard.json (git-ignored);
