@@ -14,7 +14,7 @@
 //! | file | what | written |
 //! |---|---|---|
 //! | `lr-<rate>/checkpoint.safetensors` | the trainer (model, Adam, counters, estimator state) | after every epoch, atomically |
-//! | `lr-<rate>/seconds.json` | training seconds so far | after every checkpoint, atomically |
+//! | `lr-<rate>/seconds.json` | training seconds so far (a kill between the checkpoint and this file loses that epoch's seconds) | after every checkpoint, atomically |
 //! | `lr-<rate>/candidate.json` | the finished candidate's validation score | once, atomically |
 //! | `test.json`, `variance.json` | the chosen model's test bound, the gradient variance | once, atomically |
 //!
@@ -520,7 +520,10 @@ pub fn run_cell(
             saved,
         })?;
         candidates.push((learning_rate, valid_nats));
-        if best.is_none_or(|(_, nats, _)| valid_nats < nats) {
+        // A score that is not a number never wins over one that is.
+        if best
+            .is_none_or(|(_, nats, _)| valid_nats < nats || (nats.is_nan() && !valid_nats.is_nan()))
+        {
             best = Some((learning_rate, valid_nats, seconds));
         }
     }
@@ -635,10 +638,13 @@ fn save_value(path: &Path, key: Json, value: Json) -> Result<()> {
     write_atomic(path, format!("{record}\n").as_bytes())
 }
 
-/// The number `name` of a saved value, or an error naming the file.
+/// The number `name` of a saved value (`null`, how a non-finite number is saved, is
+/// NaN), or an error naming the file.
 fn number_in(value: &Json, name: &str, path: &Path) -> Result<f64> {
-    value
-        .get(name)
-        .and_then(Json::as_f64)
-        .ok_or_else(|| Error::bad_file(path, format!("no number \"{name}\"")))
+    match value.get(name) {
+        Some(Json::Null) => Some(f64::NAN),
+        Some(number) => number.as_f64(),
+        None => None,
+    }
+    .ok_or_else(|| Error::bad_file(path, format!("no number \"{name}\"")))
 }

@@ -33,7 +33,8 @@
 //!   then draws S = 100 estimates of the gradient of the minibatch's negative ELBO with
 //!   respect to the encoder's parameters (`encoder.*`, on the gradient's own scale for
 //!   variance-normalised estimators); the figure is the mean over encoder coordinates
-//!   of the per-coordinate sample variance (`variance.rs`).
+//!   of the per-coordinate sample variance (`variance.rs`, which also says what
+//!   `muprop-nvil` and `vimco-bound` are measured on).
 //!
 //! # Resuming
 //! A cell killed at any point and rerun with the same command continues where it

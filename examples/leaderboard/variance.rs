@@ -15,6 +15,10 @@
 //! 3. the result is the mean over encoder coordinates `j` of the sample variance
 //!    `1/(S-1) sum_s (g_sj - mean_j)^2`.
 //!
+//! Two estimators are measured on another scale, as they train: `muprop-nvil` divides
+//! only its score term by `s` (its `signal_scale` is 1; the estimate is biased), and
+//! `vimco-bound` estimates the gradient of the `m`-sample bound, not of the ELBO.
+//!
 //! Draw `i` (warm-up draws first) takes its noise from
 //! `rng_for(seed, Stream::Eval, VARIANCE_STREAM + i)`, so the figure is a function of
 //! the model, the images, `W`, `S` and the seed.
