@@ -12,13 +12,14 @@ use std::process::{Command, Output};
 
 use gumbelgrad::io::json::Json;
 
-const EXAMPLES: [&str; 17] = [
+const EXAMPLES: [&str; 18] = [
     "bench_step",
     "categorical_vae",
     "custom_estimator",
     "custom_op",
     "estimator_lab",
     "gumbel_samples",
+    "leaderboard",
     "semi_supervised",
     "show_data",
     "table1",
@@ -163,8 +164,172 @@ fn table1_help_shows_every_default() {
 }
 
 #[test]
+fn leaderboard_help_shows_every_default_and_the_protocol() {
+    let help = text(&run("leaderboard", &["--help"]).stdout);
+    for option in [
+        "--epochs",
+        "--batch-size",
+        "--lr-grid",
+        "--valid-samples",
+        "--eval-samples",
+        "--variance-warmup",
+        "--variance-samples",
+        "--seed",
+        "--threads",
+        "--work",
+        "--out",
+    ] {
+        let section = help
+            .split(&format!("\n      {option} <"))
+            .nth(1)
+            .expect(option);
+        let until_next = section.split("\n      --").next().unwrap();
+        assert!(
+            until_next.contains("[default: "),
+            "{option} shows no default:\n{until_next}"
+        );
+    }
+    for listed in [
+        "VAE Cat.: gumbel-softmax",
+        "VAE Bern.: relaxed-bernoulli",
+        "rebar and relax, which start at 1",
+        "max(0.5, exp(-1e-4 t))",
+        "W = 100",
+        "S = 100",
+        "m = 1000",
+    ] {
+        assert!(help.contains(listed), "--help lacks {listed}:\n{help}");
+    }
+}
+
+/// `--list` prints one command per cell, each naming the data by `$GUMBELGRAD_DATA`,
+/// and every listed command is accepted by the runner's parser.
+#[test]
+fn leaderboard_lists_one_portable_command_per_cell() {
+    let output = run("leaderboard", &["--list", "--epochs", "2"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let listed = text(&output.stdout);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert!(lines.len() > 40, "{listed}");
+    for line in &lines {
+        assert!(
+            line.starts_with("cargo run --release --example leaderboard -- --cell \"VAE ")
+                && line.contains(" --binarized-mnist \"$GUMBELGRAD_DATA/binarized_mnist\"")
+                && line.ends_with(" --epochs 2"),
+            "{line}"
+        );
+    }
+    assert!(lines.contains(
+        &"cargo run --release --example leaderboard -- --cell \"VAE Cat.:gumbel-softmax\" \
+          --binarized-mnist \"$GUMBELGRAD_DATA/binarized_mnist\" --epochs 2"
+    ));
+    // Parsed, not run: an --out that cannot be written fails after parsing (exit 1).
+    let dir = temporary_folder("leaderboard-list");
+    let blocker = dir.join("a-file");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    for line in lines.iter().step_by(7) {
+        let (_, options) = line
+            .split_once("--example leaderboard -- --cell \"")
+            .unwrap();
+        let (cell, _) = options.split_once('"').unwrap();
+        let output = run(
+            "leaderboard",
+            &[
+                "--cell",
+                cell,
+                "--binarized-mnist",
+                "/no/such/data",
+                "--out",
+                blocker.join("x.json").to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{line}: {}",
+            text(&output.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A smoke cell end to end: valid JSON with the leaderboard's keys, a rerun skips it,
+/// and --markdown prints its row.
+#[test]
+fn leaderboard_smoke_cell_writes_its_entry_and_its_table() {
+    let dir = temporary_folder("leaderboard-smoke");
+    let out = dir.join("results").join("leaderboard.json");
+    let work = dir.join("work");
+    let args = [
+        "--smoke",
+        "--cell=VAE Bern.:disarm",
+        "--eval-samples",
+        "2",
+        "--lr-grid=1e-3",
+        "--threads=1",
+        "--out",
+        out.to_str().unwrap(),
+        "--work",
+        work.to_str().unwrap(),
+    ];
+    let output = run("leaderboard", &args);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("VAE Bern.:disarm\t") && stdout.lines().count() == 1,
+        "{stdout}"
+    );
+    let table = Json::parse(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let entries = table.as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    for key in ["nats", "train_seconds", "grad_variance", "learning_rate"] {
+        assert!(
+            entry
+                .get(key)
+                .and_then(Json::as_f64)
+                .is_some_and(f64::is_finite),
+            "{key}: {entry}"
+        );
+    }
+    assert_eq!(entry.get("eval_samples").and_then(Json::as_u64), Some(2));
+    assert_eq!(
+        entry.get("command").and_then(Json::as_str),
+        Some(
+            "cargo run --release --example leaderboard -- --cell \"VAE Bern.:disarm\" --smoke \
+             --eval-samples 2 --lr-grid 1e-3 --threads 1"
+        )
+    );
+    assert!(
+        work.join("vae-bern-disarm")
+            .join("lr-0.001")
+            .join("checkpoint.safetensors")
+            .is_file()
+    );
+    // a rerun skips the finished cell
+    let again = run("leaderboard", &args);
+    assert!(again.status.success());
+    assert!(
+        text(&again.stderr).contains("already in"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert!(again.stdout.is_empty());
+    let markdown = run("leaderboard", &["--markdown", out.to_str().unwrap()]);
+    assert!(markdown.status.success(), "{}", text(&markdown.stderr));
+    let page = text(&markdown.stdout);
+    assert!(page.contains("| `disarm` | not run yet | | | "), "{page}");
+    assert!(
+        page.contains("| `relaxed-bernoulli` | - | - | - | not run yet"),
+        "{page}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_values_are_usage_errors_before_any_work() {
-    let cases: [(&str, &[&str], &str); 18] = [
+    let cases: [(&str, &[&str], &str); 24] = [
         (
             "categorical_vae",
             &["--epochs", "--out", "x"],
@@ -234,6 +399,28 @@ fn bad_values_are_usage_errors_before_any_work() {
             "table1",
             &["--smoke", "--cell", "VAE Cat.:GS", "--estimator", "nope"],
             "unknown estimator `nope`",
+        ),
+        ("leaderboard", &["--smoke"], "give one of --list"),
+        ("leaderboard", &["--list", "--all"], "give one of --list"),
+        (
+            "leaderboard",
+            &["--smoke", "--cell", "VAE Bern.:gumbel-softmax"],
+            "does not fit",
+        ),
+        (
+            "leaderboard",
+            &["--smoke", "--cell", "VAE Cat.:nope"],
+            "unknown estimator `nope`",
+        ),
+        (
+            "leaderboard",
+            &["--smoke", "--all", "--variance-samples", "1"],
+            "at least 2",
+        ),
+        (
+            "leaderboard",
+            &["--smoke", "--all", "--lr-grid=1e-3,0"],
+            "greater than 0",
         ),
     ];
     for (name, args, expected) in cases {

@@ -133,6 +133,14 @@ pub fn positive(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A comma-separated list of finite numbers greater than 0 (`R1,R2,...`, a
+/// learning-rate grid), each checked by [`positive`].
+pub fn learning_rates(text: &str) -> Result<Vec<f64>, String> {
+    text.split(',')
+        .map(|rate| positive(rate.trim()).map_err(|e| format!("'{rate}': {e}")))
+        .collect()
+}
+
 /// A finite number of at least 0.
 pub fn non_negative(text: &str) -> Result<f64, String> {
     let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
@@ -170,4 +178,47 @@ pub fn object<const N: usize>(members: [(&str, Json); N]) -> Json {
             .map(|(key, value)| (key.to_string(), value))
             .collect(),
     )
+}
+
+/// The options of a command line clap has accepted that shape a result, in the order
+/// typed, each as `--flag value` (also when typed `--flag=value`): the valued options
+/// named in `valued` and the switches named in `switches`; everything else is left out.
+pub fn recorded_options(
+    words: impl IntoIterator<Item = std::ffi::OsString>,
+    valued: &[&str],
+    switches: &[&str],
+) -> Vec<String> {
+    let mut recorded = Vec::new();
+    let mut words = words.into_iter().map(|w| w.to_string_lossy().into_owned());
+    while let Some(word) = words.next() {
+        if switches.contains(&word.as_str()) {
+            recorded.push(word);
+            continue;
+        }
+        let (flag, inline) = match word.split_once('=') {
+            Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
+            None => (word, None),
+        };
+        if valued.contains(&flag.as_str()) {
+            // clap has checked that every valued option has its value.
+            let value = inline.or_else(|| words.next()).unwrap_or_default();
+            recorded.push(flag);
+            recorded.push(value);
+        }
+    }
+    recorded
+}
+
+/// A data folder under `$GUMBELGRAD_DATA` written relative to it, so that a recorded
+/// command names no folder of the machine it ran on; any other word as it is.
+pub fn portable_path(word: &str) -> String {
+    if let Some(root) = std::env::var_os("GUMBELGRAD_DATA") {
+        let root = Path::new(&root);
+        if let Ok(rest) = Path::new(word).strip_prefix(root)
+            && !root.as_os_str().is_empty()
+        {
+            return format!("$GUMBELGRAD_DATA/{}", rest.display());
+        }
+    }
+    word.to_string()
 }

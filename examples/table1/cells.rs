@@ -232,22 +232,67 @@ impl Cell {
     /// steps if [`Cell::is_annealed`], else constant 1.
     pub fn temperature(&self) -> Result<TemperatureSchedule> {
         match self.effective_anneal_rate() {
-            Some(rate) => TemperatureSchedule::exponential(1.0, rate, ANNEAL_EVERY, 0.5),
+            Some(rate) => annealed_temperature(rate),
             None => TemperatureSchedule::constant(1.0),
         }
     }
 
-    /// The latent layer of the row: 200 binary units or 20 x 10 categories.
+    /// The latent layer of the row (see [`row_latent`]).
     pub fn latent(&self) -> Latent {
-        if self.is_bernoulli() {
-            Latent::Bernoulli { units: 200 }
-        } else {
-            Latent::Categorical {
-                variables: 20,
-                classes: 10,
-            }
+        row_latent(self.model)
+    }
+}
+
+/// The annealed temperature `max(0.5, exp(-rate t))`, updated every [`ANNEAL_EVERY`]
+/// steps, starting at 1.
+pub fn annealed_temperature(rate: f64) -> Result<TemperatureSchedule> {
+    TemperatureSchedule::exponential(1.0, rate, ANNEAL_EVERY, 0.5)
+}
+
+/// The latent layer of a row: 200 binary units for the `Bern.` rows, else 20 x 10
+/// categories.
+pub fn row_latent(model: &str) -> Latent {
+    if model.contains("Bern.") {
+        Latent::Bernoulli { units: 200 }
+    } else {
+        Latent::Categorical {
+            variables: 20,
+            classes: 10,
         }
     }
+}
+
+/// The VAE rows' model on `input_dim` pixels with the given latent layer (the
+/// architecture of [`VaeConfig::bernoulli`] / [`VaeConfig::categorical`]), and its
+/// training settings: the budget's batch size, seed and constant learning rate, the
+/// estimator `estimator` (a name of
+/// [`ESTIMATOR_NAMES`](gumbelgrad::estimators::ESTIMATOR_NAMES)) at `temperature`, data
+/// already binary.
+pub fn vae_setup(
+    latent: Latent,
+    input_dim: usize,
+    budget: &Budget,
+    estimator: &str,
+    temperature: TemperatureSchedule,
+) -> (VaeConfig, TrainConfig) {
+    let model = VaeConfig {
+        input_dim,
+        ..match latent {
+            Latent::Bernoulli { units } => VaeConfig::bernoulli(units),
+            Latent::Categorical { variables, classes } => {
+                VaeConfig::categorical(variables, classes)
+            }
+        }
+    };
+    let config = TrainConfig {
+        batch_size: budget.batch_size,
+        learning_rate: LearningRateSchedule::Constant(budget.learning_rate),
+        temperature,
+        estimator: estimator.to_string(),
+        dynamic_binarization: false,
+        seed: budget.seed,
+    };
+    (model, config)
 }
 
 /// How long and how to train a cell.
@@ -327,14 +372,10 @@ impl CellResult {
     pub fn to_json(&self) -> Json {
         // Through the examples' one JSON writer: a non-finite value is `null` and a
         // warning. Nats to 3 decimals, seconds to 1, as the published table shows them.
-        let rounded = |name: &str, x: f64, decimals: i32| {
-            let scale = 10f64.powi(decimals);
-            cli::number(name, (x * scale).round() / scale)
-        };
         let mut fields = vec![
             ("model".into(), Json::String(self.model.clone())),
             ("estimator".into(), Json::String(self.estimator.clone())),
-            ("nats".into(), rounded("nats", self.nats, 3)),
+            ("nats".into(), rounded_number("nats", self.nats, 3)),
             (
                 "eval_samples".into(),
                 Json::from_u64(self.eval_samples as u64),
@@ -342,7 +383,7 @@ impl CellResult {
             ("epochs".into(), Json::from_u64(self.epochs)),
             (
                 "wall_seconds".into(),
-                rounded("wall_seconds", self.wall_seconds, 1),
+                rounded_number("wall_seconds", self.wall_seconds, 1),
             ),
             ("command".into(), Json::String(self.command.clone())),
             (
@@ -359,21 +400,7 @@ impl CellResult {
             fields.push(("anneal_rate".into(), cli::number("anneal_rate", rate)));
         }
         if let Some(selection) = &self.selection {
-            fields.push((
-                "valid_samples".into(),
-                Json::from_u64(selection.valid_samples as u64),
-            ));
-            let grid = selection
-                .candidates
-                .iter()
-                .map(|&(rate, nats)| {
-                    Json::Object(vec![
-                        ("learning_rate".into(), cli::number("learning_rate", rate)),
-                        ("valid_nats".into(), rounded("valid_nats", nats, 3)),
-                    ])
-                })
-                .collect();
-            fields.push(("lr_grid".into(), Json::Array(grid)));
+            fields.extend(selection.json_fields());
         }
         Json::Object(fields)
     }
@@ -414,6 +441,13 @@ fn sbn_estimators(cell: &Cell) -> Result<Option<EstimatorPair>> {
 
 /// Hidden units of RELAX's surrogate (as `Estimator::from_name("relax", _)`).
 const RELAX_HIDDEN: usize = 10;
+
+/// `x` rounded to `decimals` decimals, as a JSON number (through the examples' one JSON
+/// writer: a non-finite value is `null` and a warning naming it).
+pub fn rounded_number(name: &str, x: f64, decimals: i32) -> Json {
+    let scale = 10f64.powi(decimals);
+    cli::number(name, (x * scale).round() / scale)
+}
 
 /// A cell's model after training, ready to be evaluated on any images.
 #[derive(Debug, Clone)]
@@ -535,23 +569,8 @@ pub fn train_cell_resumable(
         }
         Ok(TrainedCell::Sbn(trainer.model().clone()))
     } else {
-        let model = VaeConfig {
-            input_dim: train.cols(),
-            ..match cell.latent() {
-                Latent::Bernoulli { units } => VaeConfig::bernoulli(units),
-                Latent::Categorical { variables, classes } => {
-                    VaeConfig::categorical(variables, classes)
-                }
-            }
-        };
-        let config = TrainConfig {
-            batch_size: budget.batch_size,
-            learning_rate: LearningRateSchedule::Constant(budget.learning_rate),
-            temperature,
-            estimator,
-            dynamic_binarization: false,
-            seed: budget.seed,
-        };
+        let (model, config) =
+            vae_setup(cell.latent(), train.cols(), budget, &estimator, temperature);
         let mut trainer = Trainer::<f32>::new(model, config)?;
         while trainer.epochs() < budget.epochs {
             let report = trainer.train_epoch(train, |_| {})?;
@@ -624,6 +643,30 @@ pub struct Selection {
     pub candidates: Vec<(f64, f64)>,
     /// `m` of the validation evaluation.
     pub valid_samples: usize,
+}
+
+impl Selection {
+    /// The results file's keys for it: `valid_samples`, and `lr_grid`, an array of
+    /// `{"learning_rate", "valid_nats"}` (nats to 3 decimals).
+    pub fn json_fields(&self) -> [(String, Json); 2] {
+        let grid = self
+            .candidates
+            .iter()
+            .map(|&(rate, nats)| {
+                Json::Object(vec![
+                    ("learning_rate".into(), cli::number("learning_rate", rate)),
+                    ("valid_nats".into(), rounded_number("valid_nats", nats, 3)),
+                ])
+            })
+            .collect();
+        [
+            (
+                "valid_samples".into(),
+                Json::from_u64(self.valid_samples as u64),
+            ),
+            ("lr_grid".into(), Json::Array(grid)),
+        ]
+    }
 }
 
 /// The paper's protocol (§4): trains the cell once per learning rate in `grid`, scores
@@ -737,16 +780,38 @@ impl ResultsFile {
 
     /// The entry of a cell, if it has one.
     pub fn get(&self, cell: &Cell) -> Option<&Json> {
-        self.entries.iter().find(|e| matches_cell(e, cell))
+        self.get_entry(cell.model, cell.estimator)
+    }
+
+    /// The entry whose `model` and `estimator` are these, if there is one.
+    pub fn get_entry(&self, model: &str, estimator: &str) -> Option<&Json> {
+        self.entries.iter().find(|e| {
+            e.get("model").and_then(Json::as_str) == Some(model)
+                && e.get("estimator").and_then(Json::as_str) == Some(estimator)
+        })
     }
 
     /// Adds or replaces the cell's entry, keeping table order (rows, then columns).
     pub fn insert(&mut self, result: &CellResult) {
-        self.entries.retain(|e| {
-            e.get("model").and_then(Json::as_str) != Some(&result.model)
-                || e.get("estimator").and_then(Json::as_str) != Some(&result.estimator)
-        });
-        self.entries.push(result.to_json());
+        self.insert_entry(result.to_json(), ROWS, COLUMNS);
+    }
+
+    /// Adds `entry` (an object with `model` and `estimator` strings) or replaces the
+    /// entry of the same model and estimator, then sorts the entries by the position of
+    /// their model in `models`, then of their estimator in `estimators` (unknown ones
+    /// last, in the order they came).
+    pub fn insert_entry(&mut self, entry: Json, models: &[&str], estimators: &[&str]) {
+        let key = |e: &Json| {
+            (
+                e.get("model").and_then(Json::as_str).map(str::to_string),
+                e.get("estimator")
+                    .and_then(Json::as_str)
+                    .map(str::to_string),
+            )
+        };
+        let new_key = key(&entry);
+        self.entries.retain(|e| key(e) != new_key);
+        self.entries.push(entry);
         let order = |e: &Json| {
             let find = |list: &[&str], key| {
                 e.get(key)
@@ -754,7 +819,7 @@ impl ResultsFile {
                     .and_then(|v| list.iter().position(|x| *x == v))
                     .unwrap_or(usize::MAX)
             };
-            (find(ROWS, "model"), find(COLUMNS, "estimator"))
+            (find(models, "model"), find(estimators, "estimator"))
         };
         self.entries.sort_by_key(order);
     }
@@ -773,9 +838,4 @@ impl ResultsFile {
         };
         write_atomic(path, text.as_bytes())
     }
-}
-
-fn matches_cell(entry: &Json, cell: &Cell) -> bool {
-    entry.get("model").and_then(Json::as_str) == Some(cell.model)
-        && entry.get("estimator").and_then(Json::as_str) == Some(cell.estimator)
 }

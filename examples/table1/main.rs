@@ -130,10 +130,7 @@ struct Args {
 struct Grid(Vec<f64>);
 
 fn parse_grid(text: &str) -> Result<Grid, String> {
-    text.split(',')
-        .map(|rate| cli::positive(rate.trim()).map_err(|e| format!("'{rate}': {e}")))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Grid)
+    cli::learning_rates(text).map(Grid)
 }
 
 fn parse_cell(text: &str) -> Result<Cell, String> {
@@ -166,28 +163,10 @@ const RECORDED: [&str; 13] = [
     "--anneal-rate",
 ];
 
-/// The recorded options of a command line clap has accepted, in the order typed, each
-/// as `--flag value` (also when typed `--flag=value`).
+/// The recorded options of a command line clap has accepted (see
+/// [`cli::recorded_options`]).
 fn recorded_options(words: impl IntoIterator<Item = OsString>) -> Vec<String> {
-    let mut recorded = Vec::new();
-    let mut words = words.into_iter().map(|w| w.to_string_lossy().into_owned());
-    while let Some(word) = words.next() {
-        if word == "--smoke" {
-            recorded.push(word);
-            continue;
-        }
-        let (flag, inline) = match word.split_once('=') {
-            Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
-            None => (word, None),
-        };
-        if RECORDED.contains(&flag.as_str()) {
-            // clap has checked that every valued option has its value.
-            let value = inline.or_else(|| words.next()).unwrap_or_default();
-            recorded.push(flag);
-            recorded.push(value);
-        }
-    }
-    recorded
+    cli::recorded_options(words, &RECORDED, &["--smoke"])
 }
 
 /// A checked command line: the options, the cells they name and the recorded options.
@@ -257,7 +236,7 @@ fn command_for(cell: &Cell, recorded: &[String]) -> String {
         format!("\"{}\"", cell.label()),
     ];
     words.extend(recorded.iter().map(|w| {
-        let w = &portable_path(w);
+        let w = &cli::portable_path(w);
         if w.contains(' ') || w.starts_with('$') {
             format!("\"{w}\"")
         } else {
@@ -265,20 +244,6 @@ fn command_for(cell: &Cell, recorded: &[String]) -> String {
         }
     }));
     words.join(" ")
-}
-
-/// A data folder under `$GUMBELGRAD_DATA` written relative to it, so that a recorded
-/// command names no folder of the machine it ran on.
-fn portable_path(word: &str) -> String {
-    if let Some(root) = std::env::var_os("GUMBELGRAD_DATA") {
-        let root = std::path::Path::new(&root);
-        if let Ok(rest) = std::path::Path::new(word).strip_prefix(root)
-            && !root.as_os_str().is_empty()
-        {
-            return format!("$GUMBELGRAD_DATA/{}", rest.display());
-        }
-    }
-    word.to_string()
 }
 
 /// The paper's Table 1 beside ours, then our cells' commands, as Markdown. Written in
