@@ -797,3 +797,45 @@ fn reinmax_at_a_given_sample_matches_the_formula() {
         assert_close("reinmax", &grad, &expected);
     }
 }
+
+#[test]
+fn reinmax_on_binary_units_at_temperature_one_is_darn_sample_slope() {
+    // With p = sigmoid(phi) and pi_1 = (p + b)/2, ReinMax's 2 pi_1 (1 - pi_1) - p (1 - p)/2
+    // is (1 - p)/2 at b = 1 and p/2 at b = 0, that is (b - 1/2)(b - p): the slope f'(b)
+    // times DARN's sample-slope signal weight. At other temperatures, or with more than two
+    // classes, the two differ.
+    use gumbelgrad::estimators::Estimator;
+    let case = Case::binary();
+    let sample = InjectedNoise::Sample(sample_for(&case, case.logits.rows()));
+    let run = |name: &str, tau: f64| {
+        let mut estimator = Estimator::<f64>::from_name(name, tau).unwrap();
+        case.run(&mut estimator, &sample).0
+    };
+    let darn = run("darn-sample-slope", 1.0);
+    assert_close("reinmax at tau 1", &run("reinmax", 1.0), darn.as_slice());
+    let apart = run("reinmax", 2.0)
+        .as_slice()
+        .iter()
+        .zip(darn.as_slice())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        apart > 1e-3,
+        "reinmax at tau 2 should differ from DARN: {apart}"
+    );
+    let case = Case::categorical();
+    let sample = InjectedNoise::Sample(sample_for(&case, case.logits.rows()));
+    let mut reinmax = Estimator::<f64>::from_name("reinmax", 1.0).unwrap();
+    let mut darn = Estimator::<f64>::from_name("darn-sample-slope", 1.0).unwrap();
+    let (a, b) = (
+        case.run(&mut reinmax, &sample).0,
+        case.run(&mut darn, &sample).0,
+    );
+    let apart = a
+        .as_slice()
+        .iter()
+        .zip(b.as_slice())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(apart > 1e-3, "three classes: they differ ({apart})");
+}
