@@ -57,10 +57,9 @@
 use rand::RngCore;
 
 use super::gumbel_softmax::tempered_softmax_group;
-use super::score::poisoned_estimate;
 use super::{
-    Estimate, GradientEstimator, InjectedNoise, LatentKinds, fail, noise, one_hot_node,
-    relaxed_estimate, sample_groups_or_units, sample_like_logits,
+    Estimate, GradientEstimator, InjectedNoise, LatentKinds, OneHotNode, fail, one_hot_estimate,
+    one_hot_estimate_with_noise, one_hot_node, one_hot_sample, sample_like_logits,
 };
 use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
@@ -238,13 +237,14 @@ impl GappedSt {
     pub fn gap(&self) -> f64 {
         self.gap
     }
+}
 
-    /// The node for a one-hot sample that `draw` makes from the logits' values.
+impl OneHotNode for GappedSt {
     fn node<'t, T: Float>(
         &self,
         logits: Var<'t, T>,
         group_size: usize,
-        draw: impl FnOnce(&Tensor<f64>) -> Result<Tensor<f64>>,
+        draw: &mut dyn FnMut(&Tensor<f64>) -> Result<Tensor<f64>>,
     ) -> Var<'t, T> {
         one_hot_node(logits, draw, |logits, sample| {
             gapped_st(logits, sample, self.temperature, self.gap, group_size)
@@ -281,11 +281,7 @@ impl<T: Float> GradientEstimator<T> for GappedSt {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
-        let sample = GradientEstimator::sample(self, logits, group_size, rng);
-        if sample.is_poisoned() {
-            return poisoned_estimate(sample);
-        }
-        relaxed_estimate(sample, cost)
+        one_hot_estimate(self, logits, group_size, cost, rng)
     }
     /// At the sample of [`InjectedNoise::Sample`] (the estimate is a function of it), or
     /// the Gumbel-max sample of [`InjectedNoise::Uniforms`] / [`InjectedNoise::Gumbel`]
@@ -298,25 +294,7 @@ impl<T: Float> GradientEstimator<T> for GappedSt {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         _rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
-        if logits.is_poisoned() {
-            return poisoned_estimate(logits);
-        }
-        let name = GappedSt::name(self);
-        let noise = if group_size == 1 {
-            match noise.on_pairs(logits.shape().cols, name) {
-                Ok(pairs) => pairs,
-                Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
-            }
-        } else {
-            noise.clone()
-        };
-        let sample = sample_groups_or_units(logits, group_size, |logits, k| {
-            self.node(logits, k, |values| noise.hard_sample(values, k, 1, name))
-        });
-        if sample.is_poisoned() {
-            return poisoned_estimate(sample);
-        }
-        relaxed_estimate(sample, cost)
+        one_hot_estimate_with_noise(self, GappedSt::name(self), logits, group_size, noise, cost)
     }
     fn sample<'t>(
         &mut self,
@@ -324,10 +302,6 @@ impl<T: Float> GradientEstimator<T> for GappedSt {
         group_size: usize,
         rng: &mut dyn RngCore,
     ) -> Var<'t, T> {
-        sample_groups_or_units(logits, group_size, |logits, k| {
-            self.node(logits, k, |values| {
-                noise::sample_categorical(values, k, rng).map(|s| s.one_hot)
-            })
-        })
+        one_hot_sample(self, logits, group_size, rng)
     }
 }

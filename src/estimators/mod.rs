@@ -417,6 +417,84 @@ pub(crate) fn one_hot_node<'t, T: Float>(
     }
 }
 
+/// An estimator that is one node on a hard one-hot sample drawn from the logits (ReinMax,
+/// gapped ST). Given the node, its [`GradientEstimator::sample`], `estimate` and
+/// `estimate_with_noise` are always the same, and are [`one_hot_sample`],
+/// [`one_hot_estimate`] and [`one_hot_estimate_with_noise`].
+pub(crate) trait OneHotNode {
+    /// The node on the sample `draw` makes from the logits' values (see [`one_hot_node`]).
+    fn node<'t, T: Float>(
+        &self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        draw: &mut dyn FnMut(&Tensor<f64>) -> Result<Tensor<f64>>,
+    ) -> Var<'t, T>;
+}
+
+/// The node on a categorical sample from the caller's generator (binary units as
+/// two-class groups).
+pub(crate) fn one_hot_sample<'t, T: Float>(
+    estimator: &impl OneHotNode,
+    logits: Var<'t, T>,
+    group_size: usize,
+    rng: &mut dyn RngCore,
+) -> Var<'t, T> {
+    sample_groups_or_units(logits, group_size, |logits, k| {
+        estimator.node(logits, k, &mut |values| {
+            noise::sample_categorical(values, k, rng).map(|s| s.one_hot)
+        })
+    })
+}
+
+/// [`one_hot_sample`], then the cost at it.
+pub(crate) fn one_hot_estimate<'t, T: Float>(
+    estimator: &impl OneHotNode,
+    logits: Var<'t, T>,
+    group_size: usize,
+    cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+    rng: &mut dyn RngCore,
+) -> Estimate<'t, T> {
+    let sample = one_hot_sample(estimator, logits, group_size, rng);
+    if sample.is_poisoned() {
+        return score::poisoned_estimate(sample);
+    }
+    relaxed_estimate(sample, cost)
+}
+
+/// The node at the sample of [`InjectedNoise::Sample`] (the estimate is a function of
+/// it), or at the Gumbel-max sample of [`InjectedNoise::Uniforms`] /
+/// [`InjectedNoise::Gumbel`] (`v` unused), then the cost at it. Binary units take bits,
+/// or noise in the two-class layout; `name` names the estimator in errors.
+pub(crate) fn one_hot_estimate_with_noise<'t, T: Float>(
+    estimator: &impl OneHotNode,
+    name: &str,
+    logits: Var<'t, T>,
+    group_size: usize,
+    noise: &InjectedNoise,
+    cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+) -> Estimate<'t, T> {
+    if logits.is_poisoned() {
+        return score::poisoned_estimate(logits);
+    }
+    let noise = if group_size == 1 {
+        match noise.on_pairs(logits.shape().cols, name) {
+            Ok(pairs) => pairs,
+            Err(error) => return score::poisoned_estimate(fail(logits.tape(), error)),
+        }
+    } else {
+        noise.clone()
+    };
+    let sample = sample_groups_or_units(logits, group_size, |logits, k| {
+        estimator.node(logits, k, &mut |values| {
+            noise.hard_sample(values, k, 1, name)
+        })
+    });
+    if sample.is_poisoned() {
+        return score::poisoned_estimate(sample);
+    }
+    relaxed_estimate(sample, cost)
+}
+
 /// Checks that `group_size` divides the logits' columns and that the `sample` has the
 /// logits' shape; returns that shape. The shape check of the nodes that read a hard
 /// sample beside the logits (Gumbel-Rao, ReinMax, gapped ST).

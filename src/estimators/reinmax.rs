@@ -34,10 +34,9 @@
 
 use rand::RngCore;
 
-use super::score::poisoned_estimate;
 use super::{
-    Estimate, GradientEstimator, InjectedNoise, LatentKinds, fail, noise, one_hot_node,
-    relaxed_estimate, sample_groups_or_units, sample_like_logits,
+    Estimate, GradientEstimator, InjectedNoise, LatentKinds, OneHotNode, fail, one_hot_estimate,
+    one_hot_estimate_with_noise, one_hot_node, one_hot_sample, sample_like_logits,
 };
 use crate::error::{Result, check_temperature_for};
 use crate::float::Float;
@@ -187,13 +186,14 @@ impl ReinMax {
         self.temperature = temperature;
         Ok(())
     }
+}
 
-    /// The ReinMax node on the one-hot sample `draw` makes from the logits' values.
+impl OneHotNode for ReinMax {
     fn node<'t, T: Float>(
         &self,
         logits: Var<'t, T>,
         group_size: usize,
-        draw: impl FnOnce(&Tensor<f64>) -> Result<Tensor<f64>>,
+        draw: &mut dyn FnMut(&Tensor<f64>) -> Result<Tensor<f64>>,
     ) -> Var<'t, T> {
         one_hot_node(logits, draw, |logits, sample| {
             reinmax(logits, sample, self.temperature, group_size)
@@ -230,11 +230,7 @@ impl<T: Float> GradientEstimator<T> for ReinMax {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
-        let sample = GradientEstimator::sample(self, logits, group_size, rng);
-        if sample.is_poisoned() {
-            return poisoned_estimate(sample);
-        }
-        relaxed_estimate(sample, cost)
+        one_hot_estimate(self, logits, group_size, cost, rng)
     }
     fn sample<'t>(
         &mut self,
@@ -242,15 +238,10 @@ impl<T: Float> GradientEstimator<T> for ReinMax {
         group_size: usize,
         rng: &mut dyn RngCore,
     ) -> Var<'t, T> {
-        sample_groups_or_units(logits, group_size, |logits, k| {
-            self.node(logits, k, |values| {
-                noise::sample_categorical(values, k, rng).map(|s| s.one_hot)
-            })
-        })
+        one_hot_sample(self, logits, group_size, rng)
     }
     /// At a given sample, or at the Gumbel-max sample of given noise (ReinMax itself
-    /// draws no noise; binary units take the two-class layout of
-    /// [`InjectedNoise`]).
+    /// draws no noise; binary units take the two-class layout of [`InjectedNoise`]).
     fn estimate_with_noise<'t>(
         &mut self,
         logits: Var<'t, T>,
@@ -259,24 +250,6 @@ impl<T: Float> GradientEstimator<T> for ReinMax {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         _rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
-        if logits.is_poisoned() {
-            return poisoned_estimate(logits);
-        }
-        let name = ReinMax::name(self);
-        let noise = if group_size == 1 {
-            match noise.on_pairs(logits.shape().cols, name) {
-                Ok(pairs) => pairs,
-                Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
-            }
-        } else {
-            noise.clone()
-        };
-        let sample = sample_groups_or_units(logits, group_size, |logits, k| {
-            self.node(logits, k, |values| noise.hard_sample(values, k, 1, name))
-        });
-        if sample.is_poisoned() {
-            return poisoned_estimate(sample);
-        }
-        relaxed_estimate(sample, cost)
+        one_hot_estimate_with_noise(self, ReinMax::name(self), logits, group_size, noise, cost)
     }
 }
