@@ -339,8 +339,8 @@ fn baselines_and_sample_counts_give_typed_errors_or_finite_results() {
         for vimco in [Vimco::new(m), Vimco::log_mean_exp(m)] {
             match vimco {
                 Ok(v) => {
-                    assert!(m >= 2 && v.num_samples == m, "m = {m}");
-                    if v.objective == gumbelgrad::estimators::score::VimcoObjective::Mean {
+                    assert!(m >= 2 && v.num_samples() == m, "m = {m}");
+                    if v.objective() == gumbelgrad::estimators::score::VimcoObjective::Mean {
                         run(Box::new(v), "vimco");
                     }
                 }

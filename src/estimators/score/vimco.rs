@@ -78,11 +78,10 @@ use crate::tape::Var;
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Vimco {
-    /// Samples per example, `m >= 2` (the constructors check it; a value below 2 set
-    /// directly is used as 2).
-    pub num_samples: usize,
+    /// Samples per example, `m >= 2` (the constructors check it).
+    num_samples: usize,
     /// What the `m` samples estimate.
-    pub objective: VimcoObjective,
+    objective: VimcoObjective,
 }
 
 /// The objective a [`Vimco`] estimator's `m` samples estimate.
@@ -116,6 +115,18 @@ impl Vimco {
             num_samples,
             objective: VimcoObjective::LogMeanExp,
         })
+    }
+}
+
+impl Vimco {
+    /// Samples per example, `m` (at least 2).
+    pub fn num_samples(&self) -> usize {
+        self.num_samples
+    }
+
+    /// What the `m` samples estimate.
+    pub fn objective(&self) -> VimcoObjective {
+        self.objective
     }
 }
 
@@ -187,7 +198,7 @@ impl Vimco {
             Ok(values) => values,
             Err(poisoned) => return poisoned,
         };
-        let m = self.num_samples.max(2);
+        let m = self.num_samples;
         let (rows, cols) = (values.rows(), values.cols());
         let samples = match noise {
             None => sample_one_hot(&values, group_size, m, rng).into_vec(),
