@@ -101,21 +101,35 @@ pub(crate) fn for_each_shared<I: Send>(
     items: impl Iterator<Item = I> + Send,
     work: impl Fn(I) + Sync,
 ) {
+    for_each_shared_with(items, || (), |(), item| work(item));
+}
+
+/// [`for_each_shared`] with a scratch state per thread: each thread makes one with
+/// `state` and hands it to `work` with every item it takes (buffers reused from item to
+/// item). The state must not carry results from one item to the next, or the result
+/// would depend on which thread took which item.
+pub(crate) fn for_each_shared_with<I: Send, S>(
+    items: impl Iterator<Item = I> + Send,
+    state: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, I) + Sync,
+) {
     let threads = num_threads();
     let pool = (threads > 1).then(|| helper_pool(threads - 1)).flatten();
     let Some(pool) = pool else {
-        items.for_each(work);
+        let mut state = state();
+        items.for_each(|item| work(&mut state, item));
         return;
     };
     let queue = Mutex::new(items);
     let drain = || {
+        let mut state = state();
         loop {
             let next = queue
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .next();
             match next {
-                Some(item) => work(item),
+                Some(item) => work(&mut state, item),
                 None => break,
             }
         }

@@ -23,12 +23,13 @@
 //!   through [`kernels::gemm`](crate::kernels::gemm) on one thread, the bias written first
 //!   and the product added onto it.
 //! - **Threads share out the images**: [`num_threads`](crate::kernels::num_threads)
-//!   threads take groups of images from a counter. Every image draws its samples from its
+//!   threads (the kept-alive helpers of [`kernels::threads`](crate::kernels::threads))
+//!   take groups of images from a queue. Every image draws its samples from its
 //!   own random stream (seeded by one number drawn from the caller's generator and the
 //!   image's index) and the per-image bounds are added in image order, so **the result is
 //!   bit-identical for every thread count** and every `batch_size`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -38,6 +39,7 @@ use crate::float::Float;
 use crate::kernels::bce::bce_with_logits_sum;
 use crate::kernels::gemm::{GemmConfig, gemm};
 use crate::kernels::softmax::{log_softmax_groups, logsumexp};
+use crate::kernels::threads::for_each_shared_with;
 use crate::models::discrete_vae::{DiscreteVae, Latent};
 use crate::models::seeds::{Stream, rng_for};
 use crate::nn::{Activation, Mlp, Parameters};
@@ -76,49 +78,30 @@ pub(crate) fn importance_weighted_bound<T: Float, R: Rng + ?Sized>(
         rows_per_pass: batch_size.max(1),
         stream_seed,
     };
-    // Whole images per group, as many as fill one pass (at least one).
+    // Whole images per group, as many as fill one pass (at least one); each group's
+    // bounds are written into its own slice, so the sum below is in image order.
     let images_per_group = (job.rows_per_pass / samples).max(1);
-    let groups = count.div_ceil(images_per_group);
-    let threads = crate::kernels::num_threads().min(groups).max(1);
-    let next = AtomicUsize::new(0);
-    let work = || -> Result<Bounds> {
-        let mut scratch = Scratch::default();
-        let mut done = Vec::new();
-        loop {
-            let group = next.fetch_add(1, Ordering::Relaxed);
-            if group >= groups {
-                return Ok(done);
-            }
-            let first = group * images_per_group;
-            let last = (first + images_per_group).min(count);
-            done.push((first, job.run(first..last, &mut scratch)?));
-        }
-    };
-    let parts: Vec<Result<Bounds>> = if threads == 1 {
-        vec![work()]
-    } else {
-        std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-            let mut parts = vec![work()];
-            parts.extend(helpers.into_iter().map(|helper| {
-                helper
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            }));
-            parts
-        })
-    };
     let mut bounds = vec![0.0; count];
-    for part in parts {
-        for (first, values) in part? {
-            bounds[first..first + values.len()].copy_from_slice(&values);
-        }
+    let failure = Mutex::new(None);
+    for_each_shared_with(
+        bounds.chunks_mut(images_per_group).enumerate(),
+        Scratch::default,
+        |scratch, (group, out)| {
+            let first = group * images_per_group;
+            match job.run(first..first + out.len(), scratch) {
+                Ok(values) => out.copy_from_slice(&values),
+                Err(error) => {
+                    let mut failure = failure.lock().unwrap_or_else(|p| p.into_inner());
+                    failure.get_or_insert(error);
+                }
+            }
+        },
+    );
+    if let Some(error) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(error);
     }
     Ok(bounds.iter().sum::<f64>() / count as f64)
 }
-
-/// The bounds one thread computed: `(first image, the bounds of it and the next ones)`.
-type Bounds = Vec<(usize, Vec<f64>)>;
 
 /// Draws hard samples of the latent for one image at a time, from tables computed once
 /// per image (each `images x width`, in f64).
