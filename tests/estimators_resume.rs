@@ -44,9 +44,13 @@ fn config(name: &str) -> TrainConfig {
     }
 }
 
+/// A file name of its own for every call: the tests run on parallel threads and
+/// train the same estimators, so a name made of the estimator alone would be shared.
 fn temp_path(tag: &str, name: &str) -> std::path::PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     std::env::temp_dir().join(format!(
-        "gumbelgrad-estimator-resume-{}-{name}-{tag}.safetensors",
+        "gumbelgrad-estimator-resume-{}-{call}-{name}-{tag}.safetensors",
         std::process::id()
     ))
 }
