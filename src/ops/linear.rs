@@ -14,6 +14,7 @@ use std::cell::RefCell;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::bce;
 use crate::kernels::matmul::gemm;
 use crate::kernels::threads::for_each_shared;
 use crate::op::{Op, expect_arity, expect_same_shapes};
@@ -291,7 +292,8 @@ fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
 /// VJP with upstream gradient `g_i`: `d y_i / d x_ij = sigmoid(x_ij) - t_ij`,
 /// `d y_i / d t_ij = -x_ij`.
 ///
-/// Same values, bit for bit, as `x.bce_with_logits(t).sum_cols()`.
+/// Same values, bit for bit, as `x.bce_with_logits(t).sum_cols()` (in f32 both take
+/// their terms from [`kernels::bce`](crate::kernels::bce)).
 ///
 /// Rows are independent, so with more than one thread
 /// ([`num_threads`](crate::kernels::num_threads)) forward and backward share out
@@ -325,6 +327,10 @@ impl<T: Float> Op<T> for BceWithLogitsSumCols {
         for_each_shared(chunks, |((out, logits), targets)| {
             let rows = logits.chunks_exact(cols).zip(targets.chunks_exact(cols));
             for (y, (logits, targets)) in out.iter_mut().zip(rows) {
+                if let (Some(l), Some(t)) = (T::as_f32(logits), T::as_f32(targets)) {
+                    *y = T::from_f64(f64::from(bce::bce_with_logits_row_sum_f32(l, t)));
+                    continue;
+                }
                 // Left to right from zero, as `sum_cols` adds.
                 let mut total = T::ZERO;
                 for (&x, &t) in logits.iter().zip(targets) {
@@ -361,6 +367,14 @@ impl<T: Float> Op<T> for BceWithLogitsSumCols {
                     .zip(x.chunks_exact(cols))
                     .zip(t.chunks_exact(cols));
                 for (((d_row, x_row), t_row), &go) in rows.zip(g) {
+                    if let (Some(l), Some(t), Some(d)) =
+                        (T::as_f32(x_row), T::as_f32(t_row), T::as_f32_mut(d_row))
+                    {
+                        // `T` is f32 here, so the conversion is exact.
+                        let go = go.to_f64() as f32;
+                        bce::add_bce_row_logit_gradient_f32(l, t, go, d);
+                        continue;
+                    }
                     for ((d, &x), &t) in d_row.iter_mut().zip(x_row).zip(t_row) {
                         *d += go * (sigmoid(x) - t);
                     }

@@ -9,6 +9,7 @@
 
 use crate::error::Result;
 use crate::float::Float;
+use crate::kernels::bce;
 use crate::op::{Op, expect_same_shapes};
 use crate::ops::unary::sigmoid;
 use crate::tape::Var;
@@ -22,10 +23,15 @@ use crate::tensor::{Shape, Tensor};
 /// terms cancel exactly, so the result is finite (and accurate) for any finite `x`.
 ///
 /// `d bce / d x = sigmoid(x) - t`, `d bce / d t = -x`.
+///
+/// f32 tensors take `exp`, `log1p` and `sigmoid` from the vectorised polynomials of
+/// [`kernels::bce`](crate::kernels::bce) (within a few roundings of the library's);
+/// other types take [`bce_with_logits`] and the library functions.
 #[derive(Debug, Clone, Copy)]
 pub struct BceWithLogits;
 
-/// `softplus(x) - t x`, without overflow or cancellation (see [`BceWithLogits`]).
+/// `softplus(x) - t x`, without overflow or cancellation (see [`BceWithLogits`]), through
+/// the library's `exp` and `ln_1p`: the scalar form of the loss, and the f64 ops' terms.
 #[inline(always)]
 pub fn bce_with_logits<T: Float>(logit: T, target: T) -> T {
     logit.max(T::ZERO) - target * logit + (-logit.abs()).exp().ln_1p()
@@ -44,7 +50,13 @@ impl<T: Float> Op<T> for BceWithLogits {
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
         let (logits, targets) = (inputs[0].as_slice(), inputs[1].as_slice());
-        for ((y, &x), &t) in output.as_mut_slice().iter_mut().zip(logits).zip(targets) {
+        let output = output.as_mut_slice();
+        if let (Some(l), Some(t), Some(y)) =
+            (T::as_f32(logits), T::as_f32(targets), T::as_f32_mut(output))
+        {
+            return bce::bce_with_logits_terms_f32(l, t, y);
+        }
+        for ((y, &x), &t) in output.iter_mut().zip(logits).zip(targets) {
             *y = bce_with_logits(x, t);
         }
     }
@@ -61,14 +73,18 @@ impl<T: Float> Op<T> for BceWithLogits {
             unreachable!("bce_with_logits has two inputs")
         };
         if let Some(grad) = grad_logits.as_deref_mut() {
-            for (((d, &x), &t), &go) in grad
-                .as_mut_slice()
-                .iter_mut()
-                .zip(logits)
-                .zip(targets)
-                .zip(g)
-            {
-                *d += go * (sigmoid(x) - t);
+            let grad = grad.as_mut_slice();
+            if let (Some(l), Some(t), Some(g), Some(d)) = (
+                T::as_f32(logits),
+                T::as_f32(targets),
+                T::as_f32(g),
+                T::as_f32_mut(grad),
+            ) {
+                bce::add_bce_logit_gradient_f32(l, t, g, d);
+            } else {
+                for (((d, &x), &t), &go) in grad.iter_mut().zip(logits).zip(targets).zip(g) {
+                    *d += go * (sigmoid(x) - t);
+                }
             }
         }
         if let Some(grad) = grad_targets.as_deref_mut() {
