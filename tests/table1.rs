@@ -167,7 +167,7 @@ fn a_cell_can_run_another_estimator_and_files_it_under_the_same_cell() {
     assert_eq!(result.estimator, "MuProp");
     assert_eq!(result.estimator_name, "muprop-normalised");
     let mut table = ResultsFile::default();
-    table.insert(&result);
+    table.insert_entry(result.to_json(), ROWS, COLUMNS);
     assert!(
         table
             .get(&Cell::parse("SBN Bern.:MuProp").unwrap())
@@ -212,7 +212,7 @@ fn short_cells_run_end_to_end_and_merge_into_the_results_file() {
         // a 784- or 392-pixel prediction is worth between 0 and ~784 ln 2 nats
         assert!(result.nats > 0.0 && result.nats < 800.0, "{result:?}");
         let mut table = ResultsFile::load(&path).unwrap();
-        table.insert(&result);
+        table.insert_entry(result.to_json(), ROWS, COLUMNS);
         table.save(&path).unwrap();
     }
     let table = ResultsFile::load(&path).unwrap();
@@ -442,4 +442,35 @@ fn an_interrupted_sbn_cell_resumes_to_the_same_bits() {
         std::fs::remove_dir_all(&straight).unwrap();
         std::fs::remove_dir_all(&split).unwrap();
     }
+}
+
+#[test]
+fn processes_merging_into_one_results_file_at_once_keep_every_entry() {
+    // Each merge opens the lock file anew, as separate processes would; the threads
+    // start together so that, without the lock, reads and writes interleave.
+    let dir = std::env::temp_dir().join(format!("gumbelgrad-table1-merge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("table1.json");
+    let cells = Cell::all();
+    let start = std::sync::Barrier::new(cells.len());
+    std::thread::scope(|scope| {
+        for cell in &cells {
+            let (path, start) = (&path, &start);
+            scope.spawn(move || {
+                let entry = Json::parse(&format!(
+                    r#"{{"model":"{}","estimator":"{}","nats":1.0}}"#,
+                    cell.model, cell.estimator
+                ))
+                .unwrap();
+                start.wait();
+                ResultsFile::merge_into(path, entry, ROWS, COLUMNS).unwrap();
+            });
+        }
+    });
+    let table = ResultsFile::load(&path).unwrap();
+    assert_eq!(table.entries().len(), cells.len());
+    for cell in &cells {
+        assert!(table.get(cell).is_some(), "{} was lost", cell.label());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -42,8 +42,8 @@
 //! `<work>/<cell>/lr-<rate>/` (`--work`, default `out/leaderboard`) and resumes from it,
 //! a finished candidate's validation score, the test bound and the variance are saved
 //! atomically and not recomputed, and the finished cell is merged into the results file
-//! atomically (`cell.rs`). Cells sharing a results file run one at a time (or give each
-//! process its own `--out`, then merge).
+//! atomically, under a lock on `<out>.lock`, so processes running different cells can
+//! share one results file (`ResultsFile::merge_into`).
 //!
 //! Results go to stdout (one line per cell), progress to stderr.
 
@@ -534,9 +534,7 @@ fn run_cells(args: &Args, cells: &[Cell], recorded: &[String]) -> Result<(), Err
             Ok(())
         };
         let result = run_cell(cell, &protocol, data, &work, &command, &mut on_event)?;
-        let mut table = ResultsFile::load(&out)?;
-        table.insert_entry(result.to_json(), MODELS, ESTIMATOR_NAMES);
-        table.save(&out)?;
+        ResultsFile::merge_into(&out, result.to_json(), MODELS, ESTIMATOR_NAMES)?;
         println!(
             "{}\t{:.2} nats\tm = {}\t{} epochs\tlr {}\tgrad variance {:.4e}\t{:.0} s",
             cell.label(),

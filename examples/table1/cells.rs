@@ -791,11 +791,6 @@ impl ResultsFile {
         })
     }
 
-    /// Adds or replaces the cell's entry, keeping table order (rows, then columns).
-    pub fn insert(&mut self, result: &CellResult) {
-        self.insert_entry(result.to_json(), ROWS, COLUMNS);
-    }
-
     /// Adds `entry` (an object with `model` and `estimator` strings) or replaces the
     /// entry of the same model and estimator, then sorts the entries by the position of
     /// their model in `models`, then of their estimator in `estimators` (unknown ones
@@ -822,6 +817,38 @@ impl ResultsFile {
             (find(models, "model"), find(estimators, "estimator"))
         };
         self.entries.sort_by_key(order);
+    }
+
+    /// Merges `entry` into the results file at `path` (see [`ResultsFile::insert_entry`])
+    /// while holding an exclusive lock on `<path>.lock`, so that processes finishing
+    /// cells of one results file at the same moment each keep their entry: without the
+    /// lock, two could read the same table and the later write would drop the other's
+    /// cell. The operating system releases the lock if the process dies; the lock file
+    /// itself stays (it is empty).
+    pub fn merge_into(
+        path: impl AsRef<Path>,
+        entry: Json,
+        models: &[&str],
+        estimators: &[&str],
+    ) -> Result<()> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))?;
+        }
+        let mut lock_name = path.as_os_str().to_owned();
+        lock_name.push(".lock");
+        let lock_path = std::path::PathBuf::from(lock_name);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, &e))?;
+        lock.lock().map_err(|e| Error::io(&lock_path, &e))?;
+        let mut table = ResultsFile::load(path)?;
+        table.insert_entry(entry, models, estimators);
+        table.save(path)
+        // Dropping `lock` closes the file, which releases the lock.
     }
 
     /// Writes the table atomically, one cell per line.

@@ -490,9 +490,7 @@ fn run_cells(run: &Run) -> Result<(), Error> {
                 &mut on_epoch,
             )?,
         };
-        let mut table = ResultsFile::load(&out)?;
-        table.insert(&result);
-        table.save(&out)?;
+        ResultsFile::merge_into(&out, result.to_json(), ROWS, COLUMNS)?;
         let paper =
             paper_value(cell.model, cell.estimator).map_or("-".to_string(), |v| format!("{v:.1}"));
         println!(
