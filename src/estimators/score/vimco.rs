@@ -116,9 +116,7 @@ impl Vimco {
             objective: VimcoObjective::LogMeanExp,
         })
     }
-}
 
-impl Vimco {
     /// Samples per example, `m` (at least 2).
     pub fn num_samples(&self) -> usize {
         self.num_samples
