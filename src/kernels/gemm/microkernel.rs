@@ -79,11 +79,13 @@ fn tile<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
         }
     }
     if rows == MR && cols == NR {
+        // A full tile: each row of `C` as a fixed-size array, so the adds become one
+        // vector load, add and store per register of the row.
         for (acc_row, c_row) in acc.iter().zip(c_rows.iter_mut()) {
-            let c_row = &mut c_row[col0..col0 + NR];
-            for (c_ij, &v) in c_row.iter_mut().zip(acc_row) {
-                *c_ij += v;
-            }
+            let c_row: &mut [E; NR] = (&mut c_row[col0..col0 + NR])
+                .try_into()
+                .expect("a full tile has NR columns");
+            *c_row = std::array::from_fn(|j| c_row[j] + acc_row[j]);
         }
     } else {
         for (acc_row, c_row) in acc.iter().zip(c_rows.iter_mut()).take(rows) {

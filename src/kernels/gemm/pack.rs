@@ -17,6 +17,24 @@ use super::microkernel::{Element, MicroKernel};
 /// where the weights come in cold), longer ones push the destination out of L1.
 const STRIP: usize = 64;
 
+/// Bytes to which packed panels are aligned: one cache line, so that no vector load
+/// of a panel row straddles two lines. (A large `Vec` from the system allocator starts
+/// 16 bytes past a page boundary, which would make every 64-byte load of a `B` row a
+/// split load.)
+const PANEL_ALIGN: usize = 64;
+
+/// The first `len` values of `out` from its first cache-line-aligned element, growing
+/// `out` (zero-filled) so that they fit.
+fn aligned_prefix<E: Element>(out: &mut Vec<E>, len: usize) -> &mut [E] {
+    let slack = PANEL_ALIGN / size_of::<E>();
+    if out.len() < len + slack {
+        out.resize(len + slack, E::ZERO);
+    }
+    // `align_offset` counts elements; it is below `slack` because `E`'s size divides 64.
+    let start = out.as_ptr().align_offset(PANEL_ALIGN).min(slack);
+    &mut out[start..start + len]
+}
+
 /// Packs rows `i0..i0+mc` and depths `p0..p0+kc` of `op(A)` (`op(A)` is `m x k`;
 /// `a` is stored `m x k`, or `k x m` when `transpose_a`) into `ceil(mc/MR)` panels
 /// of `kc x MR` values, `out[panel][p * mr + i] = op(A)[i0 + panel*mr + i, p0 + p]`.
@@ -35,10 +53,7 @@ pub(crate) fn pack_a<'o, E: Element, K: MicroKernel<E>>(
     let mr = K::MR;
     let panels = mc.div_ceil(mr);
     let len = panels * mr * kc;
-    if out.len() < len {
-        out.resize(len, E::ZERO);
-    }
-    let out = &mut out[..len];
+    let out = aligned_prefix(out, len);
     for (panel_index, panel) in out.chunks_exact_mut(mr * kc).enumerate() {
         let first_row = i0 + panel_index * mr;
         let rows = mr.min(i0 + mc - first_row);
@@ -86,10 +101,7 @@ pub(crate) fn pack_b<'o, E: Element, K: MicroKernel<E>>(
     let nr = K::NR;
     let panels = nc.div_ceil(nr);
     let len = panels * nr * kc;
-    if out.len() < len {
-        out.resize(len, E::ZERO);
-    }
-    let out = &mut out[..len];
+    let out = aligned_prefix(out, len);
     for (panel_index, panel) in out.chunks_exact_mut(nr * kc).enumerate() {
         let first_col = j0 + panel_index * nr;
         let cols = nr.min(j0 + nc - first_col);
