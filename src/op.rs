@@ -28,6 +28,9 @@ use crate::tensor::{Shape, Tensor};
 /// - `backward` **adds** (`+=`) the VJP for each input into `grad_inputs[i]`, which is
 ///   `None` for inputs that do not need a gradient. Accumulating rather than assigning
 ///   is what makes fan-out (a value used several times) correct.
+/// - `backward_with_fresh` (provided) is what the tape calls: it says which gradient
+///   buffers are new and hold unspecified values, so an op whose VJP is a product can
+///   write them instead of adding into zeros.
 /// - Ops hold only constants (a temperature, a group size). Randomness comes in as an
 ///   input tensor, so every op is a deterministic function of its inputs.
 pub trait Op<T: Float>: Debug + 'static {
@@ -55,6 +58,33 @@ pub trait Op<T: Float>: Debug + 'static {
         grad_output: &Tensor<T>,
         grad_inputs: &mut [Option<&mut Tensor<T>>],
     );
+
+    /// [`Op::backward`] when some gradient buffers are *fresh*: `fresh[i]` says that
+    /// `grad_inputs[i]` has received no gradient yet and holds unspecified values. The
+    /// op must leave a fresh buffer holding exactly its VJP (assign), and add into the
+    /// others as `backward` does.
+    ///
+    /// The tape calls this method. The provided version zeroes the fresh buffers and
+    /// calls `backward`, so an op overrides it only to save that pass, as
+    /// [`MatMul`](crate::ops::matmul::MatMul) and [`Linear`](crate::ops::linear::Linear)
+    /// do: their products write a fresh buffer directly
+    /// ([`gemm_overwrite`](crate::kernels::matmul::gemm_overwrite)) instead of adding
+    /// into zeros.
+    fn backward_with_fresh(
+        &self,
+        inputs: &[&Tensor<T>],
+        output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_inputs: &mut [Option<&mut Tensor<T>>],
+        fresh: &[bool],
+    ) {
+        for (slot, &is_fresh) in grad_inputs.iter_mut().zip(fresh) {
+            if is_fresh && let Some(buffer) = slot {
+                buffer.fill_zero();
+            }
+        }
+        self.backward(inputs, output, grad_output, grad_inputs);
+    }
 
     /// `false` for ops with no useful derivative (argmax, one-hot, sampling):
     /// gradients stop at their output, and the tape dump marks them.

@@ -231,6 +231,12 @@ impl<T: Float> BufferPool<T> {
         Tensor::from_buffer_zeroed(self.take(shape.len()), shape)
     }
 
+    /// A tensor of `shape` whose values are unspecified (a recycled buffer's old ones):
+    /// for a buffer its user overwrites entirely.
+    fn unspecified(&mut self, shape: Shape) -> Tensor<T> {
+        Tensor::from_buffer_unspecified(self.take(shape.len()), shape)
+    }
+
     /// A copy of `value` in a pooled buffer (no zeroing: every element is written).
     fn copy_of(&mut self, value: &Tensor<T>) -> Tensor<T> {
         Tensor::from_buffer_copied(self.take(value.len()), value.shape(), value.as_slice())
@@ -539,18 +545,23 @@ impl<T: Float> Tape<T> {
             // Gather one gradient buffer per input position. The first position that
             // names an input gets that input's running sum (the op adds into it); a
             // repeated input (as in x * x) gets a scratch buffer added in afterwards.
+            // A buffer with no gradient in it yet is *fresh*: its values are
+            // unspecified, and the op writes it rather than adding (`Op::backward_with_fresh`).
             let mut slots: SmallVec<[Option<Tensor<T>>; 3]> = SmallVec::new();
+            let mut fresh: SmallVec<[bool; 3]> = SmallVec::new();
             for (position, &input) in node.inputs.iter().enumerate() {
+                let shape = nodes[input].value.shape();
+                let running_sum =
+                    if !nodes[input].requires_grad || node.inputs[..position].contains(&input) {
+                        None
+                    } else {
+                        grads[input].take()
+                    };
+                fresh.push(nodes[input].requires_grad && running_sum.is_none());
                 let slot = if !nodes[input].requires_grad {
                     None
-                } else if node.inputs[..position].contains(&input) {
-                    Some(pool.zeros(nodes[input].value.shape()))
                 } else {
-                    Some(
-                        grads[input]
-                            .take()
-                            .unwrap_or_else(|| pool.zeros(nodes[input].value.shape())),
-                    )
+                    Some(running_sum.unwrap_or_else(|| pool.unspecified(shape)))
                 };
                 slots.push(slot);
             }
@@ -559,7 +570,7 @@ impl<T: Float> Tape<T> {
                     node.inputs.iter().map(|&i| &nodes[i].value).collect();
                 let mut slot_refs: SmallVec<[Option<&mut Tensor<T>>; 3]> =
                     slots.iter_mut().map(Option::as_mut).collect();
-                op.backward(&values, &node.value, &grad_output, &mut slot_refs);
+                op.backward_with_fresh(&values, &node.value, &grad_output, &mut slot_refs, &fresh);
             }
             for (position, &input) in node.inputs.iter().enumerate() {
                 let Some(buffer) = slots[position].take() else {

@@ -3,7 +3,7 @@
 //! transpose variants, awkward shapes; and bit-identical results for 1, 2 and 3 threads.
 
 use gumbelgrad::Float;
-use gumbelgrad::kernels::gemm::{GemmConfig, Isa, gemm};
+use gumbelgrad::kernels::gemm::{GemmConfig, Isa, gemm, gemm_overwrite};
 use gumbelgrad::kernels::matmul::{self, gemm_reference};
 use gumbelgrad::testing::config;
 use proptest::prelude::*;
@@ -151,6 +151,66 @@ fn empty_products_leave_c_alone() {
     assert_eq!(c, vec![3.0; 6]);
     let mut empty: Vec<f64> = vec![];
     gemm(&cfg, true, true, 0, 4, 5, &[], &[0.5; 20], &mut empty).unwrap();
+}
+
+/// `gemm_overwrite` into a buffer of NaN gives the bits `gemm` gives into zeros, for
+/// every instruction set and thread count, one depth block or several; the old
+/// contents are never read (a NaN read would spread).
+fn check_overwrite_matches_zeroed<T: Float>(dims: (bool, bool, usize, usize, usize), seed: u64) {
+    let (ta, tb, m, n, k) = dims;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let a = random_vec::<T>(m * k, &mut rng);
+    let b = random_vec::<T>(k * n, &mut rng);
+    for isa in available_isas() {
+        for threads in [1, 2, 3] {
+            let cfg = GemmConfig::current()
+                .with_isa(isa)
+                .unwrap()
+                .with_min_work_per_thread(1)
+                .with_threads(threads);
+            let mut added = vec![T::ZERO; m * n];
+            gemm(&cfg, ta, tb, m, n, k, &a, &b, &mut added).unwrap();
+            let mut written = vec![T::from_f64(f64::NAN); m * n];
+            gemm_overwrite(&cfg, ta, tb, m, n, k, &a, &b, &mut written).unwrap();
+            let same = added
+                .iter()
+                .zip(&written)
+                .all(|(x, y)| x.to_f64() == y.to_f64() && !y.to_f64().is_nan());
+            assert!(same, "{isa:?} {} {dims:?} {threads} threads", T::NAME);
+        }
+    }
+    // Through the ops' entry point, small products (the plain loops) included.
+    let mut added = vec![T::ZERO; m * n];
+    matmul::gemm(ta, tb, m, n, k, &a, &b, &mut added);
+    let mut written = vec![T::from_f64(f64::NAN); m * n];
+    matmul::gemm_overwrite(ta, tb, m, n, k, &a, &b, &mut written);
+    assert!(
+        added
+            .iter()
+            .zip(&written)
+            .all(|(x, y)| x.to_f64() == y.to_f64())
+    );
+}
+
+#[test]
+fn overwriting_products_ignore_the_old_contents() {
+    let mut runner = TestRunner::new(config(16));
+    let dims = (
+        any::<bool>(),
+        any::<bool>(),
+        0usize..=40,
+        0usize..=70,
+        0usize..=900,
+    );
+    runner
+        .run(&(dims, any::<u64>()), |(dims, seed)| {
+            check_overwrite_matches_zeroed::<f32>(dims, seed);
+            check_overwrite_matches_zeroed::<f64>(dims, seed);
+            Ok(())
+        })
+        .unwrap();
+    check_overwrite_matches_zeroed::<f32>((false, false, 100, 512, 784), 1);
+    check_overwrite_matches_zeroed::<f32>((false, true, 100, 784, 512), 2);
 }
 
 fn check_thread_counts_bit_identical<T: Float>(dims: (bool, bool, usize, usize, usize), seed: u64) {

@@ -1,5 +1,6 @@
 //! Tape behaviour: fan-out, detach, sticky errors, reuse, dumps.
 
+use gumbelgrad::ops::linear::FusedActivation;
 use gumbelgrad::{Error, Shape, Tape, Tensor};
 
 fn t(rows: usize, cols: usize, data: &[f64]) -> Tensor<f64> {
@@ -137,4 +138,66 @@ fn foreign_vars_are_rejected() {
     let b = two.variable(&Tensor::zeros(1, 1));
     let _ = a + b;
     assert!(matches!(one.error(), Some(Error::ForeignVar { .. })));
+}
+
+/// A product writes a gradient buffer that is new (`Op::backward_with_fresh`) instead of
+/// adding into zeros. Recycled buffers hold old gradients, so a later backward pass that
+/// added into them would double its result; and a second use of the same input must
+/// still add onto the first.
+#[test]
+fn fresh_gradient_buffers_are_written_not_added_into() {
+    let xs = [1.0, -2.0, 0.5, 3.0, 0.25, -1.0];
+    let ws = [0.5, -1.0, 2.0, 0.0, -0.5, 1.5];
+    // x and w feed two products each: the backward pass meets the one recorded last
+    // first, which writes their gradients; the other adds. Both orders are checked.
+    for linear_first in [true, false] {
+        check_written_gradients(linear_first, &xs, &ws);
+    }
+}
+
+fn check_written_gradients(linear_first: bool, xs: &[f64; 6], ws: &[f64; 6]) {
+    let tape = Tape::<f64>::new();
+    let x = tape.variable(&t(2, 3, xs));
+    let w = tape.variable(&t(3, 2, ws));
+    let b = tape.variable(&t(1, 2, &[0.1, -0.2]));
+    let y = if linear_first {
+        let h = x.linear(w, b, FusedActivation::Relu).sum();
+        h + x.matmul(w).sum() * 2.0
+    } else {
+        let p = x.matmul(w).sum() * 2.0;
+        x.linear(w, b, FusedActivation::Relu).sum() + p
+    };
+    // By hand: with m[i][j] = 1[(x w + b)[i][j] > 0],
+    // dy/dx[i][p] = sum_j (m[i][j] + 2) w[p][j], dy/dw[p][j] = sum_i x[i][p] (m[i][j] + 2),
+    // dy/db[j] = sum_i m[i][j].
+    let pre = |i: usize, j: usize| (0..3).map(|p| xs[i * 3 + p] * ws[p * 2 + j]).sum::<f64>();
+    let mask = |i: usize, j: usize| f64::from(u8::from(pre(i, j) + [0.1, -0.2][j] > 0.0));
+    let want_x: Vec<f64> = (0..6)
+        .map(|ip| {
+            (0..2)
+                .map(|j| (mask(ip / 3, j) + 2.0) * ws[(ip % 3) * 2 + j])
+                .sum()
+        })
+        .collect();
+    let want_w: Vec<f64> = (0..6)
+        .map(|pj| {
+            (0..2)
+                .map(|i| xs[i * 3 + pj / 2] * (mask(i, pj % 2) + 2.0))
+                .sum()
+        })
+        .collect();
+    let want_b: Vec<f64> = (0..2).map(|j| mask(0, j) + mask(1, j)).collect();
+    for pass in 0..3 {
+        tape.backward(y).unwrap();
+        for (var, want) in [(x, &want_x), (w, &want_w), (b, &want_b)] {
+            let got = var.grad().unwrap();
+            for (g, e) in got.as_slice().iter().zip(want.iter()) {
+                assert!(
+                    (g - e).abs() < 1e-12,
+                    "linear first {linear_first}, pass {pass}: {:?} vs {want:?}",
+                    got.as_slice()
+                );
+            }
+        }
+    }
 }

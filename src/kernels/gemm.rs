@@ -183,29 +183,95 @@ pub fn gemm<T: Float>(
     b: &[T],
     c: &mut [T],
 ) -> crate::error::Result<()> {
-    super::matmul::check_gemm_lengths("kernels::gemm::gemm", m, n, k, a.len(), b.len(), c.len())?;
-    if m == 0 || n == 0 || k == 0 {
-        return Ok(());
-    }
     let problem = Problem {
         transpose_a,
         transpose_b,
         m,
         n,
         k,
+        overwrite: false,
     };
+    product(config, problem, a, b, c, "kernels::gemm::gemm")
+}
+
+/// `c = op(a) * op(b)`: [`gemm`] with the old contents of `c` ignored (`beta = 0` in
+/// BLAS terms). The first depth block stores its sums where [`gemm`] would add them,
+/// so `c` is neither zeroed first nor read: for a gradient buffer that receives its
+/// first contribution, this saves a pass over memory.
+///
+/// Gives the bits `gemm` gives on a zeroed `c` (up to the sign of a zero sum).
+///
+/// ```
+/// use gumbelgrad::kernels::gemm::{gemm_overwrite, GemmConfig};
+/// let (a, b) = ([1.0f32, 2.0, 3.0, 4.0], [5.0f32, 6.0, 7.0, 8.0]);
+/// let mut c = [f32::NAN; 4]; // old contents do not matter
+/// gemm_overwrite(&GemmConfig::current(), false, false, 2, 2, 2, &a, &b, &mut c)?;
+/// assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+/// # Ok::<(), gumbelgrad::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_overwrite<T: Float>(
+    config: &GemmConfig,
+    transpose_a: bool,
+    transpose_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+) -> crate::error::Result<()> {
+    let problem = Problem {
+        transpose_a,
+        transpose_b,
+        m,
+        n,
+        k,
+        overwrite: true,
+    };
+    product(config, problem, a, b, c, "kernels::gemm::gemm_overwrite")
+}
+
+/// Checks the lengths, then runs `problem` with the micro-kernels of `T`.
+fn product<T: Float>(
+    config: &GemmConfig,
+    problem: Problem,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    name: &str,
+) -> crate::error::Result<()> {
+    let Problem {
+        transpose_a,
+        transpose_b,
+        m,
+        n,
+        k,
+        overwrite,
+    } = problem;
+    super::matmul::check_gemm_lengths(name, m, n, k, a.len(), b.len(), c.len())?;
+    if overwrite && k == 0 {
+        c.fill(T::ZERO);
+    }
+    if m == 0 || n == 0 || k == 0 {
+        return Ok(());
+    }
     // Each element type has its own micro-kernels; `Float` says (safely) which type T is.
     if let (Some(a), Some(b), Some(c)) = (T::as_f32(a), T::as_f32(b), T::as_f32_mut(c)) {
         dispatch_f32(config, problem, a, b, c);
     } else if let (Some(a), Some(b), Some(c)) = (T::as_f64(a), T::as_f64(b), T::as_f64_mut(c)) {
         dispatch_f64(config, problem, a, b, c);
     } else {
+        if overwrite {
+            c.fill(T::ZERO);
+        }
         super::matmul::gemm_reference(transpose_a, transpose_b, m, n, k, a, b, c);
     }
     Ok(())
 }
 
-/// The dimensions and transpose flags of one product.
+/// The dimensions and transpose flags of one product, and whether it replaces `C`
+/// (`C = op(A) op(B)`) or adds into it (`C += op(A) op(B)`).
 #[derive(Debug, Clone, Copy)]
 struct Problem {
     transpose_a: bool,
@@ -213,6 +279,7 @@ struct Problem {
     m: usize,
     n: usize,
     k: usize,
+    overwrite: bool,
 }
 
 /// The packing buffers of one band: packed `A` block, packed `B` block.
@@ -408,6 +475,7 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
         m,
         n,
         k,
+        overwrite,
     } = problem;
     let band_rows = c_rows.len();
     let band_cols = c_rows.first().map_or(0, |row| row.len());
@@ -443,7 +511,19 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
                     (pc, kc),
                     a_buffer,
                 );
-                kernel.run_block(kc, mc, nc, a_packed, b_packed, &mut c_rows[ic..ic + mc], jc);
+                // The first depth block of an overwriting product stores its sums; the
+                // later ones add theirs.
+                let first_overwrites = overwrite && pc == 0;
+                kernel.run_block(
+                    kc,
+                    mc,
+                    nc,
+                    a_packed,
+                    b_packed,
+                    &mut c_rows[ic..ic + mc],
+                    jc,
+                    first_overwrites,
+                );
             }
         }
     }

@@ -64,6 +64,47 @@ pub fn gemm<T: Float>(
     }
 }
 
+/// `c = op(a) * op(b)`: [`gemm`] with the old contents of `c` ignored (never read), for
+/// an output or a gradient buffer that gets its first value from this product. The
+/// fast path stores the first depth block's sums instead of adding them
+/// ([`kernels::gemm::gemm_overwrite`](super::gemm::gemm_overwrite)); small products zero
+/// `c` and add. Same bits as [`gemm`] on a zeroed `c`, up to the sign of a zero.
+///
+/// # Panics
+/// As [`gemm`]: if a slice length does not match its dimensions.
+///
+/// ```
+/// let mut c = [f64::NAN; 4];
+/// gumbelgrad::kernels::matmul::gemm_overwrite(false, false, 2, 2, 2, &[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0], &mut c);
+/// assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_overwrite<T: Float>(
+    transpose_a: bool,
+    transpose_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+) {
+    if let Err(e) = check_gemm_lengths("gemm_overwrite", m, n, k, a.len(), b.len(), c.len()) {
+        panic!("{e}");
+    }
+    if m.saturating_mul(n).saturating_mul(k) >= FAST_GEMM_MIN_WORK {
+        let config = super::gemm::GemmConfig::current();
+        let result =
+            super::gemm::gemm_overwrite(&config, transpose_a, transpose_b, m, n, k, a, b, c);
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    } else {
+        c.fill(T::ZERO);
+        gemm_reference(transpose_a, transpose_b, m, n, k, a, b, c);
+    }
+}
+
 /// Checks the slice lengths of a product `c += op(a) * op(b)` against its dimensions
 /// with checked arithmetic: `a` must hold `m * k` values, `b` `k * n`, `c` `m * n`. A
 /// mismatch, or a product that overflows `usize`, is an [`Error::InvalidArgument`] naming the

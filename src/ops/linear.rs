@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::bce;
-use crate::kernels::matmul::gemm;
+use crate::kernels::matmul::{gemm, gemm_overwrite};
 use crate::kernels::threads::for_each_shared;
 use crate::op::{Op, expect_arity, expect_same_shapes};
 use crate::ops::loss::bce_with_logits;
@@ -159,8 +159,7 @@ impl<T: Float> Op<T> for Linear {
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
         let (x, weight, bias) = (inputs[0], inputs[1], inputs[2]);
         let (batch, features, units) = (x.rows(), x.cols(), weight.cols());
-        output.fill_zero();
-        gemm(
+        gemm_overwrite(
             false,
             false,
             batch,
@@ -185,10 +184,22 @@ impl<T: Float> Op<T> for Linear {
         grad_output: &Tensor<T>,
         grad_inputs: &mut [Option<&mut Tensor<T>>],
     ) {
+        self.backward_with_fresh(inputs, output, grad_output, grad_inputs, &[false; 3]);
+    }
+    /// The products write fresh gradient buffers directly (`gemm_overwrite`); a fresh
+    /// bias gradient (one row) is zeroed before the rows are added.
+    fn backward_with_fresh(
+        &self,
+        inputs: &[&Tensor<T>],
+        output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_inputs: &mut [Option<&mut Tensor<T>>],
+        fresh: &[bool],
+    ) {
         let (x, weight) = (inputs[0], inputs[1]);
         if self.activation == FusedActivation::Identity {
             // G' is G: no copy.
-            linear_backward(x, weight, grad_output.as_slice(), grad_inputs);
+            linear_backward(x, weight, grad_output.as_slice(), grad_inputs, fresh);
             return;
         }
         // G' = G * act'(y), in a buffer this thread keeps for the next call.
@@ -201,26 +212,29 @@ impl<T: Float> Op<T> for Linear {
             {
                 *s = go * activation.derivative_from_output(y);
             }
-            linear_backward(x, weight, scaled, grad_inputs);
+            linear_backward(x, weight, scaled, grad_inputs, fresh);
         });
     }
 }
 
-/// The three products of [`Linear`]'s backward pass, given `G' = G * act'(y)`.
+/// The three products of [`Linear`]'s backward pass, given `G' = G * act'(y)`: each
+/// written into its gradient buffer if `fresh` says it is new, else added.
 fn linear_backward<T: Float>(
     x: &Tensor<T>,
     weight: &Tensor<T>,
     g: &[T],
     grad_inputs: &mut [Option<&mut Tensor<T>>],
+    fresh: &[bool],
 ) {
     let (batch, features, units) = (x.rows(), x.cols(), weight.cols());
     let [grad_x, grad_weight, grad_bias] = grad_inputs else {
         unreachable!("linear has three inputs")
     };
+    let product = |fresh: bool| if fresh { gemm_overwrite } else { gemm };
     if let Some(grad_x) = grad_x.as_deref_mut() {
         // dx = G' W^T, a [batch, in] product.
         let w = weight.as_slice();
-        gemm(
+        product(fresh[0])(
             false,
             true,
             batch,
@@ -234,7 +248,7 @@ fn linear_backward<T: Float>(
     if let Some(grad_weight) = grad_weight.as_deref_mut() {
         // dW = x^T G', an [in, out] product.
         let x = x.as_slice();
-        gemm(
+        product(fresh[1])(
             true,
             false,
             features,
@@ -248,6 +262,9 @@ fn linear_backward<T: Float>(
     if let Some(grad_bias) = grad_bias.as_deref_mut() {
         // db = sum over rows of G', row by row (the unfused broadcast add's order).
         let grad_bias = grad_bias.as_mut_slice();
+        if fresh[2] {
+            grad_bias.fill(T::ZERO);
+        }
         for row in g.chunks_exact(units.max(1)) {
             for (d, &value) in grad_bias.iter_mut().zip(row) {
                 *d += value;

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::matmul::gemm;
+use crate::kernels::matmul::{gemm, gemm_overwrite};
 use crate::op::{Op, expect_arity};
 use crate::tape::Var;
 use crate::tensor::{Shape, Tensor};
@@ -62,8 +62,7 @@ impl<T: Float> Op<T> for MatMul {
         let (a, b) = (inputs[0], inputs[1]);
         let (m, k) = Self::logical(a.shape(), self.transpose_a);
         let n = output.cols();
-        output.fill_zero();
-        gemm(
+        gemm_overwrite(
             self.transpose_a,
             self.transpose_b,
             m,
@@ -77,10 +76,22 @@ impl<T: Float> Op<T> for MatMul {
     fn backward(
         &self,
         inputs: &[&Tensor<T>],
-        _output: &Tensor<T>,
+        output: &Tensor<T>,
         grad_output: &Tensor<T>,
         grad_inputs: &mut [Option<&mut Tensor<T>>],
     ) {
+        self.backward_with_fresh(inputs, output, grad_output, grad_inputs, &[false; 2]);
+    }
+    /// Each product writes a fresh gradient buffer directly (`gemm_overwrite`).
+    fn backward_with_fresh(
+        &self,
+        inputs: &[&Tensor<T>],
+        _output: &Tensor<T>,
+        grad_output: &Tensor<T>,
+        grad_inputs: &mut [Option<&mut Tensor<T>>],
+        fresh: &[bool],
+    ) {
+        let product = |fresh: bool| if fresh { gemm_overwrite } else { gemm };
         let (a, b, g) = (inputs[0], inputs[1], grad_output);
         let (m, k) = Self::logical(a.shape(), self.transpose_a);
         let n = g.cols();
@@ -88,10 +99,10 @@ impl<T: Float> Op<T> for MatMul {
         if let Some(grad_a) = grad_inputs[0].as_deref_mut() {
             if self.transpose_a {
                 // A stored k x m: dA_stored = (G op(B)^T)^T = op(B) G^T, a k x m product.
-                gemm(self.transpose_b, true, k, m, n, b, g, grad_a.as_mut_slice());
+                product(fresh[0])(self.transpose_b, true, k, m, n, b, g, grad_a.as_mut_slice());
             } else {
                 // dA = G op(B)^T, an m x k product.
-                gemm(
+                product(fresh[0])(
                     false,
                     !self.transpose_b,
                     m,
@@ -106,10 +117,10 @@ impl<T: Float> Op<T> for MatMul {
         if let Some(grad_b) = grad_inputs[1].as_deref_mut() {
             if self.transpose_b {
                 // B stored n x k: dB_stored = (op(A)^T G)^T = G^T op(A), an n x k product.
-                gemm(true, self.transpose_a, n, k, m, g, a, grad_b.as_mut_slice());
+                product(fresh[1])(true, self.transpose_a, n, k, m, g, a, grad_b.as_mut_slice());
             } else {
                 // dB = op(A)^T G, a k x n product.
-                gemm(
+                product(fresh[1])(
                     !self.transpose_a,
                     false,
                     k,

@@ -52,7 +52,9 @@ impl Element for f64 {
 }
 
 /// One `MR x NR` tile: `c_rows[i][col0 + j] += sum_{p < kc} a_panel[p, i] * b_panel[p, j]`
-/// for the first `rows x cols` entries (`c_rows.len() >= rows`).
+/// for the first `rows x cols` entries (`c_rows.len() >= rows`); with `overwrite`, `=`
+/// instead of `+=` (the old values of `C` are never read).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn tile<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
     kc: usize,
@@ -62,6 +64,7 @@ fn tile<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
     col0: usize,
     rows: usize,
     cols: usize,
+    overwrite: bool,
 ) {
     let mut acc = [[E::ZERO; NR]; MR];
     let (a_columns, _) = a_panel.as_chunks::<MR>();
@@ -85,20 +88,25 @@ fn tile<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
             let c_row: &mut [E; NR] = (&mut c_row[col0..col0 + NR])
                 .try_into()
                 .expect("a full tile has NR columns");
-            *c_row = std::array::from_fn(|j| c_row[j] + acc_row[j]);
+            *c_row = if overwrite {
+                *acc_row
+            } else {
+                std::array::from_fn(|j| c_row[j] + acc_row[j])
+            };
         }
     } else {
         for (acc_row, c_row) in acc.iter().zip(c_rows.iter_mut()).take(rows) {
             let c_row = &mut c_row[col0..col0 + cols];
             for (c_ij, &v) in c_row.iter_mut().zip(acc_row) {
-                *c_ij += v;
+                *c_ij = if overwrite { v } else { *c_ij + v };
             }
         }
     }
 }
 
 /// All tiles of one packed block: `c_rows[i][col0 + j] += (A_block * B_block)[i, j]` for
-/// `i < mc`, `j < nc` (`c_rows` holds the block's rows of `C`, any number of columns).
+/// `i < mc`, `j < nc` (`c_rows` holds the block's rows of `C`, any number of columns);
+/// with `overwrite`, `=` instead of `+=`.
 ///
 /// The outer loop walks the `B` micro-panels and the inner loop the `A` micro-panels, so
 /// one `kc x NR` panel of `B` stays in the L1 cache while every panel of `A` (which sits
@@ -113,6 +121,7 @@ fn block<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
     b_packed: &[E],
     c_rows: &mut [&mut [E]],
     col0: usize,
+    overwrite: bool,
 ) {
     for (jr, b_panel) in b_packed.chunks_exact(kc * NR).enumerate() {
         let j0 = jr * NR;
@@ -128,6 +137,7 @@ fn block<E: Element, const MR: usize, const NR: usize, const FUSED: bool>(
                 col0 + j0,
                 rows,
                 cols,
+                overwrite,
             );
         }
     }
@@ -139,8 +149,8 @@ pub(crate) trait MicroKernel<E: Element>: Copy + Send + Sync {
     const MR: usize;
     /// Columns of a register tile (the width of a `B` micro-panel).
     const NR: usize;
-    /// `c_rows[i][col0 + j] += (A_block * B_block)[i, j]` on packed panels (see the
-    /// module docs);
+    /// `c_rows[i][col0 + j] += (A_block * B_block)[i, j]` (with `overwrite`: `=`) on
+    /// packed panels (see the module docs);
     /// `a_packed.len() == ceil(mc/MR)*MR*kc`, `b_packed.len() == ceil(nc/NR)*NR*kc`.
     #[allow(clippy::too_many_arguments)]
     fn run_block(
@@ -152,6 +162,7 @@ pub(crate) trait MicroKernel<E: Element>: Copy + Send + Sync {
         b_packed: &[E],
         c_rows: &mut [&mut [E]],
         col0: usize,
+        overwrite: bool,
     );
 
     /// `dst[p * dst_stride + j] = src[j * src_stride + p]` for `j < count`,
@@ -189,8 +200,11 @@ macro_rules! portable_kernel {
                 b_packed: &[$t],
                 c_rows: &mut [&mut [$t]],
                 col0: usize,
+                overwrite: bool,
             ) {
-                block::<$t, $mr, $nr, false>(kc, mc, nc, a_packed, b_packed, c_rows, col0);
+                block::<$t, $mr, $nr, false>(
+                    kc, mc, nc, a_packed, b_packed, c_rows, col0, overwrite,
+                );
             }
         }
     };
@@ -367,8 +381,11 @@ mod x86 {
                 b_packed: &[$t],
                 c_rows: &mut [&mut [$t]],
                 col0: usize,
+                overwrite: bool,
             ) {
-                block::<$t, $mr, $nr, true>(kc, mc, nc, a_packed, b_packed, c_rows, col0);
+                block::<$t, $mr, $nr, true>(
+                    kc, mc, nc, a_packed, b_packed, c_rows, col0, overwrite,
+                );
             }
 
             impl MicroKernel<$t> for $proof {
@@ -383,12 +400,13 @@ mod x86 {
                     b_packed: &[$t],
                     c_rows: &mut [&mut [$t]],
                     col0: usize,
+                    overwrite: bool,
                 ) {
                     // SAFETY: `self` is a value of the proof type, which only its
                     // `detect()` creates after checking at run time that the CPU has
                     // every feature `$func` is compiled for. The function itself is
                     // safe Rust (bounds-checked slices).
-                    unsafe { $func(kc, mc, nc, a_packed, b_packed, c_rows, col0) }
+                    unsafe { $func(kc, mc, nc, a_packed, b_packed, c_rows, col0, overwrite) }
                 }
 
                 fn transpose(
