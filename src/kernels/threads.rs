@@ -26,6 +26,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The most threads [`default_num_threads`] picks.
 pub const MAX_DEFAULT_THREADS: usize = 4;
@@ -92,6 +93,46 @@ pub(crate) fn helper_pool(helpers: usize) -> Option<Arc<rayon::ThreadPool>> {
     Some(pool)
 }
 
+/// How long a helper keeps looking for work after its last task before it goes to sleep.
+///
+/// A rayon worker with nothing to do sleeps after a few dozen microseconds, and waking
+/// it again took tens of microseconds on the machine of `docs/performance.md`, longer
+/// than many of the gaps between a training step's threaded passes. So after each
+/// threaded pass the helpers are handed a task that keeps them looking for the next one
+/// ([`look_for_work`]) for this long.
+const KEEP_AWAKE: Duration = Duration::from_millis(1);
+
+/// Helpers currently running [`look_for_work`].
+static LOOKING: AtomicUsize = AtomicUsize::new(0);
+
+/// Hands each of `pool`'s `helpers` that is not already looking for work a task that
+/// looks for it for [`KEEP_AWAKE`] (called after every threaded pass).
+pub(crate) fn keep_awake(pool: &rayon::ThreadPool, helpers: usize) {
+    while LOOKING
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |looking| {
+            (looking < helpers).then_some(looking + 1)
+        })
+        .is_ok()
+    {
+        pool.spawn(look_for_work);
+    }
+}
+
+/// Runs the pool's pending tasks as they arrive (`rayon::yield_now`), and returns once
+/// none has arrived for [`KEEP_AWAKE`], letting the thread sleep. Only the timing of who
+/// does which band or chunk changes, never a result.
+fn look_for_work() {
+    let mut last_work = Instant::now();
+    loop {
+        match rayon::yield_now() {
+            Some(rayon::Yield::Executed) => last_work = Instant::now(),
+            _ if last_work.elapsed() >= KEEP_AWAKE => break,
+            _ => std::hint::spin_loop(),
+        }
+    }
+    LOOKING.fetch_sub(1, Ordering::AcqRel);
+}
+
 /// Runs `work` on every item of `items` (each item typically a chunk of slices),
 /// sharing the items out among [`num_threads`] threads through a queue that the calling
 /// thread drains too. The split is whatever `items` yields, fixed by the caller, so when
@@ -140,6 +181,7 @@ pub(crate) fn for_each_shared_with<I: Send, S>(
         }
         drain();
     });
+    keep_awake(&pool, threads - 1);
 }
 
 #[cfg(test)]
