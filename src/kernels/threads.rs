@@ -106,8 +106,13 @@ const KEEP_AWAKE: Duration = Duration::from_millis(1);
 static LOOKING: AtomicUsize = AtomicUsize::new(0);
 
 /// Hands each of `pool`'s `helpers` that is not already looking for work a task that
-/// looks for it for [`KEEP_AWAKE`] (called after every threaded pass).
+/// looks for it for [`KEEP_AWAKE`] (called after every threaded pass). Does nothing when
+/// called from a helper itself (a pass nested in another), which would otherwise queue
+/// the task behind its own work.
 pub(crate) fn keep_awake(pool: &rayon::ThreadPool, helpers: usize) {
+    if rayon::current_thread_index().is_some() {
+        return;
+    }
     while LOOKING
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |looking| {
             (looking < helpers).then_some(looking + 1)
