@@ -14,7 +14,10 @@
 //! helper threads (a [`rayon`] pool, so that they can borrow the caller's slices
 //! without `unsafe`) joins the calling thread (`helper_pool`). Handing work to a
 //! kept-alive helper costs less than starting and joining a scoped thread for every
-//! product (`cargo bench --bench gemm` measures both). What the threads do is
+//! product (`cargo bench --bench gemm` measures both), and after each threaded pass the
+//! helpers keep looking for the next one for a millisecond before they sleep
+//! (`KEEP_AWAKE`), since waking a sleeping thread costs more than most gaps between a
+//! step's threaded passes. What the threads do is
 //! always cut up by the problem, never by how many threads there are (the bands of a
 //! product, the chunks of an optimiser update), so results stay bit-identical.
 //!
