@@ -49,19 +49,7 @@ pub fn gemm<T: Float>(
     b: &[T],
     c: &mut [T],
 ) {
-    if let Err(e) = check_gemm_lengths("gemm", m, n, k, a.len(), b.len(), c.len()) {
-        panic!("{e}");
-    }
-    // The lengths are checked: m * k, k * n and m * n fit, so the saturating product
-    // only caps a work count that is in any case far above the threshold.
-    if m.saturating_mul(n).saturating_mul(k) >= FAST_GEMM_MIN_WORK {
-        let config = super::gemm::GemmConfig::current();
-        if let Err(e) = super::gemm::gemm(&config, transpose_a, transpose_b, m, n, k, a, b, c) {
-            panic!("{e}");
-        }
-    } else {
-        gemm_reference(transpose_a, transpose_b, m, n, k, a, b, c);
-    }
+    product(false, transpose_a, transpose_b, m, n, k, a, b, c);
 }
 
 /// `c = op(a) * op(b)`: [`gemm`] with the old contents of `c` ignored (never read), for
@@ -89,18 +77,43 @@ pub fn gemm_overwrite<T: Float>(
     b: &[T],
     c: &mut [T],
 ) {
-    if let Err(e) = check_gemm_lengths("gemm_overwrite", m, n, k, a.len(), b.len(), c.len()) {
+    product(true, transpose_a, transpose_b, m, n, k, a, b, c);
+}
+
+/// [`gemm`] (`overwrite = false`) or [`gemm_overwrite`] (`true`): the length check, then
+/// the fast kernel for products worth packing and the plain loops for the rest.
+#[allow(clippy::too_many_arguments)]
+fn product<T: Float>(
+    overwrite: bool,
+    transpose_a: bool,
+    transpose_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+) {
+    let name = if overwrite { "gemm_overwrite" } else { "gemm" };
+    if let Err(e) = check_gemm_lengths(name, m, n, k, a.len(), b.len(), c.len()) {
         panic!("{e}");
     }
+    // The lengths are checked: m * k, k * n and m * n fit, so the saturating product
+    // only caps a work count that is in any case far above the threshold.
     if m.saturating_mul(n).saturating_mul(k) >= FAST_GEMM_MIN_WORK {
         let config = super::gemm::GemmConfig::current();
-        let result =
-            super::gemm::gemm_overwrite(&config, transpose_a, transpose_b, m, n, k, a, b, c);
-        if let Err(e) = result {
+        let fast = if overwrite {
+            super::gemm::gemm_overwrite
+        } else {
+            super::gemm::gemm
+        };
+        if let Err(e) = fast(&config, transpose_a, transpose_b, m, n, k, a, b, c) {
             panic!("{e}");
         }
     } else {
-        c.fill(T::ZERO);
+        if overwrite {
+            c.fill(T::ZERO);
+        }
         gemm_reference(transpose_a, transpose_b, m, n, k, a, b, c);
     }
 }
