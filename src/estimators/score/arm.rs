@@ -28,7 +28,7 @@
 //! unit, no temperature; the cost need not be differentiable.
 //!
 //! On the tape: the logits receive the per-example estimate through an
-//! [`inject_gradient`](super::inject_gradient) node; the reported cost is the mean of
+//! [`inject_gradient`] node; the reported cost is the mean of
 //! the two costs, `(f(b1) + f(b2)) / 2` (an unbiased estimate of `E[f]`, so the cost's own
 //! parameters get the average of their gradients at the two samples), and
 //! [`Estimate::sample`] is `b1`.

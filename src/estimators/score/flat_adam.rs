@@ -1,4 +1,4 @@
-//! The crate's [`Adam`](crate::optim::Adam) on a flat vector of an estimator's own
+//! The crate's [`Adam`] on a flat vector of an estimator's own
 //! parameters (REBAR's `eta` and temperature, RELAX's as well plus its surrogate
 //! network's weights), with its state for checkpoints.
 //!

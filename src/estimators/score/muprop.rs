@@ -19,7 +19,7 @@
 //! off by a backward pass from `sum_r f_r(z_bar_r)` to a leaf copy of `z_bar` (rows
 //! are separate because the cost is per example), and `mu_b` enters the loss as the
 //! zero-valued term `<f'(z_bar), z_bar(logits)> - stop_gradient(same)`, whose gradient
-//! is `f'(z_bar) d z_bar / d logits` (backpropagated through [`softmax`](super::softmax)).
+//! is `f'(z_bar) d z_bar / d logits` (backpropagated through the softmax).
 //!
 //! When the cost has stochastic layers of its own after `z` (the SBN's second layer),
 //! [`GradientEstimator::estimate_with_mean_field`] lets the caller give a second,

@@ -25,7 +25,7 @@
 //! log-probabilities summing to 0 is a standard Gumbel, independent of the argmax) and,
 //! for `i != b`, `z~_i = -ln(-ln(v_i) / p_i - ln v_b)` (a Gumbel with location `ln p_i`
 //! truncated below `z~_b`). Only the `i != b` entries depend on the logits. The relaxed
-//! samples are [`gumbel_softmax`]`(logits, g, tau)` and `gumbel_softmax(z~, 0, tau)`.
+//! samples are [`gumbel_softmax`](fn@gumbel_softmax)`(logits, g, tau)` and `gumbel_softmax(z~, 0, tau)`.
 //!
 //! A Bernoulli unit is the `K = 2` case (logits `[0, phi]`): the two-class relaxation
 //! `softmax((logits + g) / tau)` equals the binary Concrete `sigmoid((phi + L) / tau)`
@@ -81,7 +81,7 @@ pub(crate) fn conditional_slopes(
 
 /// The conditional noise `z~` of every element (as
 /// [`conditional_gumbel_from_uniform`](crate::estimators::noise::conditional_gumbel_from_uniform),
-/// in `f64`) and its [`conditional_slopes`], sharing their logarithms: with
+/// in `f64`) and its `conditional_slopes`, sharing their logarithms: with
 /// `a_i = ln E_i - ln p_i`, `c = ln E_b` and `t = exp(-|a_i - c|)`,
 /// `z~_i = -(max(a_i, c) + ln(1 + t))` and the slope is `sigmoid(a_i - c)`, i.e.
 /// `1 / (1 + t)` or `t / (1 + t)`; on the sampled class `z~_b = -c`, slope 0.
@@ -208,7 +208,7 @@ pub(crate) struct RebarPass<'t, T: Float> {
     pub(crate) cost: Var<'t, T>,
     pub(crate) cost_values: Vec<f64>,
     pub(crate) relaxed: Vec<Relaxed>,
-    /// [`conditional_slopes`] of the call.
+    /// `conditional_slopes` of the call.
     pub(crate) slopes: Vec<f64>,
 }
 
@@ -220,7 +220,7 @@ pub(crate) struct RebarPass<'t, T: Float> {
 /// conditional noise `z~` does not depend on the temperature, so it is computed once,
 /// in `f64`, and enters the tape as a leaf per temperature; its gradient reaches the
 /// logits by the chain rule written out here: `z~_i` depends on `ln p_i` only, with
-/// slope [`conditional_slopes`] (0 on the sampled class), and
+/// slope `conditional_slopes` (0 on the sampled class), and
 /// `d ln p / d logits = I - 1 p^T` per group, so `grad_logits = u - p sum(u)` per
 /// group with `u = slope * grad_z~`. (The same derivative as the
 /// [`conditional_gumbel`](crate::estimators::conditional_gumbel) op, once per call

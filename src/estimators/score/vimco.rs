@@ -97,7 +97,7 @@ pub enum VimcoObjective {
 
 impl Vimco {
     /// VIMCO with `num_samples` samples per example; an
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) below 2 (a
+    /// [`Error::InvalidArgument`] below 2 (a
     /// leave-one-out baseline needs another sample).
     pub fn new(num_samples: usize) -> Result<Self> {
         check_num_samples("Vimco::new", num_samples)?;
