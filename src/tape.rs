@@ -550,20 +550,18 @@ impl<T: Float> Tape<T> {
             let mut slots: SmallVec<[Option<Tensor<T>>; 3]> = SmallVec::new();
             let mut fresh: SmallVec<[bool; 3]> = SmallVec::new();
             for (position, &input) in node.inputs.iter().enumerate() {
-                let shape = nodes[input].value.shape();
-                let running_sum =
-                    if !nodes[input].requires_grad || node.inputs[..position].contains(&input) {
-                        None
-                    } else {
-                        grads[input].take()
-                    };
-                fresh.push(nodes[input].requires_grad && running_sum.is_none());
-                let slot = if !nodes[input].requires_grad {
-                    None
+                let (slot, is_fresh) = if !nodes[input].requires_grad {
+                    (None, false)
                 } else {
-                    Some(running_sum.unwrap_or_else(|| pool.unspecified(shape)))
+                    let repeated = node.inputs[..position].contains(&input);
+                    let running_sum = if repeated { None } else { grads[input].take() };
+                    let is_fresh = running_sum.is_none();
+                    let shape = nodes[input].value.shape();
+                    let buffer = running_sum.unwrap_or_else(|| pool.unspecified(shape));
+                    (Some(buffer), is_fresh)
                 };
                 slots.push(slot);
+                fresh.push(is_fresh);
             }
             {
                 let values: SmallVec<[&Tensor<T>; 3]> =
