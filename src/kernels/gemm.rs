@@ -444,15 +444,12 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
     E::with_pack_buffers(threads, |buffers| {
         let (first, helpers) = buffers.split_first_mut().expect("threads >= 2");
         match super::threads::helper_pool(threads - 1) {
-            Some(pool) => {
-                pool.in_place_scope(|scope| {
-                    for helper_buffers in helpers {
-                        scope.spawn(|_| work(helper_buffers));
-                    }
-                    work(first);
-                });
-                super::threads::keep_awake(&pool, threads - 1);
-            }
+            Some(pool) => super::threads::threaded_pass(&pool, threads - 1, |scope| {
+                for helper_buffers in helpers {
+                    scope.spawn(|_| work(helper_buffers));
+                }
+                work(first);
+            }),
             // No helper threads to be had: the calling thread takes every band.
             None => work(first),
         }

@@ -76,9 +76,7 @@ static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new(
 
 /// The kept-alive pool of `helpers` helper threads, started the first time it is asked
 /// for; `None` if the operating system refuses to start threads (the caller then does
-/// the work alone). Work runs on it through [`rayon::ThreadPool::in_place_scope`]: the
-/// calling thread runs the scope's body, the tasks it spawns run on the helpers, and
-/// the scope returns when all are done, so the tasks may borrow from the caller.
+/// the work alone). Work runs on it through [`threaded_pass`].
 pub(crate) fn helper_pool(helpers: usize) -> Option<Arc<rayon::ThreadPool>> {
     let mut pools = POOLS
         .lock()
@@ -108,11 +106,25 @@ const KEEP_AWAKE: Duration = Duration::from_millis(1);
 /// Helpers currently running [`look_for_work`].
 static LOOKING: AtomicUsize = AtomicUsize::new(0);
 
+/// One threaded pass on `pool`: `body` runs on the calling thread inside
+/// [`rayon::ThreadPool::in_place_scope`] (tasks it spawns run on the `helpers`, and may
+/// borrow from the caller), then the helpers are kept looking for the next pass
+/// ([`keep_awake`]).
+pub(crate) fn threaded_pass<'scope, R>(
+    pool: &rayon::ThreadPool,
+    helpers: usize,
+    body: impl FnOnce(&rayon::Scope<'scope>) -> R,
+) -> R {
+    let result = pool.in_place_scope(body);
+    keep_awake(pool, helpers);
+    result
+}
+
 /// Hands each of `pool`'s `helpers` that is not already looking for work a task that
-/// looks for it for [`KEEP_AWAKE`] (called after every threaded pass). Does nothing when
+/// looks for it for [`KEEP_AWAKE`] (after every threaded pass). Does nothing when
 /// called from a helper itself (a pass nested in another), which would otherwise queue
 /// the task behind its own work.
-pub(crate) fn keep_awake(pool: &rayon::ThreadPool, helpers: usize) {
+fn keep_awake(pool: &rayon::ThreadPool, helpers: usize) {
     if rayon::current_thread_index().is_some() {
         return;
     }
@@ -183,13 +195,12 @@ pub(crate) fn for_each_shared_with<I: Send, S>(
             }
         }
     };
-    pool.in_place_scope(|scope| {
+    threaded_pass(&pool, threads - 1, |scope| {
         for _ in 1..threads {
             scope.spawn(|_| drain());
         }
         drain();
     });
-    keep_awake(&pool, threads - 1);
 }
 
 #[cfg(test)]
