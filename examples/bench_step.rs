@@ -14,7 +14,9 @@
 //! `examples/categorical_vae.rs` runs), so what is timed is what users train with.
 //!
 //! Options (`--help` lists them with their defaults): `--threads N`, `--steps S` (timed
-//! steps), `--warmup W` (untimed steps first), `--seed X`. Progress goes to stderr.
+//! steps), `--warmup W` (untimed steps first), `--seed X`, `--batch-size N` (100 in
+//! the comparisons), `--shards N` (data parallelism: the minibatch cut into N shards,
+//! each on its own tape and thread; see `TrainConfig::shards`). Progress goes to stderr.
 //! Prints the median, min and max milliseconds per step, the matrix-product GFLOP/s
 //! implied by the median, the median time of the step's 17 matrix products run alone
 //! (same kernel, same threads: how much of the step is GEMM), and as its last line
@@ -37,7 +39,6 @@ use rand::{Rng, SeedableRng};
 #[allow(dead_code)] // each example uses a part of the shared module
 mod cli;
 
-const BATCH: usize = 100;
 const PIXELS: usize = 784;
 /// Random binary batches cycled through (enough that no batch repeats within a few steps).
 const NUM_BATCHES: usize = 16;
@@ -57,11 +58,18 @@ struct Options {
     warmup: usize,
     #[command(flatten)]
     seed: cli::Seed,
+    /// Examples per step (the comparisons of docs/performance.md use 100)
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = cli::at_least_one)]
+    batch_size: usize,
+    /// Cut each minibatch into N shards, each on its own tape and thread if one is free
+    /// (data parallelism, `TrainConfig::shards`; must divide --batch-size)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = cli::at_least_one)]
+    shards: usize,
 }
 
 /// FLOPs of the matrix products of one step: forward, weight gradients, and input
 /// gradients for every layer but the first (the data needs none) — 620.13 M at batch 100.
-fn matmul_flops_per_step() -> f64 {
+fn matmul_flops_per_step(batch: usize) -> f64 {
     let layers = [
         (784, 512),
         (512, 256),
@@ -72,15 +80,15 @@ fn matmul_flops_per_step() -> f64 {
     ];
     let forward: f64 = layers
         .iter()
-        .map(|&(i, o)| 2.0 * (BATCH * i * o) as f64)
+        .map(|&(i, o)| 2.0 * (batch * i * o) as f64)
         .sum();
-    forward + forward + (forward - 2.0 * (BATCH * 784 * 512) as f64)
+    forward + forward + (forward - 2.0 * (batch * 784 * 512) as f64)
 }
 
 /// The 17 matrix products of one step, `(transpose_a, transpose_b, m, n, k)` as the
 /// matmul op issues them: forward `x W`, weight gradients `x^T G`, and input gradients
 /// `G W^T` for every layer but the first.
-fn step_products() -> Vec<(bool, bool, usize, usize, usize)> {
+fn step_products(batch: usize) -> Vec<(bool, bool, usize, usize, usize)> {
     let layers = [
         (784, 512),
         (512, 256),
@@ -89,17 +97,17 @@ fn step_products() -> Vec<(bool, bool, usize, usize, usize)> {
         (256, 512),
         (512, 784),
     ];
-    let forward = layers.iter().map(|&(i, o)| (false, false, BATCH, o, i));
-    let weight_grads = layers.iter().map(|&(i, o)| (true, false, i, o, BATCH));
-    let input_grads = layers[1..].iter().map(|&(i, o)| (false, true, BATCH, i, o));
+    let forward = layers.iter().map(|&(i, o)| (false, false, batch, o, i));
+    let weight_grads = layers.iter().map(|&(i, o)| (true, false, i, o, batch));
+    let input_grads = layers[1..].iter().map(|&(i, o)| (false, true, batch, i, o));
     forward.chain(weight_grads).chain(input_grads).collect()
 }
 
 /// Median milliseconds of running just the step's matrix products (through the same
 /// `kernels::matmul::gemm` the ops call, same thread setting), `repeats` times: the
 /// part of a step the GEMM kernel is responsible for.
-fn time_products_alone(repeats: usize, rng: &mut StdRng) -> f64 {
-    let operands: Vec<_> = step_products()
+fn time_products_alone(batch: usize, repeats: usize, rng: &mut StdRng) -> f64 {
+    let operands: Vec<_> = step_products(batch)
         .into_iter()
         .map(|(ta, tb, m, n, k)| {
             let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -137,17 +145,19 @@ fn run(options: &Options) -> gumbelgrad::Result<()> {
     // The crate's own training path: `models::Trainer` on the paper's categorical VAE
     // (Gumbel-Softmax, Adam 1e-3), exactly what `examples/categorical_vae.rs` runs.
     let config = TrainConfig {
-        batch_size: BATCH,
+        batch_size: options.batch_size,
         seed,
+        shards: options.shards,
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::<f32>::new(VaeConfig::default(), config)?;
-    let pixels = (0..NUM_BATCHES * BATCH * PIXELS)
+    let batch = options.batch_size;
+    let pixels = (0..NUM_BATCHES * batch * PIXELS)
         .map(|_| if rng.random::<bool>() { 1.0 } else { 0.0 })
         .collect();
-    let images = Tensor::<f32>::from_vec(NUM_BATCHES * BATCH, PIXELS, pixels)?;
+    let images = Tensor::<f32>::from_vec(NUM_BATCHES * batch, PIXELS, pixels)?;
     let batches: Vec<Vec<usize>> = (0..NUM_BATCHES)
-        .map(|b| (b * BATCH..(b + 1) * BATCH).collect())
+        .map(|b| (b * batch..(b + 1) * batch).collect())
         .collect();
 
     let mut step_ms = Vec::with_capacity(options.steps);
@@ -179,8 +189,9 @@ fn run(options: &Options) -> gumbelgrad::Result<()> {
     step_ms.sort_by(f64::total_cmp);
     let median = step_ms[step_ms.len() / 2];
     println!(
-        "categorical VAE step, batch {BATCH}, f32, {} thread(s), GEMM kernel {:?}, {} steps after {} warm-up",
+        "categorical VAE step, batch {batch}, f32, {} thread(s), {} shard(s), GEMM kernel {:?}, {} steps after {} warm-up",
         options.threads.threads,
+        options.shards,
         Isa::detect(),
         options.steps,
         options.warmup
@@ -192,14 +203,14 @@ fn run(options: &Options) -> gumbelgrad::Result<()> {
     );
     println!(
         "matrix products: {:.1} MFLOP/step, {:.1} GFLOP/s at the median",
-        matmul_flops_per_step() / 1e6,
-        matmul_flops_per_step() / (median * 1e-3) / 1e9
+        matmul_flops_per_step(batch) / 1e6,
+        matmul_flops_per_step(batch) / (median * 1e-3) / 1e9
     );
-    let products_ms = time_products_alone(options.steps, &mut rng);
+    let products_ms = time_products_alone(batch, options.steps, &mut rng);
     println!(
         "the step's 17 matrix products alone: {products_ms:.3} ms ({:.1} GFLOP/s), \
          the rest of the step: {:.3} ms",
-        matmul_flops_per_step() / (products_ms * 1e-3) / 1e9,
+        matmul_flops_per_step(batch) / (products_ms * 1e-3) / 1e9,
         median - products_ms
     );
     println!("ms_per_step: {median:.3}");

@@ -99,6 +99,11 @@ struct Args {
     seed: cli::Seed,
     #[command(flatten)]
     threads: cli::Threads,
+    /// Cut each minibatch into N shards, each on its own tape and thread if one is
+    /// free, and average their gradients (must divide --batch-size; the result depends
+    /// on N, never on --threads; estimators with a baseline or tuned state need 1)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = cli::at_least_one)]
+    shards: usize,
     /// Continue from a checkpoint written by an earlier run (metrics.jsonl in --out is
     /// cut back to the checkpoint's epoch)
     #[arg(long, value_name = "FILE")]
@@ -285,6 +290,7 @@ fn run(args: &Args) -> Result<(), Error> {
         estimator: estimator.clone(),
         dynamic_binarization,
         seed,
+        shards: args.shards,
     };
     let mut trainer = match &args.resume {
         Some(path) => {
@@ -446,6 +452,7 @@ fn run(args: &Args) -> Result<(), Error> {
             ("train_images", Json::from_u64(train.len() as u64)),
             ("test_images", Json::from_u64(test_images.rows() as u64)),
             ("eval_seed", Json::from_u64(eval_seed)),
+            ("shards", Json::from_u64(args.shards as u64)),
             ("test_neg_elbo", cli::number("test_neg_elbo", hard)),
             (
                 "test_neg_elbo_relaxed",

@@ -35,6 +35,7 @@ fn saved_checkpoint(latent: Latent, estimator: &str, tag: &str) -> Checkpoint<f3
         estimator: estimator.to_string(),
         dynamic_binarization: false,
         seed: 1,
+        shards: 1,
     };
     let images = Tensor::<f32>::random_uniform(8, 12, 0.0, 1.0, &mut StdRng::seed_from_u64(2))
         .map(|x| if x > 0.5 { 1.0 } else { 0.0 });

@@ -1489,6 +1489,7 @@ fn the_six_train_both_vaes_for_a_few_steps() {
                 estimator: name.to_string(),
                 dynamic_binarization: true,
                 seed: 4,
+                shards: 1,
             };
             let mut trainer = Trainer::<f32>::new(vae, config).unwrap();
             let mut losses = Vec::new();

@@ -41,6 +41,7 @@ fn config(name: &str) -> TrainConfig {
         estimator: name.to_string(),
         dynamic_binarization: true,
         seed: 5,
+        shards: 1,
     }
 }
 

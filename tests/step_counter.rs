@@ -31,6 +31,7 @@ fn train_config() -> TrainConfig {
         estimator: "gumbel-softmax".into(),
         dynamic_binarization: true,
         seed: 3,
+        shards: 1,
     }
 }
 

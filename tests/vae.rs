@@ -255,6 +255,7 @@ fn train_config() -> TrainConfig {
         estimator: "gumbel-softmax".into(),
         dynamic_binarization: true,
         seed: 11,
+        shards: 1,
     }
 }
 

@@ -291,6 +291,7 @@ pub fn vae_setup(
         estimator: estimator.to_string(),
         dynamic_binarization: false,
         seed: budget.seed,
+        shards: 1,
     };
     (model, config)
 }

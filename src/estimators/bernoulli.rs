@@ -407,6 +407,11 @@ impl<T: Float> BernoulliEstimator<T> {
 }
 
 impl<T: Float> GradientEstimator<T> for BernoulliEstimator<T> {
+    /// A clone: this estimator keeps no state between calls.
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn name(&self) -> &'static str {
         match self.kind {
             BernoulliKind::Relaxed { .. } => "relaxed-bernoulli",

@@ -253,6 +253,11 @@ impl OneHotNode for GappedSt {
 }
 
 impl<T: Float> GradientEstimator<T> for GappedSt {
+    /// A clone: this estimator keeps no state between calls.
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn name(&self) -> &'static str {
         GappedSt::name(self)
     }

@@ -259,6 +259,11 @@ impl GumbelRao {
 }
 
 impl<T: Float> GradientEstimator<T> for GumbelRao {
+    /// A clone: this estimator keeps no state between calls.
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn name(&self) -> &'static str {
         GumbelRao::name(self)
     }

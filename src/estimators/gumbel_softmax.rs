@@ -413,6 +413,11 @@ impl<T: Float> GumbelSoftmaxEstimator<T> {
 }
 
 impl<T: Float> GradientEstimator<T> for GumbelSoftmaxEstimator<T> {
+    /// A clone: this estimator keeps no state between calls.
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn name(&self) -> &'static str {
         "gumbel-softmax"
     }

@@ -246,6 +246,22 @@ pub trait GradientEstimator<T: Float>: std::fmt::Debug {
         Ok(())
     }
 
+    /// A copy that estimates exactly as this estimator does, for one shard of a
+    /// data-parallel step: the minibatch is cut into shards, each estimated by its own
+    /// copy on its own tape (possibly on another thread), and the gradients averaged.
+    ///
+    /// Only an estimator that carries nothing from one call to the next (no baseline
+    /// average, learned network or tuned temperature) can be copied this way; the
+    /// shards' copies would otherwise each update their own state and disagree. Those
+    /// return `Some` (the stateless estimators of the crate clone themselves); the
+    /// default, `None`, means "train me on one tape". A copy sees only its shard's
+    /// examples, so an estimator whose estimate for one example uses the others (a
+    /// baseline from the rest of the batch) becomes the same estimator at the shard's
+    /// batch size.
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        None
+    }
+
     /// For models that only want the sample: the latent (relaxed or straight-through)
     /// whose backward pass carries this estimator's gradient, without a cost closure.
     ///
@@ -920,6 +936,9 @@ impl<T: Float> GradientEstimator<T> for Estimator<T> {
     }
     fn save_state(&self, state: &mut EstimatorState) {
         self.inner_ref().save_state(state)
+    }
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        self.inner_ref().shard_copy()
     }
     fn load_state(&mut self, state: &EstimatorState) -> Result<()> {
         self.inner().load_state(state)

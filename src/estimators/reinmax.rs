@@ -202,6 +202,11 @@ impl OneHotNode for ReinMax {
 }
 
 impl<T: Float> GradientEstimator<T> for ReinMax {
+    /// A clone: this estimator keeps no state between calls.
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn name(&self) -> &'static str {
         ReinMax::name(self)
     }

@@ -406,6 +406,11 @@ impl<T: Float> StraightThroughEstimator<T> {
 }
 
 impl<T: Float> GradientEstimator<T> for StraightThroughEstimator<T> {
+    /// A clone: this estimator keeps no state between calls.
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn name(&self) -> &'static str {
         match self.kind {
             StraightThroughKind::GumbelSoftmax => "st-gumbel-softmax",

@@ -27,6 +27,7 @@
 //! gumbelgrad::kernels::set_num_threads(1);
 //! ```
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,9 +53,33 @@ pub fn set_num_threads(threads: usize) {
     NUM_THREADS.store(threads.max(1), Ordering::Relaxed);
 }
 
+thread_local! {
+    /// Set while this thread runs work that is already one of several running in
+    /// parallel ([`on_one_thread`]).
+    static ON_ONE_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with [`num_threads`] returning 1 on this thread: for work that is itself one
+/// of several parallel tasks (a shard of a data-parallel training step), whose products
+/// and passes should not hand work to the helpers, which are busy with the other tasks.
+/// Results are the same either way; only the speed changes.
+pub(crate) fn on_one_thread<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ON_ONE_THREAD.with(|flag| flag.set(self.0));
+        }
+    }
+    let _restore = Restore(ON_ONE_THREAD.with(|flag| flag.replace(true)));
+    f()
+}
+
 /// The number of threads matrix products currently may use ([`default_num_threads`]
-/// unless set).
+/// unless set; 1 inside a task of a data-parallel step, which already runs beside others).
 pub fn num_threads() -> usize {
+    if ON_ONE_THREAD.with(Cell::get) {
+        return 1;
+    }
     match NUM_THREADS.load(Ordering::Relaxed) {
         0 => {
             // Computed once: a concurrent `set_num_threads` wins over the default.

@@ -2,6 +2,7 @@
 //! (§4.2), the stochastic binary network of §4.1, the loops that train them (the VAE's
 //! with checkpoints that resume bit for bit), and the semi-supervised M2 model of §4.3.
 
+mod data_parallel;
 pub mod discrete_vae;
 mod importance_weighted;
 pub mod sbn;

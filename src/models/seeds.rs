@@ -19,6 +19,8 @@ pub enum Stream {
     Step = 2,
     /// Evaluation.
     Eval = 4,
+    /// The noise of one shard of a training step split into shards ([`rng_for_shard`]).
+    Shard = 8,
 }
 
 /// SplitMix64's finaliser: a bijective mix of 64 bits.
@@ -42,4 +44,23 @@ fn mix(mut x: u64) -> u64 {
 /// ```
 pub fn rng_for(seed: u64, stream: Stream, index: u64) -> StdRng {
     StdRng::seed_from_u64(mix(mix(mix(seed) ^ stream as u64) ^ index))
+}
+
+/// The generator of shard `shard` of training step `step` in the run seeded with `seed`
+/// (a data-parallel step draws each shard's noise from its own stream, so the noise does
+/// not depend on which thread runs which shard, or when).
+///
+/// ```
+/// use gumbelgrad::models::seeds::rng_for_shard;
+/// use rand::Rng;
+/// let a: u64 = rng_for_shard(7, 100, 0).random();
+/// let b: u64 = rng_for_shard(7, 100, 1).random();
+/// let c: u64 = rng_for_shard(7, 101, 0).random();
+/// assert!(a != b && a != c);
+/// assert_eq!(a, rng_for_shard(7, 100, 0).random::<u64>());
+/// ```
+pub fn rng_for_shard(seed: u64, step: u64, shard: u64) -> StdRng {
+    StdRng::seed_from_u64(mix(
+        mix(mix(mix(seed) ^ Stream::Shard as u64) ^ step) ^ shard
+    ))
 }

@@ -30,7 +30,7 @@
 
 use std::path::Path;
 
-use rand::Rng;
+use rand::{Rng, RngCore};
 
 use crate::data::{Minibatches, RowSource};
 use crate::error::{Error, Result};
@@ -40,6 +40,7 @@ use crate::estimators::{
 use crate::float::Float;
 use crate::io::Checkpoint;
 use crate::io::json::Json;
+use crate::models::data_parallel::{Shards, StepInputs};
 use crate::models::discrete_vae::{DiscreteVae, VaeConfig};
 use crate::models::seeds::{Stream, rng_for};
 use crate::nn::{Gradients, Parameters};
@@ -64,11 +65,21 @@ pub struct TrainConfig {
     pub dynamic_binarization: bool,
     /// The seed every random number of the run derives from.
     pub seed: u64,
+    /// Shards each minibatch is cut into (data parallelism, see
+    /// `models/data_parallel.rs`): each shard of `batch_size / shards` examples is
+    /// recorded on its own tape with its own copy of the estimator, on whichever thread
+    /// is free, and the step averages their gradients. 1 (the default) records the
+    /// whole minibatch on one tape. The result depends on the number of shards (the
+    /// batch's sums are grouped per shard, and each shard draws its own noise) but never
+    /// on the number of threads. It must divide `batch_size`, and above 1 the estimator
+    /// must provide [`GradientEstimator::shard_copy`] (those without state between
+    /// steps do). Use at least as many shards as threads.
+    pub shards: usize,
 }
 
 impl Default for TrainConfig {
     /// The paper's categorical-VAE protocol: batch 100, Adam 1e-3, Gumbel-Softmax with
-    /// `tau = max(0.5, exp(-3e-5 t))` updated every 1000 steps.
+    /// `tau = max(0.5, exp(-3e-5 t))` updated every 1000 steps; one shard.
     fn default() -> Self {
         TrainConfig {
             batch_size: 100,
@@ -78,6 +89,7 @@ impl Default for TrainConfig {
             estimator: "gumbel-softmax".to_string(),
             dynamic_binarization: false,
             seed: 0,
+            shards: 1,
         }
     }
 }
@@ -120,7 +132,7 @@ pub struct ResumeOptions {
 
 /// The settings a checkpoint records and a resumed run must match (unless
 /// [`ResumeOptions::allow_changed_settings`]): key and this run's value.
-fn recorded_settings(config: &TrainConfig) -> [(&'static str, String); 4] {
+fn recorded_settings(config: &TrainConfig) -> [(&'static str, String); 5] {
     [
         ("batch_size", config.batch_size.to_string()),
         ("learning_rate", format!("{:?}", config.learning_rate)),
@@ -129,6 +141,7 @@ fn recorded_settings(config: &TrainConfig) -> [(&'static str, String); 4] {
             "dynamic_binarization",
             config.dynamic_binarization.to_string(),
         ),
+        ("shards", config.shards.to_string()),
     ]
 }
 
@@ -159,6 +172,8 @@ pub struct Trainer<T: Float> {
     grads: Gradients<T>,
     // The temperature last handed to the estimator by the schedule.
     scheduled_temperature: Option<f64>,
+    // Each shard's images and gradients, when `config.shards > 1`.
+    shards: Shards<T>,
     // Training images of the last epoch (recorded in checkpoints).
     train_images: Option<u64>,
     // Checked at the first epoch after a resume.
@@ -191,6 +206,25 @@ impl<T: Float> Trainer<T> {
                 "batch size must be > 0",
             ));
         }
+        if config.shards == 0 || !config.batch_size.is_multiple_of(config.shards) {
+            return Err(Error::invalid_argument(
+                "Trainer::new",
+                format!(
+                    "shards must be >= 1 and divide the batch size ({} shards, batch {})",
+                    config.shards, config.batch_size
+                ),
+            ));
+        }
+        if config.shards > 1 && estimator.shard_copy().is_none() {
+            return Err(Error::invalid_argument(
+                "Trainer::new",
+                format!(
+                    "estimator {} keeps state between steps and cannot be split into \
+                     shards (GradientEstimator::shard_copy); use shards = 1",
+                    estimator.name()
+                ),
+            ));
+        }
         Ok(Trainer {
             model,
             optimizer: Adam::new(config.learning_rate.rate_at(0)),
@@ -201,6 +235,7 @@ impl<T: Float> Trainer<T> {
             tape: Tape::new(),
             batch: Tensor::zeros(0, 0),
             grads: Gradients::from_tensors(Vec::new()),
+            shards: Shards::default(),
             scheduled_temperature: None,
             train_images: None,
             resumed_data: None,
@@ -274,22 +309,19 @@ impl<T: Float> Trainer<T> {
             &mut self.batch,
         )?;
 
-        self.tape.clear();
-        let tape = &self.tape;
-        // The parameters are moved onto the tape, not copied, and given back below
-        // before anything can return.
-        let params = self.model.parameters_mut().bind_moved(tape);
-        let x = tape.constant(&self.batch);
-        let terms = self
-            .model
-            .negative_elbo(&params, x, self.estimator.as_mut(), &mut rng);
-        let loss = tape
-            .backward(terms.loss)
-            .and_then(|()| terms.loss.with_value(|v| v.as_slice()[0].to_f64()));
-        params.take_gradients_into(&mut self.grads);
-        params.restore_into(self.model.parameters_mut());
-        drop(params);
-        let loss = loss?;
+        let loss = if self.config.shards > 1 {
+            let inputs = StepInputs {
+                model: &self.model,
+                estimator: self.estimator.as_ref(),
+                batch: &self.batch,
+                seed: self.config.seed,
+                step: self.step,
+            };
+            self.shards
+                .step(inputs, self.config.shards, &mut self.grads)?
+        } else {
+            self.one_tape_loss(&mut rng)?
+        };
         self.optimizer
             .step(self.model.parameters_mut(), &self.grads)?;
         self.step = next_step;
@@ -299,6 +331,31 @@ impl<T: Float> Trainer<T> {
             temperature,
             learning_rate,
         })
+    }
+
+    /// The gradients of the last step, as the optimiser received them (empty before
+    /// the first step): one per parameter, in the model's order.
+    pub fn gradients(&self) -> &Gradients<T> {
+        &self.grads
+    }
+
+    /// The minibatch's loss on the trainer's one tape, its gradients left in `grads`.
+    fn one_tape_loss(&mut self, rng: &mut impl RngCore) -> Result<f64> {
+        self.tape.clear();
+        let tape = &self.tape;
+        // The parameters are moved onto the tape, not copied, and given back below
+        // before anything can return.
+        let params = self.model.parameters_mut().bind_moved(tape);
+        let x = tape.constant(&self.batch);
+        let terms = self
+            .model
+            .negative_elbo(&params, x, self.estimator.as_mut(), rng);
+        let loss = tape
+            .backward(terms.loss)
+            .and_then(|()| terms.loss.with_value(|v| v.as_slice()[0].to_f64()));
+        params.take_gradients_into(&mut self.grads);
+        params.restore_into(self.model.parameters_mut());
+        loss
     }
 
     /// One pass over `images` in a shuffled order drawn from `(seed, epoch)`, calling
@@ -480,10 +537,19 @@ impl<T: Float> Trainer<T> {
         expect("model", format!("{:?}", trainer.model.config()))?;
         expect("estimator", trainer.estimator.name().to_string())?;
         expect("seed", trainer.config.seed.to_string())?;
-        // Checkpoints written before these keys existed record none of them.
+        // Checkpoints written before these keys existed record none of them; those
+        // runs had one shard.
         for (key, ours) in recorded_settings(&trainer.config) {
-            if !options.allow_changed_settings && checkpoint.metadata().contains_key(key) {
+            if options.allow_changed_settings {
+                continue;
+            }
+            if checkpoint.metadata().contains_key(key) {
                 expect(key, ours)?;
+            } else if key == "shards" && ours != "1" {
+                return Err(Error::bad_file(
+                    path,
+                    format!("checkpoint was trained with 1 shard, this run has {ours}"),
+                ));
             }
         }
         if checkpoint.metadata().contains_key("train_images") {

@@ -308,6 +308,78 @@ impl<T: Float> Gradients<T> {
             .sqrt()
     }
 
+    /// Sets these gradients to the mean of `parts` (one set per shard of a data-parallel
+    /// step, all of the same shapes): every value is the sum over `parts` in their order,
+    /// times `1 / parts.len()` (exact when the count is a power of two). Fixed chunks
+    /// of values are shared out among the threads
+    /// ([`num_threads`](crate::kernels::num_threads)), so the result does not depend on
+    /// their number.
+    ///
+    /// ```
+    /// use gumbelgrad::nn::Gradients;
+    /// use gumbelgrad::Tensor;
+    /// let a = Gradients::from_tensors(vec![Tensor::from_vec(1, 2, vec![1.0f32, 2.0])?]);
+    /// let b = Gradients::from_tensors(vec![Tensor::from_vec(1, 2, vec![3.0f32, -2.0])?]);
+    /// let mut mean = Gradients::from_tensors(Vec::new());
+    /// mean.set_mean_of(&[a, b]);
+    /// assert_eq!(mean.as_slice()[0].as_slice(), &[2.0, 0.0]);
+    /// # Ok::<(), gumbelgrad::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// If `parts` is empty or its sets differ in count or shapes (a programming error:
+    /// the shards of one model).
+    pub fn set_mean_of(&mut self, parts: &[Gradients<T>]) {
+        const CHUNK: usize = 1 << 16;
+        let first = parts.first().expect("set_mean_of needs at least one part");
+        for part in parts {
+            assert!(
+                part.grads.len() == first.grads.len()
+                    && part
+                        .grads
+                        .iter()
+                        .zip(&first.grads)
+                        .all(|(a, b)| a.shape() == b.shape()),
+                "set_mean_of: the parts must have the same shapes"
+            );
+        }
+        let fits = self.grads.len() == first.grads.len()
+            && self
+                .grads
+                .iter()
+                .zip(&first.grads)
+                .all(|(a, b)| a.shape() == b.shape());
+        if !fits {
+            self.grads = first
+                .grads
+                .iter()
+                .map(|g| Tensor::zeros_like_shape(g.shape()))
+                .collect();
+        }
+        let scale = T::from_f64(1.0 / parts.len() as f64);
+        let chunks = self.grads.iter_mut().enumerate().flat_map(|(index, grad)| {
+            grad.as_mut_slice()
+                .chunks_mut(CHUNK)
+                .enumerate()
+                .map(move |(chunk, out)| (index, chunk * CHUNK, out))
+        });
+        crate::kernels::threads::for_each_shared(chunks, |(index, start, out)| {
+            let end = start + out.len();
+            out.copy_from_slice(&first.grads[index].as_slice()[start..end]);
+            for part in &parts[1..] {
+                for (sum, &value) in out
+                    .iter_mut()
+                    .zip(&part.grads[index].as_slice()[start..end])
+                {
+                    *sum += value;
+                }
+            }
+            for value in out.iter_mut() {
+                *value *= scale;
+            }
+        });
+    }
+
     /// Checks that these gradients fit `params` (same count, same shapes).
     pub fn check_matches(&self, params: &Parameters<T>, op: &str) -> Result<()> {
         if self.grads.len() != params.len() {

@@ -199,6 +199,11 @@ pub fn stick_breaking_vjp(theta: &[f64], bit_gradient: &[f64], group_size: usize
 }
 
 impl<T: Float> GradientEstimator<T> for ArmEstimator {
+    /// A clone: this estimator keeps no state between calls.
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        Some(Box::new(*self))
+    }
+
     fn name(&self) -> &'static str {
         ArmEstimator::name(self)
     }

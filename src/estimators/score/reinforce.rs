@@ -146,6 +146,13 @@ impl<T: Float> GradientEstimator<T> for Reinforce {
         true
     }
 
+    /// A clone without a baseline (which keeps no state between calls); `None` with one.
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        let stateless =
+            self.moving_average.is_none() && self.learned.is_none() && self.normaliser.is_none();
+        stateless.then(|| Box::new(self.clone()) as Box<dyn GradientEstimator<T> + Send>)
+    }
+
     /// The moving average (`moving_average`), the learned baseline (`baseline.*`), the
     /// variance normaliser (`variance`) and the last scale, whichever it has.
     fn save_state(&self, state: &mut EstimatorState) {

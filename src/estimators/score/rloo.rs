@@ -98,6 +98,11 @@ pub(crate) fn leave_one_out(costs: &[f64]) -> Vec<f64> {
 }
 
 impl<T: Float> GradientEstimator<T> for Rloo {
+    /// A clone: this estimator keeps no state between calls.
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        Some(Box::new(*self))
+    }
+
     fn name(&self) -> &'static str {
         Rloo::name(self)
     }

@@ -139,6 +139,11 @@ fn check_num_samples(op: &str, num_samples: usize) -> Result<()> {
 }
 
 impl<T: Float> GradientEstimator<T> for Vimco {
+    /// A clone: this estimator keeps no state between calls.
+    fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
+        Some(Box::new(*self))
+    }
+
     fn name(&self) -> &'static str {
         match self.objective {
             VimcoObjective::Mean => "vimco",
