@@ -11,6 +11,10 @@
 //! tuned temperatures, learned networks: [`GradientEstimator::save_state`]) to continue
 //! exactly where it stopped.
 //!
+//! With [`TrainConfig::shards`] above 1 the minibatch is cut into shards, each recorded
+//! on its own tape with its own noise, and the step averages their gradients (data
+//! parallelism; see `models/data_parallel.rs`).
+//!
 //! # Checkpoint layout
 //! One safetensors file ([`Checkpoint`]):
 //!
@@ -20,7 +24,7 @@
 //! | tensors `optim.adam.m.<parameter>`, `optim.adam.v.<parameter>` | Adam's moments |
 //! | metadata `optimizer_steps`, `step`, `epoch`, `seed`, `scheduled_temperature` | counters (exact) |
 //! | metadata `model`, `estimator` | the model's configuration and the estimator's name, checked on resume |
-//! | metadata `batch_size`, `learning_rate`, `temperature`, `dynamic_binarization`, `train_images`, `steps_per_epoch` | the training settings, checked on resume unless [`ResumeOptions::allow_changed_settings`] |
+//! | metadata `batch_size`, `learning_rate`, `temperature`, `dynamic_binarization`, `shards`, `train_images`, `steps_per_epoch` | the training settings, checked on resume unless [`ResumeOptions::allow_changed_settings`] |
 //! | metadata `estimator.<key>` | the estimator's state, `f64` scalars and tensors stored bit for bit |
 //! | metadata `gumbelgrad` | JSON for other programs: the model ([`DiscreteVae::description`]: kind, layer sizes, activations, latent shape), the estimator and its temperature, the counters, and which tensor prefixes hold what |
 //!
