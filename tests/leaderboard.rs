@@ -527,3 +527,72 @@ fn the_gradient_variance_is_the_mean_per_coordinate_sample_variance_of_the_encod
         "{measured} vs {expected}"
     );
 }
+
+/// The published results (`docs/results/leaderboard.json`, and `docs/leaderboard.md`
+/// made from it by `--markdown`): every entry is a cell of the full protocol, its
+/// chosen learning rate is the best of its grid on validation, its command is the
+/// cell's, and the page shows its figure.
+#[test]
+fn the_published_leaderboard_holds_full_protocol_cells() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("docs/results/leaderboard.json");
+    if !path.exists() {
+        eprintln!("skipped: {} does not exist", path.display());
+        return;
+    }
+    let table = ResultsFile::load(&path).unwrap();
+    let page = std::fs::read_to_string(root.join("docs/leaderboard.md")).unwrap();
+    let number = |entry: &Json, key: &str| {
+        entry
+            .get(key)
+            .and_then(Json::as_f64)
+            .unwrap_or_else(|| panic!("{key} missing in {entry}"))
+    };
+    assert!(!table.entries().is_empty());
+    for entry in table.entries() {
+        let text = |key: &str| entry.get(key).and_then(Json::as_str).unwrap().to_string();
+        let label = format!("{}:{}", text("model"), text("estimator"));
+        let cell = Cell::parse(&label).unwrap();
+        assert!(Cell::all().contains(&cell), "{label} is not a cell");
+        assert_eq!(number(entry, "epochs"), 30.0, "{label}");
+        assert_eq!(number(entry, "eval_samples"), 1000.0, "{label}");
+        assert_eq!(number(entry, "valid_samples"), 100.0, "{label}");
+        assert_eq!(number(entry, "variance_warmup"), 100.0, "{label}");
+        assert_eq!(number(entry, "variance_samples"), 100.0, "{label}");
+        assert_eq!(number(entry, "seed"), 0.0, "{label}");
+        let nats = number(entry, "nats");
+        assert!(nats.is_finite() && nats > 0.0, "{label}: {nats}");
+        let variance = number(entry, "grad_variance");
+        assert!(
+            variance.is_finite() && variance >= 0.0,
+            "{label}: {variance}"
+        );
+        assert!(number(entry, "train_seconds") > 0.0, "{label}");
+        let grid: Vec<(f64, f64)> = entry
+            .get("lr_grid")
+            .and_then(Json::as_array)
+            .unwrap()
+            .iter()
+            .map(|c| (number(c, "learning_rate"), number(c, "valid_nats")))
+            .collect();
+        let rates: Vec<f64> = grid.iter().map(|&(rate, _)| rate).collect();
+        assert_eq!(rates, [3e-4, 1e-3, 3e-3], "{label}");
+        let best = grid
+            .iter()
+            .fold(grid[0], |best, &c| if c.1 < best.1 { c } else { best });
+        assert_eq!(number(entry, "learning_rate"), best.0, "{label}");
+        let command = format!(
+            "cargo run --release --example leaderboard -- --cell \"{label}\" --binarized-mnist \"$GUMBELGRAD_DATA/binarized_mnist\""
+        );
+        assert!(
+            text("command").starts_with(&command),
+            "{label}: {}",
+            text("command")
+        );
+        let row = page
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{}` |", text("estimator"))))
+            .unwrap_or_else(|| panic!("no row for {label} in docs/leaderboard.md"));
+        assert!(row.contains(&format!(" {nats} |")), "{label}: {row}");
+    }
+}
