@@ -20,7 +20,7 @@
 //!
 //! The number of shards is a training setting, never derived from the thread count.
 //! Shard `s` draws its noise from its own generator,
-//! [`rng_for_shard`](super::seeds::rng_for_shard)`(seed, step, s)`, and its own copy
+//! [`rng_for_shard`]`(seed, step, s)`, and its own copy
 //! of the estimator ([`GradientEstimator::shard_copy`]); one thread records and
 //! differentiates it, and its products run on that thread alone (they give the same
 //! bits on any number of threads anyway); the mean is taken in shard order, in fixed
