@@ -257,7 +257,17 @@ pub trait GradientEstimator<T: Float>: std::fmt::Debug {
     /// default, `None`, means "train me on one tape". A copy sees only its shard's
     /// examples, so an estimator whose estimate for one example uses the others (a
     /// baseline from the rest of the batch) becomes the same estimator at the shard's
-    /// batch size.
+    /// batch size. An estimator of your own without state implements it as
+    /// `Some(Box::new(self.clone()))`.
+    ///
+    /// ```
+    /// use gumbelgrad::estimators::{Estimator, GradientEstimator};
+    /// let relaxed = Estimator::<f32>::gumbel_softmax(1.0)?;
+    /// assert!(relaxed.shard_copy().is_some());
+    /// let with_a_learned_baseline = Estimator::<f32>::from_name("nvil", 1.0)?;
+    /// assert!(with_a_learned_baseline.shard_copy().is_none());
+    /// # Ok::<(), gumbelgrad::Error>(())
+    /// ```
     fn shard_copy(&self) -> Option<Box<dyn GradientEstimator<T> + Send>> {
         None
     }
