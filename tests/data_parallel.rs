@@ -6,6 +6,7 @@
 use gumbelgrad::Error;
 use gumbelgrad::Tensor;
 use gumbelgrad::estimators::TemperatureSchedule;
+use gumbelgrad::io::Checkpoint;
 use gumbelgrad::models::{Latent, TrainConfig, Trainer, VaeConfig};
 use gumbelgrad::optim::LearningRateSchedule;
 use rand::SeedableRng;
@@ -149,4 +150,30 @@ fn a_sharded_run_resumes_bit_for_bit_and_checks_its_shards() {
             .all(|(x, y)| x.to_bits() == y.to_bits());
         assert!(same, "parameter {name} differs after resume");
     }
+}
+
+#[test]
+fn a_checkpoint_without_the_shards_key_is_a_one_shard_run() {
+    let path = std::env::temp_dir().join(format!(
+        "gumbelgrad-unsharded-checkpoint-{}.safetensors",
+        std::process::id()
+    ));
+    let mut trainer = Trainer::<f64>::new(model(), config("gumbel-softmax", 1)).unwrap();
+    trainer.train_epoch(&images(), |_| {}).unwrap();
+    trainer.save_checkpoint(&path).unwrap();
+    // The file as a build from before data parallelism wrote it: no `shards` key.
+    let saved = Checkpoint::<f64>::load(&path).unwrap();
+    let mut older = Checkpoint::<f64>::new();
+    older.extend(saved.tensors().iter().cloned());
+    for (key, value) in saved.metadata() {
+        if key != "shards" {
+            older.set(key.clone(), value.clone());
+        }
+    }
+    older.save(&path).unwrap();
+    let error = Trainer::<f64>::resume(&path, model(), config("gumbel-softmax", 2)).unwrap_err();
+    assert!(error.to_string().contains("shards = 1"), "{error}");
+    let resumed = Trainer::<f64>::resume(&path, model(), config("gumbel-softmax", 1)).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(resumed.steps(), trainer.steps());
 }

@@ -68,19 +68,23 @@ fn with_shard_tape<T: Float, R>(f: impl FnOnce(&mut Tape<T>) -> R) -> R {
 
 /// What a data-parallel trainer keeps between steps: each shard's images and
 /// gradients (their buffers are reused).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Shards<T: Float> {
     images: Vec<Tensor<T>>,
     grads: Vec<Gradients<T>>,
 }
 
-impl<T: Float> Default for Shards<T> {
-    fn default() -> Self {
-        Shards {
-            images: Vec::new(),
-            grads: Vec::new(),
-        }
-    }
+/// The error for an estimator without [`GradientEstimator::shard_copy`] given more than
+/// one shard, from `op`.
+pub(crate) fn cannot_be_split<T: Float>(op: &str, estimator: &dyn GradientEstimator<T>) -> Error {
+    Error::invalid_argument(
+        op,
+        format!(
+            "estimator {} keeps state between steps and cannot be split into shards \
+             (GradientEstimator::shard_copy); use shards = 1",
+            estimator.name()
+        ),
+    )
 }
 
 /// The step's fixed inputs, shared by every shard.
@@ -92,9 +96,9 @@ pub(crate) struct StepInputs<'a, T: Float> {
     pub estimator: &'a dyn GradientEstimator<T>,
     /// The whole minibatch, `[B, D]`.
     pub batch: &'a Tensor<T>,
-    /// The run's seed and this step's number (for the shards' generators).
+    /// The run's seed (for the shards' generators).
     pub seed: u64,
-    /// The step's number.
+    /// The step's number (for the shards' generators).
     pub step: u64,
 }
 
@@ -134,16 +138,9 @@ impl<T: Float> Shards<T> {
         }
         let copies = (0..count)
             .map(|_| {
-                estimator.shard_copy().ok_or_else(|| {
-                    Error::invalid_argument(
-                        "Trainer::step",
-                        format!(
-                            "estimator {} keeps state between steps and cannot be split \
-                             into shards (GradientEstimator::shard_copy); use one shard",
-                            estimator.name()
-                        ),
-                    )
-                })
+                estimator
+                    .shard_copy()
+                    .ok_or_else(|| cannot_be_split("Trainer::step", estimator))
             })
             .collect::<Result<Vec<_>>>()?;
         let mut losses: Vec<Option<Result<f64>>> = (0..count).map(|_| None).collect();

@@ -44,7 +44,7 @@ use crate::estimators::{
 use crate::float::Float;
 use crate::io::Checkpoint;
 use crate::io::json::Json;
-use crate::models::data_parallel::{Shards, StepInputs};
+use crate::models::data_parallel::{Shards, StepInputs, cannot_be_split};
 use crate::models::discrete_vae::{DiscreteVae, VaeConfig};
 use crate::models::seeds::{Stream, rng_for};
 use crate::nn::{Gradients, Parameters};
@@ -135,17 +135,20 @@ pub struct ResumeOptions {
 }
 
 /// The settings a checkpoint records and a resumed run must match (unless
-/// [`ResumeOptions::allow_changed_settings`]): key and this run's value.
-fn recorded_settings(config: &TrainConfig) -> [(&'static str, String); 5] {
+/// [`ResumeOptions::allow_changed_settings`]): key, this run's value, and the value a
+/// checkpoint written before the key existed implies (`None`: unknown, not checked).
+fn recorded_settings(config: &TrainConfig) -> [(&'static str, String, Option<&'static str>); 5] {
     [
-        ("batch_size", config.batch_size.to_string()),
-        ("learning_rate", format!("{:?}", config.learning_rate)),
-        ("temperature", format!("{:?}", config.temperature)),
+        ("batch_size", config.batch_size.to_string(), None),
+        ("learning_rate", format!("{:?}", config.learning_rate), None),
+        ("temperature", format!("{:?}", config.temperature), None),
         (
             "dynamic_binarization",
             config.dynamic_binarization.to_string(),
+            None,
         ),
-        ("shards", config.shards.to_string()),
+        // Runs before data parallelism had one shard.
+        ("shards", config.shards.to_string(), Some("1")),
     ]
 }
 
@@ -220,14 +223,7 @@ impl<T: Float> Trainer<T> {
             ));
         }
         if config.shards > 1 && estimator.shard_copy().is_none() {
-            return Err(Error::invalid_argument(
-                "Trainer::new",
-                format!(
-                    "estimator {} keeps state between steps and cannot be split into \
-                     shards (GradientEstimator::shard_copy); use shards = 1",
-                    estimator.name()
-                ),
-            ));
+            return Err(cannot_be_split("Trainer::new", estimator.as_ref()));
         }
         Ok(Trainer {
             model,
@@ -435,7 +431,7 @@ impl<T: Float> Trainer<T> {
         checkpoint.set("estimator", self.estimator.name());
         checkpoint.set("model", format!("{:?}", self.model.config()));
         write_estimator_state(&mut checkpoint, ESTIMATOR_PREFIX, self.estimator.as_ref());
-        for (key, value) in recorded_settings(&self.config) {
+        for (key, value, _) in recorded_settings(&self.config) {
             checkpoint.set(key, value);
         }
         if let Some(images) = self.train_images {
@@ -541,18 +537,20 @@ impl<T: Float> Trainer<T> {
         expect("model", format!("{:?}", trainer.model.config()))?;
         expect("estimator", trainer.estimator.name().to_string())?;
         expect("seed", trainer.config.seed.to_string())?;
-        // Checkpoints written before these keys existed record none of them; those
-        // runs had one shard.
-        for (key, ours) in recorded_settings(&trainer.config) {
+        // Checkpoints written before a key existed are checked against the value the
+        // key's absence implies, if any.
+        for (key, ours, implied) in recorded_settings(&trainer.config) {
             if options.allow_changed_settings {
                 continue;
             }
             if checkpoint.metadata().contains_key(key) {
                 expect(key, ours)?;
-            } else if key == "shards" && ours != "1" {
+            } else if let Some(implied) = implied
+                && implied != ours
+            {
                 return Err(Error::bad_file(
                     path,
-                    format!("checkpoint was trained with 1 shard, this run has {ours}"),
+                    format!("checkpoint has no {key} (so {key} = {implied}), this run has {ours}"),
                 ));
             }
         }

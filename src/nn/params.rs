@@ -334,22 +334,11 @@ impl<T: Float> Gradients<T> {
         let first = parts.first().expect("set_mean_of needs at least one part");
         for part in parts {
             assert!(
-                part.grads.len() == first.grads.len()
-                    && part
-                        .grads
-                        .iter()
-                        .zip(&first.grads)
-                        .all(|(a, b)| a.shape() == b.shape()),
+                part.same_shapes(first),
                 "set_mean_of: the parts must have the same shapes"
             );
         }
-        let fits = self.grads.len() == first.grads.len()
-            && self
-                .grads
-                .iter()
-                .zip(&first.grads)
-                .all(|(a, b)| a.shape() == b.shape());
-        if !fits {
+        if !self.same_shapes(first) {
             self.grads = first
                 .grads
                 .iter()
@@ -378,6 +367,16 @@ impl<T: Float> Gradients<T> {
                 *value *= scale;
             }
         });
+    }
+
+    /// True if `other` has as many gradients as these, each of the same shape.
+    fn same_shapes(&self, other: &Gradients<T>) -> bool {
+        self.grads.len() == other.grads.len()
+            && self
+                .grads
+                .iter()
+                .zip(&other.grads)
+                .all(|(a, b)| a.shape() == b.shape())
     }
 
     /// Checks that these gradients fit `params` (same count, same shapes).
