@@ -31,6 +31,7 @@ use gumbelgrad::io::ProgressBar;
 use gumbelgrad::Tensor;
 use gumbelgrad::kernels::gemm::Isa;
 use gumbelgrad::kernels::matmul::gemm;
+use gumbelgrad::kernels::threads::join;
 use gumbelgrad::models::{TrainConfig, Trainer, VaeConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -85,10 +86,15 @@ fn matmul_flops_per_step(batch: usize) -> f64 {
     forward + forward + (forward - 2.0 * (batch * 784 * 512) as f64)
 }
 
-/// The 17 matrix products of one step, `(transpose_a, transpose_b, m, n, k)` as the
-/// matmul op issues them: forward `x W`, weight gradients `x^T G`, and input gradients
-/// `G W^T` for every layer but the first.
-fn step_products(batch: usize) -> Vec<(bool, bool, usize, usize, usize)> {
+/// One matrix product of the step, `(transpose_a, transpose_b, m, n, k)` as the ops
+/// issue it.
+type Product = (bool, bool, usize, usize, usize);
+
+/// The 17 matrix products of one step in the order the step runs them, in stages: the
+/// forward `x W` of each layer, one at a time; then, layer by layer from the last, the
+/// input gradient `G W^T` and the weight gradient `x^T G` side by side (the linear op runs
+/// the two at once, `kernels::threads::join`); the first layer has no input gradient.
+fn step_products(batch: usize) -> Vec<Vec<Product>> {
     let layers = [
         (784, 512),
         (512, 256),
@@ -97,30 +103,61 @@ fn step_products(batch: usize) -> Vec<(bool, bool, usize, usize, usize)> {
         (256, 512),
         (512, 784),
     ];
-    let forward = layers.iter().map(|&(i, o)| (false, false, batch, o, i));
-    let weight_grads = layers.iter().map(|&(i, o)| (true, false, i, o, batch));
-    let input_grads = layers[1..].iter().map(|&(i, o)| (false, true, batch, i, o));
-    forward.chain(weight_grads).chain(input_grads).collect()
+    let forward = layers
+        .iter()
+        .map(|&(i, o)| vec![(false, false, batch, o, i)]);
+    let backward = layers.iter().enumerate().rev().map(|(layer, &(i, o))| {
+        let weight_grad = (true, false, i, o, batch);
+        match layer {
+            0 => vec![weight_grad],
+            _ => vec![(false, true, batch, i, o), weight_grad],
+        }
+    });
+    forward.chain(backward).collect()
 }
 
-/// Median milliseconds of running just the step's matrix products (through the same
-/// `kernels::matmul::gemm` the ops call, same thread setting), `repeats` times: the
-/// part of a step the GEMM kernel is responsible for.
+/// A product with its operands `a`, `b` and output `c`.
+type Operands = (
+    bool,
+    bool,
+    usize,
+    usize,
+    usize,
+    Vec<f32>,
+    Vec<f32>,
+    Vec<f32>,
+);
+
+/// Runs one product as the ops do.
+fn run_product((ta, tb, m, n, k, a, b, c): &mut Operands) {
+    gemm(*ta, *tb, *m, *n, *k, a, b, c);
+}
+
+/// Median milliseconds of running just the step's matrix products, in step order
+/// ([`step_products`]: the backward pairs side by side), through the same
+/// `kernels::matmul::gemm` the ops call with the same thread setting, `repeats` times:
+/// the part of a step the GEMM kernel is responsible for.
 fn time_products_alone(batch: usize, repeats: usize, rng: &mut StdRng) -> f64 {
-    let operands: Vec<_> = step_products(batch)
+    let mut operand = |(ta, tb, m, n, k): Product| -> Operands {
+        let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        (ta, tb, m, n, k, a, b, vec![0.0f32; m * n])
+    };
+    let mut stages: Vec<Vec<Operands>> = step_products(batch)
         .into_iter()
-        .map(|(ta, tb, m, n, k)| {
-            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
-            (ta, tb, m, n, k, a, b, vec![0.0f32; m * n])
-        })
+        .map(|stage| stage.into_iter().map(&mut operand).collect())
         .collect();
-    let mut operands = operands;
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats + 10 {
         let started = Instant::now();
-        for (ta, tb, m, n, k, a, b, c) in &mut operands {
-            gemm(*ta, *tb, *m, *n, *k, a, b, c);
+        for stage in &mut stages {
+            match stage.as_mut_slice() {
+                [only] => run_product(only),
+                [first, second] => {
+                    join(|| run_product(first), || run_product(second));
+                }
+                _ => unreachable!("a stage holds one or two products"),
+            }
         }
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }

@@ -54,33 +54,86 @@ pub fn set_num_threads(threads: usize) {
 }
 
 thread_local! {
-    /// Set while this thread runs work that is already one of several running in
-    /// parallel ([`on_one_thread`]).
-    static ON_ONE_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// The most threads the work of this thread may use while it runs one of several
+    /// tasks running in parallel ([`on_threads`]); 0 when no such limit is set.
+    static THREAD_LIMIT: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Runs `f` with [`num_threads`] returning 1 on this thread: for work that is itself one
-/// of several parallel tasks (a shard of a data-parallel training step), whose products
-/// and passes should not hand work to the helpers, which are busy with the other tasks.
-/// Results are the same either way; only the speed changes.
-pub(crate) fn on_one_thread<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
+/// Runs `f` with [`num_threads`] returning at most `threads` on this thread: for work
+/// that is itself one of several parallel tasks (one of the two products of [`join`], a
+/// shard of a data-parallel training step), whose products and passes should leave the
+/// other threads to the other tasks. Results are the same either way; only the speed
+/// changes.
+pub(crate) fn on_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
     impl Drop for Restore {
         fn drop(&mut self) {
-            ON_ONE_THREAD.with(|flag| flag.set(self.0));
+            THREAD_LIMIT.with(|limit| limit.set(self.0));
         }
     }
-    let _restore = Restore(ON_ONE_THREAD.with(|flag| flag.replace(true)));
+    let outer = THREAD_LIMIT.with(Cell::get);
+    let limit = match outer {
+        0 => threads.max(1),
+        outer => outer.min(threads.max(1)),
+    };
+    let _restore = Restore(THREAD_LIMIT.with(|cell| cell.replace(limit)));
     f()
 }
 
+/// [`on_threads`] with one thread.
+pub(crate) fn on_one_thread<R>(f: impl FnOnce() -> R) -> R {
+    on_threads(1, f)
+}
+
+/// Runs two independent pieces of work at the same time: `left` on the calling thread,
+/// `right` on a kept-alive helper, each with half of [`num_threads`] (`left` gets the odd
+/// one). With one thread, `left` then `right`.
+///
+/// For work that splits better by task than by data: the backward pass of a layer
+/// computes `dX = G W^T` and `dW = X^T G`, two products of the same size that read the
+/// same `G` and write different buffers (`ops::linear`, `ops::matmul`). Run side by
+/// side, each on one thread, neither is cut into bands, so neither packs its small
+/// operand once per band. When each task's values do not depend on the thread count
+/// (true of every kernel of this module's callers), neither do the results; a custom
+/// op can use it the same way.
+///
+/// ```
+/// use gumbelgrad::kernels::matmul::gemm;
+/// use gumbelgrad::kernels::threads::join;
+/// let (g, w, x) = (vec![1.0f32; 4 * 8], vec![0.5f32; 3 * 8], vec![2.0f32; 4 * 3]);
+/// let (mut dx, mut dw) = (vec![0.0f32; 4 * 3], vec![0.0f32; 3 * 8]);
+/// join(
+///     || gemm(false, true, 4, 3, 8, &g, &w, &mut dx), // dX = G W^T
+///     || gemm(true, false, 3, 8, 4, &x, &g, &mut dw), // dW = X^T G
+/// );
+/// assert_eq!((dx[0], dw[0]), (4.0, 8.0));
+/// ```
+pub fn join<A: Send, B: Send>(
+    left: impl FnOnce() -> A,
+    right: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    let threads = num_threads();
+    let pool = (threads > 1).then(|| helper_pool(threads - 1)).flatten();
+    let Some(pool) = pool else {
+        return (left(), right());
+    };
+    let right_threads = threads / 2;
+    let mut right_result = None;
+    let right_slot = &mut right_result;
+    let left_result = threaded_pass(&pool, threads - 1, |scope| {
+        scope.spawn(move |_| *right_slot = Some(on_threads(right_threads, right)));
+        on_threads(threads - right_threads, left)
+    });
+    let right_result = right_result.expect("a scope returns after all its tasks have run");
+    (left_result, right_result)
+}
+
 /// The number of threads matrix products currently may use ([`default_num_threads`]
-/// unless set; 1 inside a task of a data-parallel step, which already runs beside others).
+/// unless set; fewer inside a task that already runs beside others, such as one of the
+/// two products of a layer's backward pass or a shard of a data-parallel step).
 pub fn num_threads() -> usize {
-    if ON_ONE_THREAD.with(Cell::get) {
-        return 1;
-    }
-    match NUM_THREADS.load(Ordering::Relaxed) {
+    let limit = THREAD_LIMIT.with(Cell::get);
+    let threads = match NUM_THREADS.load(Ordering::Relaxed) {
         0 => {
             // Computed once: a concurrent `set_num_threads` wins over the default.
             let _ = NUM_THREADS.compare_exchange(
@@ -92,6 +145,10 @@ pub fn num_threads() -> usize {
             NUM_THREADS.load(Ordering::Relaxed)
         }
         threads => threads,
+    };
+    match limit {
+        0 => threads,
+        limit => threads.min(limit),
     }
 }
 
@@ -237,5 +294,30 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(default_num_threads(), cores.min(MAX_DEFAULT_THREADS));
         assert!((1..=MAX_DEFAULT_THREADS).contains(&default_num_threads()));
+    }
+
+    #[test]
+    fn a_limit_holds_inside_its_task_only_and_never_widens() {
+        let outside = num_threads();
+        on_threads(1, || {
+            assert_eq!(num_threads(), 1);
+            // A task inside a one-thread task cannot take more.
+            on_threads(3, || assert_eq!(num_threads(), 1));
+            assert_eq!(num_threads(), 1);
+        });
+        assert_eq!(num_threads(), outside);
+    }
+
+    #[test]
+    fn join_returns_both_results_in_order() {
+        let data: Vec<u64> = (1..=1000).collect();
+        let (evens, odds) = join(
+            || data.iter().filter(|&&x| x % 2 == 0).sum::<u64>(),
+            || data.iter().filter(|&&x| x % 2 == 1).sum::<u64>(),
+        );
+        assert_eq!((evens, odds), (250_500, 250_000));
+        // With a limit of one thread the two run one after the other, same results.
+        let sequential = on_one_thread(|| join(|| data[0], || data[999]));
+        assert_eq!(sequential, (1, 1000));
     }
 }

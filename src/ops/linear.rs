@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::bce;
 use crate::kernels::matmul::{gemm, gemm_overwrite};
-use crate::kernels::threads::for_each_shared;
+use crate::kernels::threads::{for_each_shared, join};
 use crate::op::{Op, expect_arity, expect_same_shapes};
 use crate::ops::loss::bce_with_logits;
 use crate::ops::unary::sigmoid;
@@ -231,8 +231,8 @@ fn linear_backward<T: Float>(
         unreachable!("linear has three inputs")
     };
     let product = |fresh: bool| if fresh { gemm_overwrite } else { gemm };
-    if let Some(grad_x) = grad_x.as_deref_mut() {
-        // dx = G' W^T, a [batch, in] product.
+    // dx = G' W^T, a [batch, in] product.
+    let dx = |grad_x: &mut Tensor<T>| {
         let w = weight.as_slice();
         product(fresh[0])(
             false,
@@ -244,9 +244,9 @@ fn linear_backward<T: Float>(
             w,
             grad_x.as_mut_slice(),
         );
-    }
-    if let Some(grad_weight) = grad_weight.as_deref_mut() {
-        // dW = x^T G', an [in, out] product.
+    };
+    // dW = x^T G', an [in, out] product.
+    let dw = |grad_weight: &mut Tensor<T>| {
         let x = x.as_slice();
         product(fresh[1])(
             true,
@@ -258,6 +258,16 @@ fn linear_backward<T: Float>(
             g,
             grad_weight.as_mut_slice(),
         );
+    };
+    match (grad_x.as_deref_mut(), grad_weight.as_deref_mut()) {
+        // The two products have the same size: side by side, each on its own thread.
+        (Some(grad_x), Some(grad_weight)) => {
+            join(|| dx(grad_x), || dw(grad_weight));
+        }
+        (grad_x, grad_weight) => {
+            grad_x.map(dx);
+            grad_weight.map(dw);
+        }
     }
     if let Some(grad_bias) = grad_bias.as_deref_mut() {
         // db = sum over rows of G', row by row (the unfused broadcast add's order).

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::matmul::{gemm, gemm_overwrite};
+use crate::kernels::threads::join;
 use crate::op::{Op, expect_arity};
 use crate::tape::Var;
 use crate::tensor::{Shape, Tensor};
@@ -96,7 +97,7 @@ impl<T: Float> Op<T> for MatMul {
         let (m, k) = Self::logical(a.shape(), self.transpose_a);
         let n = g.cols();
         let (a, b, g) = (a.as_slice(), b.as_slice(), g.as_slice());
-        if let Some(grad_a) = grad_inputs[0].as_deref_mut() {
+        let grad_a_product = |grad_a: &mut Tensor<T>| {
             if self.transpose_a {
                 // A stored k x m: dA_stored = (G op(B)^T)^T = op(B) G^T, a k x m product.
                 product(fresh[0])(self.transpose_b, true, k, m, n, b, g, grad_a.as_mut_slice());
@@ -113,8 +114,8 @@ impl<T: Float> Op<T> for MatMul {
                     grad_a.as_mut_slice(),
                 );
             }
-        }
-        if let Some(grad_b) = grad_inputs[1].as_deref_mut() {
+        };
+        let grad_b_product = |grad_b: &mut Tensor<T>| {
             if self.transpose_b {
                 // B stored n x k: dB_stored = (op(A)^T G)^T = G^T op(A), an n x k product.
                 product(fresh[1])(true, self.transpose_a, n, k, m, g, a, grad_b.as_mut_slice());
@@ -130,6 +131,20 @@ impl<T: Float> Op<T> for MatMul {
                     g,
                     grad_b.as_mut_slice(),
                 );
+            }
+        };
+        let [grad_a, grad_b] = grad_inputs else {
+            unreachable!("matmul has two inputs")
+        };
+        match (grad_a.as_deref_mut(), grad_b.as_deref_mut()) {
+            // Both products have m * n * k multiply-adds: side by side, each on its own
+            // thread (`join`).
+            (Some(grad_a), Some(grad_b)) => {
+                join(|| grad_a_product(grad_a), || grad_b_product(grad_b));
+            }
+            (grad_a, grad_b) => {
+                grad_a.map(grad_a_product);
+                grad_b.map(grad_b_product);
             }
         }
     }
