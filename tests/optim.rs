@@ -36,6 +36,56 @@ fn adam_matches_hand_computed_steps() {
     assert_eq!(adam.steps(), 3);
 }
 
+/// A first moment that decays below the smallest normal number is stored as zero (so the
+/// update never multiplies a subnormal, which x86 does in slow microcode), and the
+/// parameter ends where the unflushed update would leave it.
+#[test]
+fn adam_stores_a_decayed_first_moment_as_zero_not_subnormal() {
+    let mut params = Parameters::<f32>::new();
+    let id = params.add("p", Tensor::scalar(0.5f32)).unwrap();
+    let mut adam = Adam::new(1e-3);
+    let mut reference = (0.5f32, 0.0f32, 0.0f32); // (p, m, v) without the flush
+    let mut saw_subnormal_in_reference = false;
+    for step in 1..=1000 {
+        let g = if step == 1 { 1e-3f32 } else { 0.0 };
+        adam.step(
+            &mut params,
+            &Gradients::from_tensors(vec![Tensor::scalar(g)]),
+        )
+        .unwrap();
+        let (p, m, v) = &mut reference;
+        *m = 0.9 * *m + 0.1 * g;
+        *v = 0.999 * *v + 0.001 * g * g;
+        let correction1 = 1.0 - 0.9f32.powi(step);
+        let sqrt_correction2 = (1.0 - 0.999f32.powi(step)).sqrt();
+        *p -= 1e-3 / correction1 * *m / (v.sqrt() / sqrt_correction2 + 1e-8);
+        saw_subnormal_in_reference |= m.is_subnormal();
+        let state = adam.state(&params);
+        let stored = state.get("adam.m.p").unwrap().as_slice()[0];
+        assert!(!stored.is_subnormal(), "step {step}: m = {stored:e}");
+        if !m.is_subnormal() {
+            assert!(
+                (stored - *m).abs() <= 1e-6 * m.abs(),
+                "step {step}: {stored:e} {m:e}"
+            );
+        }
+    }
+    assert!(
+        saw_subnormal_in_reference,
+        "the test must reach the subnormal range"
+    );
+    assert_eq!(
+        adam.state(&params).get("adam.m.p").unwrap().as_slice()[0],
+        0.0
+    );
+    let p = params.get(id).as_slice()[0];
+    assert!(
+        (p - reference.0).abs() <= 1e-6 * reference.0,
+        "{p} {}",
+        reference.0
+    );
+}
+
 #[test]
 fn adam_weight_decay_adds_to_the_gradient() {
     // With weight decay 1 and gradient 0 at p = 2, the effective gradient is 2, and
