@@ -87,7 +87,8 @@ pub(crate) fn on_one_thread<R>(f: impl FnOnce() -> R) -> R {
 
 /// Runs two independent pieces of work at the same time: `left` on the calling thread,
 /// `right` on a kept-alive helper, each with half of [`num_threads`] (`left` gets the odd
-/// one). With one thread, `left` then `right`.
+/// one). If no helper has started `right` by the time `left` is done, the calling
+/// thread runs it too. With one thread, `left` then `right`.
 ///
 /// For work that splits better by task than by data: the backward pass of a layer
 /// computes `dX = G W^T` and `dW = X^T G`, two products of the same size that read the
@@ -118,13 +119,27 @@ pub fn join<A: Send, B: Send>(
         return (left(), right());
     };
     let right_threads = threads / 2;
-    let mut right_result = None;
-    let right_slot = &mut right_result;
+    // `right` goes to whichever thread reaches it first: a helper, or the calling thread
+    // once `left` is done (a helper that has not started by then, say on a machine whose
+    // other core is busy, does not keep the caller waiting).
+    let right_task = Mutex::new(Some(right));
+    let right_result = Mutex::new(None);
+    let run_right = || {
+        let task = lock(&right_task).take();
+        if let Some(task) = task {
+            *lock(&right_result) = Some(on_threads(right_threads, task));
+        }
+    };
     let left_result = threaded_pass(&pool, threads - 1, |scope| {
-        scope.spawn(move |_| *right_slot = Some(on_threads(right_threads, right)));
-        on_threads(threads - right_threads, left)
+        scope.spawn(|_| run_right());
+        let left_result = on_threads(threads - right_threads, left);
+        run_right();
+        left_result
     });
-    let right_result = right_result.expect("a scope returns after all its tasks have run");
+    let right_result = right_result
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .expect("a scope returns after all its tasks have run");
     (left_result, right_result)
 }
 
@@ -160,9 +175,7 @@ static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new(
 /// for; `None` if the operating system refuses to start threads (the caller then does
 /// the work alone). Work runs on it through [`threaded_pass`].
 pub(crate) fn helper_pool(helpers: usize) -> Option<Arc<rayon::ThreadPool>> {
-    let mut pools = POOLS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut pools = lock(&POOLS);
     if let Some((_, pool)) = pools.iter().find(|(count, _)| *count == helpers) {
         return Some(Arc::clone(pool));
     }
@@ -235,6 +248,13 @@ fn look_for_work() {
     LOOKING.fetch_sub(1, Ordering::AcqRel);
 }
 
+/// Locks `mutex`, also if a thread panicked holding it (the data are plain values).
+fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Runs `work` on every item of `items` (each item typically a chunk of slices),
 /// sharing the items out among [`num_threads`] threads through a queue that the calling
 /// thread drains too. The split is whatever `items` yields, fixed by the caller, so when
@@ -267,10 +287,7 @@ pub(crate) fn for_each_shared_with<I: Send, S>(
     let drain = || {
         let mut state = state();
         loop {
-            let next = queue
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .next();
+            let next = lock(&queue).next();
             match next {
                 Some(item) => work(&mut state, item),
                 None => break,
