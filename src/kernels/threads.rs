@@ -19,7 +19,8 @@
 //! (`KEEP_AWAKE`), since waking a sleeping thread costs more than most gaps between a
 //! step's threaded passes. What the threads do is
 //! always cut up by the problem, never by how many threads there are (the bands of a
-//! product, the chunks of an optimiser update), so results stay bit-identical.
+//! product, the chunks of an optimiser update, the two products of a layer's backward
+//! pass run side by side by [`join`]), so results stay bit-identical.
 //!
 //! ```
 //! gumbelgrad::kernels::set_num_threads(2);
