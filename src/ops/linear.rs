@@ -16,9 +16,10 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::bce;
 use crate::kernels::matmul::{gemm, gemm_overwrite};
-use crate::kernels::threads::{for_each_shared, join};
+use crate::kernels::threads::for_each_shared;
 use crate::op::{Op, expect_arity, expect_same_shapes};
 use crate::ops::loss::bce_with_logits;
+use crate::ops::matmul::input_gradients;
 use crate::ops::unary::sigmoid;
 use crate::tape::Var;
 use crate::tensor::{Shape, Tensor};
@@ -259,16 +260,8 @@ fn linear_backward<T: Float>(
             grad_weight.as_mut_slice(),
         );
     };
-    match (grad_x.as_deref_mut(), grad_weight.as_deref_mut()) {
-        // The two products have the same size: side by side, each on its own thread.
-        (Some(grad_x), Some(grad_weight)) => {
-            join(|| dx(grad_x), || dw(grad_weight));
-        }
-        (grad_x, grad_weight) => {
-            grad_x.map(dx);
-            grad_weight.map(dw);
-        }
-    }
+    // The two products have the same size: side by side, each on its own thread.
+    input_gradients(grad_x.as_deref_mut(), dx, grad_weight.as_deref_mut(), dw);
     if let Some(grad_bias) = grad_bias.as_deref_mut() {
         // db = sum over rows of G', row by row (the unfused broadcast add's order).
         let grad_bias = grad_bias.as_mut_slice();

@@ -136,17 +136,12 @@ impl<T: Float> Op<T> for MatMul {
         let [grad_a, grad_b] = grad_inputs else {
             unreachable!("matmul has two inputs")
         };
-        match (grad_a.as_deref_mut(), grad_b.as_deref_mut()) {
-            // Both products have m * n * k multiply-adds: side by side, each on its own
-            // thread (`join`).
-            (Some(grad_a), Some(grad_b)) => {
-                join(|| grad_a_product(grad_a), || grad_b_product(grad_b));
-            }
-            (grad_a, grad_b) => {
-                grad_a.map(grad_a_product);
-                grad_b.map(grad_b_product);
-            }
-        }
+        input_gradients(
+            grad_a.as_deref_mut(),
+            grad_a_product,
+            grad_b.as_deref_mut(),
+            grad_b_product,
+        );
     }
 }
 
@@ -185,5 +180,27 @@ impl<'t, T: Float> Var<'t, T> {
             },
             &[self, other],
         )
+    }
+}
+
+/// Writes the wanted gradients of a product's two inputs: `first_product` into `first`
+/// and `second_product` into `second`, for those that are `Some`. When both are wanted
+/// they run side by side, each on its own thread ([`join`]): the two backward products
+/// of `C = A B` (`G B^T` and `A^T G`) have the same number of multiply-adds, so neither
+/// waits long for the other. Shared by [`MatMul`] and [`Linear`](crate::ops::linear::Linear).
+pub(crate) fn input_gradients<T: Float>(
+    first: Option<&mut Tensor<T>>,
+    first_product: impl FnOnce(&mut Tensor<T>),
+    second: Option<&mut Tensor<T>>,
+    second_product: impl FnOnce(&mut Tensor<T>) + Send,
+) {
+    match (first, second) {
+        (Some(first), Some(second)) => {
+            join(|| first_product(first), || second_product(second));
+        }
+        (first, second) => {
+            first.map(first_product);
+            second.map(second_product);
+        }
     }
 }
