@@ -78,7 +78,11 @@ fn flush_subnormal<T: Float>(x: T) -> T {
 ///
 /// The factors `1 - beta^t` undo the bias of `m` and `v` towards their zero start
 /// (bias correction). The update is written exactly as PyTorch writes it, so both
-/// agree to rounding.
+/// agree to rounding, with one difference: an `m` that would be subnormal (below the
+/// type's smallest normal number) is stored as zero, because x86 computes with
+/// subnormals many times slower. The step it drops is below
+/// `lr * MIN_POSITIVE / ((1 - beta1^t) * eps)`: about `1.2e-33` for f32 with `lr = 1e-3`
+/// and the default `eps`.
 ///
 /// ```
 /// use gumbelgrad::nn::{Gradients, Parameters};
