@@ -123,7 +123,7 @@ fn fast_gemm_matches_reference_on_random_shapes_f64() {
         .unwrap();
 }
 
-/// Deep and wide products: several depth blocks (k > 384) and column blocks, all four
+/// Deep and wide products: several depth blocks (k > 384), row blocks and column blocks, all four
 /// transpose variants, plus the model's own shapes.
 #[test]
 fn fast_gemm_matches_reference_on_large_shapes() {
@@ -132,6 +132,9 @@ fn fast_gemm_matches_reference_on_large_shapes() {
         (65, 700, 777),
         (129, 33, 1000),
         (7, 1100, 65),
+        // Two row blocks, three depth blocks and (in f64) several column blocks, all
+        // reading one copy of A packed beforehand.
+        (130, 1100, 800),
     ];
     for (index, &(m, n, k)) in shapes.iter().enumerate() {
         for ta in [false, true] {

@@ -32,6 +32,7 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::softmax::{argmax_groups, log_softmax_groups};
+use crate::kernels::threads::for_each_shared;
 use crate::tensor::Tensor;
 
 /// One draw of `u` from `[T::MIN_POSITIVE, 1)`: never 0 and never 1, in `T`'s own
@@ -75,12 +76,27 @@ pub fn gumbel<T: Float, R: Rng + ?Sized>(rows: usize, cols: usize, rng: &mut R) 
     Tensor::from_vec(rows, cols, data).expect("length matches")
 }
 
+/// Values per share of the Gumbel transform handed out among threads: two `f64`
+/// logarithms each, about 50 µs of work, well above the cost of a hand-off.
+const GUMBEL_CHUNK: usize = 2048;
+
 /// Overwrites every element of `noise` with fresh Gumbel(0, 1) noise: the same numbers
 /// [`gumbel`] would draw from `rng`, without allocating.
+///
+/// The uniforms are drawn in order on the calling thread; their two logarithms each,
+/// which cost far more than the draw, are taken in fixed chunks shared among
+/// [`num_threads`](crate::kernels::num_threads) threads. Each value is a function of its
+/// own uniform alone, so the noise is the same for every thread count.
 pub fn fill_gumbel<T: Float, R: Rng + ?Sized>(noise: &mut Tensor<T>, rng: &mut R) {
-    for g in noise.as_mut_slice() {
-        *g = gumbel_from_uniform(uniform_open(rng));
+    let values = noise.as_mut_slice();
+    for u in values.iter_mut() {
+        *u = uniform_open(rng);
     }
+    for_each_shared(values.chunks_mut(GUMBEL_CHUNK), |chunk| {
+        for g in chunk {
+            *g = gumbel_from_uniform(*g);
+        }
+    });
 }
 
 /// A `rows x cols` tensor of i.i.d. Logistic(0, 1) noise, `l = ln u - ln(1 - u)`:

@@ -23,7 +23,8 @@
 //!   portable path on a machine with AVX-512).
 //! - **Threads.** `C` is cut into bands, about three per thread: bands of whole
 //!   `NR`-column panels when `n >= m` (each band then packs only its part of the
-//!   larger `B`), else of whole `MR`-row panels. The calling thread and `threads - 1`
+//!   larger `B`, and all bands read one packed copy of the smaller `A`), else of whole
+//!   `MR`-row panels. The calling thread and `threads - 1`
 //!   kept-alive helper threads ([`threads`](super::threads)) take bands from a shared
 //!   queue until it is empty, so a thread that gets a core late (the machine may be shared) does
 //!   less. Each output value is computed inside one band by one thread, with the same
@@ -59,7 +60,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::float::Float;
 use microkernel::{Element, MicroKernel, Portable};
-use pack::{pack_a, pack_b};
+use pack::{a_block_len, a_block_stride, pack_a, pack_a_blocks, pack_b};
 
 /// Depth of a block: `kc` inner-dimension steps per pass over `C`. Every value of `C`
 /// gets one block-sum added per `KC` steps, so this constant is part of the result's
@@ -373,7 +374,9 @@ const BANDS_PER_THREAD: usize = 3;
 /// until none is left.
 ///
 /// When `n >= m`, `op(B)` is the larger operand and the bands are ranges of whole
-/// `NR`-column panels: each band packs only its own columns of `B` (and the small `A`).
+/// `NR`-column panels: each band packs only its own columns of `B`, and reads all of
+/// the smaller `A`, which the calling thread packs once before the bands start rather
+/// than every band packing it again.
 /// Otherwise the bands are ranges of whole `MR`-row panels and each packs its rows of
 /// `A` and the smaller `B`. Which thread takes which band depends on timing, but each
 /// value of `C` is computed inside one band, by one thread, with exactly the operations
@@ -390,9 +393,26 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
     let mut rows: Vec<&mut [E]> = c.chunks_mut(n).collect();
     let work = m.saturating_mul(n).saturating_mul(k);
     let threads = threads.min((work / min_work_per_thread).max(1));
+    let blocks = Blocks::of::<E, K>(problem);
     if threads <= 1 {
         E::with_pack_buffers(1, |buffers| {
-            run_band(kernel, problem, a, b, (0, 0), &mut rows, &mut buffers[0]);
+            let (a_buffer, b_buffer) = &mut buffers[0];
+            // With more than one column block, each would pack all of A again; packed
+            // once instead when A is no larger than B (as the bands of columns below).
+            let a_source = if n > blocks.nc && m <= n {
+                ASource::Packed(pack_a_all(kernel, problem, a, blocks, a_buffer))
+            } else {
+                ASource::Pack(a_buffer)
+            };
+            run_band(
+                kernel,
+                problem,
+                a,
+                b,
+                (0, 0),
+                &mut rows,
+                (a_source, b_buffer),
+            );
         });
         return;
     }
@@ -429,7 +449,7 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
         bands
     };
     let queue = Mutex::new(bands.into_iter());
-    let work = |buffers: &mut PackBuffers<E>| {
+    let work = |mut a_source: ASource<'_, E>, b_buffer: &mut Vec<E>| {
         loop {
             let next = queue
                 .lock()
@@ -438,22 +458,95 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
             let Some((corner, mut band_rows)) = next else {
                 break;
             };
-            run_band(kernel, problem, a, b, corner, &mut band_rows, buffers);
+            run_band(
+                kernel,
+                problem,
+                a,
+                b,
+                corner,
+                &mut band_rows,
+                (a_source.reborrow(), &mut *b_buffer),
+            );
         }
     };
     E::with_pack_buffers(threads, |buffers| {
-        let (first, helpers) = buffers.split_first_mut().expect("threads >= 2");
+        let ((first_a, first_b), helpers) = buffers.split_first_mut().expect("threads >= 2");
+        // Bands of columns all need all of A: it is packed once, by the calling thread
+        // before the bands start, and read by every band.
+        let (first_source, shared_a) = if split_columns {
+            let packed = pack_a_all(kernel, problem, a, blocks, first_a);
+            (ASource::Packed(packed), Some(packed))
+        } else {
+            (ASource::Pack(first_a), None)
+        };
         match super::threads::helper_pool(threads - 1) {
             Some(pool) => super::threads::threaded_pass(&pool, threads - 1, |scope| {
-                for helper_buffers in helpers {
-                    scope.spawn(|_| work(helper_buffers));
+                for (helper_a, helper_b) in helpers {
+                    let source = match shared_a {
+                        Some(packed) => ASource::Packed(packed),
+                        None => ASource::Pack(helper_a),
+                    };
+                    scope.spawn(move |_| work(source, helper_b));
                 }
-                work(first);
+                work(first_source, first_b);
             }),
             // No helper threads to be had: the calling thread takes every band.
-            None => work(first),
+            None => work(first_source, first_b),
         }
     });
+}
+
+/// The block sizes of one product: `mc` rows of `A`, `kc` depths, `nc` columns of `B`.
+#[derive(Clone, Copy)]
+struct Blocks {
+    mc: usize,
+    kc: usize,
+    nc: usize,
+}
+
+impl Blocks {
+    fn of<E: Element, K: MicroKernel<E>>(problem: Problem) -> Blocks {
+        let mc = (MC_TARGET / K::MR).max(1) * K::MR;
+        let kc = depth_block(problem.k);
+        // As many columns as keep a kc x nc block of B within B_BLOCK_BYTES, using the
+        // actual depth: a shallow product (k = 100) takes all its columns in one block
+        // and so packs A once.
+        let nc = ((B_BLOCK_BYTES / (kc * size_of::<E>())) / K::NR).max(1) * K::NR;
+        Blocks { mc, kc, nc }
+    }
+}
+
+/// Where a band gets its packed blocks of `op(A)`.
+enum ASource<'p, E> {
+    /// Pack each block into this buffer as it is needed.
+    Pack(&'p mut Vec<E>),
+    /// All of `op(A)`, packed beforehand by [`pack_a_all`].
+    Packed(&'p [E]),
+}
+
+impl<E> ASource<'_, E> {
+    /// The same source, for one more band.
+    fn reborrow(&mut self) -> ASource<'_, E> {
+        match self {
+            ASource::Pack(buffer) => ASource::Pack(buffer),
+            ASource::Packed(packed) => ASource::Packed(packed),
+        }
+    }
+}
+
+/// All of `op(A)` packed into `buffer` block by block, in the order [`run_band`] visits
+/// the blocks of a band that covers all `m` rows.
+fn pack_a_all<'p, E: Element, K: MicroKernel<E>>(
+    kernel: K,
+    problem: Problem,
+    a: &[E],
+    blocks: Blocks,
+    buffer: &'p mut Vec<E>,
+) -> &'p [E] {
+    let Problem {
+        transpose_a, m, k, ..
+    } = problem;
+    pack_a_blocks(kernel, transpose_a, a, m, k, blocks.mc, blocks.kc, buffer)
 }
 
 /// The blocked product for one band of `C` whose top-left corner is
@@ -467,7 +560,7 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
     b: &[E],
     (first_row, first_col): (usize, usize),
     c_rows: &mut [&mut [E]],
-    (a_buffer, b_buffer): &mut PackBuffers<E>,
+    (mut a_source, b_buffer): (ASource<'_, E>, &mut Vec<E>),
 ) {
     let Problem {
         transpose_a,
@@ -479,14 +572,15 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
     } = problem;
     let band_rows = c_rows.len();
     let band_cols = c_rows.first().map_or(0, |row| row.len());
-    let mc_block = (MC_TARGET / K::MR).max(1) * K::MR;
-    let kc_block = depth_block(k);
-    // As many columns as keep a kc x nc block of B within B_BLOCK_BYTES, using the
-    // actual depth: a shallow product (k = 100) takes all its columns in one block and
-    // so packs A once.
-    let nc_block = ((B_BLOCK_BYTES / (kc_block * size_of::<E>())) / K::NR).max(1) * K::NR;
+    let Blocks {
+        mc: mc_block,
+        kc: kc_block,
+        nc: nc_block,
+    } = Blocks::of::<E, K>(problem);
     for jc in (0..band_cols).step_by(nc_block) {
         let nc = nc_block.min(band_cols - jc);
+        // Where the next block of a packed-beforehand A starts.
+        let mut a_offset = 0;
         for pc in (0..k).step_by(kc_block) {
             let kc = kc_block.min(k - pc);
             let b_packed = pack_b(
@@ -501,16 +595,23 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
             );
             for ic in (0..band_rows).step_by(mc_block) {
                 let mc = mc_block.min(band_rows - ic);
-                let a_packed = pack_a(
-                    kernel,
-                    transpose_a,
-                    a,
-                    m,
-                    k,
-                    (first_row + ic, mc),
-                    (pc, kc),
-                    a_buffer,
-                );
+                let a_packed = match &mut a_source {
+                    ASource::Pack(buffer) => pack_a(
+                        kernel,
+                        transpose_a,
+                        a,
+                        m,
+                        k,
+                        (first_row + ic, mc),
+                        (pc, kc),
+                        buffer,
+                    ),
+                    ASource::Packed(all) => {
+                        let block = &all[a_offset..][..a_block_len::<E, K>(mc, kc)];
+                        a_offset += a_block_stride::<E, K>(mc, kc);
+                        block
+                    }
+                };
                 // The first depth block of an overwriting product stores its sums; the
                 // later ones add theirs.
                 let first_overwrites = overwrite && pc == 0;

@@ -46,14 +46,87 @@ pub(crate) fn pack_a<'o, E: Element, K: MicroKernel<E>>(
     a: &[E],
     m: usize,
     k: usize,
-    (i0, mc): (usize, usize),
-    (p0, kc): (usize, usize),
+    rows: (usize, usize),
+    depths: (usize, usize),
     out: &'o mut Vec<E>,
 ) -> &'o [E] {
+    let out = aligned_prefix(out, a_block_len::<E, K>(rows.1, depths.1));
+    pack_a_into(kernel, transpose_a, a, m, k, rows, depths, out);
+    out
+}
+
+/// Values in a packed block of `mc` rows and `kc` depths of `op(A)`: whole `MR`-row
+/// panels of `kc x MR` values.
+pub(crate) fn a_block_len<E: Element, K: MicroKernel<E>>(mc: usize, kc: usize) -> usize {
+    mc.div_ceil(K::MR) * K::MR * kc
+}
+
+/// [`a_block_len`] rounded up to whole cache lines: the stride from one block to the
+/// next in [`pack_a_blocks`], so that every block starts on a line.
+pub(crate) fn a_block_stride<E: Element, K: MicroKernel<E>>(mc: usize, kc: usize) -> usize {
+    a_block_len::<E, K>(mc, kc).next_multiple_of(PANEL_ALIGN / size_of::<E>())
+}
+
+/// Packs all of `op(A)` (`m x k`) once, for products whose every band needs all of it
+/// (bands of columns): its blocks of `mc_block` rows and `kc_block` depths, depth block
+/// by depth block and, within one, row block by row block (the order
+/// [`super::run_band`] visits them), each as [`pack_a`] lays it out and the next one
+/// [`a_block_stride`] values further on. Returns the packed blocks (a prefix of `out`,
+/// grown if needed).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pack_a_blocks<'o, E: Element, K: MicroKernel<E>>(
+    kernel: K,
+    transpose_a: bool,
+    a: &[E],
+    m: usize,
+    k: usize,
+    mc_block: usize,
+    kc_block: usize,
+    out: &'o mut Vec<E>,
+) -> &'o [E] {
+    let blocks = || {
+        (0..k).step_by(kc_block).flat_map(move |p0| {
+            (0..m)
+                .step_by(mc_block)
+                .map(move |i0| ((i0, mc_block.min(m - i0)), (p0, kc_block.min(k - p0))))
+        })
+    };
+    let total = blocks()
+        .map(|((_, mc), (_, kc))| a_block_stride::<E, K>(mc, kc))
+        .sum();
+    let out = aligned_prefix(out, total);
+    let mut rest = &mut *out;
+    for (rows, depths) in blocks() {
+        let (block, tail) = rest.split_at_mut(a_block_stride::<E, K>(rows.1, depths.1));
+        let len = a_block_len::<E, K>(rows.1, depths.1);
+        pack_a_into(
+            kernel,
+            transpose_a,
+            a,
+            m,
+            k,
+            rows,
+            depths,
+            &mut block[..len],
+        );
+        rest = tail;
+    }
+    out
+}
+
+/// [`pack_a`] into `out`, which holds exactly [`a_block_len`] values.
+#[allow(clippy::too_many_arguments)]
+fn pack_a_into<E: Element, K: MicroKernel<E>>(
+    kernel: K,
+    transpose_a: bool,
+    a: &[E],
+    m: usize,
+    k: usize,
+    (i0, mc): (usize, usize),
+    (p0, kc): (usize, usize),
+    out: &mut [E],
+) {
     let mr = K::MR;
-    let panels = mc.div_ceil(mr);
-    let len = panels * mr * kc;
-    let out = aligned_prefix(out, len);
     for (panel_index, panel) in out.chunks_exact_mut(mr * kc).enumerate() {
         let first_row = i0 + panel_index * mr;
         let rows = mr.min(i0 + mc - first_row);
@@ -80,7 +153,6 @@ pub(crate) fn pack_a<'o, E: Element, K: MicroKernel<E>>(
             }
         }
     }
-    out
 }
 
 /// Packs depths `p0..p0+kc` and columns `j0..j0+nc` of `op(B)` (`op(B)` is `k x n`;
