@@ -11,8 +11,9 @@
 //! vectorised costs several nanoseconds: 78,400 pixels a training step, and 784 pixels
 //! times ten million samples for the m = 1000 bound. The functions here instead evaluate
 //! both with short polynomials written as straight-line arithmetic over fixed-width
-//! chunks, which the compiler turns into vector instructions (no `unsafe`, no
-//! intrinsics):
+//! chunks, which the compiler turns into vector instructions (no intrinsics). Each loop
+//! is compiled for AVX-512, for AVX2 and portably (SSE2 on x86-64), and the build for the
+//! CPU is chosen at run time (`compiled_for_each_isa!`); all builds give the same bits.
 //!
 //! - `exp(-a)`, `a = min(|l|, 87)`: `-a = n ln 2 + r` with `n` an integer and
 //!   `|r| <= ln 2 / 2` (`ln 2` split in two constants so `r` is exact to f32 rounding),
@@ -34,6 +35,7 @@
 //! [`BceWithLogits`]: crate::ops::loss::BceWithLogits
 //! [`BceWithLogitsSumCols`]: crate::ops::linear::BceWithLogitsSumCols
 
+use super::gemm::Isa;
 use crate::float::Float;
 
 /// Values per chunk of the main loop (one AVX-512 or two AVX2 vectors of f32).
@@ -62,9 +64,9 @@ pub fn bce_with_logits_sum_reference<T: Float>(logits: &[T], targets: &[T]) -> f
         .sum()
 }
 
-/// `out[j] = BCE(logits[j], targets[j])` (see the module docs). The three slices must
-/// have the same length (extra values of a longer one are left alone).
-pub fn bce_with_logits_terms_f32(logits: &[f32], targets: &[f32], out: &mut [f32]) {
+/// The loop of [`bce_with_logits_terms_f32`].
+#[inline(always)]
+fn terms_body(logits: &[f32], targets: &[f32], out: &mut [f32]) {
     let length = logits.len().min(targets.len()).min(out.len());
     let (logits, targets, out) = (&logits[..length], &targets[..length], &mut out[..length]);
     let chunks = out
@@ -78,10 +80,9 @@ pub fn bce_with_logits_terms_f32(logits: &[f32], targets: &[f32], out: &mut [f32
     }
 }
 
-/// `sum_j BCE(logits[j], targets[j])` in f32, added left to right from zero: the same
-/// bits as [`bce_with_logits_terms_f32`] followed by a left-to-right sum (what
-/// `sum_cols` does), without storing the terms.
-pub fn bce_with_logits_row_sum_f32(logits: &[f32], targets: &[f32]) -> f32 {
+/// The loop of [`bce_with_logits_row_sum_f32`].
+#[inline(always)]
+fn row_sum_body(logits: &[f32], targets: &[f32]) -> f32 {
     let mut terms = [0.0f32; LANES];
     let mut total = 0.0f32;
     for (l, x) in logits.chunks(LANES).zip(targets.chunks(LANES)) {
@@ -96,14 +97,9 @@ pub fn bce_with_logits_row_sum_f32(logits: &[f32], targets: &[f32]) -> f32 {
     total
 }
 
-/// `grad[j] += scale[j] * (sigmoid(logits[j]) - targets[j])`: the logits' gradient of
-/// the elementwise loss (see the module docs). All four slices have the same length.
-pub fn add_bce_logit_gradient_f32(
-    logits: &[f32],
-    targets: &[f32],
-    scale: &[f32],
-    grad: &mut [f32],
-) {
+/// The loop of [`add_bce_logit_gradient_f32`].
+#[inline(always)]
+fn logit_gradient_body(logits: &[f32], targets: &[f32], scale: &[f32], grad: &mut [f32]) {
     let chunks = grad
         .chunks_mut(LANES)
         .zip(logits.chunks(LANES))
@@ -116,14 +112,9 @@ pub fn add_bce_logit_gradient_f32(
     }
 }
 
-/// `grad[j] += scale * (sigmoid(logits[j]) - targets[j])`: the logits' gradient of one
-/// row's summed loss, whose output gradient `scale` is shared by the row.
-pub fn add_bce_row_logit_gradient_f32(
-    logits: &[f32],
-    targets: &[f32],
-    scale: f32,
-    grad: &mut [f32],
-) {
+/// The loop of [`add_bce_row_logit_gradient_f32`].
+#[inline(always)]
+fn row_logit_gradient_body(logits: &[f32], targets: &[f32], scale: f32, grad: &mut [f32]) {
     let chunks = grad
         .chunks_mut(LANES)
         .zip(logits.chunks(LANES))
@@ -135,7 +126,10 @@ pub fn add_bce_row_logit_gradient_f32(
     }
 }
 
-fn sum_f32(logits: &[f32], targets: &[f32]) -> f64 {
+/// The loop of [`sum_f32`]: `LANES` f64 sums, each of every `LANES`-th term, added
+/// in a fixed order at the end.
+#[inline(always)]
+fn sum_body(logits: &[f32], targets: &[f32]) -> f64 {
     let length = logits.len().min(targets.len());
     let (logits, targets) = (&logits[..length], &targets[..length]);
     let mut lanes = [0.0f64; LANES];
@@ -154,6 +148,89 @@ fn sum_f32(logits: &[f32], targets: &[f32]) -> f64 {
         *lane += f64::from(bce_term(l, x));
     }
     lanes.iter().sum()
+}
+
+/// Compiles `$body` (an `#[inline(always)]` loop of plain Rust) once for each
+/// instruction set of [`Isa`] and defines `$name`, which runs the build for the CPU's
+/// ([`Isa::detect`], once per process), and `$name_on`, which runs the build for a given
+/// one (the tests compare them). The compiler vectorises the fixed-width chunks of each
+/// loop with the widest registers of the set it compiles for; the operations and their
+/// order are those of the source (no contraction into fused multiply-adds, which Rust
+/// never does unasked), so every build gives the same bits.
+macro_rules! compiled_for_each_isa {
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident / $name_on:ident ($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:ident;
+    ) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            $name_on(Isa::detect(), $($arg),*)
+        }
+
+        /// The build of this loop for `isa` (the portable one if the CPU lacks `isa`).
+        #[allow(dead_code)]
+        fn $name_on(isa: Isa, $($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if isa.is_available() {
+                    match isa {
+                        // SAFETY: `is_available` has checked at run time that this CPU
+                        // has AVX-512F and AVX2, the features `avx512` is compiled
+                        // for; its body is safe Rust (bounds-checked slices).
+                        Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                        // SAFETY: as above, for AVX2.
+                        Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                        Isa::Portable => {}
+                    }
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+compiled_for_each_isa! {
+    /// `out[j] = BCE(logits[j], targets[j])` (see the module docs). The three slices must
+    /// have the same length (extra values of a longer one are left alone).
+    pub fn bce_with_logits_terms_f32 / terms_on(
+        logits: &[f32], targets: &[f32], out: &mut [f32]
+    ) = terms_body;
+}
+
+compiled_for_each_isa! {
+    /// `sum_j BCE(logits[j], targets[j])` in f32, added left to right from zero: the same
+    /// bits as [`bce_with_logits_terms_f32`] followed by a left-to-right sum (what
+    /// `sum_cols` does), without storing the terms.
+    pub fn bce_with_logits_row_sum_f32 / row_sum_on(logits: &[f32], targets: &[f32]) -> f32 = row_sum_body;
+}
+
+compiled_for_each_isa! {
+    /// `grad[j] += scale[j] * (sigmoid(logits[j]) - targets[j])`: the logits' gradient of
+    /// the elementwise loss (see the module docs). All four slices have the same length.
+    pub fn add_bce_logit_gradient_f32 / logit_gradient_on(
+        logits: &[f32], targets: &[f32], scale: &[f32], grad: &mut [f32]
+    ) = logit_gradient_body;
+}
+
+compiled_for_each_isa! {
+    /// `grad[j] += scale * (sigmoid(logits[j]) - targets[j])`: the logits' gradient of one
+    /// row's summed loss, whose output gradient `scale` is shared by the row.
+    pub fn add_bce_row_logit_gradient_f32 / row_logit_gradient_on(
+        logits: &[f32], targets: &[f32], scale: f32, grad: &mut [f32]
+    ) = row_logit_gradient_body;
+}
+
+compiled_for_each_isa! {
+    /// The f32 sum of [`bce_with_logits_sum`].
+    fn sum_f32 / sum_on(logits: &[f32], targets: &[f32]) -> f64 = sum_body;
 }
 
 /// One term, `max(l, 0) - x l + log1p(exp(-|l|))`, branch-free.
@@ -183,15 +260,24 @@ fn exp_negative(a: f32) -> f32 {
     // in two vectorisable additions, where `f32::round` is a library call without SSE4.1.
     const ROUNDER: f32 = 12_582_912.0;
     let y = -a.min(87.0);
-    let n = (y * LOG2_E + ROUNDER) - ROUNDER;
+    let shifted = y * LOG2_E + ROUNDER;
+    let n = shifted - ROUNDER;
     let r = (y - n * LN2_HIGH) - n * LN2_LOW;
     // exp(r), |r| <= 0.347: Taylor to r^6 / 720, by Horner.
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // 2^n from the exponent bits (n is in [-126, 0]).
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n from the exponent bits (n is in [-126, 0]). `shifted` = 1.5 * 2^23 + n lies in
+    // [2^23, 2^24), where one unit of the last place is 1, so its bits are those of
+    // 1.5 * 2^23 plus n: integer arithmetic on them gives n + 127 without a float to
+    // integer conversion (which, saturating in Rust, the compiler does one lane at a
+    // time).
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUNDER.to_bits())
+        .wrapping_add(127);
+    let scale = f32::from_bits(biased << 23);
     p * scale
 }
 
@@ -336,6 +422,41 @@ mod tests {
                 assert!((f64::from(grad[j]) - expected).abs() <= 1e-6, "grad {j}");
                 let expected = 1.0 + 0.75 * slope;
                 assert!((f64::from(row_grad[j]) - expected).abs() <= 1e-6, "row {j}");
+            }
+        }
+    }
+
+    /// Every instruction set's build of every loop gives the portable build's bits, on
+    /// rows of every length around the chunk width, with logits from -100 to 100
+    /// (both sides of the clamp at 87) and soft and hard targets. Builds this CPU lacks
+    /// run the portable code, and the test says which were not exercised.
+    #[test]
+    fn every_instruction_set_gives_the_portable_bits() {
+        let isas = [Isa::Avx2, Isa::Avx512];
+        for isa in isas.into_iter().filter(|isa| !isa.is_available()) {
+            eprintln!("{isa:?} not available on this CPU: its BCE build is not tested here");
+        }
+        let bits = |values: &[f32]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for length in [0, 1, 7, 15, 16, 17, 31, 33, 200, 784] {
+            let logits: Vec<f32> = (0..length)
+                .map(|i| ((i * 7919) % 2001) as f32 * 0.1 - 100.0)
+                .collect();
+            let targets: Vec<f32> = (0..length).map(|i| (i % 5) as f32 * 0.25).collect();
+            let scale: Vec<f32> = (0..length).map(|j| 0.5 - j as f32 * 0.01).collect();
+            let run = |isa: Isa| {
+                let mut terms = vec![0.0f32; length];
+                terms_on(isa, &logits, &targets, &mut terms);
+                let mut grad = vec![1.0f32; length];
+                logit_gradient_on(isa, &logits, &targets, &scale, &mut grad);
+                let mut row_grad = vec![1.0f32; length];
+                row_logit_gradient_on(isa, &logits, &targets, -0.75, &mut row_grad);
+                let row_sum = row_sum_on(isa, &logits, &targets).to_bits();
+                let sum = sum_on(isa, &logits, &targets).to_bits();
+                (bits(&terms), bits(&grad), bits(&row_grad), row_sum, sum)
+            };
+            let portable = run(Isa::Portable);
+            for isa in isas.into_iter().filter(|isa| isa.is_available()) {
+                assert!(run(isa) == portable, "{isa:?}, length {length}");
             }
         }
     }
