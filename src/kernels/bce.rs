@@ -168,7 +168,7 @@ macro_rules! compiled_for_each_isa {
         }
 
         /// The build of this loop for `isa` (the portable one if the CPU lacks `isa`).
-        #[allow(dead_code)]
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
         fn $name_on(isa: Isa, $($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
