@@ -406,7 +406,7 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
             };
             run_band(
                 kernel,
-                problem,
+                (problem, blocks),
                 a,
                 b,
                 (0, 0),
@@ -460,7 +460,7 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
             };
             run_band(
                 kernel,
-                problem,
+                (problem, blocks),
                 a,
                 b,
                 corner,
@@ -552,10 +552,11 @@ fn pack_a_all<'p, E: Element, K: MicroKernel<E>>(
 /// The blocked product for one band of `C` whose top-left corner is
 /// `(first_row, first_col)`: rows `first_row ..` (one per entry of `c_rows`) and columns
 /// `first_col ..` (as many as each `c_rows[i]` holds, which starts at column
-/// `first_col`), packing into `buffers`.
+/// `first_col`), in blocks of `blocks` (the sizes by which an `A` packed beforehand was
+/// laid out), packing `B` into `b_buffer` and taking `A`'s blocks from `a_source`.
 fn run_band<E: Buffered, K: MicroKernel<E>>(
     kernel: K,
-    problem: Problem,
+    (problem, blocks): (Problem, Blocks),
     a: &[E],
     b: &[E],
     (first_row, first_col): (usize, usize),
@@ -576,7 +577,7 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
         mc: mc_block,
         kc: kc_block,
         nc: nc_block,
-    } = Blocks::of::<E, K>(problem);
+    } = blocks;
     for jc in (0..band_cols).step_by(nc_block) {
         let nc = nc_block.min(band_cols - jc);
         // Where the next block of a packed-beforehand A starts.
