@@ -48,7 +48,7 @@ use super::{
 };
 use crate::error::{Result, check_temperature_for};
 use crate::float::Float;
-use crate::kernels::softmax::softmax_backward_groups;
+use crate::kernels::softmax::{in_group_shares, softmax_backward_groups};
 use crate::op::{Op, expect_arity};
 use crate::tape::Var;
 use crate::tensor::{Shape, Tensor};
@@ -100,14 +100,16 @@ impl<T: Float> Op<T> for GumbelSoftmax<T> {
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
         let k = self.group_size;
         let inverse_tau = T::ONE / self.temperature;
-        for ((x, g), y) in inputs[0]
-            .as_slice()
-            .chunks_exact(k)
-            .zip(inputs[1].as_slice().chunks_exact(k))
-            .zip(output.as_mut_slice().chunks_exact_mut(k))
-        {
-            tempered_softmax_group(x, g, inverse_tau, y);
-        }
+        let (x, g) = (inputs[0].as_slice(), inputs[1].as_slice());
+        in_group_shares(k, [x, g], output.as_mut_slice(), |[x, g], y| {
+            for ((x, g), y) in x
+                .chunks_exact(k)
+                .zip(g.chunks_exact(k))
+                .zip(y.chunks_exact_mut(k))
+            {
+                tempered_softmax_group(x, g, inverse_tau, y);
+            }
+        });
     }
     fn backward(
         &self,
@@ -165,14 +167,16 @@ impl<T: Float> Op<T> for GumbelSoftmaxLearnedTemperature {
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
         let k = self.group_size;
         let inverse_tau = T::ONE / inputs[2].as_slice()[0];
-        for ((x, g), y) in inputs[0]
-            .as_slice()
-            .chunks_exact(k)
-            .zip(inputs[1].as_slice().chunks_exact(k))
-            .zip(output.as_mut_slice().chunks_exact_mut(k))
-        {
-            tempered_softmax_group(x, g, inverse_tau, y);
-        }
+        let (x, g) = (inputs[0].as_slice(), inputs[1].as_slice());
+        in_group_shares(k, [x, g], output.as_mut_slice(), |[x, g], y| {
+            for ((x, g), y) in x
+                .chunks_exact(k)
+                .zip(g.chunks_exact(k))
+                .zip(y.chunks_exact_mut(k))
+            {
+                tempered_softmax_group(x, g, inverse_tau, y);
+            }
+        });
     }
     fn backward(
         &self,
