@@ -361,8 +361,23 @@ impl<T: Float> Tape<T> {
     /// tape is poisoned, or `value` is not finite (an [`Error::NonFiniteInput`]), nothing
     /// is moved.
     pub fn variable_moved(&self, name: &str, value: &mut Tensor<T>) -> Var<'_, T> {
+        self.variable_moved_with(name, value, true)
+    }
+
+    /// [`Tape::variable_moved`] for a value its caller knows to be finite (a parameter
+    /// the optimiser has just checked while updating it), which is not read again to
+    /// check it.
+    pub(crate) fn variable_moved_known_finite(
+        &self,
+        name: &str,
+        value: &mut Tensor<T>,
+    ) -> Var<'_, T> {
+        self.variable_moved_with(name, value, false)
+    }
+
+    fn variable_moved_with(&self, name: &str, value: &mut Tensor<T>, check: bool) -> Var<'_, T> {
         let mut value = value;
-        self.leaf_with(&mut value, true, Some(name), |pool, value| {
+        self.leaf_with(&mut value, true, Some(name), check, |pool, value| {
             let placeholder =
                 Tensor::from_buffer_unspecified(pool.take(value.len()), value.shape());
             std::mem::replace(&mut **value, placeholder)
@@ -386,18 +401,19 @@ impl<T: Float> Tape<T> {
 
     fn leaf(&self, value: &Tensor<T>, requires_grad: bool, label: Option<&str>) -> Var<'_, T> {
         let mut value = value;
-        self.leaf_with(&mut value, requires_grad, label, |pool, value| {
+        self.leaf_with(&mut value, requires_grad, label, true, |pool, value| {
             pool.copy_of(value)
         })
     }
 
-    /// Checks `value` and pushes a leaf node whose value `take(pool, value)` makes (a
-    /// copy, or the value itself moved out).
+    /// Checks `value` (unless `check` is false) and pushes a leaf node whose value
+    /// `take(pool, value)` makes (a copy, or the value itself moved out).
     fn leaf_with<V: std::ops::Deref<Target = Tensor<T>>>(
         &self,
         value: &mut V,
         requires_grad: bool,
         label: Option<&str>,
+        check: bool,
         take: impl FnOnce(&mut BufferPool<T>, &mut V) -> Tensor<T>,
     ) -> Var<'_, T> {
         let mut guard = self.inner.borrow_mut();
@@ -406,7 +422,7 @@ impl<T: Float> Tape<T> {
             return self.poisoned();
         }
         let index = inner.nodes.len();
-        if !value.all_finite() {
+        if check && !value.all_finite() {
             // Only now name the input: the common, finite case formats nothing.
             let what = match label {
                 Some(name) => format!("tape input %{index} ({name})"),

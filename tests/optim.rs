@@ -87,6 +87,46 @@ fn adam_stores_a_decayed_first_moment_as_zero_not_subnormal() {
 }
 
 #[test]
+fn adam_names_a_parameter_its_update_made_non_finite() {
+    let mut params = Parameters::<f32>::new();
+    params.add("finite", Tensor::scalar(1.0)).unwrap();
+    // 200,000 values: several of the update's chunks, the bad one in a later chunk.
+    let mut values = vec![0.5f32; 200_000];
+    values[150_001] = 2.0;
+    params
+        .add("big", Tensor::from_vec(1, values.len(), values).unwrap())
+        .unwrap();
+    let mut grads = vec![0.1f32; 200_000];
+    grads[150_001] = f32::NAN;
+    let grads = Gradients::from_tensors(vec![
+        Tensor::scalar(0.5),
+        Tensor::from_vec(1, grads.len(), grads).unwrap(),
+    ]);
+    let mut adam = Adam::new(1e-3);
+    match adam.step(&mut params, &grads) {
+        Err(Error::NonFiniteInput { what }) => {
+            assert!(what.contains("parameter big"), "{what}");
+            assert!(what.contains("column 150001"), "{what}");
+        }
+        other => panic!("expected a non-finite parameter, got {other:?}"),
+    }
+    // A finite step of the same optimiser is fine.
+    let finite = Gradients::from_tensors(vec![
+        Tensor::scalar(0.5),
+        Tensor::from_vec(1, 200_000, vec![0.1f32; 200_000]).unwrap(),
+    ]);
+    let mut fresh = Parameters::<f32>::new();
+    fresh.add("finite", Tensor::scalar(1.0)).unwrap();
+    fresh
+        .add(
+            "big",
+            Tensor::from_vec(1, 200_000, vec![0.5f32; 200_000]).unwrap(),
+        )
+        .unwrap();
+    Adam::new(1e-3).step(&mut fresh, &finite).unwrap();
+}
+
+#[test]
 fn adam_weight_decay_adds_to_the_gradient() {
     // With weight decay 1 and gradient 0 at p = 2, the effective gradient is 2, and
     // Adam's first step moves by lr * 2 / (2 + eps).

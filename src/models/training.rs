@@ -185,6 +185,9 @@ pub struct Trainer<T: Float> {
     train_images: Option<u64>,
     // Checked at the first epoch after a resume.
     resumed_data: Option<ResumedData>,
+    // Whether the last optimiser step checked every parameter it wrote and found it
+    // finite, so the next step need not read them all again to check them as tape inputs.
+    parameters_checked: bool,
 }
 
 impl<T: Float> Trainer<T> {
@@ -239,6 +242,7 @@ impl<T: Float> Trainer<T> {
             scheduled_temperature: None,
             train_images: None,
             resumed_data: None,
+            parameters_checked: false,
         })
     }
 
@@ -322,8 +326,12 @@ impl<T: Float> Trainer<T> {
         } else {
             self.one_tape_loss(&mut rng)?
         };
+        // Adam checks each parameter as it writes it (an error names one that became
+        // NaN or infinite).
+        self.parameters_checked = false;
         self.optimizer
             .step(self.model.parameters_mut(), &self.grads)?;
+        self.parameters_checked = true;
         self.step = next_step;
         Ok(StepReport {
             step: self.step,
@@ -345,7 +353,11 @@ impl<T: Float> Trainer<T> {
         let tape = &self.tape;
         // The parameters are moved onto the tape, not copied, and given back below
         // before anything can return.
-        let params = self.model.parameters_mut().bind_moved(tape);
+        let params = if self.parameters_checked {
+            self.model.parameters_mut().bind_moved_known_finite(tape)
+        } else {
+            self.model.parameters_mut().bind_moved(tape)
+        };
         let x = tape.constant(&self.batch);
         let terms = self
             .model

@@ -160,6 +160,21 @@ impl<T: Float> Parameters<T> {
             .collect();
         BoundParameters { vars }
     }
+
+    /// [`Parameters::bind_moved`] for parameters known to be finite (every one checked
+    /// by the optimiser step that last wrote them), which are not read again to check.
+    pub(crate) fn bind_moved_known_finite<'t>(
+        &mut self,
+        tape: &'t Tape<T>,
+    ) -> BoundParameters<'t, T> {
+        let vars = self
+            .names
+            .iter()
+            .zip(&mut self.values)
+            .map(|(name, value)| tape.variable_moved_known_finite(name, value))
+            .collect();
+        BoundParameters { vars }
+    }
 }
 
 /// The parameters of one step, fed into one tape: one [`Var`] per [`ParamId`].

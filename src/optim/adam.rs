@@ -1,5 +1,7 @@
 //! Adam (Kingma & Ba 2015) with bias correction and optional L2 weight decay.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::error::Result;
 use crate::float::Float;
 use crate::kernels::threads::for_each_shared;
@@ -24,7 +26,10 @@ struct AdamConstants<T> {
 
 impl<T: Float> AdamConstants<T> {
     /// The update of one run of values: `m`, `v` and then `p`, element by element.
-    fn update(&self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+    /// Returns whether every updated `p` is finite (checked in the same pass, while
+    /// the value is at hand, rather than by reading the parameters again later).
+    fn update(&self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) -> bool {
+        let mut finite = true;
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
             let g = match self.weight_decay {
                 Some(decay) => g + decay * *p,
@@ -34,7 +39,9 @@ impl<T: Float> AdamConstants<T> {
             *v = self.beta2 * *v + self.one_minus_beta2 * g * g;
             let denominator = v.sqrt() / self.sqrt_correction2 + self.epsilon;
             *p -= self.step_size * *m / denominator;
+            finite &= p.is_finite();
         }
+        finite
     }
 }
 
@@ -83,6 +90,11 @@ fn flush_subnormal<T: Float>(x: T) -> T {
 /// subnormals many times slower. The step it drops is below
 /// `lr * MIN_POSITIVE / ((1 - beta1^t) * eps)`: about `1.2e-33` for f32 with `lr = 1e-3`
 /// and the default `eps`.
+///
+/// [`Optimizer::step`] fails with [`Error::NonFiniteInput`](crate::Error::NonFiniteInput),
+/// naming the parameter, when the update makes a parameter NaN or infinite (a
+/// non-finite gradient, say); the update has been applied by then. Each value is checked
+/// in the same pass that writes it.
 ///
 /// ```
 /// use gumbelgrad::nn::{Gradients, Parameters};
@@ -190,28 +202,45 @@ impl<T: Float> Optimizer<T> for Adam<T> {
             epsilon: T::from_f64(self.epsilon),
             weight_decay: (self.weight_decay != 0.0).then(|| T::from_f64(self.weight_decay)),
         };
+        let finite: Vec<AtomicBool> = (0..params.len()).map(|_| AtomicBool::new(true)).collect();
         let tensors = params
             .iter_mut()
             .zip(grads.as_slice())
             .zip(self.first_moment.iter_mut().zip(&mut self.second_moment))
-            .map(|(((_, p), g), (m, v))| {
+            .zip(&finite)
+            .map(|((((_, p), g), (m, v)), finite)| {
                 (
                     p.as_mut_slice(),
                     g.as_slice(),
                     m.as_mut_slice(),
                     v.as_mut_slice(),
+                    finite,
                 )
             });
         // Fixed chunks shared out among the threads: each value is updated by the same
         // expression whoever takes its chunk, so the result is the same for every thread
         // count.
-        let chunks = tensors.flat_map(|(p, g, m, v)| {
+        let chunks = tensors.flat_map(|(p, g, m, v, finite)| {
             p.chunks_mut(CHUNK)
                 .zip(g.chunks(CHUNK))
                 .zip(m.chunks_mut(CHUNK).zip(v.chunks_mut(CHUNK)))
+                .map(move |chunk| (chunk, finite))
         });
-        for_each_shared(chunks, |((p, g), (m, v))| constants.update(p, g, m, v));
-        Ok(())
+        for_each_shared(chunks, |(((p, g), (m, v)), finite)| {
+            if !constants.update(p, g, m, v) {
+                finite.store(false, Ordering::Relaxed);
+            }
+        });
+        match finite
+            .iter()
+            .position(|finite| !finite.load(Ordering::Relaxed))
+        {
+            None => Ok(()),
+            Some(index) => {
+                let (name, value) = params.iter().nth(index).expect("one flag per parameter");
+                value.check_finite(&format!("parameter {name} after the Adam update"))
+            }
+        }
     }
 
     fn learning_rate(&self) -> f64 {
