@@ -35,7 +35,7 @@
 //! [`BceWithLogits`]: crate::ops::loss::BceWithLogits
 //! [`BceWithLogitsSumCols`]: crate::ops::linear::BceWithLogitsSumCols
 
-use super::gemm::Isa;
+use super::per_isa::compiled_for_each_isa;
 use crate::float::Float;
 
 /// Values per chunk of the main loop (one AVX-512 or two AVX2 vectors of f32).
@@ -150,53 +150,6 @@ fn sum_body(logits: &[f32], targets: &[f32]) -> f64 {
     lanes.iter().sum()
 }
 
-/// Compiles `$body` (an `#[inline(always)]` loop of plain Rust) once for each
-/// instruction set of [`Isa`] and defines `$name`, which runs the build for the CPU's
-/// ([`Isa::detect`], once per process), and `$name_on`, which runs the build for a given
-/// one (the tests compare them). The compiler vectorises the fixed-width chunks of each
-/// loop with the widest registers of the set it compiles for; the operations and their
-/// order are those of the source (no contraction into fused multiply-adds, which Rust
-/// never does unasked), so every build gives the same bits.
-macro_rules! compiled_for_each_isa {
-    (
-        $(#[$meta:meta])*
-        $vis:vis fn $name:ident / $name_on:ident ($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:ident;
-    ) => {
-        $(#[$meta])*
-        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
-            $name_on(Isa::detect(), $($arg),*)
-        }
-
-        /// The build of this loop for `isa` (the portable one if the CPU lacks `isa`).
-        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-        fn $name_on(isa: Isa, $($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2")]
-                fn avx512($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
-                }
-                if isa.is_available() {
-                    match isa {
-                        // SAFETY: `is_available` has checked at run time that this CPU
-                        // has AVX-512F and AVX2, the features `avx512` is compiled
-                        // for; its body is safe Rust (bounds-checked slices).
-                        Isa::Avx512 => return unsafe { avx512($($arg),*) },
-                        // SAFETY: as above, for AVX2.
-                        Isa::Avx2 => return unsafe { avx2($($arg),*) },
-                        Isa::Portable => {}
-                    }
-                }
-            }
-            $body($($arg),*)
-        }
-    };
-}
-
 compiled_for_each_isa! {
     /// `out[j] = BCE(logits[j], targets[j])` (see the module docs). The three slices must
     /// have the same length (extra values of a longer one are left alone).
@@ -298,6 +251,7 @@ fn log1p_unit(e: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::gemm::Isa;
 
     #[test]
     fn exp_and_log1p_agree_with_the_library_to_a_few_roundings() {

@@ -8,6 +8,7 @@ pub mod bce;
 pub mod finite;
 pub mod gemm;
 pub mod matmul;
+pub(crate) mod per_isa;
 pub mod softmax;
 pub mod threads;
 
