@@ -24,7 +24,9 @@ use crate::tensor::{Shape, Tensor};
 /// - `output_shape` validates the inputs (count and shapes) and returns the output
 ///   shape, or an error naming the op and the offending shapes.
 /// - `forward` overwrites every element of `output`, which arrives with the shape
-///   returned by `output_shape` (its previous contents are unspecified).
+///   returned by `output_shape` (its previous contents are unspecified: in debug
+///   builds they are NaN, so an op that reads an element before writing it fails its
+///   gradcheck).
 /// - `backward` **adds** (`+=`) the VJP for each input into `grad_inputs[i]`, which is
 ///   `None` for inputs that do not need a gradient. Accumulating rather than assigning
 ///   is what makes fan-out (a value used several times) correct.

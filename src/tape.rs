@@ -233,8 +233,14 @@ impl<T: Float> BufferPool<T> {
 
     /// A tensor of `shape` whose values are unspecified (a recycled buffer's old ones):
     /// for a buffer its user overwrites entirely.
+    /// Debug builds fill it with NaN, so an op that reads it before writing every value
+    /// (against the `Op` contract) shows up as NaN in the tests.
     fn unspecified(&mut self, shape: Shape) -> Tensor<T> {
-        Tensor::from_buffer_unspecified(self.take(shape.len()), shape)
+        #[allow(unused_mut)] // written only in debug builds
+        let mut tensor = Tensor::from_buffer_unspecified(self.take(shape.len()), shape);
+        #[cfg(debug_assertions)]
+        tensor.as_mut_slice().fill(T::from_f64(f64::NAN));
+        tensor
     }
 
     /// A copy of `value` in a pooled buffer (no zeroing: every element is written).
@@ -482,7 +488,9 @@ impl<T: Float> Tape<T> {
                 return self.poisoned();
             }
         };
-        let mut output = inner.pool.zeros(shape);
+        // Every op's forward pass overwrites all of its output (the `Op` contract), so
+        // the recycled buffer is not zeroed first.
+        let mut output = inner.pool.unspecified(shape);
         {
             let values: SmallVec<[&Tensor<T>; 3]> =
                 inputs.iter().map(|v| &inner.nodes[v.index].value).collect();
