@@ -102,6 +102,52 @@ impl FusedActivation {
             FusedActivation::Sigmoid => y * (T::ONE - y),
         }
     }
+
+    /// `y = act(y + b)` on every row of `output`, `b` being the row `bias`.
+    ///
+    /// The match on the activation is taken once, outside the loop: matched per value,
+    /// it compiled to a jump per value and a scalar loop; each arm's loop here is
+    /// vectorised. The arithmetic is [`FusedActivation::value`]'s, so the bits are too.
+    fn add_bias_and_apply<T: Float>(self, output: &mut [T], bias: &[T]) {
+        fn rows<T: Float>(output: &mut [T], bias: &[T], act: impl Fn(T) -> T) {
+            for row in output.chunks_exact_mut(bias.len().max(1)) {
+                for (y, &b) in row.iter_mut().zip(bias) {
+                    *y = act(*y + b);
+                }
+            }
+        }
+        use FusedActivation::{Identity, LeakyRelu, Relu, Sigmoid, Tanh};
+        match self {
+            Identity => rows(output, bias, |z| Identity.value(z)),
+            Relu => rows(output, bias, |z| Relu.value(z)),
+            LeakyRelu { slope } => rows(output, bias, move |z| LeakyRelu { slope }.value(z)),
+            Tanh => rows(output, bias, |z| Tanh.value(z)),
+            Sigmoid => rows(output, bias, |z| Sigmoid.value(z)),
+        }
+    }
+
+    /// `scaled = grad_output * act'(output)`, value by value (`G' = G * act'(y)`).
+    ///
+    /// One loop per activation, as in [`FusedActivation::add_bias_and_apply`], with the
+    /// arithmetic of [`FusedActivation::derivative_from_output`].
+    fn scale_by_derivative<T: Float>(self, scaled: &mut [T], output: &[T], grad_output: &[T]) {
+        fn each<T: Float>(scaled: &mut [T], output: &[T], grad: &[T], d: impl Fn(T) -> T) {
+            for ((s, &y), &g) in scaled.iter_mut().zip(output).zip(grad) {
+                *s = g * d(y);
+            }
+        }
+        use FusedActivation::{Identity, LeakyRelu, Relu, Sigmoid, Tanh};
+        let (s, y, g) = (scaled, output, grad_output);
+        match self {
+            Identity => each(s, y, g, |y| Identity.derivative_from_output(y)),
+            Relu => each(s, y, g, |y| Relu.derivative_from_output(y)),
+            LeakyRelu { slope } => each(s, y, g, move |y| {
+                LeakyRelu { slope }.derivative_from_output(y)
+            }),
+            Tanh => each(s, y, g, |y| Tanh.derivative_from_output(y)),
+            Sigmoid => each(s, y, g, |y| Sigmoid.derivative_from_output(y)),
+        }
+    }
 }
 
 /// A dense layer in one node: inputs `(x [batch, in], W [in, out], b [1, out])`, output
@@ -170,13 +216,9 @@ impl<T: Float> Op<T> for Linear {
             weight.as_slice(),
             output.as_mut_slice(),
         );
-        // `z = (x W) + b`, then `y = act(z)`, while the row is still in cache.
-        let activation = self.activation;
-        for row in output.as_mut_slice().chunks_exact_mut(units.max(1)) {
-            for (y, &b) in row.iter_mut().zip(bias.as_slice()) {
-                *y = activation.value(*y + b);
-            }
-        }
+        // `z = (x W) + b`, then `y = act(z)`, while the output is still in cache.
+        self.activation
+            .add_bias_and_apply(output.as_mut_slice(), bias.as_slice());
     }
     fn backward(
         &self,
@@ -204,15 +246,9 @@ impl<T: Float> Op<T> for Linear {
             return;
         }
         // G' = G * act'(y), in a buffer this thread keeps for the next call.
-        let activation = self.activation;
         with_scratch(output.len(), |scaled: &mut [T]| {
-            for ((s, &y), &go) in scaled
-                .iter_mut()
-                .zip(output.as_slice())
-                .zip(grad_output.as_slice())
-            {
-                *s = go * activation.derivative_from_output(y);
-            }
+            self.activation
+                .scale_by_derivative(scaled, output.as_slice(), grad_output.as_slice());
             linear_backward(x, weight, scaled, grad_inputs, fresh);
         });
     }
