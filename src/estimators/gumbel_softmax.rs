@@ -69,6 +69,27 @@ pub(crate) fn tempered_softmax_group<T: Float>(x: &[T], g: &[T], inverse_tau: T,
     y.iter_mut().for_each(|yi| *yi *= inverse_total);
 }
 
+/// [`tempered_softmax_group`] on every group of `k` values of `x + g`, written into
+/// `output`; the groups are shared among the threads ([`in_group_shares`]), each
+/// computed by one thread, so the bits do not depend on the thread count.
+fn tempered_softmax_groups<T: Float>(
+    x: &[T],
+    g: &[T],
+    inverse_tau: T,
+    k: usize,
+    output: &mut Tensor<T>,
+) {
+    in_group_shares(k, [x, g], output.as_mut_slice(), |[x, g], y| {
+        for ((x, g), y) in x
+            .chunks_exact(k)
+            .zip(g.chunks_exact(k))
+            .zip(y.chunks_exact_mut(k))
+        {
+            tempered_softmax_group(x, g, inverse_tau, y);
+        }
+    });
+}
+
 /// The Gumbel-Softmax op: inputs `(logits, noise)` of equal shape `[B, N*K]`, output
 /// `y = softmax((logits + noise) / tau)` per group of `K = group_size`.
 ///
@@ -98,18 +119,8 @@ impl<T: Float> Op<T> for GumbelSoftmax<T> {
         same_shape_grouped("gumbel_softmax", inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
-        let k = self.group_size;
-        let inverse_tau = T::ONE / self.temperature;
         let (x, g) = (inputs[0].as_slice(), inputs[1].as_slice());
-        in_group_shares(k, [x, g], output.as_mut_slice(), |[x, g], y| {
-            for ((x, g), y) in x
-                .chunks_exact(k)
-                .zip(g.chunks_exact(k))
-                .zip(y.chunks_exact_mut(k))
-            {
-                tempered_softmax_group(x, g, inverse_tau, y);
-            }
-        });
+        tempered_softmax_groups(x, g, T::ONE / self.temperature, self.group_size, output);
     }
     fn backward(
         &self,
@@ -165,18 +176,9 @@ impl<T: Float> Op<T> for GumbelSoftmaxLearnedTemperature {
         same_shape_grouped(name, inputs[0], inputs[1], self.group_size)
     }
     fn forward(&self, inputs: &[&Tensor<T>], output: &mut Tensor<T>) {
-        let k = self.group_size;
-        let inverse_tau = T::ONE / inputs[2].as_slice()[0];
         let (x, g) = (inputs[0].as_slice(), inputs[1].as_slice());
-        in_group_shares(k, [x, g], output.as_mut_slice(), |[x, g], y| {
-            for ((x, g), y) in x
-                .chunks_exact(k)
-                .zip(g.chunks_exact(k))
-                .zip(y.chunks_exact_mut(k))
-            {
-                tempered_softmax_group(x, g, inverse_tau, y);
-            }
-        });
+        let inverse_tau = T::ONE / inputs[2].as_slice()[0];
+        tempered_softmax_groups(x, g, inverse_tau, self.group_size, output);
     }
     fn backward(
         &self,
