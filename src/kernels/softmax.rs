@@ -6,7 +6,7 @@
 //!
 //! Long passes (a minibatch of 100 rows of 20 x 10 logits is 20,000 values, about 0.2 ms
 //! of `exp` calls on one core) are cut into shares of whole groups and shared among the
-//! threads ([`in_group_shares`]). Each group is computed by one thread with the same
+//! threads (`in_group_shares`). Each group is computed by one thread with the same
 //! operations whichever thread it is, so the results do not depend on the thread count.
 
 use crate::float::Float;
