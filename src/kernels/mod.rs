@@ -4,6 +4,7 @@
 //! dimensions. Keeping the loops here, away from the ops, lets them be optimised (and
 //! tested against plain scalar references) without touching the maths above.
 
+pub(crate) mod adam;
 pub mod bce;
 pub mod finite;
 pub mod gemm;

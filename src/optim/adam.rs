@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::per_isa::compiled_for_each_isa;
+use crate::kernels::adam::AdamConstants;
 use crate::kernels::threads::for_each_shared;
 use crate::nn::{Gradients, Parameters};
 use crate::optim::{Optimizer, OptimizerState, check_hyper, export_slot, import_slot, zeros_like};
@@ -12,116 +12,6 @@ use crate::tensor::Tensor;
 
 /// Values per chunk when the update is shared among threads (256 KB of f32 per array).
 const CHUNK: usize = 1 << 16;
-
-/// The per-step constants of the update.
-struct AdamConstants<T> {
-    beta1: T,
-    beta2: T,
-    one_minus_beta1: T,
-    one_minus_beta2: T,
-    step_size: T,
-    sqrt_correction2: T,
-    epsilon: T,
-    weight_decay: Option<T>,
-}
-
-impl<T: Float> AdamConstants<T> {
-    /// The update of one run of values: `m`, `v` and then `p`, element by element.
-    /// Returns whether every updated `p` is finite (checked in the same pass, while
-    /// the value is at hand, rather than by reading the parameters again later).
-    /// f32 values take the build of this loop for the CPU's vector instructions
-    /// ([`update_f32`]); the bits are the same.
-    fn update(&self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) -> bool {
-        if let (Some(constants), Some(p), Some(g), Some(m), Some(v)) = (
-            self.as_f32(),
-            T::as_f32_mut(p),
-            T::as_f32(g),
-            T::as_f32_mut(m),
-            T::as_f32_mut(v),
-        ) {
-            return update_f32(&constants, p, g, m, v);
-        }
-        self.update_here(p, g, m, v)
-    }
-
-    /// The same constants in f32 (`None` unless `T` is f32).
-    fn as_f32(&self) -> Option<AdamConstants<f32>> {
-        let one = |x: T| T::as_f32(std::slice::from_ref(&x)).map(|x| x[0]);
-        Some(AdamConstants {
-            beta1: one(self.beta1)?,
-            beta2: one(self.beta2)?,
-            one_minus_beta1: one(self.one_minus_beta1)?,
-            one_minus_beta2: one(self.one_minus_beta2)?,
-            step_size: one(self.step_size)?,
-            sqrt_correction2: one(self.sqrt_correction2)?,
-            epsilon: one(self.epsilon)?,
-            weight_decay: match self.weight_decay {
-                Some(decay) => Some(one(decay)?),
-                None => None,
-            },
-        })
-    }
-
-    /// [`AdamConstants::update`] as plain Rust, for every instruction set.
-    #[inline(always)]
-    fn update_here(&self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) -> bool {
-        let mut finite = true;
-        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
-            let g = match self.weight_decay {
-                Some(decay) => g + decay * *p,
-                None => g,
-            };
-            *m = flush_subnormal(self.beta1 * *m + self.one_minus_beta1 * g);
-            *v = self.beta2 * *v + self.one_minus_beta2 * g * g;
-            let denominator = v.sqrt() / self.sqrt_correction2 + self.epsilon;
-            *p -= self.step_size * *m / denominator;
-            finite &= p.is_finite();
-        }
-        finite
-    }
-}
-
-compiled_for_each_isa! {
-    /// [`AdamConstants::update`] of f32 values, built for the CPU's widest vectors.
-    fn update_f32 / update_f32_on(
-        constants: &AdamConstants<f32>, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]
-    ) -> bool = update_f32_body;
-}
-
-/// The loop [`update_f32`] compiles once per instruction set.
-#[inline(always)]
-fn update_f32_body(
-    constants: &AdamConstants<f32>,
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-) -> bool {
-    constants.update_here(p, g, m, v)
-}
-
-/// `x`, or zero if `x` is subnormal (nonzero and smaller in magnitude than the smallest
-/// normal number, `MIN_POSITIVE`). Applied to the first moment `m` as it is stored.
-///
-/// The first moment of a weight whose gradient is zero on most steps (a weight of a
-/// pixel that is rarely on) decays by `beta1` a step, and on its way to zero spends
-/// about 150 steps (f32, `beta1 = 0.9`) below `MIN_POSITIVE`, where x86 processors
-/// compute a multiplication or a division with a subnormal operand in microcode, many
-/// times slower. On binarised MNIST this made the update a third of a one-thread
-/// training step. Set to zero instead, such an `m` loses a step
-/// `lr / (1 - beta1^t) * m / (sqrt(v_hat) + eps)` smaller than
-/// `lr * MIN_POSITIVE / ((1 - beta1^t) * eps)` (about 1e-33 with the defaults),
-/// which rounds away against any weight above about 1e-26. The second moment is left
-/// alone: it sits next to `eps` in the denominator, and with a small `eps` zeroing it
-/// could make a step large. A comparison and a select, so the loop stays vectorised.
-#[inline(always)]
-fn flush_subnormal<T: Float>(x: T) -> T {
-    if x.abs() < T::MIN_POSITIVE {
-        T::ZERO
-    } else {
-        x
-    }
-}
 
 /// Adam: per-parameter step sizes from running averages of the gradient and of its
 /// square.
@@ -326,62 +216,5 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         self.second_moment = second;
         self.steps = state.steps;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kernels::gemm::Isa;
-
-    #[test]
-    fn every_instruction_set_gives_the_portable_bits() {
-        // 1,000 values (a vectorised body and a remainder): gradients of all sizes,
-        // zeros, a first moment about to go subnormal, and one NaN gradient.
-        let n = 1000;
-        let value = |i: usize, scale: f32| ((i * 7919 % 1013) as f32 / 506.0 - 1.0) * scale;
-        let mut g: Vec<f32> = (0..n)
-            .map(|i| value(i, 10f32.powi(i as i32 % 9 - 6)))
-            .collect();
-        g[7] = 0.0;
-        let p: Vec<f32> = (0..n).map(|i| value(i + 3, 1.0)).collect();
-        let mut m: Vec<f32> = (0..n).map(|i| value(i + 5, 1e-3)).collect();
-        m[7] = 1.2e-38;
-        let v: Vec<f32> = (0..n).map(|i| value(i + 9, 1e-4).abs()).collect();
-        for weight_decay in [None, Some(1e-2)] {
-            for nan in [false, true] {
-                let mut g = g.clone();
-                if nan {
-                    g[500] = f32::NAN;
-                }
-                let constants = AdamConstants {
-                    beta1: 0.9,
-                    beta2: 0.999,
-                    one_minus_beta1: 0.1,
-                    one_minus_beta2: 1.0 - 0.999,
-                    step_size: 1e-3 / (1.0 - 0.9f32.powi(3)),
-                    sqrt_correction2: (1.0 - 0.999f32.powi(3)).sqrt(),
-                    epsilon: 1e-8,
-                    weight_decay,
-                };
-                let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                let run = |isa: Isa| {
-                    let (mut p, mut m, mut v) = (p.clone(), m.clone(), v.clone());
-                    let finite = update_f32_on(isa, &constants, &mut p, &g, &mut m, &mut v);
-                    (finite, bits(&p), bits(&m), bits(&v))
-                };
-                let portable = run(Isa::Portable);
-                assert_eq!(portable.0, !nan);
-                if weight_decay.is_none() {
-                    assert_eq!(portable.2[7], 0, "the subnormal first moment is flushed");
-                }
-                let (mut p, mut m, mut v) = (p.clone(), m.clone(), v.clone());
-                let finite = constants.update_here(&mut p, &g, &mut m, &mut v);
-                assert!((finite, bits(&p), bits(&m), bits(&v)) == portable);
-                for isa in [Isa::Avx2, Isa::Avx512] {
-                    assert!(run(isa) == portable, "{isa:?}");
-                }
-            }
-        }
     }
 }
