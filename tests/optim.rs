@@ -127,6 +127,53 @@ fn adam_names_a_parameter_its_update_made_non_finite() {
 }
 
 #[test]
+fn sgd_names_a_parameter_its_update_made_non_finite() {
+    let mut params = Parameters::<f32>::new();
+    params.add("finite", Tensor::scalar(1.0)).unwrap();
+    params
+        .add(
+            "big",
+            Tensor::from_vec(1, 3, vec![0.5f32, 2.0, 0.5]).unwrap(),
+        )
+        .unwrap();
+    // An infinite gradient makes `big`'s middle value infinite.
+    let grads = Gradients::from_tensors(vec![
+        Tensor::scalar(0.5),
+        Tensor::from_vec(1, 3, vec![0.1f32, f32::INFINITY, 0.1]).unwrap(),
+    ]);
+    let mut sgd = Sgd::new(0.1).with_momentum(0.9);
+    match sgd.step(&mut params, &grads) {
+        Err(Error::NonFiniteInput { what }) => {
+            assert!(what.contains("parameter big"), "{what}");
+            assert!(what.contains("column 1"), "{what}");
+        }
+        other => panic!("expected a non-finite parameter, got {other:?}"),
+    }
+}
+
+#[test]
+fn sgd_stores_a_subnormal_velocity_as_zero() {
+    // A velocity of 1e-37 decays by 0.5 a step with a zero gradient: 5e-38, 2.5e-38,
+    // 1.25e-38, then 6.25e-39, below f32::MIN_POSITIVE (1.18e-38): stored as zero.
+    let mut params = Parameters::<f32>::new();
+    let id = params.add("p", Tensor::scalar(0.0)).unwrap();
+    let mut sgd = Sgd::new(1.0).with_momentum(0.5);
+    let grad = |g: f32| Gradients::from_tensors(vec![Tensor::scalar(g)]);
+    sgd.step(&mut params, &grad(1e-37)).unwrap();
+    let velocity =
+        |sgd: &Sgd<f32>, params: &Parameters<f32>| sgd.state(params).tensors[0].1.as_slice()[0];
+    assert_eq!(velocity(&sgd, &params), 1e-37);
+    for expected in [5e-38f32, 2.5e-38, 1.25e-38, 0.0] {
+        sgd.step(&mut params, &grad(0.0)).unwrap();
+        assert_eq!(velocity(&sgd, &params), expected);
+    }
+    // Once zero it stays zero, and the parameter stops moving.
+    let p = params.get(id).as_slice()[0];
+    sgd.step(&mut params, &grad(0.0)).unwrap();
+    assert_eq!(params.get(id).as_slice()[0], p);
+}
+
+#[test]
 fn adam_weight_decay_adds_to_the_gradient() {
     // With weight decay 1 and gradient 0 at p = 2, the effective gradient is 2, and
     // Adam's first step moves by lr * 2 / (2 + eps).

@@ -11,12 +11,21 @@
 //! p <- p - step_size * m / (sqrt(v) / sqrt_correction2 + eps)
 //! ```
 //!
+//! `flush_subnormal` ([`float::flush_subnormal`](crate::float::flush_subnormal)) stores
+//! a first moment that would be subnormal as zero, so that a weight whose gradient is
+//! zero on most steps does not send the loop into the processor's slow subnormal path
+//! for about 150 steps (f32, `beta1 = 0.9`). The step that drops is below
+//! `lr * MIN_POSITIVE / ((1 - beta1^t) * eps)` (about 1e-33 with the defaults), which
+//! rounds away against any weight above about 1e-26. The second moment is left alone:
+//! it sits next to `eps` in the denominator, and with a small `eps` zeroing it could
+//! make a step large.
+//!
 //! It reads four arrays and writes three, so it is bound by memory once it is
 //! vectorised; the f32 loop is built for AVX-512 and AVX2 ([`per_isa`](super::per_isa))
 //! because the square root and the division kept the baseline SSE2 build bound by
 //! arithmetic. Every build gives the same bits.
 
-use crate::float::Float;
+use crate::float::{Float, flush_subnormal};
 use crate::kernels::per_isa::compiled_for_each_isa;
 
 /// The constants of one step of Adam, as the loop uses them (the optimiser computes
@@ -113,29 +122,6 @@ fn update_f32_body(
     v: &mut [f32],
 ) -> bool {
     constants.update_here(p, g, m, v)
-}
-
-/// `x`, or zero if `x` is subnormal (nonzero and smaller in magnitude than the smallest
-/// normal number, `MIN_POSITIVE`). Applied to the first moment `m` as it is stored.
-///
-/// The first moment of a weight whose gradient is zero on most steps (a weight of a
-/// pixel that is rarely on) decays by `beta1` a step, and on its way to zero spends
-/// about 150 steps (f32, `beta1 = 0.9`) below `MIN_POSITIVE`, where x86 processors
-/// compute a multiplication or a division with a subnormal operand in microcode, many
-/// times slower. On binarised MNIST this made the update a third of a one-thread
-/// training step. Set to zero instead, such an `m` loses a step
-/// `lr / (1 - beta1^t) * m / (sqrt(v_hat) + eps)` smaller than
-/// `lr * MIN_POSITIVE / ((1 - beta1^t) * eps)` (about 1e-33 with the defaults),
-/// which rounds away against any weight above about 1e-26. The second moment is left
-/// alone: it sits next to `eps` in the denominator, and with a small `eps` zeroing it
-/// could make a step large. A comparison and a select, so the loop stays vectorised.
-#[inline(always)]
-fn flush_subnormal<T: Float>(x: T) -> T {
-    if x.abs() < T::MIN_POSITIVE {
-        T::ZERO
-    } else {
-        x
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Stochastic gradient descent with (heavy-ball) momentum.
 
 use crate::error::Result;
-use crate::float::Float;
+use crate::float::{Float, flush_subnormal};
 use crate::nn::{Gradients, Parameters};
 use crate::optim::{Optimizer, OptimizerState, check_hyper, export_slot, import_slot, zeros_like};
 use crate::tensor::Tensor;
@@ -15,6 +15,12 @@ use crate::tensor::Tensor;
 /// ```
 ///
 /// With `momentum = 0` this is plain gradient descent.
+///
+/// A velocity that would be subnormal is stored as zero (see
+/// [`Adam`](crate::optim::Adam) for why): the step it drops is below
+/// `lr * MIN_POSITIVE`. [`Optimizer::step`] fails with
+/// [`Error::NonFiniteInput`](crate::Error::NonFiniteInput), naming the parameter, when
+/// the update makes a parameter NaN or infinite; the update has been applied by then.
 ///
 /// ```
 /// use gumbelgrad::nn::{Gradients, Parameters};
@@ -93,11 +99,14 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         let learning_rate = T::from_f64(self.learning_rate);
         let momentum = T::from_f64(self.momentum);
         let weight_decay = T::from_f64(self.weight_decay);
-        for (((_, p), g), u) in params
+        let mut non_finite = None;
+        for (index, (((_, p), g), u)) in params
             .iter_mut()
             .zip(grads.as_slice())
             .zip(&mut self.velocity)
+            .enumerate()
         {
+            let mut finite = true;
             for ((p, &g), u) in p
                 .as_mut_slice()
                 .iter_mut()
@@ -105,11 +114,21 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
                 .zip(u.as_mut_slice())
             {
                 let g = g + weight_decay * *p;
-                *u = if first { g } else { momentum * *u + g };
+                *u = flush_subnormal(if first { g } else { momentum * *u + g });
                 *p -= learning_rate * *u;
+                finite &= p.is_finite();
+            }
+            if !finite && non_finite.is_none() {
+                non_finite = Some(index);
             }
         }
-        Ok(())
+        match non_finite {
+            None => Ok(()),
+            Some(index) => {
+                let (name, value) = params.iter().nth(index).expect("one index per parameter");
+                value.check_finite(&format!("parameter {name} after the SGD update"))
+            }
+        }
     }
 
     fn learning_rate(&self) -> f64 {
