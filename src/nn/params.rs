@@ -152,13 +152,7 @@ impl<T: Float> Parameters<T> {
     /// before it reads the store again (on every path, errors included) saves copying
     /// every parameter in each step.
     pub fn bind_moved<'t>(&mut self, tape: &'t Tape<T>) -> BoundParameters<'t, T> {
-        let vars = self
-            .names
-            .iter()
-            .zip(&mut self.values)
-            .map(|(name, value)| tape.variable_moved(name, value))
-            .collect();
-        BoundParameters { vars }
+        self.bind_moved_by(|name, value| tape.variable_moved(name, value))
     }
 
     /// [`Parameters::bind_moved`] for parameters known to be finite (every one checked
@@ -167,11 +161,19 @@ impl<T: Float> Parameters<T> {
         &mut self,
         tape: &'t Tape<T>,
     ) -> BoundParameters<'t, T> {
+        self.bind_moved_by(|name, value| tape.variable_moved_known_finite(name, value))
+    }
+
+    /// Every parameter moved onto a tape by `bind` (given its name and value).
+    fn bind_moved_by<'t>(
+        &mut self,
+        mut bind: impl FnMut(&str, &mut Tensor<T>) -> Var<'t, T>,
+    ) -> BoundParameters<'t, T> {
         let vars = self
             .names
             .iter()
             .zip(&mut self.values)
-            .map(|(name, value)| tape.variable_moved_known_finite(name, value))
+            .map(|(name, value)| bind(name, value))
             .collect();
         BoundParameters { vars }
     }
