@@ -132,10 +132,17 @@ fn pack_a_into<E: Element, K: MicroKernel<E>>(
         let rows = mr.min(i0 + mc - first_row);
         if transpose_a {
             // a is k x m: row p of a holds column p of op(A), contiguous in i.
-            for (p, dst) in panel.chunks_exact_mut(mr).enumerate() {
-                let src = &a[(p0 + p) * m + first_row..][..rows];
-                dst[..rows].copy_from_slice(src);
-                dst[rows..].fill(E::ZERO);
+            if rows == mr {
+                // A whole panel: copies of exactly `MR` values, inlined (as in `pack_b`).
+                for (p, dst) in panel.chunks_exact_mut(mr).enumerate() {
+                    dst.copy_from_slice(&a[(p0 + p) * m + first_row..][..mr]);
+                }
+            } else {
+                for (p, dst) in panel.chunks_exact_mut(mr).enumerate() {
+                    let src = &a[(p0 + p) * m + first_row..][..rows];
+                    dst[..rows].copy_from_slice(src);
+                    dst[rows..].fill(E::ZERO);
+                }
             }
         } else {
             // a is m x k: a transpose. Read each row contiguously and scatter with
@@ -191,10 +198,19 @@ pub(crate) fn pack_b<'o, E: Element, K: MicroKernel<E>>(
             }
         } else {
             // b is k x n: row p of b is row p of op(B), contiguous in j.
-            for (p, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                let src = &b[(p0 + p) * n + first_col..][..cols];
-                dst[..cols].copy_from_slice(src);
-                dst[cols..].fill(E::ZERO);
+            if cols == nr {
+                // A whole panel: rows of exactly `NR` values, a length the compiler
+                // knows (`NR` is a constant of the kernel), so each row's copy is a few
+                // vector moves rather than a call to `memcpy` for 128 bytes.
+                for (p, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                    dst.copy_from_slice(&b[(p0 + p) * n + first_col..][..nr]);
+                }
+            } else {
+                for (p, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                    let src = &b[(p0 + p) * n + first_col..][..cols];
+                    dst[..cols].copy_from_slice(src);
+                    dst[cols..].fill(E::ZERO);
+                }
             }
         }
     }
