@@ -132,18 +132,7 @@ fn pack_a_into<E: Element, K: MicroKernel<E>>(
         let rows = mr.min(i0 + mc - first_row);
         if transpose_a {
             // a is k x m: row p of a holds column p of op(A), contiguous in i.
-            if rows == mr {
-                // A whole panel: copies of exactly `MR` values, inlined (as in `pack_b`).
-                for (p, dst) in panel.chunks_exact_mut(mr).enumerate() {
-                    dst.copy_from_slice(&a[(p0 + p) * m + first_row..][..mr]);
-                }
-            } else {
-                for (p, dst) in panel.chunks_exact_mut(mr).enumerate() {
-                    let src = &a[(p0 + p) * m + first_row..][..rows];
-                    dst[..rows].copy_from_slice(src);
-                    dst[rows..].fill(E::ZERO);
-                }
-            }
+            copy_panel(a, m, p0, (first_row, rows), panel, mr);
         } else {
             // a is m x k: a transpose. Read each row contiguously and scatter with
             // stride mr, STRIP depths at a time so the scattered writes stay in a few
@@ -198,23 +187,37 @@ pub(crate) fn pack_b<'o, E: Element, K: MicroKernel<E>>(
             }
         } else {
             // b is k x n: row p of b is row p of op(B), contiguous in j.
-            if cols == nr {
-                // A whole panel: rows of exactly `NR` values, a length the compiler
-                // knows (`NR` is a constant of the kernel), so each row's copy is a few
-                // vector moves rather than a call to `memcpy` for 128 bytes.
-                for (p, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                    dst.copy_from_slice(&b[(p0 + p) * n + first_col..][..nr]);
-                }
-            } else {
-                for (p, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                    let src = &b[(p0 + p) * n + first_col..][..cols];
-                    dst[..cols].copy_from_slice(src);
-                    dst[cols..].fill(E::ZERO);
-                }
-            }
+            copy_panel(b, n, p0, (first_col, cols), panel, nr);
         }
     }
     out
+}
+
+/// The packing that needs no transpose: row `p` of `panel` (rows of `width` values) gets
+/// values `first .. first + count` of row `p0 + p` of `src` (rows `stride` apart), then
+/// zeros up to `width`. A whole panel's rows (`count == width`, the kernel's `MR` or
+/// `NR`, a constant once this is inlined) are copied with a length the compiler knows,
+/// as a few vector moves rather than one call to `memcpy` per row of 128 bytes.
+#[inline(always)]
+fn copy_panel<E: Element>(
+    src: &[E],
+    stride: usize,
+    p0: usize,
+    (first, count): (usize, usize),
+    panel: &mut [E],
+    width: usize,
+) {
+    let rows = panel.chunks_exact_mut(width).enumerate();
+    if count == width {
+        for (p, dst) in rows {
+            dst.copy_from_slice(&src[(p0 + p) * stride + first..][..width]);
+        }
+    } else {
+        for (p, dst) in rows {
+            dst[..count].copy_from_slice(&src[(p0 + p) * stride + first..][..count]);
+            dst[count..].fill(E::ZERO);
+        }
+    }
 }
 
 /// `dst[p * dst_stride + j] = src[j * src_stride + p]` for `j < count`, `p < depth`:
