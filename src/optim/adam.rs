@@ -7,7 +7,9 @@ use crate::float::Float;
 use crate::kernels::adam::AdamConstants;
 use crate::kernels::threads::for_each_shared;
 use crate::nn::{Gradients, Parameters};
-use crate::optim::{Optimizer, OptimizerState, check_hyper, export_slot, import_slot, zeros_like};
+use crate::optim::{
+    Optimizer, OptimizerState, check_hyper, check_updated, export_slot, import_slot, zeros_like,
+};
 use crate::tensor::Tensor;
 
 /// Values per chunk when the update is shared among threads (256 KB of f32 per array).
@@ -176,16 +178,10 @@ impl<T: Float> Optimizer<T> for Adam<T> {
                 finite.store(false, Ordering::Relaxed);
             }
         });
-        match finite
+        let non_finite = finite
             .iter()
-            .position(|finite| !finite.load(Ordering::Relaxed))
-        {
-            None => Ok(()),
-            Some(index) => {
-                let (name, value) = params.iter().nth(index).expect("one flag per parameter");
-                value.check_finite(&format!("parameter {name} after the Adam update"))
-            }
-        }
+            .position(|finite| !finite.load(Ordering::Relaxed));
+        check_updated(params, non_finite, "Adam")
     }
 
     fn learning_rate(&self) -> f64 {

@@ -115,6 +115,24 @@ pub(crate) fn import_slot<T: Float>(
         .collect()
 }
 
+/// The result of an update that found parameter `non_finite` (its index in `params`),
+/// if any, NaN or infinite after writing it: an
+/// [`Error::NonFiniteInput`](crate::Error::NonFiniteInput) naming the parameter and the
+/// first bad position, said to come from `optimizer`'s update.
+pub(crate) fn check_updated<T: Float>(
+    params: &Parameters<T>,
+    non_finite: Option<usize>,
+    optimizer: &str,
+) -> Result<()> {
+    match non_finite {
+        None => Ok(()),
+        Some(index) => {
+            let (name, value) = params.iter().nth(index).expect("an index of a parameter");
+            value.check_finite(&format!("parameter {name} after the {optimizer} update"))
+        }
+    }
+}
+
 pub(crate) fn check_hyper(op: &str, name: &str, value: f64, ok: bool) -> Result<()> {
     if value.is_finite() && ok {
         Ok(())

@@ -3,7 +3,9 @@
 use crate::error::Result;
 use crate::float::{Float, flush_subnormal};
 use crate::nn::{Gradients, Parameters};
-use crate::optim::{Optimizer, OptimizerState, check_hyper, export_slot, import_slot, zeros_like};
+use crate::optim::{
+    Optimizer, OptimizerState, check_hyper, check_updated, export_slot, import_slot, zeros_like,
+};
 use crate::tensor::Tensor;
 
 /// SGD with momentum, in PyTorch's form:
@@ -122,13 +124,7 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
                 non_finite = Some(index);
             }
         }
-        match non_finite {
-            None => Ok(()),
-            Some(index) => {
-                let (name, value) = params.iter().nth(index).expect("one index per parameter");
-                value.check_finite(&format!("parameter {name} after the SGD update"))
-            }
-        }
+        check_updated(params, non_finite, "SGD")
     }
 
     fn learning_rate(&self) -> f64 {
