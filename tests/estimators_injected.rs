@@ -839,3 +839,86 @@ fn reinmax_on_binary_units_at_temperature_one_is_darn_sample_slope() {
         .fold(0.0, f64::max);
     assert!(apart > 1e-3, "three classes: they differ ({apart})");
 }
+
+#[test]
+fn gumbel_rao_at_injected_uniforms_matches_the_formula() {
+    use gumbelgrad::estimators::GumbelRao;
+    // D = gumbel_max(x + g(u)); for draw j, z~_j = the conditional perturbed
+    // log-probabilities of row r*m + j of v, y_j = softmax(z~_j / tau) (the same as
+    // softmax((x + z~_j - ln p) / tau)), and grad_x = (1/m) sum_j (1/tau) J(y_j) f'(D),
+    // the noise held constant.
+    let (tau, m) = (0.7, 3);
+    for case in [Case::categorical(), Case::binary()] {
+        let (rows, cols, k) = (case.logits.rows(), case.categorical_cols(), case.k());
+        let u = uniforms(rows, cols, 21);
+        let v = uniforms(rows * m, cols, 22);
+        let mut estimator = GumbelRao::new(tau, m).unwrap();
+        let noise = InjectedNoise::Uniforms {
+            u: u.clone(),
+            v: v.clone(),
+        };
+        let (grad, forward) = case.run(&mut estimator, &noise);
+        let g = by_hand::gumbel(u.as_slice());
+        let w = case.w_categorical();
+        let (mut expected, mut samples) = (Vec::new(), Vec::new());
+        for r in 0..rows {
+            let l = case.row(r);
+            let p = by_hand::softmax(&l, k);
+            let d = by_hand::gumbel_max(&l, &g[r * cols..(r + 1) * cols], k);
+            let slope = by_hand::f_slope(&d, &w);
+            let mut row = vec![0.0; cols];
+            for j in 0..m {
+                let (z, _) = by_hand::conditional(&p, &d, v.row(r * m + j), k);
+                let tempered: Vec<f64> = z.iter().map(|z| z / tau).collect();
+                let y = by_hand::softmax(&tempered, k);
+                for (acc, g) in row.iter_mut().zip(by_hand::softmax_vjp(&y, &slope, k, tau)) {
+                    *acc += g / (m * rows) as f64;
+                }
+            }
+            expected.extend(case.back(row));
+            samples.extend(case.back(d));
+        }
+        assert_close("gumbel-rao", &grad, &expected);
+        assert_eq!(forward.as_slice(), samples.as_slice(), "the forward is D");
+        // The same at the Gumbel noise itself.
+        let gumbel = Tensor::from_vec(rows, cols, g).unwrap();
+        let (again, _) = case.run(&mut estimator, &InjectedNoise::Gumbel { gumbel, v });
+        assert_eq!(again, grad);
+    }
+}
+
+#[test]
+fn gumbel_rao_rejects_a_bare_sample_and_too_few_conditional_uniforms() {
+    use gumbelgrad::estimators::GumbelRao;
+    let case = Case::categorical();
+    let (rows, cols) = (case.logits.rows(), case.categorical_cols());
+    let mut estimator = GumbelRao::new(0.5, 4).unwrap();
+    let run = |estimator: &mut GumbelRao, noise: &InjectedNoise| {
+        let tape = Tape::<f64>::new();
+        let x = tape.variable(&case.logits);
+        let mut rng = StdRng::seed_from_u64(3);
+        let estimate = estimator.estimate_with_noise(
+            x,
+            case.group_size,
+            noise,
+            &mut |z| z.sum_cols(),
+            &mut rng,
+        );
+        tape.backward(estimate.loss).unwrap_err().to_string()
+    };
+    let sample = InjectedNoise::Sample(sample_for(&case, rows));
+    assert!(run(&mut estimator, &sample).contains("not a `Sample`"));
+    // One row of `v` per example instead of four.
+    let short = InjectedNoise::Uniforms {
+        u: uniforms(rows, cols, 1),
+        v: uniforms(rows, cols, 2),
+    };
+    assert!(run(&mut estimator, &short).contains("4 rows of uniforms per example"));
+    let mut outside = uniforms(rows * 4, cols, 2);
+    outside.as_mut_slice()[5] = 1.0;
+    let outside = InjectedNoise::Uniforms {
+        u: uniforms(rows, cols, 1),
+        v: outside,
+    };
+    assert!(run(&mut estimator, &outside).contains("strictly inside (0, 1)"));
+}

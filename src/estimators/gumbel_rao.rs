@@ -31,9 +31,10 @@
 use rand::RngCore;
 
 use super::gumbel_softmax::tempered_softmax_group;
+use super::injected::check_uniforms;
 use super::score::poisoned_estimate;
 use super::{
-    Estimate, GradientEstimator, LatentKinds, fail, noise, relaxed_estimate,
+    Estimate, GradientEstimator, InjectedNoise, LatentKinds, fail, noise, relaxed_estimate,
     sample_groups_or_units, sample_like_logits,
 };
 use crate::error::{Error, Result, check_temperature_for};
@@ -156,24 +157,93 @@ pub fn sample_with_conditional_noise<R: rand::Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<(Tensor<f64>, Tensor<f64>)> {
     let sample = noise::sample_categorical(logits, group_size, rng)?;
+    let uniforms: Vec<Tensor<f64>> = (0..num_samples)
+        .map(|_| noise::uniform(logits.rows(), logits.cols(), rng))
+        .collect();
+    let shifted = conditional_noise(logits, &sample.classes, group_size, &uniforms)?;
+    Ok((sample.one_hot, shifted))
+}
+
+/// The noise input of [`GumbelRaoOp`] for the sampled `classes` (one per group), from
+/// one tensor of uniforms shaped like `logits` per conditional draw: each draw's
+/// perturbed log-probabilities ([`noise::conditional_gumbel_from_uniform`]) minus the
+/// log-probabilities, interleaved example-major (row `r * draws + k`).
+fn conditional_noise(
+    logits: &Tensor<f64>,
+    classes: &[usize],
+    group_size: usize,
+    uniforms: &[Tensor<f64>],
+) -> Result<Tensor<f64>> {
     let (rows, cols) = (logits.rows(), logits.cols());
     let mut log_probs = vec![0.0; logits.len()];
     crate::kernels::softmax::log_softmax_groups(logits.as_slice(), &mut log_probs, group_size);
-    let mut draws = Vec::with_capacity(num_samples);
-    for _ in 0..num_samples {
-        draws.push(noise::conditional_gumbel(logits, &sample.classes, group_size, rng)?.0);
-    }
-    let mut out = Vec::with_capacity(rows * num_samples * cols);
+    let draws = uniforms
+        .iter()
+        .map(|v| noise::conditional_gumbel_from_uniform(logits, v, classes, group_size))
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(rows * draws.len() * cols);
     for r in 0..rows {
         for draw in &draws {
             let lp = &log_probs[r * cols..(r + 1) * cols];
             out.extend(draw.row(r).iter().zip(lp).map(|(z, l)| z - l));
         }
     }
-    Ok((
-        sample.one_hot,
-        Tensor::from_vec(rows * num_samples, cols, out)?,
-    ))
+    Tensor::from_vec(rows * draws.len(), cols, out)
+}
+
+/// The one-hot sample and the conditional noise of [`GumbelRaoOp`] at injected noise:
+/// the Gumbel-max sample of `u` (or `gumbel`), and the conditional noise of the
+/// uniforms `v`, `[B*m, C]` example-major (row `r*m + k` is draw `k` of row `r`) for
+/// `m = num_samples`. A [`Sample`](InjectedNoise::Sample) is an error: the conditional
+/// draws need uniforms of their own.
+fn injected_sample_and_noise<T: Float>(
+    logits: &Tensor<f64>,
+    group_size: usize,
+    num_samples: usize,
+    injected: &InjectedNoise,
+    op: &str,
+) -> Result<(Tensor<f64>, Tensor<f64>)> {
+    let v = match injected {
+        InjectedNoise::Sample(_) => {
+            return Err(Error::invalid_argument(
+                op,
+                "this estimator draws conditional noise given the sample: inject `Uniforms` \
+                 or `Gumbel` with `v` of num_samples rows per example, not a `Sample`",
+            ));
+        }
+        InjectedNoise::Uniforms { v, .. } | InjectedNoise::Gumbel { v, .. } => v,
+    };
+    let (rows, cols) = (logits.rows(), logits.cols());
+    if v.shape() != Shape::new(rows * num_samples, cols) {
+        return Err(Error::shape_mismatch(
+            op,
+            logits.shape(),
+            v.shape(),
+            format!(
+                "`v` must hold {num_samples} rows of uniforms per example (example-major), \
+                 {} x {cols}",
+                rows * num_samples
+            ),
+        ));
+    }
+    check_uniforms::<T>(op, "v", v)?;
+    let sample = injected.hard_sample(logits, group_size, 1, op)?;
+    let classes: Vec<usize> = sample
+        .as_slice()
+        .chunks_exact(group_size)
+        .map(|group| group.iter().position(|&x| x == 1.0).expect("one-hot"))
+        .collect();
+    // Draw k of every row, as one tensor shaped like the logits.
+    let uniforms: Vec<Tensor<f64>> = (0..num_samples)
+        .map(|k| {
+            let values = (0..rows)
+                .flat_map(|r| v.row(r * num_samples + k).iter().copied())
+                .collect();
+            Tensor::from_vec(rows, cols, values)
+        })
+        .collect::<Result<_>>()?;
+    let shifted = conditional_noise(logits, &classes, group_size, &uniforms)?;
+    Ok((sample, shifted))
 }
 
 /// The Gumbel-Rao estimator GR-MC`K` (see the module documentation). **Biased** (as
@@ -236,17 +306,19 @@ impl GumbelRao {
         self.num_samples
     }
 
-    fn categorical_sample<'t, T: Float>(
+    /// The node on the sample and conditional noise `draw` makes from the logits'
+    /// values (drawn from the caller's generator, or injected).
+    fn node<'t, T: Float>(
         &self,
         logits: Var<'t, T>,
         group_size: usize,
-        rng: &mut dyn RngCore,
+        draw: impl FnOnce(&Tensor<f64>) -> Result<(Tensor<f64>, Tensor<f64>)>,
     ) -> Var<'t, T> {
         let values = match logits.value() {
             Ok(values) => values.cast::<f64>(),
             Err(_) => return logits,
         };
-        match sample_with_conditional_noise(&values, group_size, self.num_samples, rng) {
+        match draw(&values) {
             Ok((sample, noise)) => {
                 let tape = logits.tape();
                 let sample = tape.constant(&sample.cast::<T>());
@@ -305,7 +377,43 @@ impl<T: Float> GradientEstimator<T> for GumbelRao {
         rng: &mut dyn RngCore,
     ) -> Var<'t, T> {
         sample_groups_or_units(logits, group_size, |logits, k| {
-            self.categorical_sample(logits, k, rng)
+            self.node(logits, k, |values| {
+                sample_with_conditional_noise(values, k, self.num_samples, rng)
+            })
         })
+    }
+    /// At the Gumbel-max sample of `u` (or `gumbel`), with the conditional draws from
+    /// `v`, which holds `num_samples` rows of uniforms per example (example-major: row
+    /// `r * num_samples + k`), shaped like the logits otherwise. Binary units take both
+    /// in the two-class layout of [`InjectedNoise`]. A `Sample` is an error.
+    fn estimate_with_noise<'t>(
+        &mut self,
+        logits: Var<'t, T>,
+        group_size: usize,
+        noise: &InjectedNoise,
+        cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+        _rng: &mut dyn RngCore,
+    ) -> Estimate<'t, T> {
+        if logits.is_poisoned() {
+            return poisoned_estimate(logits);
+        }
+        let name = GumbelRao::name(self);
+        let noise = if group_size == 1 {
+            match noise.on_pairs(logits.shape().cols, name) {
+                Ok(pairs) => pairs,
+                Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
+            }
+        } else {
+            noise.clone()
+        };
+        let sample = sample_groups_or_units(logits, group_size, |logits, k| {
+            self.node(logits, k, |values| {
+                injected_sample_and_noise::<T>(values, k, self.num_samples, &noise, name)
+            })
+        });
+        if sample.is_poisoned() {
+            return poisoned_estimate(sample);
+        }
+        relaxed_estimate(sample, cost)
     }
 }

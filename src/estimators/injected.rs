@@ -12,6 +12,7 @@
 //! | REBAR, RELAX | an error: they need the noise, not only the sample | `b = one_hot(argmax(logits + g))`, conditional noise `z~` from `v` |
 //! | Gumbel-Softmax, the straight-through family | an error (the same) | the relaxation at `g` (`v` unused; `st-argmax` has no noise) |
 //! | gapped ST, ReinMax | the sample (its estimate is a function of it) | the Gumbel-max sample of `logits + g` (`v` unused) |
+//! | Gumbel-Rao (`m` conditional draws) | an error: it needs uniforms for its draws | the Gumbel-max sample of `logits + g`; draw `k` of row `r` from row `r*m + k` of `v [B*m, N*K]` |
 //! | the binary-unit estimators | an error (the same) | the logistic noise `g_{2n+1} - g_{2n}` of the two-class layout |
 //!
 //! with `g = -ln(-ln u)` for [`Uniforms`](InjectedNoise::Uniforms). Estimators that
@@ -305,7 +306,7 @@ fn check_one_hot(op: &str, sample: &Tensor<f64>, group_size: usize) -> Result<()
 }
 
 /// Every entry strictly inside `(0, 1)`, also after rounding to `T`.
-fn check_uniforms<T: Float>(op: &str, what: &str, uniforms: &Tensor<f64>) -> Result<()> {
+pub(crate) fn check_uniforms<T: Float>(op: &str, what: &str, uniforms: &Tensor<f64>) -> Result<()> {
     let inside = |x: f64| {
         let rounded = T::from_f64(x).to_f64();
         x > 0.0 && x < 1.0 && rounded > 0.0 && rounded < 1.0
