@@ -406,8 +406,26 @@ impl<T: Float> Tape<T> {
     }
 
     fn leaf(&self, value: &Tensor<T>, requires_grad: bool, label: Option<&str>) -> Var<'_, T> {
+        self.leaf_copied(value, requires_grad, label, true)
+    }
+
+    /// [`Tape::variable_named`] for a value its caller knows to be finite (a parameter
+    /// the optimiser has just checked while updating it), which is copied without being
+    /// checked again.
+    pub(crate) fn variable_named_known_finite(&self, name: &str, value: &Tensor<T>) -> Var<'_, T> {
+        self.leaf_copied(value, true, Some(name), false)
+    }
+
+    /// A leaf holding a copy of `value`, checked first unless `check` is false.
+    fn leaf_copied(
+        &self,
+        value: &Tensor<T>,
+        requires_grad: bool,
+        label: Option<&str>,
+        check: bool,
+    ) -> Var<'_, T> {
         let mut value = value;
-        self.leaf_with(&mut value, requires_grad, label, true, |pool, value| {
+        self.leaf_with(&mut value, requires_grad, label, check, |pool, value| {
             pool.copy_of(value)
         })
     }

@@ -177,3 +177,52 @@ fn a_checkpoint_without_the_shards_key_is_a_one_shard_run() {
     std::fs::remove_file(&path).unwrap();
     assert_eq!(resumed.steps(), trainer.steps());
 }
+
+#[test]
+fn a_resumed_sharded_run_checks_its_parameters_before_its_shards_use_them() {
+    // The optimiser checks every value it writes, so the shards copy the parameters
+    // unchecked after a step; parameters read from a file are checked on their first
+    // step, in each shard as on one tape.
+    let path = std::env::temp_dir().join(format!(
+        "gumbelgrad-sharded-nan-{}.safetensors",
+        std::process::id()
+    ));
+    let rows: Vec<usize> = (0..8).collect();
+    let mut trainer = Trainer::<f64>::new(model(), config("gumbel-softmax", 2)).unwrap();
+    trainer.step(&images(), &rows).unwrap();
+    trainer.save_checkpoint(&path).unwrap();
+    let first_parameter = trainer
+        .model()
+        .parameters()
+        .iter()
+        .next()
+        .unwrap()
+        .0
+        .to_string();
+    let saved = Checkpoint::<f64>::load(&path).unwrap();
+    let mut broken = Checkpoint::<f64>::new();
+    let mut poisoned = 0;
+    for (name, tensor) in saved.tensors() {
+        let mut tensor = tensor.clone();
+        if *name == format!("model.{first_parameter}") {
+            tensor.as_mut_slice()[0] = f64::NAN;
+            poisoned += 1;
+        }
+        broken.push(name.clone(), tensor);
+    }
+    assert_eq!(poisoned, 1, "one tensor holds {first_parameter}");
+    for (key, value) in saved.metadata() {
+        broken.set(key.clone(), value.clone());
+    }
+    broken.save(&path).unwrap();
+    let mut resumed = Trainer::<f64>::resume(&path, model(), config("gumbel-softmax", 2)).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let error = resumed.step(&images(), &rows).unwrap_err();
+    // Refused as it enters a shard's tape, not only once the update has spread it.
+    assert!(
+        matches!(&error, Error::NonFiniteInput { .. })
+            && error.to_string().contains("tape input")
+            && error.to_string().contains(&first_parameter),
+        "{error}"
+    );
+}

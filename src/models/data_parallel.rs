@@ -100,6 +100,9 @@ pub(crate) struct StepInputs<'a, T: Float> {
     pub seed: u64,
     /// The step's number (for the shards' generators).
     pub step: u64,
+    /// Whether every parameter is known to be finite (the optimiser checked it as it
+    /// wrote it), so the shards copy them onto their tapes without checking again.
+    pub parameters_checked: bool,
 }
 
 impl<T: Float> Shards<T> {
@@ -118,6 +121,7 @@ impl<T: Float> Shards<T> {
             batch,
             seed,
             step,
+            parameters_checked,
         } = inputs;
         let rows = batch.rows() / count.max(1);
         if count == 0 || rows * count != batch.rows() {
@@ -157,7 +161,11 @@ impl<T: Float> Shards<T> {
                 with_shard_tape(|tape: &mut Tape<T>| {
                     tape.clear();
                     let tape = &*tape;
-                    let params = model.parameters().bind(tape);
+                    let params = if parameters_checked {
+                        model.parameters().bind_known_finite(tape)
+                    } else {
+                        model.parameters().bind(tape)
+                    };
                     let x = tape.constant(images);
                     let terms = model.negative_elbo(&params, x, estimator.as_mut(), &mut rng);
                     let loss = tape

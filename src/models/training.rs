@@ -320,6 +320,7 @@ impl<T: Float> Trainer<T> {
                 batch: &self.batch,
                 seed: self.config.seed,
                 step: self.step,
+                parameters_checked: self.parameters_checked,
             };
             self.shards
                 .step(inputs, self.config.shards, &mut self.grads)?

@@ -134,11 +134,26 @@ impl<T: Float> Parameters<T> {
     /// Feeds every parameter into `tape` as a variable named after it, and returns
     /// the handles. Do this once per step, after `tape.clear()`.
     pub fn bind<'t>(&self, tape: &'t Tape<T>) -> BoundParameters<'t, T> {
+        self.bind_by(|name, value| tape.variable_named(name, value))
+    }
+
+    /// [`Parameters::bind`] for parameters known to be finite (every one checked by the
+    /// optimiser step that last wrote them), which are copied without being checked.
+    pub(crate) fn bind_known_finite<'t>(&self, tape: &'t Tape<T>) -> BoundParameters<'t, T> {
+        self.bind_by(|name, value| tape.variable_named_known_finite(name, value))
+    }
+
+    /// Every parameter fed to a tape by `bind` (given its name and value).
+    fn bind_by<'t>(
+        &self,
+        bind: impl FnMut(&str, &Tensor<T>) -> Var<'t, T>,
+    ) -> BoundParameters<'t, T> {
+        let mut bind = bind;
         let vars = self
             .names
             .iter()
             .zip(&self.values)
-            .map(|(name, value)| tape.variable_named(name, value))
+            .map(|(name, value)| bind(name, value))
             .collect();
         BoundParameters { vars }
     }
