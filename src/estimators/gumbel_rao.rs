@@ -35,7 +35,7 @@ use super::injected::check_uniforms;
 use super::score::poisoned_estimate;
 use super::{
     Estimate, GradientEstimator, InjectedNoise, LatentKinds, fail, noise, relaxed_estimate,
-    sample_groups_or_units, sample_like_logits,
+    sample_groups_or_units, sample_like_logits, straight_through_estimate_with_noise,
 };
 use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
@@ -394,26 +394,18 @@ impl<T: Float> GradientEstimator<T> for GumbelRao {
         cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
         _rng: &mut dyn RngCore,
     ) -> Estimate<'t, T> {
-        if logits.is_poisoned() {
-            return poisoned_estimate(logits);
-        }
         let name = GumbelRao::name(self);
-        let noise = if group_size == 1 {
-            match noise.on_pairs(logits.shape().cols, name) {
-                Ok(pairs) => pairs,
-                Err(error) => return poisoned_estimate(fail(logits.tape(), error)),
-            }
-        } else {
-            noise.clone()
-        };
-        let sample = sample_groups_or_units(logits, group_size, |logits, k| {
-            self.node(logits, k, |values| {
-                injected_sample_and_noise::<T>(values, k, self.num_samples, &noise, name)
-            })
-        });
-        if sample.is_poisoned() {
-            return poisoned_estimate(sample);
-        }
-        relaxed_estimate(sample, cost)
+        straight_through_estimate_with_noise(
+            logits,
+            group_size,
+            noise,
+            name,
+            cost,
+            |logits, k, noise| {
+                self.node(logits, k, |values| {
+                    injected_sample_and_noise::<T>(values, k, self.num_samples, noise, name)
+                })
+            },
+        )
     }
 }

@@ -499,6 +499,33 @@ pub(crate) fn one_hot_estimate_with_noise<'t, T: Float>(
     noise: &InjectedNoise,
     cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
 ) -> Estimate<'t, T> {
+    straight_through_estimate_with_noise(
+        logits,
+        group_size,
+        noise,
+        name,
+        cost,
+        |logits, k, noise| {
+            estimator.node(logits, k, &mut |values| {
+                noise.hard_sample(values, k, 1, name)
+            })
+        },
+    )
+}
+
+/// The estimate of a straight-through node at injected noise: `node(logits, K, noise)`
+/// on categorical groups (binary units as two-class pairs, the noise moved to the pair
+/// layout, [`InjectedNoise::on_pairs`]), then the cost at its output. Poisoned logits,
+/// noise that does not fit, and an error of `node` come back as a poisoned estimate;
+/// `name` names the estimator in errors.
+pub(crate) fn straight_through_estimate_with_noise<'t, T: Float>(
+    logits: Var<'t, T>,
+    group_size: usize,
+    noise: &InjectedNoise,
+    name: &str,
+    cost: &mut dyn FnMut(Var<'t, T>) -> Var<'t, T>,
+    node: impl FnOnce(Var<'t, T>, usize, &InjectedNoise) -> Var<'t, T>,
+) -> Estimate<'t, T> {
     if logits.is_poisoned() {
         return score::poisoned_estimate(logits);
     }
@@ -510,11 +537,7 @@ pub(crate) fn one_hot_estimate_with_noise<'t, T: Float>(
     } else {
         noise.clone()
     };
-    let sample = sample_groups_or_units(logits, group_size, |logits, k| {
-        estimator.node(logits, k, &mut |values| {
-            noise.hard_sample(values, k, 1, name)
-        })
-    });
+    let sample = sample_groups_or_units(logits, group_size, |logits, k| node(logits, k, &noise));
     if sample.is_poisoned() {
         return score::poisoned_estimate(sample);
     }
