@@ -39,6 +39,7 @@ use super::{
 };
 use crate::error::{Error, Result, check_temperature_for};
 use crate::float::Float;
+use crate::kernels::softmax::argmax_groups;
 use crate::op::{Op, expect_arity};
 use crate::tape::Var;
 use crate::tensor::{Shape, Tensor};
@@ -228,11 +229,9 @@ fn injected_sample_and_noise<T: Float>(
     }
     check_uniforms::<T>(op, "v", v)?;
     let sample = injected.hard_sample(logits, group_size, 1, op)?;
-    let classes: Vec<usize> = sample
-        .as_slice()
-        .chunks_exact(group_size)
-        .map(|group| group.iter().position(|&x| x == 1.0).expect("one-hot"))
-        .collect();
+    // The class of each one-hot group is its argmax.
+    let mut classes = vec![0; sample.len() / group_size];
+    argmax_groups(sample.as_slice(), group_size, &mut classes);
     // Draw k of every row, as one tensor shaped like the logits.
     let uniforms: Vec<Tensor<f64>> = (0..num_samples)
         .map(|k| {
