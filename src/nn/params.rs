@@ -146,9 +146,8 @@ impl<T: Float> Parameters<T> {
     /// Every parameter fed to a tape by `bind` (given its name and value).
     fn bind_by<'t>(
         &self,
-        bind: impl FnMut(&str, &Tensor<T>) -> Var<'t, T>,
+        mut bind: impl FnMut(&str, &Tensor<T>) -> Var<'t, T>,
     ) -> BoundParameters<'t, T> {
-        let mut bind = bind;
         let vars = self
             .names
             .iter()
