@@ -34,6 +34,10 @@
 //!   [`set_num_threads`](super::set_num_threads) (the available cores, at most 4, unless
 //!   set; see [`threads`](super::threads)); products too small to
 //!   pay for handing work to another thread (see [`GemmConfig::with_min_work_per_thread`]) use fewer.
+//! - **A product beside another task.** A layer's backward pass runs `dX = G W^T` on the
+//!   calling thread while a helper runs `dW = X^T G`; `dX` also packs all of `W`
+//!   (transposed), so it takes longer. The helper, once `dW` is done, takes `dX`'s
+//!   remaining bands from the same kind of queue (the crate-internal `gemm_beside`).
 //! - **Numerics.** With AVX2 or AVX-512 every product is one FMA; the two give identical
 //!   bits (same depth blocks, same order). The portable kernel rounds the multiply and
 //!   the add separately. All agree with the reference to within the usual dot-product
@@ -257,11 +261,26 @@ fn product<T: Float>(
     if m == 0 || n == 0 || k == 0 {
         return Ok(());
     }
+    let threads = (config.threads, config.min_work_per_thread);
     // Each element type has its own micro-kernels; `Float` says (safely) which type T is.
     if let (Some(a), Some(b), Some(c)) = (T::as_f32(a), T::as_f32(b), T::as_f32_mut(c)) {
-        dispatch_f32(config, problem, a, b, c);
+        let work = Banded {
+            threads,
+            problem,
+            a,
+            b,
+            c,
+        };
+        dispatch_f32(config.isa, work);
     } else if let (Some(a), Some(b), Some(c)) = (T::as_f64(a), T::as_f64(b), T::as_f64_mut(c)) {
-        dispatch_f64(config, problem, a, b, c);
+        let work = Banded {
+            threads,
+            problem,
+            a,
+            b,
+            c,
+        };
+        dispatch_f64(config.isa, work);
     } else {
         if overwrite {
             c.fill(T::ZERO);
@@ -269,6 +288,69 @@ fn product<T: Float>(
         super::matmul::gemm_reference(transpose_a, transpose_b, m, n, k, a, b, c);
     }
     Ok(())
+}
+
+/// [`gemm`] (or, with `overwrite`, [`gemm_overwrite`]) on the calling thread, run side
+/// by side with `right`, which a kept-alive helper runs and, once done, helps with the
+/// product's last bands. Returns what `right` returns. With one thread, the product
+/// and then `right`.
+///
+/// For a layer's backward pass: `dX = G W^T` packs all of `W` (transposed) and its
+/// twin `dW = X^T G` packs only the small `G`, so with one product per thread the
+/// thread of `dW` would wait. The product's bits are those of one thread, as always.
+///
+/// The lengths are checked first as in [`gemm`]; on an error neither the product nor
+/// `right` runs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_beside<T: Float, R: Send>(
+    config: &GemmConfig,
+    overwrite: bool,
+    (transpose_a, transpose_b): (bool, bool),
+    (m, n, k): (usize, usize, usize),
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    right: impl FnOnce() -> R + Send,
+) -> crate::error::Result<R> {
+    let name = "kernels::gemm::gemm_beside";
+    super::matmul::check_gemm_lengths(name, m, n, k, a.len(), b.len(), c.len())?;
+    let problem = Problem {
+        transpose_a,
+        transpose_b,
+        m,
+        n,
+        k,
+        overwrite,
+    };
+    if m == 0 || n == 0 || k == 0 {
+        product(config, problem, a, b, c, name)?;
+        return Ok(right());
+    }
+    let threads = config.threads;
+    if let (Some(a), Some(b), Some(c)) = (T::as_f32(a), T::as_f32(b), T::as_f32_mut(c)) {
+        let work = Beside {
+            threads,
+            problem,
+            a,
+            b,
+            c,
+            right,
+        };
+        Ok(dispatch_f32(config.isa, work))
+    } else if let (Some(a), Some(b), Some(c)) = (T::as_f64(a), T::as_f64(b), T::as_f64_mut(c)) {
+        let work = Beside {
+            threads,
+            problem,
+            a,
+            b,
+            c,
+            right,
+        };
+        Ok(dispatch_f64(config.isa, work))
+    } else {
+        product(config, problem, a, b, c, name)?;
+        Ok(right())
+    }
 }
 
 /// The dimensions and transpose flags of one product, and whether it replaces `C`
@@ -318,30 +400,71 @@ macro_rules! buffered {
 buffered!(f32, PACK_F32);
 buffered!(f64, PACK_F64);
 
-// Picks the micro-kernel for `config.isa` (falling back to the portable one if the
-// CPU lacks it, which `GemmConfig::with_isa` already prevents) and runs the product.
+/// Work that runs with a micro-kernel for elements `E`, whichever [`dispatch_f32`] or
+/// [`dispatch_f64`] picks: a product cut into bands ([`Banded`]) or a product run beside
+/// another task ([`Beside`]).
+trait KernelWork<E: Element> {
+    type Output;
+    fn run<K: MicroKernel<E>>(self, kernel: K) -> Self::Output;
+}
+
+/// A product run by [`run_threads`].
+struct Banded<'x, E> {
+    threads: (usize, usize),
+    problem: Problem,
+    a: &'x [E],
+    b: &'x [E],
+    c: &'x mut [E],
+}
+
+impl<E: Buffered> KernelWork<E> for Banded<'_, E> {
+    type Output = ();
+    fn run<K: MicroKernel<E>>(self, kernel: K) {
+        run_threads(kernel, self.threads, self.problem, self.a, self.b, self.c);
+    }
+}
+
+/// A product run by [`run_beside`] beside `right`.
+struct Beside<'x, E, F> {
+    threads: usize,
+    problem: Problem,
+    a: &'x [E],
+    b: &'x [E],
+    c: &'x mut [E],
+    right: F,
+}
+
+impl<E: Buffered, R: Send, F: FnOnce() -> R + Send> KernelWork<E> for Beside<'_, E, F> {
+    type Output = R;
+    fn run<K: MicroKernel<E>>(self, kernel: K) -> R {
+        let operands = (self.a, self.b, self.c);
+        run_beside(kernel, self.threads, self.problem, operands, self.right)
+    }
+}
+
+// Picks the micro-kernel for `isa` (falling back to the portable one if the CPU lacks
+// it, which `GemmConfig::with_isa` already prevents) and runs `work` with it.
 macro_rules! dispatch_for {
     ($name:ident, $t:ty) => {
-        fn $name(config: &GemmConfig, problem: Problem, a: &[$t], b: &[$t], c: &mut [$t]) {
-            let threads = (config.threads, config.min_work_per_thread);
+        fn $name<W: KernelWork<$t>>(isa: Isa, work: W) -> W::Output {
             #[cfg(target_arch = "x86_64")]
             {
                 use microkernel::{Avx2, Avx512};
-                match config.isa {
+                match isa {
                     Isa::Avx512 => {
                         if let Some(kernel) = Avx512::detect() {
-                            return run_threads(kernel, threads, problem, a, b, c);
+                            return work.run(kernel);
                         }
                     }
                     Isa::Avx2 => {
                         if let Some(kernel) = Avx2::detect() {
-                            return run_threads(kernel, threads, problem, a, b, c);
+                            return work.run(kernel);
                         }
                     }
                     Isa::Portable => {}
                 }
             }
-            run_threads(Portable, threads, problem, a, b, c)
+            work.run(Portable)
         }
     };
 }
@@ -363,7 +486,10 @@ const MIN_WORK_PER_THREAD: usize = 2_000_000;
 
 /// A band of `C`: its top-left corner `(row, column)` and its rows, each slice
 /// starting at the band's first column.
-type Band<'c, E> = ((usize, usize), Vec<&'c mut [E]>);
+struct Band<'c, E> {
+    corner: (usize, usize),
+    rows: Vec<&'c mut [E]>,
+}
 
 /// Bands handed out per thread: more, smaller bands let a thread that got a core
 /// sooner (the machine is often shared) take over work from one that got it later.
@@ -390,110 +516,251 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
     c: &mut [E],
 ) {
     let Problem { m, n, k, .. } = problem;
-    let mut rows: Vec<&mut [E]> = c.chunks_mut(n).collect();
     let work = m.saturating_mul(n).saturating_mul(k);
     let threads = threads.min((work / min_work_per_thread).max(1));
     let blocks = Blocks::of::<E, K>(problem);
-    if threads <= 1 {
-        E::with_pack_buffers(1, |buffers| {
-            let (a_buffer, b_buffer) = &mut buffers[0];
-            // With more than one column block, each would pack all of A again; packed
-            // once instead when A is no larger than B (as the bands of columns below).
-            let a_source = if n > blocks.nc && m <= n {
-                ASource::Packed(pack_a_all(kernel, problem, a, blocks, a_buffer))
-            } else {
-                ASource::Pack(a_buffer)
-            };
-            run_band(
-                kernel,
-                (problem, blocks),
-                a,
-                b,
-                (0, 0),
-                &mut rows,
-                (a_source, b_buffer),
-            );
-        });
-        return;
-    }
-    let split_columns = n >= m;
-    let (length, panel) = if split_columns {
-        (n, K::NR)
-    } else {
-        (m, K::MR)
+    let pool = (threads > 1)
+        .then(|| super::threads::helper_pool(threads - 1))
+        .flatten();
+    let Some(pool) = pool else {
+        return run_alone(kernel, (problem, blocks), a, b, c);
     };
-    let panels = length.div_ceil(panel);
-    let band_size = panels.div_ceil((threads * BANDS_PER_THREAD).min(panels)) * panel;
-    let bands: Vec<Band<'_, E>> = if split_columns {
-        let count = n.div_ceil(band_size);
-        let mut bands: Vec<_> = (0..count)
-            .map(|band| ((0, band * band_size), Vec::with_capacity(m)))
-            .collect();
-        for row in rows {
-            let mut rest = row;
-            for (_, band_rows) in &mut bands {
-                let (head, tail) = rest.split_at_mut(band_size.min(rest.len()));
-                band_rows.push(head);
+    let bands = Band::split(problem, K::MR, K::NR, threads * BANDS_PER_THREAD, c);
+    E::with_pack_buffers(threads, |buffers| {
+        let ((first_a, first_b), helpers) = buffers.split_first_mut().expect("threads >= 2");
+        let (queue, first_a) = BandQueue::new(kernel, (problem, blocks), a, b, bands, first_a);
+        let queue = &queue;
+        super::threads::threaded_pass(&pool, threads - 1, |scope| {
+            for (helper_a, helper_b) in helpers {
+                scope.spawn(move || queue.drain(Some(helper_a), helper_b));
+            }
+            queue.drain(first_a, first_b);
+        });
+    });
+}
+
+/// The whole product on the calling thread, as one band.
+fn run_alone<E: Buffered, K: MicroKernel<E>>(
+    kernel: K,
+    (problem, blocks): (Problem, Blocks),
+    a: &[E],
+    b: &[E],
+    c: &mut [E],
+) {
+    let Problem { m, n, .. } = problem;
+    let mut rows: Vec<&mut [E]> = c.chunks_mut(n).collect();
+    E::with_pack_buffers(1, |buffers| {
+        let (a_buffer, b_buffer) = &mut buffers[0];
+        // With more than one column block, each would pack all of A again; packed
+        // once instead when A is no larger than B (as the bands of columns).
+        let a_source = if n > blocks.nc && m <= n {
+            ASource::Packed(pack_a_all(kernel, problem, a, blocks, a_buffer))
+        } else {
+            ASource::Pack(a_buffer)
+        };
+        run_band(
+            kernel,
+            (problem, blocks),
+            a,
+            b,
+            (0, 0),
+            &mut rows,
+            (a_source, b_buffer),
+        );
+    });
+}
+
+/// Bands of the left product handed out per thread in [`run_beside`]: smaller than
+/// [`BANDS_PER_THREAD`]'s, because the thread that joins late should find a band that
+/// ends soon after the calling thread's last one.
+const BESIDE_BANDS_PER_THREAD: usize = 6;
+
+/// Computes the product on the calling thread while `right` runs on a kept-alive helper
+/// (with one thread: the product, then `right`); the helper, once `right` is done,
+/// takes the product's remaining bands. With more than two threads the others take
+/// bands from the start.
+///
+/// For two pieces of work of which one is a product and the other takes about as long
+/// or less: neither waits for the other longer than one band. The bands are those of
+/// [`run_threads`], so the product's bits are those of one thread.
+fn run_beside<E: Buffered, K: MicroKernel<E>, R: Send>(
+    kernel: K,
+    threads: usize,
+    problem: Problem,
+    (a, b, c): (&[E], &[E], &mut [E]),
+    right: impl FnOnce() -> R + Send,
+) -> R {
+    let blocks = Blocks::of::<E, K>(problem);
+    let pool = (threads > 1)
+        .then(|| super::threads::helper_pool(threads - 1))
+        .flatten();
+    let Some(pool) = pool else {
+        run_alone(kernel, (problem, blocks), a, b, c);
+        return right();
+    };
+    let bands = Band::split(problem, K::MR, K::NR, threads * BESIDE_BANDS_PER_THREAD, c);
+    let right_task = Mutex::new(Some(right));
+    let right_result = Mutex::new(None);
+    let run_right = || {
+        let task = lock(&right_task).take();
+        if let Some(task) = task {
+            let result = super::threads::on_threads(1, task);
+            *lock(&right_result) = Some(result);
+        }
+    };
+    let (run_right, right_task) = (&run_right, &right_task);
+    let not_started = E::with_pack_buffers(threads, |buffers| {
+        let ((first_a, first_b), helpers) = buffers.split_first_mut().expect("threads >= 2");
+        let (right_buffers, others) = helpers.split_first_mut().expect("threads >= 2");
+        // Set by the calling thread once it has packed `A` (while the helper runs
+        // `right`); a helper that finds it unset has nothing left to take.
+        let queue = OnceLock::new();
+        let queue = &queue;
+        super::threads::threaded_pass(&pool, threads - 1, move |scope| {
+            let (right_a, right_b) = right_buffers;
+            scope.spawn(move || {
+                run_right();
+                if let Some(queue) = queue.get() {
+                    BandQueue::drain(queue, Some(right_a), right_b);
+                }
+            });
+            let (band_queue, first_a) =
+                BandQueue::new(kernel, (problem, blocks), a, b, bands, first_a);
+            let queue: &BandQueue<'_, '_, E, K> = queue.get_or_init(|| band_queue);
+            for (helper_a, helper_b) in others {
+                scope.spawn(move || queue.drain(Some(helper_a), helper_b));
+            }
+            queue.drain(first_a, first_b);
+            // A helper that has not started `right` by now leaves it to the calling
+            // thread, which runs it below, once it has given back the packing buffers
+            // that `right`'s own products take.
+            lock(right_task).take()
+        })
+    });
+    match not_started {
+        Some(task) => task(),
+        None => right_result
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .expect("a scope returns after all its tasks have run"),
+    }
+}
+
+/// Locks `mutex`, also if a thread panicked holding it (the data are plain values).
+fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<'c, E> Band<'c, E> {
+    /// `c` (`m x n`) cut into at most `count` bands: ranges of whole `nr`-column panels
+    /// when `n >= m`, else of whole `mr`-row panels (see [`run_threads`]).
+    fn split(problem: Problem, mr: usize, nr: usize, count: usize, c: &'c mut [E]) -> Vec<Self> {
+        let Problem { m, n, .. } = problem;
+        let rows: Vec<&mut [E]> = c.chunks_mut(n).collect();
+        let split_columns = n >= m;
+        let (length, panel) = if split_columns { (n, nr) } else { (m, mr) };
+        let panels = length.div_ceil(panel);
+        let band_size = panels.div_ceil(count.min(panels)) * panel;
+        if split_columns {
+            let count = n.div_ceil(band_size);
+            let mut bands: Vec<_> = (0..count)
+                .map(|band| Band {
+                    corner: (0, band * band_size),
+                    rows: Vec::with_capacity(m),
+                })
+                .collect();
+            for row in rows {
+                let mut rest = row;
+                for band in &mut bands {
+                    let (head, tail) = rest.split_at_mut(band_size.min(rest.len()));
+                    band.rows.push(head);
+                    rest = tail;
+                }
+            }
+            bands
+        } else {
+            let mut bands = Vec::with_capacity(m.div_ceil(band_size));
+            let mut rest = rows;
+            while !rest.is_empty() {
+                let tail = rest.split_off(band_size.min(rest.len()));
+                bands.push(Band {
+                    corner: (m - rest.len() - tail.len(), 0),
+                    rows: rest,
+                });
                 rest = tail;
             }
+            bands
         }
-        bands
-    } else {
-        let mut bands = Vec::with_capacity(m.div_ceil(band_size));
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let tail = rest.split_off(band_size.min(rest.len()));
-            bands.push(((m - rest.len() - tail.len(), 0), rest));
-            rest = tail;
-        }
-        bands
-    };
-    let queue = Mutex::new(bands.into_iter());
-    let work = |mut a_source: ASource<'_, E>, b_buffer: &mut Vec<E>| {
+    }
+}
+
+/// The bands of one product not yet taken, and what every band reads.
+struct BandQueue<'x, 'p, E, K> {
+    kernel: K,
+    problem: Problem,
+    blocks: Blocks,
+    a: &'x [E],
+    b: &'x [E],
+    /// All of `op(A)`, packed once, when the bands are columns (all of them read it).
+    shared_a: Option<&'p [E]>,
+    bands: Mutex<std::vec::IntoIter<Band<'x, E>>>,
+}
+
+impl<'x, 'p, E: Buffered, K: MicroKernel<E>> BandQueue<'x, 'p, E, K> {
+    /// The queue of `bands`; when they are bands of columns, `op(A)` is packed first
+    /// into `a_buffer` for all of them, else `a_buffer` is handed back for the calling
+    /// thread's bands to pack their rows of `A` into.
+    fn new(
+        kernel: K,
+        (problem, blocks): (Problem, Blocks),
+        a: &'x [E],
+        b: &'x [E],
+        bands: Vec<Band<'x, E>>,
+        a_buffer: &'p mut Vec<E>,
+    ) -> (Self, Option<&'p mut Vec<E>>) {
+        let (shared_a, a_buffer) = if problem.n >= problem.m {
+            (Some(pack_a_all(kernel, problem, a, blocks, a_buffer)), None)
+        } else {
+            (None, Some(a_buffer))
+        };
+        let queue = BandQueue {
+            kernel,
+            problem,
+            blocks,
+            a,
+            b,
+            shared_a,
+            bands: Mutex::new(bands.into_iter()),
+        };
+        (queue, a_buffer)
+    }
+
+    /// Takes bands until none is left, packing into this thread's buffers (`a_buffer`
+    /// is only used when `A` is not shared).
+    fn drain(&self, a_buffer: Option<&mut Vec<E>>, b_buffer: &mut Vec<E>) {
+        let mut a_source = match (self.shared_a, a_buffer) {
+            (Some(packed), _) => ASource::Packed(packed),
+            (None, Some(buffer)) => ASource::Pack(buffer),
+            (None, None) => unreachable!("bands of rows pack their own A"),
+        };
         loop {
-            let next = queue
-                .lock()
-                .expect("no thread panics holding the queue")
-                .next();
-            let Some((corner, mut band_rows)) = next else {
+            let next = lock(&self.bands).next();
+            let Some(Band { corner, mut rows }) = next else {
                 break;
             };
             run_band(
-                kernel,
-                (problem, blocks),
-                a,
-                b,
+                self.kernel,
+                (self.problem, self.blocks),
+                self.a,
+                self.b,
                 corner,
-                &mut band_rows,
+                &mut rows,
                 (a_source.reborrow(), &mut *b_buffer),
             );
         }
-    };
-    E::with_pack_buffers(threads, |buffers| {
-        let ((first_a, first_b), helpers) = buffers.split_first_mut().expect("threads >= 2");
-        // Bands of columns all need all of A: it is packed once, by the calling thread
-        // before the bands start, and read by every band.
-        let (first_source, shared_a) = if split_columns {
-            let packed = pack_a_all(kernel, problem, a, blocks, first_a);
-            (ASource::Packed(packed), Some(packed))
-        } else {
-            (ASource::Pack(first_a), None)
-        };
-        match super::threads::helper_pool(threads - 1) {
-            Some(pool) => super::threads::threaded_pass(&pool, threads - 1, |scope| {
-                for (helper_a, helper_b) in helpers {
-                    let source = match shared_a {
-                        Some(packed) => ASource::Packed(packed),
-                        None => ASource::Pack(helper_a),
-                    };
-                    scope.spawn(move |_| work(source, helper_b));
-                }
-                work(first_source, first_b);
-            }),
-            // No helper threads to be had: the calling thread takes every band.
-            None => work(first_source, first_b),
-        }
-    });
+    }
 }
 
 /// The block sizes of one product: `mc` rows of `A`, `kc` depths, `nc` columns of `B`.
@@ -628,5 +895,157 @@ fn run_band<E: Buffered, K: MicroKernel<E>>(
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    /// Deterministic values in (-1, 1) that are not round numbers.
+    fn values<T: Float>(len: usize, seed: u64) -> Vec<T> {
+        (0..len as u64)
+            .map(|i| {
+                let x = (i.wrapping_mul(2_654_435_761).wrapping_add(seed * 97) % 20_011) as f64;
+                T::from_f64(x / 10_005.5 - 1.0)
+            })
+            .collect()
+    }
+
+    /// `gemm_beside` gives the bits of a one-thread product, with `right` run once and
+    /// its result returned, for every thread count, transpose and shape kind.
+    fn check_beside<T: Float>() {
+        // n >= m (bands of columns, A packed once) and n < m (bands of rows).
+        for (m, n, k) in [(37, 300, 70), (300, 45, 50), (100, 784, 512)] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                for overwrite in [false, true] {
+                    let (a, b) = (values::<T>(m * k, 1), values::<T>(k * n, 2));
+                    let c0 = values::<T>(m * n, 3);
+                    let mut want = c0.clone();
+                    let one = GemmConfig::current().with_threads(1);
+                    let problem = Problem {
+                        transpose_a: ta,
+                        transpose_b: tb,
+                        m,
+                        n,
+                        k,
+                        overwrite,
+                    };
+                    product(&one, problem, &a, &b, &mut want, "test").unwrap();
+                    for threads in 1..=3 {
+                        let config = GemmConfig::current().with_threads(threads);
+                        let mut got = c0.clone();
+                        let mut right_runs = 0;
+                        let returned = gemm_beside(
+                            &config,
+                            overwrite,
+                            (ta, tb),
+                            (m, n, k),
+                            &a,
+                            &b,
+                            &mut got,
+                            || {
+                                right_runs += 1;
+                                m + n
+                            },
+                        )
+                        .unwrap();
+                        assert_eq!((returned, right_runs), (m + n, 1));
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits());
+                        assert!(
+                            same,
+                            "{threads} threads, {m}x{n}x{k}, ta={ta} tb={tb}, overwrite={overwrite}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_product_beside_another_task_has_the_bits_of_one_thread() {
+        check_beside::<f32>();
+        check_beside::<f64>();
+    }
+
+    #[test]
+    fn the_calling_thread_runs_right_itself_when_no_helper_is_free() {
+        // The one helper of a two-thread pool is busy for a while, so the calling
+        // thread does all of the product's bands and then `right`, whose own product
+        // takes the packing buffers the calling thread lent out during the bands.
+        let pool = crate::kernels::threads::helper_pool(1).expect("a helper thread");
+        let started = Arc::new(Barrier::new(2));
+        let on_helper = Arc::clone(&started);
+        pool.spawn(move || {
+            on_helper.wait();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        });
+        started.wait();
+        let config = GemmConfig::current().with_threads(2);
+        let (m, n, k) = (20, 300, 64);
+        let (a, b) = (values::<f32>(m * k, 4), values::<f32>(k * n, 5));
+        let (mut left, mut inner) = (vec![0.0f32; m * n], vec![0.0f32; m * n]);
+        let operands = (&a, &b, &mut left);
+        let right_thread = gemm_beside(
+            &config,
+            true,
+            (false, false),
+            (m, n, k),
+            operands.0,
+            operands.1,
+            operands.2,
+            || {
+                let two = GemmConfig::current().with_threads(2);
+                gemm_overwrite(&two, false, false, m, n, k, &a, &b, &mut inner).unwrap();
+                std::thread::current().id()
+            },
+        )
+        .unwrap();
+        assert_eq!(right_thread, std::thread::current().id());
+        assert_eq!(left, inner);
+    }
+
+    #[test]
+    fn a_product_beside_another_task_checks_lengths_before_running_either() {
+        let config = GemmConfig::current().with_threads(2);
+        let (a, b) = ([1.0f32; 6], [1.0f32; 6]);
+        let mut c = [0.0f32; 3];
+        let mut ran = false;
+        let result = gemm_beside(
+            &config,
+            false,
+            (false, false),
+            (2, 2, 3),
+            &a,
+            &b,
+            &mut c,
+            || {
+                ran = true;
+            },
+        );
+        assert!(
+            result
+                .unwrap_err()
+                .to_string()
+                .contains("c should hold 2x2")
+        );
+        assert!(!ran);
+        // An empty depth: an overwritten C is zeroed, and `right` still runs.
+        let mut c = [f32::NAN; 4];
+        let result = gemm_beside(
+            &config,
+            true,
+            (false, false),
+            (2, 2, 0),
+            &[],
+            &[],
+            &mut c,
+            || 7,
+        );
+        assert_eq!((result.unwrap(), c), (7, [0.0; 4]));
     }
 }

@@ -118,6 +118,77 @@ fn product<T: Float>(
     }
 }
 
+/// One product `c += op(a) * op(b)` (or, with `overwrite`, `c = op(a) * op(b)`) given
+/// by its operands, for a caller that decides later how to run it: the backward passes
+/// of `ops::matmul` and `ops::linear` run one of their two products beside the other
+/// ([`Product::run_beside`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Product<'a, T> {
+    /// Replace `c` ([`gemm_overwrite`]) rather than add into it ([`gemm`]).
+    pub overwrite: bool,
+    /// `a` is stored `k x m`.
+    pub transpose_a: bool,
+    /// `b` is stored `n x k`.
+    pub transpose_b: bool,
+    /// Rows of `op(a)` and of `c`.
+    pub m: usize,
+    /// Columns of `op(b)` and of `c`.
+    pub n: usize,
+    /// Columns of `op(a)`, rows of `op(b)`.
+    pub k: usize,
+    /// The left operand.
+    pub a: &'a [T],
+    /// The right operand.
+    pub b: &'a [T],
+}
+
+impl<T: Float> Product<'_, T> {
+    /// Runs the product into `c`, as [`gemm`] or [`gemm_overwrite`].
+    ///
+    /// # Panics
+    /// As [`gemm`]: if a slice length does not match its dimensions.
+    pub(crate) fn run(&self, c: &mut [T]) {
+        let Product {
+            overwrite,
+            transpose_a,
+            transpose_b,
+            m,
+            n,
+            k,
+            a,
+            b,
+        } = *self;
+        product(overwrite, transpose_a, transpose_b, m, n, k, a, b, c);
+    }
+
+    /// Runs the product into `c` on the calling thread and `right` on a helper, which
+    /// then helps with the product's last bands
+    /// ([`kernels::gemm`](super::gemm)'s `gemm_beside`); small products run beside
+    /// `right` whole ([`join`](super::threads::join)). Returns what `right` returns.
+    ///
+    /// # Panics
+    /// As [`gemm`]: if a slice length does not match its dimensions.
+    pub(crate) fn run_beside<R: Send>(&self, c: &mut [T], right: impl FnOnce() -> R + Send) -> R {
+        let Product {
+            overwrite,
+            transpose_a,
+            transpose_b,
+            m,
+            n,
+            k,
+            a,
+            b,
+        } = *self;
+        if m.saturating_mul(n).saturating_mul(k) < FAST_GEMM_MIN_WORK {
+            return super::threads::join(|| self.run(c), right).1;
+        }
+        let config = super::gemm::GemmConfig::current();
+        let shape = ((transpose_a, transpose_b), (m, n, k));
+        super::gemm::gemm_beside(&config, overwrite, shape.0, shape.1, a, b, c, right)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 /// Checks the slice lengths of a product `c += op(a) * op(b)` against its dimensions
 /// with checked arithmetic: `a` must hold `m * k` values, `b` `k * n`, `c` `m * n`. A
 /// mismatch, or a product that overflows `usize`, is an [`Error::InvalidArgument`] naming the

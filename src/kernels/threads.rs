@@ -93,11 +93,12 @@ pub(crate) fn on_one_thread<R>(f: impl FnOnce() -> R) -> R {
 ///
 /// For work that splits better by task than by data: the backward pass of a layer
 /// computes `dX = G W^T` and `dW = X^T G`, two products of the same size that read the
-/// same `G` and write different buffers (`ops::linear`, `ops::matmul`). Run side by
-/// side, each on one thread, neither is cut into bands, so neither packs its small
-/// operand once per band. When each task's values do not depend on the thread count
-/// (true of every kernel of this module's callers), neither do the results; a custom
-/// op can use it the same way.
+/// same `G` and write different buffers. Run side by side, each on one thread, neither
+/// is cut into bands, so neither packs its small operand once per band. When each
+/// task's values do not depend on the thread count, neither do the results; a custom
+/// op can use it so. (The crate's own `ops::linear` and `ops::matmul` go one step
+/// further: the helper, once `dW` is done, takes the last bands of `dX`, which also
+/// packs all of `W`; see [`gemm`](super::gemm).)
 ///
 /// ```
 /// use gumbelgrad::kernels::matmul::gemm;
@@ -132,7 +133,7 @@ pub fn join<A: Send, B: Send>(
         }
     };
     let left_result = threaded_pass(&pool, threads - 1, |scope| {
-        scope.spawn(|_| run_right());
+        scope.spawn(run_right);
         let left_result = on_threads(threads - right_threads, left);
         run_right();
         left_result
@@ -203,17 +204,65 @@ const KEEP_AWAKE: Duration = Duration::from_millis(1);
 static LOOKING: AtomicUsize = AtomicUsize::new(0);
 
 /// One threaded pass on `pool`: `body` runs on the calling thread inside
-/// [`rayon::ThreadPool::in_place_scope`] (tasks it spawns run on the `helpers`, and may
-/// borrow from the caller), then the helpers are kept looking for the next pass
-/// ([`keep_awake`]).
+/// [`rayon::ThreadPool::in_place_scope`] (tasks it spawns with [`Pass::spawn`] run on
+/// the `helpers`, and may borrow from the caller), then the helpers are kept looking
+/// for the next pass ([`keep_awake`]).
+///
+/// When `body` is done and a helper's task is still running, the calling thread spins
+/// until it ends ([`wait_for_tasks`]) instead of going to sleep at once: a rayon scope
+/// puts the waiting caller to sleep, and waking it costs tens of microseconds, paid
+/// by the step's more than twenty passes whenever a helper finishes last.
 pub(crate) fn threaded_pass<'scope, R>(
     pool: &rayon::ThreadPool,
     helpers: usize,
-    body: impl FnOnce(&rayon::Scope<'scope>) -> R,
+    body: impl FnOnce(&Pass<'_, 'scope>) -> R,
 ) -> R {
-    let result = pool.in_place_scope(body);
+    let running = Arc::new(AtomicUsize::new(0));
+    let result = pool.in_place_scope(|scope| {
+        let result = body(&Pass {
+            scope,
+            running: &running,
+        });
+        wait_for_tasks(&running);
+        result
+    });
     keep_awake(pool, helpers);
     result
+}
+
+/// How long the calling thread of a threaded pass, its own share done, keeps checking
+/// whether the helpers' tasks have ended before it blocks until they do.
+const SPIN_AT_PASS_END: Duration = Duration::from_micros(200);
+
+/// Spins until no task of the pass is running, or for at most [`SPIN_AT_PASS_END`].
+fn wait_for_tasks(running: &AtomicUsize) {
+    let started = Instant::now();
+    while running.load(Ordering::Acquire) != 0 {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
+        if started.elapsed() >= SPIN_AT_PASS_END {
+            break;
+        }
+    }
+}
+
+/// The helpers' side of one threaded pass, handed to its body.
+pub(crate) struct Pass<'p, 'scope> {
+    scope: &'p rayon::Scope<'scope>,
+    running: &'p Arc<AtomicUsize>,
+}
+
+impl<'scope> Pass<'_, 'scope> {
+    /// Starts `task` on a helper (the pass ends once every task has run).
+    pub(crate) fn spawn(&self, task: impl FnOnce() + Send + 'scope) {
+        let running = Arc::clone(self.running);
+        running.fetch_add(1, Ordering::Relaxed);
+        self.scope.spawn(move |_| {
+            task();
+            running.fetch_sub(1, Ordering::Release);
+        });
+    }
 }
 
 /// Hands each of `pool`'s `helpers` that is not already looking for work a task that
@@ -297,7 +346,7 @@ pub(crate) fn for_each_shared_with<I: Send, S>(
     };
     threaded_pass(&pool, threads - 1, |scope| {
         for _ in 1..threads {
-            scope.spawn(|_| drain());
+            scope.spawn(drain);
         }
         drain();
     });

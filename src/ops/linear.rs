@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::bce;
-use crate::kernels::matmul::{gemm, gemm_overwrite};
+use crate::kernels::matmul::{Product, gemm, gemm_overwrite};
 use crate::kernels::threads::for_each_shared;
 use crate::op::{Op, expect_arity, expect_same_shapes};
 use crate::ops::loss::bce_with_logits;
@@ -269,18 +269,15 @@ fn linear_backward<T: Float>(
     };
     let product = |fresh: bool| if fresh { gemm_overwrite } else { gemm };
     // dx = G' W^T, a [batch, in] product.
-    let dx = |grad_x: &mut Tensor<T>| {
-        let w = weight.as_slice();
-        product(fresh[0])(
-            false,
-            true,
-            batch,
-            features,
-            units,
-            g,
-            w,
-            grad_x.as_mut_slice(),
-        );
+    let dx = Product {
+        overwrite: fresh[0],
+        transpose_a: false,
+        transpose_b: true,
+        m: batch,
+        n: features,
+        k: units,
+        a: g,
+        b: weight.as_slice(),
     };
     // dW = x^T G', an [in, out] product.
     let dw = |grad_weight: &mut Tensor<T>| {

@@ -2,8 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::matmul::{gemm, gemm_overwrite};
-use crate::kernels::threads::join;
+use crate::kernels::matmul::{Product, gemm, gemm_overwrite};
 use crate::op::{Op, expect_arity};
 use crate::tape::Var;
 use crate::tensor::{Shape, Tensor};
@@ -97,22 +96,29 @@ impl<T: Float> Op<T> for MatMul {
         let (m, k) = Self::logical(a.shape(), self.transpose_a);
         let n = g.cols();
         let (a, b, g) = (a.as_slice(), b.as_slice(), g.as_slice());
-        let grad_a_product = |grad_a: &mut Tensor<T>| {
-            if self.transpose_a {
-                // A stored k x m: dA_stored = (G op(B)^T)^T = op(B) G^T, a k x m product.
-                product(fresh[0])(self.transpose_b, true, k, m, n, b, g, grad_a.as_mut_slice());
-            } else {
-                // dA = G op(B)^T, an m x k product.
-                product(fresh[0])(
-                    false,
-                    !self.transpose_b,
-                    m,
-                    k,
-                    n,
-                    g,
-                    b,
-                    grad_a.as_mut_slice(),
-                );
+        let grad_a_product = if self.transpose_a {
+            // A stored k x m: dA_stored = (G op(B)^T)^T = op(B) G^T, a k x m product.
+            Product {
+                overwrite: fresh[0],
+                transpose_a: self.transpose_b,
+                transpose_b: true,
+                m: k,
+                n: m,
+                k: n,
+                a: b,
+                b: g,
+            }
+        } else {
+            // dA = G op(B)^T, an m x k product.
+            Product {
+                overwrite: fresh[0],
+                transpose_a: false,
+                transpose_b: !self.transpose_b,
+                m,
+                n: k,
+                k: n,
+                a: g,
+                b,
             }
         };
         let grad_b_product = |grad_b: &mut Tensor<T>| {
@@ -185,21 +191,26 @@ impl<'t, T: Float> Var<'t, T> {
 
 /// Writes the wanted gradients of a product's two inputs: `first_product` into `first`
 /// and `second_product` into `second`, for those that are `Some`. When both are wanted
-/// they run side by side, each on its own thread ([`join`]): the two backward products
-/// of `C = A B` (`G B^T` and `A^T G`) have the same number of multiply-adds, so neither
-/// waits long for the other. Shared by [`MatMul`] and [`Linear`](crate::ops::linear::Linear).
+/// they run side by side (`Product::run_beside`): `first_product` on the calling thread,
+/// `second_product` on a helper, which then takes `first_product`'s last bands. The two
+/// backward products of `C = A B` (`G B^T` and `A^T G`) have the same number of
+/// multiply-adds, but the one reading `B` transposed (`dX = G W^T` of a layer) also
+/// packs all of `B`, so it goes first and gets the help. Shared by [`MatMul`] and
+/// [`Linear`](crate::ops::linear::Linear).
 pub(crate) fn input_gradients<T: Float>(
     first: Option<&mut Tensor<T>>,
-    first_product: impl FnOnce(&mut Tensor<T>),
+    first_product: Product<'_, T>,
     second: Option<&mut Tensor<T>>,
     second_product: impl FnOnce(&mut Tensor<T>) + Send,
 ) {
     match (first, second) {
         (Some(first), Some(second)) => {
-            join(|| first_product(first), || second_product(second));
+            first_product.run_beside(first.as_mut_slice(), || second_product(second));
         }
         (first, second) => {
-            first.map(first_product);
+            if let Some(first) = first {
+                first_product.run(first.as_mut_slice());
+            }
             second.map(second_product);
         }
     }
