@@ -16,7 +16,11 @@
 //! Options (`--help` lists them with their defaults): `--threads N`, `--steps S` (timed
 //! steps), `--warmup W` (untimed steps first), `--seed X`, `--batch-size N` (100 in
 //! the comparisons), `--shards N` (data parallelism: the minibatch cut into N shards,
-//! each on its own tape and thread; see `TrainConfig::shards`). Progress goes to stderr.
+//! each on its own tape and thread; see `TrainConfig::shards`), `--alternate-threads M`
+//! (blocks of four steps alternate between N and M threads in this one process, and
+//! both medians and their ratio are printed: on a shared machine whose speed drifts,
+//! the gain from a second core measured in one run rather than in two). Progress goes
+//! to stderr.
 //! Prints the median, min and max milliseconds per step, the matrix-product GFLOP/s
 //! implied by the median, the median time of the step's 17 matrix products run alone
 //! (same kernel, same threads: how much of the step is GEMM), and as its last line
@@ -66,7 +70,15 @@ struct Options {
     /// (data parallelism, `TrainConfig::shards`; must divide --batch-size)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = cli::at_least_one)]
     shards: usize,
+    /// Also time M threads in this one run: blocks of 4 steps alternate between --threads
+    /// and M, and the two medians and their ratio are printed (the gain from the extra
+    /// threads, measured in the same minutes, so that a host's drift hits both alike)
+    #[arg(long, value_name = "M", value_parser = cli::at_least_one)]
+    alternate_threads: Option<usize>,
 }
+
+/// Steps per block when `--alternate-threads` switches the thread count.
+const ALTERNATION_BLOCK: usize = 4;
 
 /// FLOPs of the matrix products of one step: forward, weight gradients, and input
 /// gradients for every layer but the first (the data needs none) — 620.13 M at batch 100.
@@ -168,6 +180,13 @@ fn time_products_alone(batch: usize, repeats: usize, rng: &mut StdRng) -> f64 {
 
 fn main() -> ExitCode {
     let options: Options = cli::parse();
+    if options.alternate_threads.is_some() && options.steps < 2 * ALTERNATION_BLOCK {
+        cli::usage_error::<Options>(format!(
+            "--alternate-threads needs at least {} timed steps (--steps), got {}",
+            2 * ALTERNATION_BLOCK,
+            options.steps
+        ));
+    }
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => cli::fail(error),
@@ -198,15 +217,26 @@ fn run(options: &Options) -> gumbelgrad::Result<()> {
         .collect();
 
     let mut step_ms = Vec::with_capacity(options.steps);
+    // Steps timed at `--alternate-threads` (a count's results are the same bits as any
+    // other's, so switching does not change the run).
+    let mut alternate_ms = Vec::with_capacity(options.steps);
     let mut last_loss = f64::NAN;
     let total = options.warmup + options.steps;
     let mut bar = ProgressBar::new(total as u64);
     for step in 0..total {
+        // Counted from the first timed step, which is always at --threads.
+        let block = step.checked_sub(options.warmup).unwrap_or(step) / ALTERNATION_BLOCK;
+        let alternate = options.alternate_threads.filter(|_| block % 2 == 1);
+        gumbelgrad::kernels::set_num_threads(alternate.unwrap_or(options.threads.threads));
         let started = Instant::now();
         let report = trainer.step(&images, &batches[step % NUM_BATCHES])?;
         last_loss = report.loss;
         if step >= options.warmup {
-            step_ms.push(started.elapsed().as_secs_f64() * 1e3);
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            match alternate {
+                Some(_) => alternate_ms.push(ms),
+                None => step_ms.push(ms),
+            }
         }
         let phase = if step < options.warmup {
             "warm-up"
@@ -222,6 +252,7 @@ fn run(options: &Options) -> gumbelgrad::Result<()> {
         );
     }
     bar.finish("steps done");
+    options.threads.apply();
 
     step_ms.sort_by(f64::total_cmp);
     let median = step_ms[step_ms.len() / 2];
@@ -230,9 +261,23 @@ fn run(options: &Options) -> gumbelgrad::Result<()> {
         options.threads.threads,
         options.shards,
         Isa::detect(),
-        options.steps,
+        step_ms.len(),
         options.warmup
     );
+    if let Some(threads) = options.alternate_threads {
+        alternate_ms.sort_by(f64::total_cmp);
+        let alternate_median = alternate_ms[alternate_ms.len() / 2];
+        println!(
+            "alternating blocks of {ALTERNATION_BLOCK} steps: {} thread(s) {median:.3} ms, \
+             {threads} thread(s) {alternate_median:.3} ms (medians of {} and {} steps); \
+             ratio ({threads} / {}) {:.3}",
+            options.threads.threads,
+            step_ms.len(),
+            alternate_ms.len(),
+            options.threads.threads,
+            alternate_median / median
+        );
+    }
     println!(
         "median {median:.3} ms, min {:.3} ms, max {:.3} ms; final loss {last_loss:.2}",
         step_ms[0],

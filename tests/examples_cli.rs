@@ -721,3 +721,39 @@ fn table1_smoke_cell_writes_valid_json_and_its_command() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bench_step_alternates_thread_counts_in_one_run() {
+    let output = run(
+        "bench_step",
+        &[
+            "--threads",
+            "1",
+            "--alternate-threads",
+            "2",
+            "--steps",
+            "8",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("1 thread(s)") && stdout.contains("2 thread(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("medians of 4 and 4 steps"), "{stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("ms_per_step: ")
+    );
+    // Too few steps for two blocks: a usage error before any work.
+    let output = run("bench_step", &["--alternate-threads", "2", "--steps", "7"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("at least 8 timed steps"));
+}
