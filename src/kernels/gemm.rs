@@ -62,6 +62,7 @@ mod pack;
 use std::cell::RefCell;
 use std::sync::{Mutex, OnceLock};
 
+use super::threads::lock;
 use crate::float::Float;
 use microkernel::{Element, MicroKernel, Portable};
 use pack::{a_block_len, a_block_stride, pack_a, pack_a_blocks, pack_b};
@@ -530,9 +531,9 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
         let ((first_a, first_b), helpers) = buffers.split_first_mut().expect("threads >= 2");
         let (queue, first_a) = BandQueue::new(kernel, (problem, blocks), a, b, bands, first_a);
         let queue = &queue;
-        super::threads::threaded_pass(&pool, threads - 1, |scope| {
+        super::threads::threaded_pass(&pool, threads - 1, |pass| {
             for (helper_a, helper_b) in helpers {
-                scope.spawn(move || queue.drain(Some(helper_a), helper_b));
+                pass.spawn(move || queue.drain(Some(helper_a), helper_b));
             }
             queue.drain(first_a, first_b);
         });
@@ -614,21 +615,21 @@ fn run_beside<E: Buffered, K: MicroKernel<E>, R: Send>(
         let (right_buffers, others) = helpers.split_first_mut().expect("threads >= 2");
         // Set by the calling thread once it has packed `A` (while the helper runs
         // `right`); a helper that finds it unset has nothing left to take.
-        let queue = OnceLock::new();
+        let queue = OnceLock::<BandQueue<'_, '_, E, K>>::new();
         let queue = &queue;
-        super::threads::threaded_pass(&pool, threads - 1, move |scope| {
+        super::threads::threaded_pass(&pool, threads - 1, move |pass| {
             let (right_a, right_b) = right_buffers;
-            scope.spawn(move || {
+            pass.spawn(move || {
                 run_right();
                 if let Some(queue) = queue.get() {
-                    BandQueue::drain(queue, Some(right_a), right_b);
+                    queue.drain(Some(right_a), right_b);
                 }
             });
             let (band_queue, first_a) =
                 BandQueue::new(kernel, (problem, blocks), a, b, bands, first_a);
-            let queue: &BandQueue<'_, '_, E, K> = queue.get_or_init(|| band_queue);
+            let queue = queue.get_or_init(|| band_queue);
             for (helper_a, helper_b) in others {
-                scope.spawn(move || queue.drain(Some(helper_a), helper_b));
+                pass.spawn(move || queue.drain(Some(helper_a), helper_b));
             }
             queue.drain(first_a, first_b);
             // A helper that has not started `right` by now leaves it to the calling
@@ -644,13 +645,6 @@ fn run_beside<E: Buffered, K: MicroKernel<E>, R: Send>(
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .expect("a scope returns after all its tasks have run"),
     }
-}
-
-/// Locks `mutex`, also if a thread panicked holding it (the data are plain values).
-fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<'c, E> Band<'c, E> {

@@ -132,8 +132,8 @@ pub fn join<A: Send, B: Send>(
             *lock(&right_result) = Some(on_threads(right_threads, task));
         }
     };
-    let left_result = threaded_pass(&pool, threads - 1, |scope| {
-        scope.spawn(run_right);
+    let left_result = threaded_pass(&pool, threads - 1, |pass| {
+        pass.spawn(run_right);
         let left_result = on_threads(threads - right_threads, left);
         run_right();
         left_result
@@ -299,7 +299,7 @@ fn look_for_work() {
 }
 
 /// Locks `mutex`, also if a thread panicked holding it (the data are plain values).
-fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
+pub(crate) fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -344,9 +344,9 @@ pub(crate) fn for_each_shared_with<I: Send, S>(
             }
         }
     };
-    threaded_pass(&pool, threads - 1, |scope| {
+    threaded_pass(&pool, threads - 1, |pass| {
         for _ in 1..threads {
-            scope.spawn(drain);
+            pass.spawn(drain);
         }
         drain();
     });
