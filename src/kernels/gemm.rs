@@ -62,7 +62,7 @@ mod pack;
 use std::cell::RefCell;
 use std::sync::{Mutex, OnceLock};
 
-use super::threads::lock;
+use super::threads::{FirstComer, lock};
 use crate::float::Float;
 use microkernel::{Element, MicroKernel, Portable};
 use pack::{a_block_len, a_block_stride, pack_a, pack_a_blocks, pack_b};
@@ -600,16 +600,8 @@ fn run_beside<E: Buffered, K: MicroKernel<E>, R: Send>(
         return right();
     };
     let bands = Band::split(problem, K::MR, K::NR, threads * BESIDE_BANDS_PER_THREAD, c);
-    let right_task = Mutex::new(Some(right));
-    let right_result = Mutex::new(None);
-    let run_right = || {
-        let task = lock(&right_task).take();
-        if let Some(task) = task {
-            let result = super::threads::on_threads(1, task);
-            *lock(&right_result) = Some(result);
-        }
-    };
-    let (run_right, right_task) = (&run_right, &right_task);
+    let first_comer = FirstComer::new(right);
+    let right = &first_comer;
     let not_started = E::with_pack_buffers(threads, |buffers| {
         let ((first_a, first_b), helpers) = buffers.split_first_mut().expect("threads >= 2");
         let (right_buffers, others) = helpers.split_first_mut().expect("threads >= 2");
@@ -620,7 +612,7 @@ fn run_beside<E: Buffered, K: MicroKernel<E>, R: Send>(
         super::threads::threaded_pass(&pool, threads - 1, move |pass| {
             let (right_a, right_b) = right_buffers;
             pass.spawn(move || {
-                run_right();
+                right.run(1);
                 if let Some(queue) = queue.get() {
                     queue.drain(Some(right_a), right_b);
                 }
@@ -635,15 +627,12 @@ fn run_beside<E: Buffered, K: MicroKernel<E>, R: Send>(
             // A helper that has not started `right` by now leaves it to the calling
             // thread, which runs it below, once it has given back the packing buffers
             // that `right`'s own products take.
-            lock(right_task).take()
+            right.take()
         })
     });
     match not_started {
         Some(task) => task(),
-        None => right_result
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .expect("a scope returns after all its tasks have run"),
+        None => first_comer.into_result(),
     }
 }
 

@@ -124,25 +124,59 @@ pub fn join<A: Send, B: Send>(
     // `right` goes to whichever thread reaches it first: a helper, or the calling thread
     // once `left` is done (a helper that has not started by then, say on a machine whose
     // other core is busy, does not keep the caller waiting).
-    let right_task = Mutex::new(Some(right));
-    let right_result = Mutex::new(None);
-    let run_right = || {
-        let task = lock(&right_task).take();
-        if let Some(task) = task {
-            *lock(&right_result) = Some(on_threads(right_threads, task));
-        }
-    };
+    let right = FirstComer::new(right);
     let left_result = threaded_pass(&pool, threads - 1, |pass| {
-        pass.spawn(run_right);
+        pass.spawn(|| right.run(right_threads));
         let left_result = on_threads(threads - right_threads, left);
-        run_right();
+        right.run(right_threads);
         left_result
     });
-    let right_result = right_result
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .expect("a scope returns after all its tasks have run");
-    (left_result, right_result)
+    (left_result, right.into_result())
+}
+
+/// A task that runs once, on whichever thread comes to it first, and then its result:
+/// the second task of [`join`] and of a product run beside another task
+/// ([`gemm`](super::gemm)), which a helper starts if it is free and the calling thread
+/// otherwise.
+pub(crate) struct FirstComer<F, R> {
+    task: Mutex<Option<F>>,
+    result: Mutex<Option<R>>,
+}
+
+impl<F: FnOnce() -> R, R> FirstComer<F, R> {
+    /// `task`, not yet run.
+    pub(crate) fn new(task: F) -> Self {
+        FirstComer {
+            task: Mutex::new(Some(task)),
+            result: Mutex::new(None),
+        }
+    }
+
+    /// Runs the task with at most `threads` threads ([`on_threads`]), unless a thread
+    /// has already taken it.
+    pub(crate) fn run(&self, threads: usize) {
+        if let Some(task) = self.take() {
+            let result = on_threads(threads, task);
+            *lock(&self.result) = Some(result);
+        }
+    }
+
+    /// The task, unless a thread has already taken it: for a caller that runs it later.
+    pub(crate) fn take(&self) -> Option<F> {
+        lock(&self.task).take()
+    }
+
+    /// The result of the task, which a thread has run ([`FirstComer::run`]).
+    ///
+    /// # Panics
+    /// If no thread has run it: the callers end a threaded pass, which runs every task
+    /// it spawned, before they ask.
+    pub(crate) fn into_result(self) -> R {
+        self.result
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .expect("a scope returns after all its tasks have run")
+    }
 }
 
 /// The number of threads matrix products currently may use ([`default_num_threads`]
