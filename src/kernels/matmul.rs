@@ -183,8 +183,8 @@ impl<T: Float> Product<'_, T> {
             return super::threads::join(|| self.run(c), right).1;
         }
         let config = super::gemm::GemmConfig::current();
-        let shape = ((transpose_a, transpose_b), (m, n, k));
-        super::gemm::gemm_beside(&config, overwrite, shape.0, shape.1, a, b, c, right)
+        let (transposes, dimensions) = ((transpose_a, transpose_b), (m, n, k));
+        super::gemm::gemm_beside(&config, overwrite, transposes, dimensions, a, b, c, right)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 }

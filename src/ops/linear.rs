@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::bce;
-use crate::kernels::matmul::{Product, gemm, gemm_overwrite};
+use crate::kernels::matmul::{Product, gemm_overwrite};
 use crate::kernels::threads::for_each_shared;
 use crate::op::{Op, expect_arity, expect_same_shapes};
 use crate::ops::loss::bce_with_logits;
@@ -267,7 +267,6 @@ fn linear_backward<T: Float>(
     let [grad_x, grad_weight, grad_bias] = grad_inputs else {
         unreachable!("linear has three inputs")
     };
-    let product = |fresh: bool| if fresh { gemm_overwrite } else { gemm };
     // dx = G' W^T, a [batch, in] product.
     let dx = Product {
         overwrite: fresh[0],
@@ -280,20 +279,17 @@ fn linear_backward<T: Float>(
         b: weight.as_slice(),
     };
     // dW = x^T G', an [in, out] product.
-    let dw = |grad_weight: &mut Tensor<T>| {
-        let x = x.as_slice();
-        product(fresh[1])(
-            true,
-            false,
-            features,
-            units,
-            batch,
-            x,
-            g,
-            grad_weight.as_mut_slice(),
-        );
+    let dw = Product {
+        overwrite: fresh[1],
+        transpose_a: true,
+        transpose_b: false,
+        m: features,
+        n: units,
+        k: batch,
+        a: x.as_slice(),
+        b: g,
     };
-    // The two products have the same size: side by side, each on its own thread.
+    // Side by side: dW on a helper, which then takes the last bands of dX.
     input_gradients(grad_x.as_deref_mut(), dx, grad_weight.as_deref_mut(), dw);
     if let Some(grad_bias) = grad_bias.as_deref_mut() {
         // db = sum over rows of G', row by row (the unfused broadcast add's order).

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::matmul::{Product, gemm, gemm_overwrite};
+use crate::kernels::matmul::{Product, gemm_overwrite};
 use crate::op::{Op, expect_arity};
 use crate::tape::Var;
 use crate::tensor::{Shape, Tensor};
@@ -91,7 +91,6 @@ impl<T: Float> Op<T> for MatMul {
         grad_inputs: &mut [Option<&mut Tensor<T>>],
         fresh: &[bool],
     ) {
-        let product = |fresh: bool| if fresh { gemm_overwrite } else { gemm };
         let (a, b, g) = (inputs[0], inputs[1], grad_output);
         let (m, k) = Self::logical(a.shape(), self.transpose_a);
         let n = g.cols();
@@ -121,22 +120,29 @@ impl<T: Float> Op<T> for MatMul {
                 b,
             }
         };
-        let grad_b_product = |grad_b: &mut Tensor<T>| {
-            if self.transpose_b {
-                // B stored n x k: dB_stored = (op(A)^T G)^T = G^T op(A), an n x k product.
-                product(fresh[1])(true, self.transpose_a, n, k, m, g, a, grad_b.as_mut_slice());
-            } else {
-                // dB = op(A)^T G, a k x n product.
-                product(fresh[1])(
-                    !self.transpose_a,
-                    false,
-                    k,
-                    n,
-                    m,
-                    a,
-                    g,
-                    grad_b.as_mut_slice(),
-                );
+        let grad_b_product = if self.transpose_b {
+            // B stored n x k: dB_stored = (op(A)^T G)^T = G^T op(A), an n x k product.
+            Product {
+                overwrite: fresh[1],
+                transpose_a: true,
+                transpose_b: self.transpose_a,
+                m: n,
+                n: k,
+                k: m,
+                a: g,
+                b: a,
+            }
+        } else {
+            // dB = op(A)^T G, a k x n product.
+            Product {
+                overwrite: fresh[1],
+                transpose_a: !self.transpose_a,
+                transpose_b: false,
+                m: k,
+                n,
+                k: m,
+                a,
+                b: g,
             }
         };
         let [grad_a, grad_b] = grad_inputs else {
@@ -201,17 +207,20 @@ pub(crate) fn input_gradients<T: Float>(
     first: Option<&mut Tensor<T>>,
     first_product: Product<'_, T>,
     second: Option<&mut Tensor<T>>,
-    second_product: impl FnOnce(&mut Tensor<T>) + Send,
+    second_product: Product<'_, T>,
 ) {
     match (first, second) {
         (Some(first), Some(second)) => {
-            first_product.run_beside(first.as_mut_slice(), || second_product(second));
+            let second = second.as_mut_slice();
+            first_product.run_beside(first.as_mut_slice(), || second_product.run(second));
         }
         (first, second) => {
             if let Some(first) = first {
                 first_product.run(first.as_mut_slice());
             }
-            second.map(second_product);
+            if let Some(second) = second {
+                second_product.run(second.as_mut_slice());
+            }
         }
     }
 }
