@@ -192,7 +192,7 @@ fn run() -> Result<()> {
     if passed && caught {
         println!("PASS: swish's VJP matches finite differences, and the broken one does not.");
         println!("Write your own op the same way, then property-test it over random shapes and");
-        println!("values with the strategies in gumbelgrad::testing (see tests/ops_gradcheck.rs).");
+        println!("values with gumbelgrad::testing (see tests/suite/ops_gradcheck.rs).");
         Ok(())
     } else {
         eprintln!("FAIL: correct VJP passed: {passed}; wrong VJP caught: {caught}");

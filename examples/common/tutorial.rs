@@ -1,5 +1,5 @@
 //! What the tutorial's examples share: the `--out`/`--seed` options, the
-//! `figure NAME = VALUE` lines that the chapters quote (and `tests/tutorial.rs` checks),
+//! `figure NAME = VALUE` lines that the chapters quote (and `tests/suite/tutorial.rs` checks),
 //! and the statistics of many single-sample estimates against an exact gradient.
 //!
 //! An example includes it with
@@ -76,7 +76,7 @@ pub fn figure(name: &str, value: f64) {
 ///
 /// Training runs thousands of matrix products whose last bits depend on the SIMD kernel
 /// the CPU selects (AVX-512 and AVX2 tile the sums differently), and the sampled
-/// training path can amplify that; `tests/tutorial.rs` therefore accepts a quoted value
+/// training path can amplify that; `tests/suite/tutorial.rs` therefore accepts a quoted value
 /// within `tolerance` of the printed one. The tolerances are below the spread between
 /// seeds, so a change in the model or the training protocol still shows.
 pub fn figure_within(name: &str, value: f64, tolerance: f64) {

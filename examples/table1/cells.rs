@@ -608,7 +608,7 @@ pub fn evaluate_cell(
 
 /// Trains one cell on `train` images (`[n, 784]`, binary) and evaluates it on `test`.
 /// `on_epoch(epoch, mean training cost)` is called after every epoch.
-#[allow(dead_code)] // the runner calls `run_cell_resumable`; tests/table1.rs calls this
+#[allow(dead_code)] // the runner calls `run_cell_resumable`; tests/suite/table1.rs calls this
 pub fn run_cell(
     cell: &Cell,
     budget: &Budget,

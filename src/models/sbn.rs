@@ -51,7 +51,7 @@
 //! Estimators that call the cost several times (MuProp, DARN, REBAR, RELAX) therefore
 //! run layer 2 several times per step, each time with fresh noise: the cost they see is
 //! itself a random variable, independent of layer 1's sample, which keeps the unbiased
-//! ones unbiased (tested by enumeration in `tests/sbn.rs`), and stateful layer-2
+//! ones unbiased (tested by enumeration in `tests/suite/sbn.rs`), and stateful layer-2
 //! estimators (moving-average baselines) update once per call.
 //!
 //! # MuProp's mean-field network
@@ -64,7 +64,7 @@
 //! the sampling closure instead, `f(h1_bar)` and `f'(h1_bar)` would carry layer 2's noise
 //! (its sample, and its own score-function term in the slope), a baseline less correlated
 //! with the cost: on a small SBN the layer-1 gradient's variance doubles
-//! (`tests/sbn.rs`). Either way the estimate is unbiased, since the baseline is linear in
+//! (`tests/suite/sbn.rs`). Either way the estimate is unbiased, since the baseline is linear in
 //! `h_1` with coefficients independent of its sample.
 
 use rand::rngs::StdRng;

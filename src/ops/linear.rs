@@ -4,7 +4,7 @@
 //!
 //! Each computes *exactly* what its unfused chain computes, in the same order of
 //! floating-point operations, so swapping one for the other changes no bit of a value
-//! or gradient (`tests/ops_fused.rs` checks this, besides the usual gradcheck). What
+//! or gradient (`tests/suite/ops_fused.rs` checks this, besides the usual gradcheck). What
 //! fusing saves is the intermediate tensors: no `[batch, out]` buffer for `x W` and
 //! another for `x W + b`, no `[batch, pixels]` buffer of per-pixel losses, and one
 //! pass over the output instead of two or three, while it is still in cache.

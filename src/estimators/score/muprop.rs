@@ -46,7 +46,7 @@
 //!
 //! so it is **biased** whenever `s > 1`: it shrinks the noisy score part towards the
 //! deterministic mean-field gradient `mu_b`. (`s * g_nvil - (s - 1) mu_b` is unbiased;
-//! `tests/estimators_score.rs` checks exactly that against enumeration.)
+//! `tests/suite/estimators_score.rs` checks exactly that against enumeration.)
 
 use rand::RngCore;
 

@@ -4,8 +4,8 @@
 //! line of valid JSON and no non-finite number (`null`) in it, or exits with status 1
 //! or 2 and an error message. Never a panic (status 101), never a NaN printed.
 //!
-//! Like `tests/examples_cli.rs`, this runs the binary that `cargo test` builds in
-//! `target/<profile>/examples/`; with `--test examples_cli_arguments` alone, build it
+//! Like `tests/suite/examples_cli.rs`, this runs the binary that `cargo test` builds in
+//! `target/<profile>/examples/`; with `--test suite` alone, build it
 //! first with `cargo build --examples` in the same profile.
 
 use std::path::{Path, PathBuf};

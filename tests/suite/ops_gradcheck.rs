@@ -6,9 +6,7 @@
 //! *every* input must match five-point central differences in f64 with
 //! `max_rel_error <= 1e-6`.
 
-mod common;
-
-use common::{Kind, case};
+use crate::common::{Kind, case};
 use gumbelgrad::testing::config;
 use gumbelgrad::{GradcheckOptions, gradcheck};
 use proptest::prelude::*;

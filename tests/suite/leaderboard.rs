@@ -14,16 +14,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 // The runner is a program (examples/leaderboard), not library API: its modules are
-// compiled into this test, with the Table 1 cells and the command-line module they use.
-#[path = "../examples/leaderboard/cell.rs"]
+// compiled into this test. The Table 1 cells and the command-line module they use are
+// compiled once into the suite (`main.rs`); `cell.rs` finds them here as its siblings.
+#[path = "../../examples/leaderboard/cell.rs"]
 mod cell;
-#[path = "../examples/common/cli.rs"]
-#[allow(dead_code)] // the runner uses only a part of it
-mod cli;
-#[path = "../examples/table1/cells.rs"]
-#[allow(dead_code)] // the leaderboard uses the VAE pieces
-mod table1;
-#[path = "../examples/leaderboard/variance.rs"]
+use crate::cli;
+use crate::table1_cells as table1;
+#[path = "../../examples/leaderboard/variance.rs"]
 mod variance;
 
 use cell::{Cell, Event, MODELS, Protocol, Splits, estimators_of, run_cell};

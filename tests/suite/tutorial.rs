@@ -14,7 +14,7 @@
 //!
 //! These run the example binaries that `cargo test` builds next to the test binaries
 //! (`target/<profile>/examples/`). A run that selects only this test
-//! (`cargo test --release --test tutorial`) does not build them: build them first with
+//! (`cargo test --release --test suite tutorial::`) does not build them: build them first with
 //! `cargo build --release --examples`.
 
 use std::collections::BTreeMap;
@@ -32,7 +32,7 @@ fn example(name: &str) -> PathBuf {
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
-        "{} is missing: `cargo test` builds the examples; with `--test tutorial` alone, \
+        "{} is missing: `cargo test` builds the examples; with `--test suite` alone, \
          run `cargo build --release --examples` first",
         path.display()
     );

@@ -1,8 +1,6 @@
 //! Algebraic properties of the ops, f32/f64 agreement, and extreme inputs.
 
-mod common;
-
-use common::{Kind, OpCase, case};
+use crate::common::{Kind, OpCase, case};
 use gumbelgrad::testing::{config, grouped_tensor, sub_range, tensor_in, tensor_of_shape};
 use gumbelgrad::{Float, Shape, Tape, Tensor};
 use proptest::prelude::*;

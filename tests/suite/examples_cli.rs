@@ -4,7 +4,7 @@
 //!
 //! These run the example binaries that `cargo test` builds next to the test binaries
 //! (`target/<profile>/examples/`). A run that selects only this test
-//! (`cargo test --test examples_cli`) does not build them: build them first with
+//! (`cargo test --test suite examples_cli::`) does not build them: build them first with
 //! `cargo build --examples` (same profile).
 
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ fn example(name: &str) -> PathBuf {
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
-        "{} is missing: `cargo test` builds the examples; with `--test examples_cli` alone, \
+        "{} is missing: `cargo test` builds the examples; with `--test suite` alone, \
          run `cargo build --examples` in the same profile first",
         path.display()
     );

@@ -6,13 +6,8 @@ use gumbelgrad::estimators::Estimator;
 use gumbelgrad::io::json::Json;
 
 // The harness is a program (examples/table1), not library API: its cells module is
-// compiled into this test as well.
-#[path = "../examples/table1/cells.rs"]
-mod cells;
-// ... and so is the examples' command-line module, whose JSON numbers it writes with.
-#[path = "../examples/common/cli.rs"]
-#[allow(dead_code)] // the cells use only a part of it
-mod cli;
+// compiled into the suite (`main.rs`) as `table1_cells`.
+use crate::table1_cells as cells;
 
 use cells::{
     Budget, COLUMNS, Cell, ROWS, ResultsFile, TrainedCell, checkpoint_path, evaluate_cell,
