@@ -2,10 +2,7 @@
 //! arguments checked before any work, truthful output, valid JSON, and metrics that
 //! agree with the checkpoint after a crash.
 //!
-//! These run the example binaries that `cargo test` builds next to the test binaries
-//! (`target/<profile>/examples/`). A run that selects only this test
-//! (`cargo test --test suite examples_cli::`) does not build them: build them first with
-//! `cargo build --examples` (same profile).
+//! These run the example binaries that `cargo test` builds (see `example_binary`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -33,23 +30,7 @@ const EXAMPLES: [&str; 18] = [
     "tutorial_08_next",
 ];
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let path = profile
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test` builds the examples; with `--test suite` alone, \
-         run `cargo build --examples` in the same profile first",
-        path.display()
-    );
-    path
-}
+use crate::example_binary::path as example;
 
 fn run(name: &str, args: &[&str]) -> Output {
     Command::new(example(name))

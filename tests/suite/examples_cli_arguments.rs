@@ -4,11 +4,10 @@
 //! line of valid JSON and no non-finite number (`null`) in it, or exits with status 1
 //! or 2 and an error message. Never a panic (status 101), never a NaN printed.
 //!
-//! Like `tests/suite/examples_cli.rs`, this runs the binary that `cargo test` builds in
-//! `target/<profile>/examples/`; with `--test suite` alone, build it
-//! first with `cargo build --examples` in the same profile.
+//! Like `examples_cli`, this runs the binary that `cargo test` builds (see
+//! `example_binary`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use gumbelgrad::io::json::Json;
@@ -16,21 +15,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 
 fn categorical_vae() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let path = profile
-        .join("examples")
-        .join(format!("categorical_vae{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test` builds the examples; with this test alone, run \
-         `cargo build --examples` in the same profile first",
-        path.display()
-    );
-    path
+    crate::example_binary::path("categorical_vae")
 }
 
 /// Values any numeric flag may get: invalid, extreme, or ordinary.

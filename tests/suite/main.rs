@@ -30,6 +30,7 @@ mod estimators_resume;
 mod estimators_score;
 mod estimators_statistics;
 mod estimators_tuning_interval;
+mod example_binary;
 mod examples_cli;
 mod examples_cli_arguments;
 mod gemm;

@@ -12,32 +12,13 @@
 //! printed one, if it quotes nothing, or if a figure it shows (`](figures/FILE.svg)`) is
 //! missing from `docs/tutorial/figures/` or was not drawn by the example.
 //!
-//! These run the example binaries that `cargo test` builds next to the test binaries
-//! (`target/<profile>/examples/`). A run that selects only this test
-//! (`cargo test --release --test suite tutorial::`) does not build them: build them first with
-//! `cargo build --release --examples`.
+//! These run the example binaries that `cargo test` builds (see `example_binary`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let path = profile
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test` builds the examples; with `--test suite` alone, \
-         run `cargo build --release --examples` first",
-        path.display()
-    );
-    path
-}
+use crate::example_binary::path as example;
 
 fn tutorial_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tutorial")
