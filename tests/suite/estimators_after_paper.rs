@@ -11,6 +11,8 @@ use gumbelgrad::{Tape, Tensor, Var};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::sample_summary::Summary;
+
 /// The toy cost on a `[batch, D]` latent: `f(z) = tanh(<z, a>) + <z, b>^2`.
 fn toy_cost<'t>(z: Var<'t, f64>, a: Var<'t, f64>, b: Var<'t, f64>) -> Var<'t, f64> {
     (z * a).sum_cols().tanh() + (z * b).sum_cols().square()
@@ -78,76 +80,6 @@ impl Toy {
         let estimate = estimator.estimate(x, group_size, &mut |z| toy_cost(z, a, b), rng);
         tape.backward(estimate.loss).unwrap();
         x.grad().unwrap().map(|g| g * samples as f64)
-    }
-}
-
-/// Per-component mean and standard error of the rows, the total variance (sum of the
-/// per-component variances) and its standard error.
-struct Summary {
-    mean: Vec<f64>,
-    se: Vec<f64>,
-    variance: f64,
-    variance_se: f64,
-}
-
-impl Summary {
-    fn of(samples: &Tensor<f64>) -> Summary {
-        let (m, d) = (samples.rows(), samples.cols());
-        let mut mean = vec![0.0; d];
-        for r in 0..m {
-            for (a, &x) in mean.iter_mut().zip(samples.row(r)) {
-                *a += x / m as f64;
-            }
-        }
-        let mut var = vec![0.0; d];
-        let mut norms = Vec::with_capacity(m);
-        for r in 0..m {
-            let mut norm = 0.0;
-            for ((v, &x), &mu) in var.iter_mut().zip(samples.row(r)).zip(&mean) {
-                *v += (x - mu).powi(2) / (m - 1) as f64;
-                norm += (x - mu).powi(2);
-            }
-            norms.push(norm);
-        }
-        let variance: f64 = var.iter().sum();
-        let spread = norms.iter().map(|s| (s - variance).powi(2)).sum::<f64>() / (m - 1) as f64;
-        Summary {
-            se: var.iter().map(|v| (v / m as f64).sqrt()).collect(),
-            mean,
-            variance,
-            variance_se: (spread / m as f64).sqrt(),
-        }
-    }
-
-    /// Euclidean distance of the mean from `target`, and the standard error of that
-    /// distance (at most the norm of the mean's error).
-    fn bias(&self, target: &[f64]) -> (f64, f64) {
-        let bias = self
-            .mean
-            .iter()
-            .zip(target)
-            .map(|(a, b)| (a - b).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let se = self.se.iter().map(|s| s * s).sum::<f64>().sqrt();
-        (bias, se)
-    }
-
-    /// Asserts every component of the mean is within 4 standard errors of `target`,
-    /// and that the test has power: 4 standard errors are below a tenth of the
-    /// largest component of `target`.
-    fn assert_unbiased(&self, target: &[f64], what: &str) {
-        let largest = target.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-        for (i, ((&mean, &se), &t)) in self.mean.iter().zip(&self.se).zip(target).enumerate() {
-            assert!(
-                (mean - t).abs() < 4.0 * se,
-                "{what}: component {i}: mean {mean:.5} vs exact {t:.5} (se {se:.5})"
-            );
-            assert!(
-                4.0 * se < 0.1 * largest,
-                "{what}: component {i}: se {se:.5} too large to test against {largest:.5}"
-            );
-        }
     }
 }
 

@@ -7,6 +7,8 @@ use gumbelgrad::{Tape, Tensor, Var};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::sample_summary;
+
 /// Upper `alpha = 1e-3` quantile of the chi-square distribution with `df` degrees of
 /// freedom, by the Wilson-Hilferty approximation (z_{0.999} = 3.0902).
 fn chi_square_critical(df: usize) -> f64 {
@@ -158,8 +160,8 @@ fn exact_rejects_problems_too_large_to_enumerate() {
     assert!(exact::categorical(&[f64::NAN, 0.0], 2, |_| 0.0).is_err());
 }
 
-/// Mean, per-component standard error, bias norm and total variance of a set of
-/// single-sample gradient estimates (one per row).
+/// The bias norm (with its standard error) and the total variance (with its standard
+/// error) of a set of single-sample gradient estimates (one per row) against `exact`.
 struct Summary {
     bias: f64,
     bias_se: f64,
@@ -168,42 +170,13 @@ struct Summary {
 }
 
 fn summarise(samples: &Tensor<f64>, exact: &[f64]) -> Summary {
-    let (m, d) = (samples.rows(), samples.cols());
-    let mut mean = vec![0.0; d];
-    for r in 0..m {
-        for (a, &b) in mean.iter_mut().zip(samples.row(r)) {
-            *a += b / m as f64;
-        }
-    }
-    let mut var = vec![0.0; d];
-    let mut squared_norms = Vec::with_capacity(m);
-    for r in 0..m {
-        let mut norm = 0.0;
-        for ((v, &x), &mu) in var.iter_mut().zip(samples.row(r)).zip(&mean) {
-            *v += (x - mu).powi(2) / (m - 1) as f64;
-            norm += (x - mu).powi(2);
-        }
-        squared_norms.push(norm);
-    }
-    let variance: f64 = var.iter().sum();
-    let spread = squared_norms
-        .iter()
-        .map(|s| (s - variance).powi(2))
-        .sum::<f64>()
-        / (m - 1) as f64;
-    let bias = mean
-        .iter()
-        .zip(exact)
-        .map(|(a, b)| (a - b).powi(2))
-        .sum::<f64>()
-        .sqrt();
+    let s = sample_summary::Summary::of(samples);
+    let (bias, bias_se) = s.bias(exact);
     Summary {
         bias,
-        // the error of the bias norm is at most the norm of the mean's error, whose
-        // size is sqrt(sum of per-component variances of the mean)
-        bias_se: (variance / m as f64).sqrt(),
-        variance,
-        variance_se: (spread / m as f64).sqrt(),
+        bias_se,
+        variance: s.variance,
+        variance_se: s.variance_se,
     }
 }
 

@@ -46,6 +46,7 @@ mod ops_fused;
 mod ops_gradcheck;
 mod ops_properties;
 mod optim;
+mod sample_summary;
 mod sbn;
 mod sbn_resume;
 mod semi_supervised;
