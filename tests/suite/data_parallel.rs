@@ -3,6 +3,7 @@
 //! refused; a sharded run resumes bit for bit and checks its shard count. (That the
 //! thread count changes no bit is checked in `tests/threads.rs`.)
 
+use crate::same_bits::assert_same_parameters;
 use gumbelgrad::Error;
 use gumbelgrad::Tensor;
 use gumbelgrad::estimators::TemperatureSchedule;
@@ -137,19 +138,11 @@ fn a_sharded_run_resumes_bit_for_bit_and_checks_its_shards() {
     for _ in 0..2 {
         resumed.train_epoch(&images, |_| {}).unwrap();
     }
-    for ((name, a), (_, b)) in uninterrupted
-        .model()
-        .parameters()
-        .iter()
-        .zip(resumed.model().parameters().iter())
-    {
-        let same = a
-            .as_slice()
-            .iter()
-            .zip(b.as_slice())
-            .all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same, "parameter {name} differs after resume");
-    }
+    assert_same_parameters(
+        uninterrupted.model().parameters(),
+        resumed.model().parameters(),
+        "after resume",
+    );
 }
 
 #[test]

@@ -46,6 +46,7 @@ mod ops_fused;
 mod ops_gradcheck;
 mod ops_properties;
 mod optim;
+mod same_bits;
 mod sample_summary;
 mod sbn;
 mod sbn_resume;

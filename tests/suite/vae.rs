@@ -1,6 +1,7 @@
 //! The categorical VAE: analytic KL against enumeration, gradients against finite
 //! differences, bit-identical resume.
 
+use crate::same_bits::assert_same_parameters;
 use gumbelgrad::estimators::{Estimator, GradientEstimator, TemperatureSchedule};
 use gumbelgrad::models::{DiscreteVae, Latent, ResumeOptions, TrainConfig, Trainer, VaeConfig};
 use gumbelgrad::optim::LearningRateSchedule;
@@ -283,19 +284,11 @@ fn resume_continues_bit_for_bit() {
     for _ in 0..2 {
         resumed.train_epoch(&images, |_| {}).unwrap();
     }
-    for ((name, a), (_, b)) in uninterrupted
-        .model()
-        .parameters()
-        .iter()
-        .zip(resumed.model().parameters().iter())
-    {
-        let same_bits = a
-            .as_slice()
-            .iter()
-            .zip(b.as_slice())
-            .all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same_bits, "parameter {name} differs after resume");
-    }
+    assert_same_parameters(
+        uninterrupted.model().parameters(),
+        resumed.model().parameters(),
+        "after resume",
+    );
 }
 
 #[test]
