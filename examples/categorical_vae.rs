@@ -1,7 +1,7 @@
 //! Trains the categorical VAE of Jang, Gu & Poole (2017) and shows what it learned.
 //!
 //! With no arguments it trains on digits the crate draws itself (no download), in about
-//! a minute on two cores, and writes pictures and metrics to `out/categorical_vae/`:
+//! 15 seconds on two cores, and writes pictures and metrics to `out/categorical_vae/`:
 //!
 //! ```text
 //! cargo run --release --example categorical_vae
