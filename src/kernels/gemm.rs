@@ -520,9 +520,7 @@ fn run_threads<E: Buffered, K: MicroKernel<E>>(
     let work = m.saturating_mul(n).saturating_mul(k);
     let threads = threads.min((work / min_work_per_thread).max(1));
     let blocks = Blocks::of::<E, K>(problem);
-    let pool = (threads > 1)
-        .then(|| super::threads::helper_pool(threads - 1))
-        .flatten();
+    let pool = super::threads::helpers_for(threads);
     let Some(pool) = pool else {
         return run_alone(kernel, (problem, blocks), a, b, c);
     };
@@ -592,9 +590,7 @@ fn run_beside<E: Buffered, K: MicroKernel<E>, R: Send>(
     right: impl FnOnce() -> R + Send,
 ) -> R {
     let blocks = Blocks::of::<E, K>(problem);
-    let pool = (threads > 1)
-        .then(|| super::threads::helper_pool(threads - 1))
-        .flatten();
+    let pool = super::threads::helpers_for(threads);
     let Some(pool) = pool else {
         run_alone(kernel, (problem, blocks), a, b, c);
         return right();

@@ -116,7 +116,7 @@ pub fn join<A: Send, B: Send>(
     right: impl FnOnce() -> B + Send,
 ) -> (A, B) {
     let threads = num_threads();
-    let pool = (threads > 1).then(|| helper_pool(threads - 1)).flatten();
+    let pool = helpers_for(threads);
     let Some(pool) = pool else {
         return (left(), right());
     };
@@ -223,6 +223,13 @@ pub(crate) fn helper_pool(helpers: usize) -> Option<Arc<rayon::ThreadPool>> {
     let pool = Arc::new(pool);
     pools.push((helpers, Arc::clone(&pool)));
     Some(pool)
+}
+
+/// The helpers that join the calling thread when work runs on `threads` threads:
+/// `None` with one thread, or if the operating system refuses to start threads (the
+/// caller then does the work alone).
+pub(crate) fn helpers_for(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+    (threads > 1).then(|| helper_pool(threads - 1)).flatten()
 }
 
 /// How long a helper keeps looking for work after its last task before it goes to sleep.
@@ -361,7 +368,7 @@ pub(crate) fn for_each_shared_with<I: Send, S>(
     work: impl Fn(&mut S, I) + Sync,
 ) {
     let threads = num_threads();
-    let pool = (threads > 1).then(|| helper_pool(threads - 1)).flatten();
+    let pool = helpers_for(threads);
     let Some(pool) = pool else {
         let mut state = state();
         items.for_each(|item| work(&mut state, item));
